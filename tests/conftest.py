@@ -1,0 +1,45 @@
+"""Shared test fixtures: real data and the real COCO teacher from ../shared/fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures")).resolve()
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"fixture {path} is absent (tests read real data from ../shared/fixtures)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return _need(FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def teacher_pt() -> Path:
+    """The COCO-trained YOLOv8n checkpoint (80 classes)."""
+    return _need(FIXTURES / "weights" / "yolov8n-coco.pt")
+
+
+@pytest.fixture(scope="session")
+def coco8_yaml() -> Path:
+    return _need(FIXTURES / "coco8" / "coco8.yaml")
+
+
+@pytest.fixture(scope="session")
+def coco_mini_yaml() -> Path:
+    return _need(FIXTURES / "coco-mini" / "data.yaml")
+
+
+@pytest.fixture(scope="session")
+def vehicles_yaml() -> Path:
+    return _need(FIXTURES / "vehicles" / "data.yaml")
