@@ -1,0 +1,155 @@
+"""Map a teacher's classes onto the student's (subset, relabelled, many-to-one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+ClassRef = int | str
+MappingSpec = Mapping[ClassRef, ClassRef | Sequence[ClassRef] | None]
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """For each student class, the teacher classes that carry its score (empty: no teacher signal).
+
+    The score of student class c is the maximum of the teacher's logits over its mapped classes
+    (the max of the sigmoid probabilities, since sigmoid is monotone).
+    """
+
+    teacher_names: tuple[str, ...]
+    student_names: tuple[str, ...]
+    sources: tuple[tuple[int, ...], ...]  # per student class: teacher class ids
+
+    @property
+    def is_identity(self) -> bool:
+        return len(self.teacher_names) == len(self.student_names) and all(
+            s == (i,) for i, s in enumerate(self.sources)
+        )
+
+    @property
+    def mapped(self) -> list[bool]:
+        return [bool(s) for s in self.sources]
+
+    def describe(self) -> str:
+        rows = []
+        for name, src in zip(self.student_names, self.sources):
+            rows.append(f"{name} <- {', '.join(self.teacher_names[i] for i in src) or '(none: features only)'}")
+        return "; ".join(rows)
+
+    def map_logits(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """(B, nc_teacher, A) teacher logits -> (B, nc_student, A); unmapped classes get a very low logit."""
+        if self.is_identity:
+            return teacher_logits
+        b, _, a = teacher_logits.shape
+        out = teacher_logits.new_full((b, len(self.sources), a), -30.0)
+        for c, src in enumerate(self.sources):
+            if len(src) == 1:
+                out[:, c] = teacher_logits[:, src[0]]
+            elif src:
+                out[:, c] = teacher_logits[:, list(src)].amax(dim=1)
+        return out
+
+    def class_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.tensor(self.mapped, dtype=torch.bool, device=device)
+
+
+class ClassMapError(ValueError):
+    """A student class cannot be related to the teacher's classes."""
+
+
+def _resolve(ref: ClassRef, names: Sequence[str], who: str) -> int:
+    if isinstance(ref, bool):
+        raise ClassMapError(f"class reference {ref!r} is not an id or a name")
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+        i = int(ref)
+        if not 0 <= i < len(names):
+            raise ClassMapError(f"{who} class id {i} is out of range 0..{len(names) - 1}")
+        return i
+    lookup = {_norm(n): i for i, n in enumerate(names)}
+    if _norm(ref) not in lookup:
+        raise ClassMapError(f"{who} has no class named {ref!r}; its classes are: {', '.join(names)}")
+    return lookup[_norm(ref)]
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str) and not value.strip():
+        return []
+    return [value]
+
+
+def build_class_map(
+    teacher_names: Sequence[str], student_names: Sequence[str], spec: MappingSpec | None = None
+) -> ClassMap:
+    """Relate student classes to teacher classes.
+
+    Args:
+        teacher_names: teacher class names in id order.
+        student_names: student (dataset) class names in id order.
+        spec: optional explicit mapping ``{student id or name: teacher id/name, list of them, or None}``.
+            Classes it omits are matched by name. ``None``/empty maps a class to nothing (it is then
+            distilled only through features and boxes).
+
+    Raises:
+        ClassMapError: a reference names no class, or a student class has no teacher class and no
+            explicit entry, with the fix in the message.
+    """
+    teacher_names, student_names = tuple(map(str, teacher_names)), tuple(map(str, student_names))
+    sources: list[tuple[int, ...] | None] = [None] * len(student_names)
+    for key, value in (spec or {}).items():
+        c = _resolve(key, student_names, "the student's dataset")
+        sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
+
+    same_names = [_norm(n) for n in teacher_names] == [_norm(n) for n in student_names]
+    if not spec and (same_names or len(teacher_names) == len(student_names)):
+        return ClassMap(teacher_names, student_names, tuple((i,) for i in range(len(student_names))))
+
+    by_name = {_norm(n): i for i, n in enumerate(teacher_names)}
+    missing = []
+    for c, name in enumerate(student_names):
+        if sources[c] is None:
+            if _norm(name) in by_name:
+                sources[c] = (by_name[_norm(name)],)
+            else:
+                missing.append(name)
+    if missing:
+        raise ClassMapError(
+            f"the teacher has {len(teacher_names)} classes and the student {len(student_names)}, and student "
+            f"class(es) {missing} match no teacher class by name. Map them explicitly, e.g. "
+            f"--class-map '{missing[0]}=<teacher class>[,<another>]' (or '{missing[0]}=' to distil it through "
+            "features only), or add a `teacher_classes:` (or `coco_classes:` for a COCO teacher) block to the "
+            "data YAML mapping each student class id to teacher class ids."
+        )
+    return ClassMap(teacher_names, student_names, tuple(s or () for s in sources))
+
+
+def parse_class_map_arg(text: str) -> dict[str, list[str]]:
+    """Parse the CLI form ``'Bus=bus;Ambulance=car,truck;3=motorcycle'`` into a mapping spec."""
+    spec: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        if "=" not in part:
+            raise ClassMapError(f"--class-map entry {part!r} must look like 'student=teacher[,teacher...]'")
+        key, value = part.split("=", 1)
+        spec[key.strip()] = _as_list(value.strip())
+    return spec
+
+
+def spec_from_data(data: Mapping, teacher_nc: int) -> MappingSpec | None:
+    """A mapping stored in the dataset YAML: ``teacher_classes`` or, for an 80-class teacher, ``coco_classes``."""
+    if "teacher_classes" in data:
+        return {int(k): v for k, v in data["teacher_classes"].items()}
+    if teacher_nc == 80 and "coco_classes" in data:
+        return {int(k): v for k, v in data["coco_classes"].items()}
+    return None

@@ -1,0 +1,98 @@
+"""The training-time model: student + frozen teacher + distiller, as one module for ultralytics' trainer.
+
+It subclasses ultralytics' ``DistillationModel`` so the trainer's own handling of a distillation
+wrapper applies unchanged: the teacher is frozen and dropped from the EMA, and the final checkpoints
+(``best.pt``, ``last.pt``) are stripped to the plain student. Everything else is detdistill's:
+the head taps, the recipe's losses, class mapping, the schedule and fp32 loss math.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.utils.torch_utils import copy_attr
+
+from .classmap import ClassMap
+from .distiller import Distiller
+from .recipe import Recipe
+from .taps import detect_head, head_outputs, probe_feature_channels
+
+
+class KDModel(DistillationModel):
+    """Student + teacher + :class:`Distiller`.
+
+    ``forward(batch_dict)`` returns ``(loss_vector, loss_items)`` like a YOLO model's ``loss``: the
+    student's own losses followed by one entry per KD loss, each also reported as ``kd_<name>`` (its
+    own column in results.csv and the progress bar).
+    ``forward(images)`` is the student's prediction. The distiller is stored as ``projector`` (the
+    attribute name ultralytics' NaN-recovery restores) and exposed as ``distiller``.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, recipe: Recipe, class_map: ClassMap, kd_config: dict):
+        nn.Module.__init__(self)  # the parent's __init__ builds its own projector and hooks, which we replace
+        self.student_model = student
+        self.teacher_model = teacher
+        self.recipe = recipe
+        self.kd_config = kd_config  # saved in checkpoints so `resume` can rebuild the teacher
+        self.kd_names = [spec.name for spec in recipe.losses]
+        s_head, t_head = detect_head(student), detect_head(teacher)
+        self.projector = Distiller(
+            recipe,
+            probe_feature_channels(student),
+            probe_feature_channels(teacher),
+            int(s_head.reg_max),
+            int(t_head.reg_max),
+            class_map,
+        ).to(next(student.parameters()).device)
+        copy_attr(self, student)
+        self._freeze_teacher()
+
+    @property
+    def distiller(self) -> Distiller:
+        return self.projector
+
+    # The parent captures features with forward hooks; the taps read the head's outputs instead.
+    def _register_feature_hooks(self) -> None:
+        pass
+
+    def _remove_feature_hooks(self) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _teacher_forward(self, images: torch.Tensor):
+        scale = self.recipe.teacher_scale
+        if scale != 1.0:
+            stride = int(max(detect_head(self.teacher_model).stride.tolist()))
+            size = [max(stride, round(s * scale / stride) * stride) for s in images.shape[-2:]]
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            return head_outputs(self.teacher_model(images), detect_head(self.teacher_model))
+
+    def loss(self, batch: dict, preds=None):
+        """Student loss plus the KD losses (each scaled by the batch size, as ultralytics scales its own)."""
+        if not self.training or self.teacher_model is None or self.distiller.factor == 0:
+            if preds is None:
+                preds = self.student_model(batch["img"])
+            loss, items = self.student_model.loss(batch, preds)
+            zeros = torch.zeros(len(self.kd_names), device=loss.device, dtype=loss.dtype)
+            items.update({f"kd_{name}": zeros[i] for i, name in enumerate(self.kd_names)})
+            return torch.cat([loss, zeros]), items
+
+        teacher = self._teacher_forward(batch["img"])
+        preds = self.student_model(batch["img"])
+        loss, items = self.student_model.loss(batch, preds)
+        student = head_outputs(preds, detect_head(self.student_model))
+        with torch.autocast(device_type=batch["img"].device.type, enabled=False):  # KD math in fp32
+            kd = self.distiller(student.float(), teacher.float(), batch)
+        kd_vector = torch.stack([kd[name] for name in self.kd_names]).to(loss.dtype)
+        items.update({f"kd_{name}": kd[name].detach() for name in self.kd_names})
+        return torch.cat([loss, kd_vector * batch["img"].shape[0]]), items

@@ -1,0 +1,177 @@
+"""Distillation recipes: which losses, their weights and parameters, and a schedule, read from YAML.
+
+A recipe file looks like::
+
+    losses:
+      - {type: cwd, weight: 1.0, tau: 1.0}         # feature imitation on P3-P5
+      - {type: logit, weight: 1.0, temperature: 1.0}
+      - {type: box, weight: 1.0, temperature: 10}  # LD on DFL heads, decoded boxes otherwise
+    region: teacher+gt        # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
+    teacher_scale: 1.0        # teacher sees the batch resized by this factor (features are re-aligned)
+    schedule: {kind: cosine, final: 0.1, stop_last: close_mosaic}
+
+Every error names the offending field and what it accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schedule import KINDS, Schedule
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+# type -> (family, parameters with defaults). Families decide which tensors a loss reads.
+LOSS_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "l2": ("feature", {"normalize": True}),
+    "cwd": ("feature", {"tau": 1.0}),
+    "pkd": ("feature", {}),
+    "mgd": ("feature", {"mask_ratio": 0.65}),
+    "logit": ("logit", {"temperature": 1.0}),
+    "ld": ("box", {"temperature": 10.0}),
+    "box_decoded": ("box", {"l1": 1.0, "iou": 1.0}),
+    "box": ("box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0}),  # LD where both heads have DFL, else decoded
+}
+REGIONS = ("teacher", "gt", "teacher+gt", "all")
+
+
+class RecipeError(ValueError):
+    """A recipe field is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    type: str
+    weight: float
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return LOSS_TYPES[self.type][0]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    losses: tuple[LossSpec, ...]
+    schedule: Schedule = Schedule()
+    region: str = "teacher+gt"
+    teacher_scale: float = 1.0
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "losses": [{"type": s.type, "weight": s.weight, "name": s.name, **s.params} for s in self.losses],
+            "schedule": {"kind": self.schedule.kind, "final": self.schedule.final, "stop_last": self.schedule.stop_last},
+            "region": self.region,
+            "teacher_scale": self.teacher_scale,
+        }
+
+
+def _number(value: Any, where: str, *, positive: bool = False, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecipeError(f"{where}: expected a number, got {value!r}")
+    if positive and value <= 0:
+        raise RecipeError(f"{where}: must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise RecipeError(f"{where}: must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def _loss(item: Any, i: int, src: str, used: set[str]) -> LossSpec:
+    where = f"{src}: losses[{i}]"
+    if not isinstance(item, dict):
+        raise RecipeError(f"{where}: expected a mapping like {{type: cwd, weight: 1.0}}, got {item!r}")
+    item = dict(item)
+    kind = item.pop("type", None)
+    if kind not in LOSS_TYPES:
+        raise RecipeError(f"{where}.type: {kind!r} is not a loss; choose one of {', '.join(LOSS_TYPES)}")
+    weight = _number(item.pop("weight", 1.0), f"{where}.weight", minimum=0)
+    name = str(item.pop("name", kind))
+    if name in used:
+        raise RecipeError(f"{where}.name: {name!r} is used twice; give each loss a distinct name")
+    used.add(name)
+    defaults = LOSS_TYPES[kind][1]
+    params = dict(defaults)
+    for key, value in item.items():
+        if key not in defaults:
+            valid = ", ".join(["type", "weight", "name", *defaults]) or "type, weight, name"
+            raise RecipeError(f"{where}.{key}: unknown field for a {kind!r} loss; valid fields: {valid}")
+        if isinstance(defaults[key], bool):
+            if not isinstance(value, bool):
+                raise RecipeError(f"{where}.{key}: expected true or false, got {value!r}")
+            params[key] = value
+        else:
+            params[key] = _number(value, f"{where}.{key}", positive=key in {"tau", "temperature"}, minimum=0)
+    if "mask_ratio" in params and not 0 <= params["mask_ratio"] < 1:
+        raise RecipeError(f"{where}.mask_ratio: must be in [0, 1), got {params['mask_ratio']}")
+    return LossSpec(kind, weight, name, params)
+
+
+def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
+    """Validate a recipe mapping (as read from YAML) into a :class:`Recipe`."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping with a `losses:` list, got {type(data).__name__}")
+    known = {"losses", "schedule", "region", "teacher_scale", "name", "description"}
+    for key in data:
+        if key not in known:
+            raise RecipeError(f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(known))}")
+    items = data.get("losses")
+    if not isinstance(items, list) or not items:
+        raise RecipeError(f"{source}: losses: expected a non-empty list of losses")
+    used: set[str] = set()
+    losses = tuple(_loss(item, i, source, used) for i, item in enumerate(items))
+
+    sched = data.get("schedule") or {}
+    if not isinstance(sched, dict):
+        raise RecipeError(f"{source}: schedule: expected a mapping like {{kind: cosine, final: 0.1}}")
+    unknown = set(sched) - {"kind", "final", "stop_last"}
+    if unknown:
+        raise RecipeError(f"{source}: schedule.{sorted(unknown)[0]}: unknown field; valid fields: kind, final, stop_last")
+    kind = sched.get("kind", "constant")
+    if kind not in KINDS:
+        raise RecipeError(f"{source}: schedule.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    final = _number(sched.get("final", 1.0), f"{source}: schedule.final", minimum=0)
+    stop_last = sched.get("stop_last", 0)
+    if stop_last != "close_mosaic":
+        stop_last = int(_number(stop_last, f"{source}: schedule.stop_last (an epoch count or 'close_mosaic')", minimum=0))
+
+    region = data.get("region", "teacher+gt")
+    if region not in REGIONS:
+        raise RecipeError(f"{source}: region: {region!r} is not one of {', '.join(REGIONS)}")
+    scale = _number(data.get("teacher_scale", 1.0), f"{source}: teacher_scale", positive=True)
+    if scale != 1.0 and any(s.family == "box" for s in losses):
+        raise RecipeError(
+            f"{source}: teacher_scale: box losses need teacher and student at the same image size "
+            "(their anchors must coincide); set teacher_scale: 1.0 or drop the box loss"
+        )
+    return Recipe(losses, Schedule(kind, final, stop_last), region, scale, source)
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:
+    """Load a recipe from a YAML path, a built-in name (``default``, ``cwd``...), a mapping, or pass one through."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return parse_recipe(recipe)
+    recipe = recipe or "default"
+    path = Path(recipe)
+    if not path.suffix and not path.exists():
+        path = RECIPES_DIR / f"{recipe}.yaml"
+    if not path.is_file():
+        raise RecipeError(
+            f"recipe {recipe!r} not found: give a YAML file path or a built-in name ({', '.join(builtin_recipes())})"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    return parse_recipe(data, str(path))

@@ -1,0 +1,95 @@
+"""``DistillationTrainer``: ultralytics' DetectionTrainer with a frozen teacher and a recipe of KD losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.nn.tasks import load_checkpoint
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
+from ultralytics.utils.torch_utils import unwrap_model
+
+from .classmap import build_class_map, spec_from_data
+from .model import KDModel
+from .recipe import load_recipe
+from .teacher import class_names, load_teacher
+
+
+def _update_schedule(trainer: DistillationTrainer) -> None:
+    """Callback at each epoch start: apply the recipe's schedule factor to every KD loss."""
+    model = unwrap_model(trainer.model)
+    if isinstance(model, KDModel):
+        factor = model.recipe.schedule.factor(trainer.epoch, trainer.epochs, trainer.args.close_mosaic)
+        model.distiller.factor = factor
+        if RANK in {-1, 0}:
+            LOGGER.info(f"detdistill: KD weight factor {factor:.3f} at epoch {trainer.epoch + 1}")
+
+
+class DistillationTrainer(DetectionTrainer):
+    """Trains a student YOLO detector with a frozen teacher.
+
+    The KD configuration (``teacher`` path, ``recipe`` mapping, ``class_map`` spec) comes from the
+    ``kd_config`` argument or class attribute; :meth:`configure` makes a subclass carrying it, for use
+    as ``YOLO(student).train(trainer=DistillationTrainer.configure(...), ...)`` and for DDP workers,
+    which rebuild the trainer from its class. On ``resume`` it is read back from the checkpoint.
+    """
+
+    kd_config: dict[str, Any] | None = None
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None, kd_config: dict[str, Any] | None = None):
+        super().__init__(cfg, overrides, _callbacks)
+        if kd_config is not None:
+            self.kd_config = kd_config
+        self._kd_resume_state: dict | None = None
+        self.add_callback("on_train_epoch_start", _update_schedule)
+
+    @classmethod
+    def configure(
+        cls, teacher: str | Path, recipe: Any = None, class_map: dict | None = None
+    ) -> type[DistillationTrainer]:
+        """A subclass with the KD configuration baked in (picklable for DDP)."""
+        kd_config = {
+            "teacher": str(Path(teacher).resolve()),
+            "recipe": load_recipe(recipe).to_dict(),
+            "class_map": class_map,
+        }
+        return type(cls.__name__, (cls,), {"kd_config": kd_config, "__module__": cls.__module__})
+
+    def setup_model(self):
+        """Build the student; on resume, from the KDModel in ``last.pt`` (its teacher is rebuilt from the path)."""
+        if isinstance(self.model, nn.Module) or not str(self.model).endswith(".pt") or not self.resume:
+            return super().setup_model()
+        weights, ckpt = load_checkpoint(self.model)
+        if not isinstance(weights, KDModel):
+            return super().setup_model()
+        self.kd_config = self.kd_config or weights.kd_config
+        self._kd_resume_state = weights.projector.state_dict()
+        self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
+        return ckpt
+
+    def set_model_attributes(self):
+        """Set the student's dataset attributes, then wrap it with the teacher and the distiller."""
+        super().set_model_attributes()
+        if isinstance(unwrap_model(self.model), KDModel):
+            return
+        if not self.kd_config:
+            raise ValueError("DistillationTrainer needs a teacher: use DistillationTrainer.configure(teacher, recipe)")
+        cfg = self.kd_config
+        teacher = load_teacher(cfg["teacher"], self.device)
+        names = self.data["names"]
+        student_names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+        teacher_names = class_names(teacher)
+        spec = cfg.get("class_map") or spec_from_data(self.data, len(teacher_names))
+        class_map = build_class_map(teacher_names, student_names, spec)
+        recipe = load_recipe(cfg["recipe"])
+        self.args.compile = False  # the teacher runs eagerly beside the student
+        self.model = KDModel(self.model, teacher, recipe, class_map, cfg)
+        if self._kd_resume_state is not None:
+            self.model.projector.load_state_dict(self._kd_resume_state)
+        if RANK in {-1, 0}:
+            losses = ", ".join(f"{s.name}({s.type}, w={s.weight:g})" for s in recipe.losses)
+            LOGGER.info(f"detdistill: teacher {cfg['teacher']}; losses {losses}; schedule {recipe.schedule}")
+            if not class_map.is_identity:
+                LOGGER.info(f"detdistill: class map {class_map.describe()}")

@@ -1,0 +1,55 @@
+"""Teacher/student class mapping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from detdistill.distill.classmap import ClassMapError, build_class_map, parse_class_map_arg, spec_from_data
+
+COCO = yaml.safe_load("{0: person, 1: bicycle, 2: car, 3: motorcycle, 4: airplane, 5: bus, 6: train, 7: truck}")
+COCO_NAMES = [COCO[i] for i in range(8)]
+
+
+def test_identity_when_classes_match():
+    cm = build_class_map(COCO_NAMES, COCO_NAMES)
+    assert cm.is_identity
+    logits = torch.randn(2, 8, 5)
+    assert cm.map_logits(logits) is logits
+
+
+def test_subset_by_name_and_many_to_one_by_spec():
+    cm = build_class_map(COCO_NAMES, ["Car", "Bus", "big_vehicle"], {"big_vehicle": ["bus", "truck"]})
+    assert cm.sources == ((2,), (5,), (5, 7))
+    logits = torch.randn(2, 8, 5)
+    mapped = cm.map_logits(logits)
+    assert torch.equal(mapped[:, 0], logits[:, 2])
+    assert torch.equal(mapped[:, 2], torch.maximum(logits[:, 5], logits[:, 7]))
+
+
+def test_vehicles_fixture_mapping(vehicles_yaml):
+    data = yaml.safe_load(vehicles_yaml.read_text())
+    names = [data["names"][i] for i in sorted(data["names"])]
+    cm = build_class_map(COCO_NAMES, names, spec_from_data(data, teacher_nc=80))
+    assert cm.sources == ((2, 7), (5,), (2,), (3,), (7,))
+    assert spec_from_data(data, teacher_nc=20) is None  # coco_classes only applies to an 80-class teacher
+
+
+def test_unmappable_class_is_a_clear_error():
+    with pytest.raises(ClassMapError, match=r"\['Ambulance'\].*--class-map 'Ambulance="):
+        build_class_map(COCO_NAMES, ["Car", "Ambulance"])
+    with pytest.raises(ClassMapError, match="no class named 'lorry'.*truck"):
+        build_class_map(COCO_NAMES, ["Car"], {"Car": "lorry"})
+    with pytest.raises(ClassMapError, match="out of range"):
+        build_class_map(COCO_NAMES, ["Car"], {0: 99})
+
+
+def test_explicit_empty_mapping_and_cli_parsing():
+    spec = parse_class_map_arg("Car=car; Ambulance=")
+    cm = build_class_map(COCO_NAMES, ["Car", "Ambulance"], spec)
+    assert cm.sources == ((2,), ())
+    assert cm.class_mask().tolist() == [True, False]
+    assert parse_class_map_arg("0=bus,truck") == {"0": ["bus", "truck"]}
+    with pytest.raises(ClassMapError, match="must look like"):
+        parse_class_map_arg("Car")

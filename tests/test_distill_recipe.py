@@ -1,0 +1,64 @@
+"""Recipe validation (errors name the bad field) and KD schedules."""
+
+from __future__ import annotations
+
+import pytest
+
+from detdistill.distill.recipe import RecipeError, builtin_recipes, load_recipe, parse_recipe
+from detdistill.distill.schedule import Schedule
+
+
+def test_builtin_recipes_all_parse():
+    names = builtin_recipes()
+    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld"} <= set(names)
+    for name in names:
+        assert load_recipe(name).losses
+    default = load_recipe()
+    assert [s.type for s in default.losses] == ["cwd", "logit", "box"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"losses": [{"type": "cwd", "tua": 1.0}]}, r"losses\[0\]\.tua: unknown field.*valid fields: type, weight, name, tau"),
+        ({"losses": [{"type": "kl"}]}, r"losses\[0\]\.type: 'kl' is not a loss"),
+        ({"losses": [{"type": "logit", "temperature": "hot"}]}, r"losses\[0\]\.temperature: expected a number"),
+        ({"losses": [{"type": "logit", "temperature": 0}]}, r"temperature: must be > 0"),
+        ({"losses": [{"type": "cwd"}, {"type": "cwd"}]}, r"losses\[1\]\.name: 'cwd' is used twice"),
+        ({"losses": []}, r"losses: expected a non-empty list"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"kind": "step"}}, r"schedule\.kind: 'step'"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"until": 3}}, r"schedule\.until: unknown field"),
+        ({"losses": [{"type": "cwd"}], "region": "boxes"}, r"region: 'boxes'"),
+        ({"losses": [{"type": "cwd"}], "epochs": 3}, r"unknown field 'epochs'"),
+        ({"losses": [{"type": "ld"}], "teacher_scale": 2.0}, r"teacher_scale: box losses need"),
+        ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),
+    ],
+)
+def test_bad_fields_are_named(data, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(data, "my.yaml")
+
+
+def test_recipe_file_errors(tmp_path):
+    with pytest.raises(RecipeError, match="not found.*default"):
+        load_recipe("no-such-recipe")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("losses: [\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("losses:\n  - {type: pkd, weight: 2}\nschedule: {kind: linear, final: 0.5, stop_last: 1}\n")
+    recipe = load_recipe(good)
+    assert recipe.losses[0].weight == 2.0 and recipe.schedule == Schedule("linear", 0.5, 1)
+    assert parse_recipe(recipe.to_dict()) == parse_recipe(recipe.to_dict())  # round-trips
+
+
+def test_schedules():
+    assert [Schedule().factor(e, 4) for e in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    lin = [Schedule("linear", 0.0, 1).factor(e, 5) for e in range(5)]
+    assert lin == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0, 0.0])
+    cos = [Schedule("cosine", 0.1).factor(e, 3) for e in range(3)]
+    assert cos == pytest.approx([1.0, 0.55, 0.1])
+    # stop for the no-mosaic epochs, capped at a quarter of the run
+    assert [Schedule(stop_last="close_mosaic").factor(e, 100, close_mosaic=10) for e in (89, 90)] == [1.0, 0.0]
+    assert [Schedule(stop_last="close_mosaic").factor(e, 8, close_mosaic=10) for e in (5, 6)] == [1.0, 0.0]

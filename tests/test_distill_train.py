@@ -1,0 +1,145 @@
+"""Real distillation runs on coco8 with the COCO teacher fixture: KD columns, student-only
+checkpoints that load with plain YOLO, predict, resume after an interruption, and input errors."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detdistill.distill import DistillationTrainer, api
+from detdistill.distill.students import scaled_model_yaml
+
+pytestmark = pytest.mark.slow
+TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "results.csv").open() as f:
+        return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _stop_after_first_save(trainer) -> None:
+    raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
+    """A 2-epoch run of a narrow student, interrupted right after epoch 1's checkpoint was written."""
+    from ultralytics import YOLO
+
+    tmp = tmp_path_factory.mktemp("kd")
+    teacher = shutil.copy(teacher_pt, tmp / "teacher.pt")
+    student = scaled_model_yaml("yolov8", width=0.0625, out=tmp / "student-n.yaml")
+    model = YOLO(str(student))
+    model.add_callback("on_model_save", _stop_after_first_save)
+    with pytest.raises(Interrupted):
+        model.train(
+            trainer=DistillationTrainer.configure(teacher, "default"), data=str(coco8_yaml), epochs=2,
+            project=str(tmp), name="run", **TRAIN_ARGS,
+        )
+    return tmp / "run", Path(teacher)
+
+
+def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrupted_run):
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from detdistill.distill.model import KDModel
+
+    run, teacher = interrupted_run
+    rows = _rows(run)
+    assert len(rows) == 1
+    for col in ("train/kd_cwd", "train/kd_logit", "train/kd_box"):  # one column per KD loss
+        assert float(rows[0][col]) > 0
+    assert float(rows[0]["val/kd_cwd"]) == 0  # KD is a training signal; validation reports the task loss only
+    weights, ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert isinstance(weights, KDModel) and weights.teacher_model is None
+    assert weights.kd_config["teacher"] == str(teacher.resolve())
+    assert ckpt["epoch"] == 0
+
+
+def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_yaml, tmp_path):
+    run, _ = interrupted_run
+    best = api.resume(run / "weights" / "last.pt")
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # cosine schedule 1 -> 0.1 over the two epochs: the second epoch's KD terms shrink accordingly
+    assert float(rows[1]["train/kd_cwd"]) < float(rows[0]["train/kd_cwd"])
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    assert type(ckpt["model"]).__name__ == "DetectionModel"
+    n_params = sum(p.numel() for p in ckpt["model"].parameters())
+    assert n_params < 1_000_000  # the narrow student, not the 3.2M-parameter teacher
+
+    # The checkpoint loads and predicts with plain ultralytics, detdistill not even importable.
+    image = next((coco8_yaml.parent / "images" / "val").glob("*.jpg"))
+    code = (
+        "import sys; sys.modules['detdistill'] = None\n"
+        "from ultralytics import YOLO\n"
+        f"r = YOLO({str(best)!r}).predict({str(image)!r}, imgsz=160, verbose=False)[0]\n"
+        "print('OK', len(r.names), r.orig_shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK 80" in out.stdout
+
+
+def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
+    """A YOLO26 student (no DFL) under a YOLOv8 teacher (DFL): box KD falls back to decoded boxes."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detdistill.distill import build_class_map, load_recipe, load_teacher
+    from detdistill.distill.box import DecodedBoxDistillation
+    from detdistill.distill.model import KDModel
+    from detdistill.distill.teacher import class_names
+
+    teacher = load_teacher(teacher_pt)
+    student = DetectionModel("yolo26n.yaml", nc=80, verbose=False)
+    student.args = get_cfg()
+    cm = build_class_map(class_names(teacher), class_names(teacher))
+    model = KDModel(student, teacher, load_recipe("default"), cm, {"teacher": str(teacher_pt)}).train()
+    assert isinstance(model.distiller.losses["box"], DecodedBoxDistillation)
+    batch = {
+        "img": torch.rand(2, 3, 128, 128),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[0.0], [2.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.3, 0.3, 0.2, 0.2]]),
+    }
+    loss, items = model(batch)
+    assert {"kd_cwd", "kd_logit", "kd_box"} <= set(items)
+    loss.sum().backward()
+    assert all(p.grad is None for p in model.teacher_model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.distiller.adapters.parameters())
+
+
+def test_bad_inputs_fail_before_training(tmp_path, teacher_pt, coco8_yaml, vehicles_yaml):
+    from detdistill.distill import ClassMapError, RecipeError, TeacherError
+
+    with pytest.raises(TeacherError, match="does not exist"):
+        api.check_inputs("yolov8n.yaml", tmp_path / "missing.pt", coco8_yaml)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(TeacherError, match="could not load teacher"):
+        api.check_inputs("yolov8n.yaml", junk, coco8_yaml)
+    with pytest.raises(ValueError, match="classify model"):
+        api.check_inputs("yolov8n-cls.yaml", teacher_pt, coco8_yaml)
+    with pytest.raises(RecipeError, match=r"losses\[0\]\.tau"):
+        api.check_inputs("yolov8n.yaml", teacher_pt, coco8_yaml, {"losses": [{"type": "logit", "tau": 2}]})
+    # The vehicles data without its coco_classes block: 'Ambulance' matches no COCO class name.
+    text = "\n".join(l for l in vehicles_yaml.read_text().splitlines() if not l.startswith(("coco_classes", "  ")))
+    data = tmp_path / "vehicles.yaml"
+    data.write_text(text.replace("train/images", str(vehicles_yaml.parent / "train/images")).replace(
+        "valid/images", str(vehicles_yaml.parent / "valid/images")) + "\nnames: {0: Ambulance, 1: Bus, 2: Car, 3: Motorcycle, 4: Truck}\n")
+    with pytest.raises(ClassMapError, match="Ambulance"):
+        api.check_inputs("yolov8n.yaml", teacher_pt, data)
+    _, cm = api.check_inputs("yolov8n.yaml", teacher_pt, data, class_map={"Ambulance": ["car", "truck"]})
+    assert cm.sources[0] == (2, 7)

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Distillation benchmark (the protocol of DESIGN.md): the same student, data, epochs, image size and
+seeds trained without KD, with ultralytics' built-in distillation (``distill_model=``), and with each
+detdistill recipe. Prints mAP50-95 / mAP50 (mean and spread over seeds), train seconds per epoch and
+its ratio to no KD, and writes every run as a JSON line.
+
+Example (the vehicles track on a CPU, a narrow student from scratch)::
+
+    YOLO_OFFLINE=1 python tools/bench_distill.py --track vehicles --student quarter \
+        --methods none,ultralytics,default --seeds 0,1 --epochs 10 --imgsz 320
+
+Each run is a subprocess (clean ultralytics state); finished runs found in --out are reused, so an
+interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+TRACKS = {"vehicles": FIXTURES / "vehicles" / "data.yaml", "coco-mini": FIXTURES / "coco-mini" / "data.yaml"}
+TEACHER = FIXTURES / "weights" / "yolov8n-coco.pt"
+
+
+def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
+    """Train one (method, seed) in this process and return its measurements."""
+    from ultralytics import YOLO
+
+    from detdistill.distill import DistillationTrainer, check_inputs
+    from detdistill.distill.students import scaled_model_yaml
+
+    student = str(scaled_model_yaml("yolov8", width=0.0625)) if args.student == "quarter" else args.student
+    data = str(TRACKS.get(args.track, args.track))
+    teacher = str(args.teacher)
+    train_args = dict(
+        data=data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers, seed=seed,
+        deterministic=False, plots=False, project=str(args.out / "runs"), name=f"{method}-s{seed}", exist_ok=True,
+        close_mosaic=args.close_mosaic, fraction=args.fraction, val=True, amp=True, device=args.device,
+    )
+    model = YOLO(student)
+    epoch_times: list[float] = []
+    starts: dict[str, float] = {}
+    model.add_callback("on_train_epoch_start", lambda t: starts.__setitem__("t", time.perf_counter()))
+    model.add_callback("on_train_epoch_end", lambda t: epoch_times.append(time.perf_counter() - starts["t"]))
+    if method == "none":
+        metrics = model.train(**train_args)
+    elif method == "ultralytics":
+        metrics = model.train(distill_model=teacher, **train_args)
+    else:
+        recipe, _ = check_inputs(student, teacher, data, method)
+        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe), **train_args)
+    n_params = sum(p.numel() for p in model.model.parameters())
+    return {
+        "method": method, "seed": seed, "track": args.track, "student": args.student, "epochs": args.epochs,
+        "imgsz": args.imgsz, "map": float(metrics.box.map), "map50": float(metrics.box.map50),
+        "epoch_s": statistics.median(epoch_times) if epoch_times else float("nan"), "params": n_params,
+    }
+
+
+def summarize(rows: list[dict]) -> str:
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+
+    def stats(vals: list[float]) -> tuple[float, float]:
+        return statistics.mean(vals), (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
+
+    base_map = stats([r["map"] for r in by_method["none"]])[0] if "none" in by_method else None
+    base_t = stats([r["epoch_s"] for r in by_method["none"]])[0] if "none" in by_method else None
+    lines = [
+        "| method | mAP50-95 (mean ± half-range) | mAP50 | gain vs no KD (points) | s/epoch | time vs no KD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, rs in by_method.items():
+        m, dm = stats([r["map"] for r in rs])
+        m50, dm50 = stats([r["map50"] for r in rs])
+        t, _ = stats([r["epoch_s"] for r in rs])
+        gain = f"{100 * (m - base_map):+.1f}" if base_map is not None else "-"
+        ratio = f"{t / base_t:.2f}x" if base_t else "-"
+        lines.append(
+            f"| {method} (n={len(rs)}) | {m:.3f} ± {dm:.3f} | {m50:.3f} ± {dm50:.3f} | {gain} | {t:.1f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | a dataset YAML")
+    ap.add_argument("--student", default="quarter", help="'quarter' (yolov8n at 1/4 width) or a model YAML/.pt")
+    ap.add_argument("--teacher", type=Path, default=TEACHER)
+    ap.add_argument("--methods", default="none,ultralytics,default", help="none, ultralytics, or detdistill recipes")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--close-mosaic", type=int, default=2)
+    ap.add_argument("--fraction", type=float, default=1.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
+    ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
+    args = ap.parse_args()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+
+    if args.single:
+        method, seed = args.single.rsplit(":", 1)
+        row = run_one(method, int(seed), args)
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return
+
+    done = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+    key = lambda r: (r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])  # noqa: E731
+    have = {key(r) for r in done}
+    plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
+    for i, (method, seed) in enumerate(plan, 1):
+        if (method, seed, args.track, args.student, args.epochs, args.imgsz) in have:
+            print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused", flush=True)
+            continue
+        print(f"[{i}/{len(plan)}] {method} seed {seed} ...", flush=True)
+        t0 = time.time()
+        argv = [sys.executable, __file__, "--single", f"{method}:{seed}"] + sys.argv[1:]
+        log = args.out / f"{args.track}-{method}-s{seed}.log"
+        with log.open("w") as f:
+            rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+        print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
+    rows = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+    rows = [r for r in rows if (r["track"], r["student"], r["epochs"], r["imgsz"]) == (args.track, args.student, args.epochs, args.imgsz)]
+    print(f"\n{args.track}, student {args.student}, {args.epochs} epochs, imgsz {args.imgsz}, seeds {args.seeds}:\n")
+    print(summarize(rows))
+
+
+if __name__ == "__main__":
+    main()
