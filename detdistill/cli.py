@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error that names the problem and the fix, then exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

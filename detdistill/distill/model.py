@@ -74,8 +74,13 @@ class KDModel(DistillationModel):
             stride = int(max(detect_head(self.teacher_model).stride.tolist()))
             size = [max(stride, round(s * scale / stride) * stride) for s in images.shape[-2:]]
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        with torch.no_grad():
-            return head_outputs(self.teacher_model(images), detect_head(self.teacher_model))
+        head = detect_head(self.teacher_model)
+        head.training = True  # this module only (its BN children stay in eval): return raw outputs, skip decoding
+        try:
+            with torch.no_grad():
+                return head_outputs(self.teacher_model(images), head)
+        finally:
+            head.training = False
 
     def loss(self, batch: dict, preds=None):
         """Student loss plus the KD losses (each scaled by the batch size, as ultralytics scales its own)."""

@@ -1,0 +1,49 @@
+"""The `detdistill` command's distillation verbs: help a newcomer can follow, clear errors."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from detdistill.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_verbs_and_train_options():
+    out = runner.invoke(app, ["--help"])
+    assert out.exit_code == 0
+    for verb in ("train", "val", "recipes"):
+        assert verb in out.output
+    out = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    assert out.exit_code == 0
+    for option in ("--teacher", "--student", "--data", "--recipe", "--class-map", "--resume", "key=value"):
+        assert option in out.output
+
+
+def test_recipes_lists_builtins():
+    out = runner.invoke(app, ["recipes"])
+    assert out.exit_code == 0
+    assert "default" in out.output and "channel-wise distillation" in out.output.lower()
+
+
+def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
+    out = runner.invoke(app, ["train", "--student", "yolov8n.yaml"], terminal_width=200)
+    assert out.exit_code == 2 and "missing --teacher, --data" in out.output
+    out = runner.invoke(
+        app, ["train", "--teacher", str(tmp_path / "t.pt"), "--student", "yolov8n.yaml", "--data", str(coco8_yaml)],
+        terminal_width=200,
+    )
+    assert out.exit_code == 2 and "does not exist" in out.output
+    out = runner.invoke(
+        app,
+        ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(coco8_yaml), "--recipe", "nope"],
+        terminal_width=200,
+    )
+    assert out.exit_code == 2 and "recipe 'nope' not found" in out.output
+    out = runner.invoke(
+        app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(coco8_yaml), "epochs"],
+        terminal_width=200,
+    )
+    assert out.exit_code == 2 and "key=value" in out.output
+    out = runner.invoke(app, ["train", "--resume", str(tmp_path / "last.pt")], terminal_width=200)
+    assert out.exit_code == 2 and "does not exist" in out.output
