@@ -103,6 +103,21 @@ def recipes() -> None:
         typer.echo(f"{name:10s} {summary}")
 
 
+@app.command()
+def quickstart(
+    workdir: Path = typer.Option(Path("runs/quickstart"), help="Work folder; finished stages found there are reused."),
+    tiny: bool = typer.Option(False, help="A one-minute smoke run (1 epoch each, a few images): checks the pipeline only."),
+) -> None:
+    """Run the whole job offline on generated data: train a teacher, distill a 1/4-width student,
+    export ONNX + INT8, measure accuracy and latency of each artifact, run the demo headless on a
+    video, and write report.md."""
+    from detdistill.quickstart import QuickstartConfig, run_quickstart
+
+    cfg = QuickstartConfig.tiny(workdir) if tiny else QuickstartConfig(workdir)
+    report = run_quickstart(cfg, log=lambda line: console.print(line, highlight=False))
+    typer.echo(report.read_text())
+
+
 def _register_optional() -> None:
     """Add the deploy and demo verbs (they live with their packages)."""
     import importlib

@@ -1,0 +1,1 @@
+"""Dataset helpers: generated datasets for offline quickstarts, dataset YAML utilities."""

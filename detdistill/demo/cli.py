@@ -1,0 +1,84 @@
+"""``detdistill demo``: live detection with boxes, FPS and per-stage latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:
+    from typing import Annotated
+except ImportError:  # Python 3.8 (JetPack 5); typer depends on typing_extensions
+    from typing_extensions import Annotated
+
+HELP = """Run a detector live on a camera, video, stream or image folder.
+
+Shows boxes, class names and scores, FPS and the milliseconds of each stage (capture, preprocess, inference, postprocess, draw, output). Press q or Esc in the window to quit; Ctrl-C works too. Either way the summary is printed and the recording is finalised.
+
+Examples:
+
+  detdistill demo -m student.onnx
+      camera 0, or a synthetic clip when there is no camera
+  detdistill demo -m student.engine -s csi://0
+      Jetson CSI camera (engine built on the device: detdistill build)
+  detdistill demo -m student.engine -s /dev/video0 --classes bus,car
+  detdistill demo -m student.onnx -s clip.mp4 --no-show --record out.mp4 --save-json dets.jsonl
+  detdistill demo -m student.onnx -s "rtsp://cam.local/stream#codec=h265"
+
+Source forms:
+
+  0, /dev/video0   USB camera; options ?width=1280&height=720&fps=30&format=mjpeg|raw
+  csi://0          Jetson CSI camera (GStreamer nvarguscamerasrc); ?mode=N&flip=N
+  rtsp://...       network camera; #codec=h264|h265&latency=200 (http:// via FFmpeg)
+  clip.mp4         video file: every frame is processed, the demo ends with the file
+  folder/, a.jpg   images in name order
+  synthetic        generated clip panning over sample photos; ?frames=300&fps=30
+
+Live sources keep only the newest frame (stale frames are dropped and counted) and are reconnected a few times when they fail or stall.
+"""
+
+
+def demo(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx (ONNX Runtime) or .engine "
+                                        "(TensorRT engine built on this device with `detdistill build`).")],
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Camera, file, folder or URL (see "
+                                                  "above). Default: camera 0, else the synthetic clip.")] = None,
+    conf: Annotated[float, typer.Option(help="Minimum score of a box to show.", min=0.0, max=1.0)] = 0.25,
+    iou: Annotated[float, typer.Option(help="IoU threshold of non-maximum suppression.", min=0.0, max=1.0)] = 0.7,
+    classes: Annotated[Optional[str], typer.Option(help="Keep only these classes: ids or names, comma "
+                                                   "separated, e.g. 'bus,car' or '2,5'.")] = None,
+    max_fps: Annotated[float, typer.Option("--max-fps", help="Cap the frame rate (0 = no cap), e.g. to "
+                                           "save power.", min=0.0)] = 0.0,
+    show: Annotated[Optional[bool], typer.Option("--show/--no-show", help="Open a window (default: when a "
+                                                 "display exists). --no-show prints a stats line every "
+                                                 "few seconds instead.")] = None,
+    record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov).")] = None,
+    save_json: Annotated[Optional[Path], typer.Option("--save-json", help="Save detections, one JSON object "
+                                                      "per frame per line (JSON Lines).")] = None,
+    max_frames: Annotated[int, typer.Option("--max-frames", help="Stop after this many frames (0 = no "
+                                            "limit).", min=0)] = 0,
+    backend: Annotated[str, typer.Option(help="auto (by file suffix), onnxruntime or tensorrt.")] = "auto",
+    stats_every: Annotated[float, typer.Option("--stats-every", help="Seconds between stats lines when "
+                                               "headless.", min=0.1)] = 5.0,
+) -> None:
+    from .app import run_demo
+    from .capture import SourceError
+
+    try:
+        summary = run_demo(model, source, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
+                           record=record, save_json=save_json, backend=backend, max_frames=max_frames,
+                           stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
+    except SourceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if summary.error:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``demo`` verb to the ``detdistill`` command."""
+    app.command("demo", help=HELP, no_args_is_help=True)(demo)

@@ -1,0 +1,171 @@
+"""CLI verbs of the deploy chain: export, quantize, build, eval, bench (``register(app)`` adds them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
+    if not path.is_file():
+        _fail(f"{what} {path} does not exist. {hint}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        _fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
+
+
+def export(
+    weights: Path = typer.Argument(..., help="Trained ultralytics detection checkpoint (.pt)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: next to the weights)."),
+    imgsz: int = typer.Option(640, help="Square input size, a multiple of 32 (e.g. 320, 640)."),
+    batch: int = typer.Option(1, help="Static batch size."),
+    dynamic: bool = typer.Option(False, help="Dynamic batch dimension (input size stays fixed)."),
+    opset: int = typer.Option(17, help="ONNX opset (17 works on TensorRT 8.5+)."),
+    simplify: bool = typer.Option(True, help="Simplify the graph with onnxslim."),
+    parity: Optional[Path] = typer.Option(
+        None, help="Folder/list of real images for the ONNX-vs-PyTorch parity check (default: 2 sample photos)."),
+) -> None:
+    """Export a .pt to ONNX with separate boxes/scores outputs, metadata, and a parity check.
+
+    Example: detdistill export runs/student/best.pt --imgsz 640
+    """
+    _need_file(weights, "weights", (".pt",), "Pass the best.pt written by training.")
+    from .images import list_images
+    from .onnx_export import ParityError, default_parity_images, export_onnx
+
+    try:
+        images = list_images(parity, limit=8) if parity else default_parity_images()
+        out = export_onnx(weights, output, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
+                          simplify=simplify, parity_images=images)
+    except (ValueError, FileNotFoundError, ParityError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out}")
+
+
+def quantize(
+    model: Path = typer.Argument(..., help="FP32 .onnx from `detdistill export`."),
+    data: Path = typer.Option(..., "--data", "-d", help="Calibration images: folder, .txt list, or data YAML."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: <model>.int8-<target>.onnx)."),
+    target: str = typer.Option("cpu", help="tensorrt: convs only, symmetric (for `build`); cpu: all ops, fast on ONNX Runtime CPU."),
+    method: str = typer.Option("minmax", help="Calibration: minmax, entropy or percentile."),
+    percentile: float = typer.Option(99.999, help="Clip percentile for --method percentile."),
+    num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
+    keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
+    max_drop: Optional[float] = typer.Option(None, help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
+    val_data: Optional[Path] = typer.Option(None, help="Data YAML whose val split measures the drop."),
+    val_limit: Optional[int] = typer.Option(None, help="Use only the first N val images for --max-drop."),
+) -> None:
+    """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
+
+    Example: detdistill quantize student.onnx --data datasets/road.yaml --target tensorrt --max-drop 0.01 --val-data datasets/road.yaml
+    """
+    _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
+    if not data.exists():
+        _fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
+    from .quantize import quantize_onnx
+
+    try:
+        res = quantize_onnx(model, data, output, target=target, method=method, percentile=percentile,
+                            num_images=num_images, keep_float=keep_float, max_drop=max_drop, val_data=val_data,
+                            val_limit=val_limit)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {res.path} (float layers: {', '.join(res.float_layers) or 'head only'})")
+    if res.drop is not None:
+        typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f})")
+
+
+def build(
+    model: Path = typer.Argument(..., help=".onnx (FP32, or Q/DQ INT8 from `detdistill quantize --target tensorrt`)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .engine (default: next to the ONNX)."),
+    precision: str = typer.Option("fp16", help="fp32, fp16 or int8."),
+    calib: Optional[Path] = typer.Option(None, help="Calibration images for INT8 from a plain ONNX (TensorRT < 11)."),
+    calibrator: str = typer.Option("entropy", help="entropy or minmax (implicit INT8 only)."),
+    workspace: Optional[float] = typer.Option(None, help="Workspace limit in GiB."),
+    dla: Optional[int] = typer.Option(None, help="Jetson DLA core (GPU fallback is on)."),
+    batch: Optional[str] = typer.Option(None, help="min,opt,max batch for a --dynamic export, e.g. 1,4,8."),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file (speeds up rebuilds)."),
+) -> None:
+    """Build a TensorRT engine on this device (engines only run on the TensorRT + GPU that built them).
+
+    Example: detdistill build student.int8-tensorrt.onnx --precision int8
+    """
+    _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
+    from .tensorrt_build import BuildError, build_engine
+
+    rng = None
+    if batch:
+        try:
+            rng = tuple(int(v) for v in batch.split(","))
+            assert len(rng) == 3
+        except (ValueError, AssertionError):
+            _fail(f"--batch must be three integers min,opt,max like 1,4,8, got {batch!r}")
+    try:
+        out = build_engine(model, output, precision=precision, calib=calib, calibrator=calibrator,
+                           workspace_gb=workspace, dla_core=dla, batch=rng, timing_cache=timing_cache)
+    except BuildError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out} and {out}.json")
+
+
+def eval_cmd(
+    model: Path = typer.Argument(..., help=".pt, .onnx (FP32 or INT8) or .engine."),
+    data: Path = typer.Option(..., "--data", "-d", help="YOLO data YAML."),
+    split: str = typer.Option("val", help="Split to evaluate."),
+    imgsz: Optional[int] = typer.Option(None, help="Input size for a .pt (default 640); checked for ONNX/engines."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
+    device: str = typer.Option("cpu", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
+    rect: bool = typer.Option(False, help=".pt only: rectangular batches like YOLO(pt).val()."),
+) -> None:
+    """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS).
+
+    Example: detdistill eval student.int8-cpu.onnx --data datasets/coco-mini.yaml
+    """
+    _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
+    _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
+    from .evaluate import evaluate
+
+    try:
+        r = evaluate(model, data, split=split, imgsz=imgsz, limit=limit, device=device, rect=rect)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"{model.name}: mAP50-95 {r.map50_95:.4f}  mAP50 {r.map50:.4f}  ({r.images} images, "
+               f"{r.instances} instances)")
+
+
+def bench_cmd(
+    model: Path = typer.Argument(..., help=".onnx or .engine."),
+    images: Optional[Path] = typer.Option(None, help="Folder of real frames to cycle (default: a gray frame)."),
+    runs: int = typer.Option(100, help="Timed runs (>= 50)."),
+    warmup: int = typer.Option(10, help="Untimed warm-up runs."),
+    device: str = typer.Option("auto", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
+) -> None:
+    """Latency per stage (median, p90) and throughput of the full Detector pipeline.
+
+    Example: detdistill bench student.engine --images samples/
+    """
+    _need_file(model, "model", (".onnx", ".engine"), "Pass an exported .onnx or a built .engine.")
+    from .bench import bench
+
+    kwargs = {"device": device} if model.suffix == ".onnx" else {}
+    try:
+        r = bench(model, images, runs=runs, warmup=warmup, **kwargs)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    typer.echo(r.table())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the deploy verbs to the main ``detdistill`` app."""
+    app.command("export")(export)
+    app.command("quantize")(quantize)
+    app.command("build")(build)
+    app.command("eval")(eval_cmd)
+    app.command("bench")(bench_cmd)

@@ -1,0 +1,217 @@
+"""Student ``.pt`` -> ONNX with separate ``boxes`` / ``scores`` outputs, metadata and a parity check.
+
+The only module of detdistill.export that imports torch and ultralytics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .hashing import file_sha256
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("boxes", "scores")
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and PyTorch disagree beyond tolerance."""
+
+
+@dataclass
+class ParityReport:
+    """Largest absolute differences ONNX vs PyTorch over the checked images."""
+
+    images: int
+    max_box_diff: float  # pixels
+    max_score_diff: float
+
+    def __str__(self) -> str:
+        return (f"parity on {self.images} images: max |boxes| diff {self.max_box_diff:.4g} px, "
+                f"max |scores| diff {self.max_score_diff:.4g}")
+
+
+def _load_detection_model(weights: str | Path):
+    """Load an ultralytics detection checkpoint as a float, fused, eval-mode torch module (not modifying the file)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights {weights} not found; pass a trained ultralytics detection .pt")
+    if weights.suffix != ".pt":
+        raise ValueError(f"{weights} is not a .pt checkpoint; `detdistill export` turns a .pt into .onnx")
+    from ultralytics.nn.tasks import load_checkpoint
+
+    model, _ = load_checkpoint(str(weights), device="cpu", fuse=False)
+    if getattr(model, "task", "detect") != "detect":
+        raise ValueError(f"{weights} is a '{model.task}' model; only detection models are supported")
+    return model
+
+
+class _ExportWrapper:
+    """Built lazily (needs torch): runs the model in export mode and splits boxes from scores."""
+
+    @staticmethod
+    def build(model, dynamic_shape: bool):
+        import torch
+        from ultralytics.nn.modules import C2f, Detect
+
+        model = copy.deepcopy(model).float().eval()
+        for p in model.parameters():
+            p.requires_grad = False
+        model = model.fuse()
+        head = None
+        for m in model.modules():
+            if isinstance(m, Detect):
+                m.export, m.format, m.dynamic, m.shape = True, "onnx", dynamic_shape, None
+                head = m
+            elif isinstance(m, C2f):
+                m.forward = m.forward_split
+        if head is None:
+            raise ValueError("the model has no YOLO Detect head")
+        if getattr(head, "end2end", False):
+            raise ValueError("end-to-end (NMS-free) heads are not supported yet; export a YOLOv8/11-style head")
+
+        class Split(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                y = self.inner(x)
+                y = y[0] if isinstance(y, (list, tuple)) else y
+                return y[:, :4], y[:, 4:]
+
+        return Split(model).eval(), head
+
+
+def _head_prefix(proto, head) -> str:
+    """Node-name prefix of the Detect head in the exported graph, e.g. ``/inner/model.22/``."""
+    key = f"/model.{getattr(head, 'i', 22)}/"
+    for node in proto.graph.node:
+        if key in node.name:
+            return node.name[: node.name.index(key) + len(key)]
+    raise RuntimeError(f"could not find the Detect head ({key}) in the exported graph")
+
+
+def _metadata(model, weights: Path, imgsz: tuple[int, int], head_prefix: str, batch: int, dynamic: bool) -> dict:
+    names = {int(k): str(v) for k, v in model.names.items()}
+    return {
+        "producer": "detdistill",
+        "task": "detect",
+        "names": json.dumps(names),
+        "imgsz": json.dumps(list(imgsz)),
+        "stride": str(int(max(model.stride))),
+        "batch": str(-1 if dynamic else batch),
+        "preprocess": json.dumps({"letterbox": "val", "pad_value": 114, "scale": 1 / 255, "channels": "RGB",
+                                  "layout": "NCHW"}),
+        "outputs": json.dumps({"boxes": "xywh pixels (B,4,N)", "scores": "class probabilities (B,nc,N)"}),
+        "head": head_prefix,
+        "source": weights.name,
+        "source_sha256": file_sha256(weights),
+    }
+
+
+def export_onnx(
+    weights: str | Path,
+    output: str | Path | None = None,
+    *,
+    imgsz: int | tuple[int, int] = 640,
+    batch: int = 1,
+    dynamic: bool = False,
+    opset: int = 17,
+    simplify: bool = True,
+    parity_images: list[str | Path] | None = None,
+    parity_atol: tuple[float, float] = (0.05, 1e-3),
+) -> Path:
+    """Export ``weights`` to ONNX and (with ``parity_images``) check ONNX Runtime against PyTorch.
+
+    Args:
+        weights: ultralytics detection ``.pt``.
+        output: ``.onnx`` path (default: beside the weights).
+        imgsz: square size or ``(h, w)``, multiples of the stride. batch: static batch size.
+        dynamic: make the batch dimension dynamic (input size stays static).
+        parity_images: real images to compare raw outputs on; raises :class:`ParityError`
+            when boxes differ by more than ``parity_atol[0]`` pixels or scores by more than ``parity_atol[1]``.
+    """
+    import onnx
+    import torch
+
+    weights = Path(weights)
+    model = _load_detection_model(weights)
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+    stride = int(max(model.stride))
+    if any(v % stride for v in hw) or min(hw) <= 0:
+        raise ValueError(f"imgsz {hw} must be positive multiples of the model stride {stride} (e.g. 320, 640)")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    output = Path(output) if output else weights.with_suffix(".onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    wrapper, head = _ExportWrapper.build(model, dynamic_shape=False)
+    x = torch.zeros(batch, 3, *hw)
+    with torch.no_grad():
+        wrapper(x)  # builds anchors for this input size
+        dyn = {n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None
+        torch.onnx.export(wrapper, x, str(output), opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=list(OUTPUT_NAMES), dynamic_axes=dyn, dynamo=False)
+    proto = onnx.load(str(output))
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    onnx.checker.check_model(proto)
+    meta = _metadata(model, weights, hw, _head_prefix(proto, head), batch, dynamic)
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.save(proto, str(output))
+    if parity_images:
+        report = check_parity(weights, output, parity_images, atol=parity_atol, _model=wrapper)
+        print(report)
+    return output
+
+
+def check_parity(
+    weights: str | Path,
+    onnx_path: str | Path,
+    images: list[str | Path],
+    *,
+    atol: tuple[float, float] = (0.05, 1e-3),
+    _model=None,
+) -> ParityReport:
+    """Compare raw ``boxes``/``scores`` of ONNX Runtime (CPU) and PyTorch on real images, through the runtime letterbox."""
+    import torch
+
+    from ..runtime.backends.onnxruntime import OrtBackend
+    from ..runtime.letterbox import preprocess
+    from .images import read_bgr
+
+    if not images:
+        raise ValueError("parity check needs at least one image")
+    ort = OrtBackend(onnx_path, device="cpu")
+    model = _model or _ExportWrapper.build(_load_detection_model(weights), dynamic_shape=False)[0]
+    batch = ort.input_shape[0] if ort.input_shape[0] > 0 else 1
+    model.eval()
+    box_d = score_d = 0.0
+    for path in images:
+        x, _ = preprocess(read_bgr(path), ort.info.imgsz)
+        x = np.repeat(x, batch, 0)
+        ob, os_ = ort.infer(x)
+        with torch.no_grad():
+            tb, ts = (t.numpy() for t in model(torch.from_numpy(x)))
+        box_d = max(box_d, float(np.abs(ob - tb).max()))
+        score_d = max(score_d, float(np.abs(os_ - ts).max()))
+    report = ParityReport(len(images), box_d, score_d)
+    if box_d > atol[0] or score_d > atol[1]:
+        raise ParityError(f"ONNX export of {weights} does not match PyTorch: {report} "
+                          f"(tolerance {atol[0]} px, {atol[1]}); try another --opset or --no-simplify")
+    return report
+
+
+def default_parity_images() -> list[Path]:
+    """Two real photos shipped with ultralytics (bus.jpg, zidane.jpg)."""
+    from ultralytics.utils import ASSETS
+
+    return sorted(Path(ASSETS).glob("*.jpg"))[:2]

@@ -1,0 +1,301 @@
+"""INT8 Q/DQ quantization of a detdistill ONNX, calibrated on the user's images through the runtime letterbox.
+
+Two targets share one calibration (ranges are cached per model / images / method / size):
+
+* ``tensorrt``: symmetric int8 activations and per-channel symmetric int8 weights on convolutions
+  only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11);
+* ``cpu``: every quantizable op (Conv, Sigmoid, Mul, Add, Concat, MaxPool, Resize...) with uint8
+  activations, which ONNX Runtime CPU fuses into integer kernels end to end (fast on x86/ARM).
+
+The Detect head's output layers (``head-outputs``: last 1x1 convs, DFL, box decode) or the whole head
+(``head``) stay in float. With ``max_drop`` the other layers are ranked by sensitivity and the fewest
+most sensitive ones are kept in float until the mAP50-95 drop on validation data fits the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..runtime.letterbox import preprocess
+from ..runtime.metadata import ModelInfo
+from .hashing import file_sha256, files_key
+from .images import list_images, read_bgr
+
+METHODS = ("minmax", "entropy", "percentile")
+TARGETS = ("tensorrt", "cpu")
+KEEP_FLOAT = ("head-outputs", "head")
+CALIB_CHUNK = 8  # batches held in memory at once during calibration
+_HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
+
+
+@dataclass
+class QuantizeResult:
+    """Where the INT8 model went and what stayed in float."""
+
+    path: Path
+    target: str
+    float_layers: list[str] = field(default_factory=list)
+    fp32_map: float | None = None
+    int8_map: float | None = None
+    sensitivity: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def drop(self) -> float | None:
+        return None if self.fp32_map is None or self.int8_map is None else self.fp32_map - self.int8_map
+
+
+def _ort_quant():
+    try:
+        from onnxruntime import quantization as q
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("INT8 quantization needs onnxruntime: pip install 'detdistill[export]'") from e
+    return q
+
+
+def _read_info(proto: onnx.ModelProto) -> tuple[ModelInfo, str, str]:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "head" not in meta:
+        raise ValueError("this ONNX has no detdistill metadata ('head'); export it with `detdistill export` first")
+    info = ModelInfo.from_mapping(meta)
+    return info, meta["head"], proto.graph.input[0].name
+
+
+def layer_of(node_name: str, head_prefix: str) -> str | None:
+    """The model layer a node belongs to (``model.7``), ``None`` for nodes outside the numbered layers."""
+    m = re.search(r"/model\.(\d+)/", node_name)
+    return f"model.{m.group(1)}" if m else None
+
+
+def head_float_nodes(proto: onnx.ModelProto, head_prefix: str, keep_float: str) -> list[str]:
+    """Nodes of the head (and after it) that stay in float."""
+    if keep_float not in KEEP_FLOAT:
+        raise ValueError(f"keep_float must be one of {KEEP_FLOAT}, got {keep_float!r}")
+    head_layer = layer_of(head_prefix, head_prefix)
+    out = []
+    for n in proto.graph.node:
+        layer = layer_of(n.name, head_prefix)
+        in_head = layer == head_layer or layer is None
+        if in_head and (keep_float == "head" or not _HEAD_INNER.search(n.name)):
+            out.append(n.name)
+    return out
+
+
+def layer_nodes(proto: onnx.ModelProto, head_prefix: str) -> dict[str, list[str]]:
+    """Quantizable nodes grouped by layer (backbone/neck layers, plus ``head-convs`` for the head's conv blocks)."""
+    head_layer = layer_of(head_prefix, head_prefix)
+    groups: dict[str, list[str]] = {}
+    for n in proto.graph.node:
+        layer = layer_of(n.name, head_prefix)
+        if layer is None:
+            continue
+        if layer == head_layer:
+            if not _HEAD_INNER.search(n.name):
+                continue
+            layer = "head-convs"
+        groups.setdefault(layer, []).append(n.name)
+    return groups
+
+
+class _Reader:
+    """ONNX Runtime calibration reader: letterboxed images, one batch at a time."""
+
+    def __init__(self, files: Sequence[Path], info: ModelInfo, input_name: str, batch: int = 1) -> None:
+        self.files, self.info, self.input_name, self.batch = list(files), info, input_name, batch
+        self.rewind()
+
+    def rewind(self) -> None:
+        self._i, self._end = 0, len(self.files)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve batches ``[start_index, end_index)`` (chunked calibration)."""
+        self._i, self._end = start_index * self.batch, min(end_index * self.batch, len(self.files))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= self._end:
+            return None
+        chunk = self.files[self._i:self._i + self.batch]
+        self._i += self.batch
+        xs = [preprocess(read_bgr(f), self.info.imgsz, mode=self.info.letterbox, pad_value=self.info.pad_value)[0]
+              for f in chunk]
+        while len(xs) < self.batch:  # static batch: repeat the last image
+            xs.append(xs[-1])
+        return {self.input_name: np.concatenate(xs)}
+
+    def __len__(self) -> int:
+        return -(-len(self.files) // self.batch)
+
+
+def calibration_cache_path(onnx_path: Path, files: Sequence[Path], method: str, cache_dir: Path) -> Path:
+    """Cache file keyed by model hash, image set, method and (implicitly) the model's input size/batch."""
+    key = f"{file_sha256(onnx_path)[:16]}-{files_key(files)}-{method}"
+    return cache_dir / f"calib-{key}.json"
+
+
+def _quantize_once(src: Path, out: Path, reader: _Reader | None, *, target: str, method: str, percentile: float,
+                   per_channel: bool, exclude: Sequence[str], cache: Path) -> None:
+    q = _ort_quant()
+    cm = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+          "percentile": q.CalibrationMethod.Percentile}[method]
+    extra = {"WeightSymmetric": True}
+    if reader is not None and len(reader) > CALIB_CHUNK:
+        extra["CalibStridedMinMax"] = CALIB_CHUNK  # calibrate in chunks: bounded memory
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    if target == "tensorrt":
+        act, ops = q.QuantType.QInt8, ["Conv"]
+        extra["ActivationSymmetric"] = True
+    else:
+        act, ops = q.QuantType.QUInt8, None
+    q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
+                      per_channel=per_channel, activation_type=act, weight_type=q.QuantType.QInt8,
+                      nodes_to_exclude=list(exclude), calibrate_method=cm, extra_options=extra,
+                      calibration_cache_path=str(cache))
+
+
+def _stamp(out: Path, src_meta: dict[str, str], quant: dict) -> None:
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    for k, v in {**src_meta, "quantization": json.dumps(quant)}.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.save(proto, str(out))
+
+
+def quantize_onnx(
+    onnx_path: str | Path,
+    calib: str | Path | Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    target: str = "cpu",
+    method: str = "minmax",
+    percentile: float = 99.999,
+    num_images: int = 500,
+    per_channel: bool = True,
+    keep_float: str = "head-outputs",
+    float_layers: Sequence[str] = (),
+    max_drop: float | None = None,
+    val_data: str | Path | None = None,
+    val_limit: int | None = None,
+    val_split: str = "val",
+    max_float_layers: int = 8,
+    cache_dir: str | Path | None = None,
+    batch: int = 1,
+) -> QuantizeResult:
+    """Quantize ``onnx_path`` to INT8 Q/DQ.
+
+    Args:
+        calib: calibration images (folder, image list, data YAML -> its train split, or a list of paths);
+            500-1000 images of the deployment domain are recommended.
+        target: ``tensorrt`` (symmetric int8, convs only) or ``cpu`` (all ops, fast on ONNX Runtime CPU).
+        method: ``minmax``, ``entropy`` or ``percentile`` (``percentile`` sets the clip).
+        keep_float: ``head-outputs`` or ``head`` (whole Detect module) stays in float.
+        float_layers: extra layers (``model.7``, ``head-convs``) to keep in float.
+        max_drop: mAP50-95 budget (e.g. 0.01) on ``val_split`` of ``val_data`` (first ``val_limit`` images);
+            the most sensitive layers are kept in float, at most ``max_float_layers``, until it fits.
+    """
+    src = Path(onnx_path)
+    if not src.is_file():
+        raise FileNotFoundError(f"ONNX model {src} not found; export one with `detdistill export`")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if max_drop is not None and val_data is None:
+        raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
+    proto = onnx.load(str(src))
+    info, head_prefix, input_name = _read_info(proto)
+    if any(p.key == "quantization" for p in proto.metadata_props):
+        raise ValueError(f"{src} is already quantized; quantize the FP32 export instead")
+    files = list(calib) if isinstance(calib, (list, tuple)) else list_images(calib, limit=num_images)
+    files = [Path(f) for f in files][:num_images]
+    if not files:
+        raise ValueError("no calibration images: pass a folder / list / data YAML with images of your domain")
+    if len(files) // batch > CALIB_CHUNK:  # chunked calibration needs a whole number of chunks
+        files = files[: (len(files) // batch // CALIB_CHUNK) * CALIB_CHUNK * batch]
+    groups = layer_nodes(proto, head_prefix)
+    unknown = [g for g in float_layers if g not in groups]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; choose from {', '.join(groups)}")
+    out = Path(output) if output else src.with_name(f"{src.stem}.int8-{target}.onnx")
+    cache_dir = Path(cache_dir) if cache_dir else out.parent
+    cache = calibration_cache_path(src, files, f"{method}{percentile if method == 'percentile' else ''}-b{batch}",
+                                   cache_dir)
+    reader = _Reader(files, info, input_name, batch)
+    base = head_float_nodes(proto, head_prefix, keep_float)
+    src_meta = {p.key: p.value for p in proto.metadata_props}
+
+    def build(layers: Sequence[str], dst: Path) -> None:
+        exclude = base + [n for g in layers for n in groups[g]]
+        reader.rewind()
+        _quantize_once(src, dst, reader, target=target, method=method, percentile=percentile,
+                       per_channel=per_channel, exclude=exclude, cache=cache)
+        _stamp(dst, src_meta, {"target": target, "method": method, "calib_images": len(files),
+                               "keep_float": keep_float, "float_layers": list(layers), "per_channel": per_channel})
+
+    chosen = list(float_layers)
+    build(chosen, out)
+    result = QuantizeResult(out, target, chosen)
+    if max_drop is None:
+        return result
+    from .evaluate import evaluate
+
+    def score(path: Path) -> float:
+        return evaluate(path, val_data, split=val_split, limit=val_limit).map50_95
+
+    result.fp32_map = score(src)
+    result.int8_map = score(out)
+    if result.drop <= max_drop:
+        return result
+    result.sensitivity = rank_sensitivity(src, files[:4], build, chosen, [g for g in groups if g not in chosen],
+                                          info, input_name)
+    trial_map = result.int8_map
+    with tempfile.TemporaryDirectory() as tmp:
+        trial = Path(tmp) / "trial.onnx"
+        for layer, _ in result.sensitivity[:max_float_layers]:
+            chosen.append(layer)
+            build(chosen, trial)
+            trial_map = score(trial)
+            if trial_map >= result.fp32_map - max_drop:
+                trial.replace(out)
+                result.float_layers, result.int8_map = list(chosen), trial_map
+                return result
+    raise RuntimeError(f"could not meet max_drop={max_drop} with {max_float_layers} layers in float (drop still "
+                       f"{result.fp32_map - trial_map:.4f}): raise --max-drop, use more calibration images, or "
+                       "--keep-float head")
+
+
+def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[str], layers: Sequence[str],
+                     info: ModelInfo, input_name: str) -> list[tuple[str, float]]:
+    """Rank layers by how much keeping each one alone in float reduces the INT8 output error (largest first).
+
+    The error is the mean squared difference of the class scores to the FP32 model on a few images.
+    """
+    import onnxruntime as ort
+
+    xs = [_Reader([f], info, input_name).get_next() for f in files]
+
+    def scores(path: Path) -> list[np.ndarray]:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return [sess.run(["scores"], x)[0] for x in xs]
+
+    ref = scores(src)
+
+    def err(path: Path) -> float:
+        return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(scores(path), ref)]))
+
+    ranked = []
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "probe.onnx"
+        build(list(fixed), p)
+        base_err = err(p)
+        for layer in layers:
+            build([*fixed, layer], p)
+            ranked.append((layer, base_err - err(p)))
+    return sorted(ranked, key=lambda t: -t[1])

@@ -1,0 +1,294 @@
+"""TensorRT engine builder: FP32 / FP16 / INT8 from a detdistill ONNX, with a JSON sidecar.
+
+Decisions (pure, unit-tested through :func:`plan_build`):
+
+* TensorRT 8.5-10: FP16 / INT8 builder flags. INT8 from a Q/DQ ONNX (explicit) or, for a plain ONNX,
+  implicit calibration with an entropy-2 or min-max calibrator whose cache is keyed by model, images
+  and batch; the head's output layers are pinned to FP16/FP32.
+* TensorRT 11+: strongly typed networks only. INT8 needs a Q/DQ ONNX (``detdistill quantize --target
+  tensorrt``); the FP16/INT8 flags and calibrators no longer exist.
+
+The ``trt`` argument of :func:`build_engine` is the seam: tests inject a fake module object.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..runtime.backends.tensorrt import sidecar_path
+from ..runtime.metadata import ModelInfo
+from .hashing import file_sha256, files_key
+from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATORS = ("entropy", "minmax")
+
+
+class BuildError(RuntimeError):
+    """The engine cannot be built as asked; the message says why and what to do."""
+
+
+@dataclass
+class BuildPlan:
+    """What the builder will do for one (TensorRT version, model, request)."""
+
+    trt_major: int
+    flags: list[str] = field(default_factory=list)  # BuilderFlag names
+    network_flags: list[str] = field(default_factory=list)  # NetworkDefinitionCreationFlag names
+    calibrator: str | None = None  # entropy | minmax for implicit INT8
+    pin_head: bool = False  # set head layers to higher precision
+    dla_core: int | None = None
+
+
+def _version_tuple(v: str) -> tuple[int, int]:
+    parts = (v.split(".") + ["0"])[:2]
+    return int(parts[0]), int(parts[1])
+
+
+def has_qdq(proto: onnx.ModelProto) -> bool:
+    """Whether the ONNX carries explicit quantization (QuantizeLinear / DequantizeLinear nodes)."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+
+
+def plan_build(trt_version: str, precision: str, qdq: bool, *, calibrator: str = "entropy",
+               dla_core: int | None = None, is_jetson: bool = False, num_dla: int = 0) -> BuildPlan:
+    """Decide flags, calibration and DLA use; raise :class:`BuildError` for impossible requests."""
+    if precision not in PRECISIONS:
+        raise BuildError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if calibrator not in CALIBRATORS:
+        raise BuildError(f"calibrator must be one of {CALIBRATORS}, got {calibrator!r}")
+    major, minor = _version_tuple(trt_version)
+    if (major, minor) < (8, 5):
+        raise BuildError(f"TensorRT {trt_version} is too old: detdistill needs 8.5+ (JetPack 5.1 or newer)")
+    plan = BuildPlan(trt_major=major)
+    if major >= 11:
+        plan.network_flags.append("STRONGLY_TYPED")
+        if precision == "int8" and not qdq:
+            raise BuildError(
+                f"TensorRT {trt_version} builds strongly typed networks only and has no INT8 calibrator: "
+                "make a Q/DQ ONNX first with `detdistill quantize model.onnx --data <images> --target tensorrt`, "
+                "then build that file")
+        if precision == "fp16" and not qdq:
+            raise BuildError(
+                f"TensorRT {trt_version} has no FP16 builder flag (strongly typed): build --precision fp32, "
+                "build a Q/DQ INT8 ONNX, or convert the ONNX to FP16 first (ModelOpt autocast)")
+    else:
+        if major < 10:
+            plan.network_flags.append("EXPLICIT_BATCH")
+        if precision in ("fp16", "int8"):
+            plan.flags.append("FP16")
+        if precision == "int8":
+            plan.flags.append("INT8")
+            if not qdq:
+                plan.calibrator = calibrator
+                plan.pin_head = True
+                plan.flags.append("PREFER_PRECISION_CONSTRAINTS" if major >= 10 else "OBEY_PRECISION_CONSTRAINTS")
+        elif qdq:
+            raise BuildError("this ONNX has Q/DQ nodes (INT8): build it with --precision int8")
+    if dla_core is not None:
+        if not is_jetson:
+            raise BuildError("DLA cores exist only on Jetson (Xavier / Orin); drop --dla")
+        if dla_core < 0 or dla_core >= max(num_dla, 0) or num_dla == 0:
+            raise BuildError(f"DLA core {dla_core} does not exist: this device has {num_dla} DLA core(s)")
+        if precision == "fp32":
+            raise BuildError("DLA runs FP16 or INT8 only: use --precision fp16 or int8 with --dla")
+        plan.dla_core = dla_core
+        plan.flags.append("GPU_FALLBACK")
+    return plan
+
+
+def calib_cache_file(onnx_path: Path, images: Sequence[Path], batch: int, kind: str, cache_dir: Path) -> Path:
+    """Calibration cache name: stale caches (other weights, images, batch or calibrator) are never reused."""
+    return cache_dir / f"{onnx_path.stem}.{file_sha256(onnx_path)[:12]}-{files_key(images)}-b{batch}-{kind}.cache"
+
+
+def make_calibrator(trt: Any, kind: str, reader, batch: int, cache: Path, cuda) -> Any:
+    """An ``IInt8EntropyCalibrator2`` / ``IInt8MinMaxCalibrator`` feeding letterboxed images (TensorRT < 11)."""
+    base = trt.IInt8EntropyCalibrator2 if kind == "entropy" else trt.IInt8MinMaxCalibrator
+
+    class _Calibrator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.ptr: int | None = None
+
+        def get_batch_size(self) -> int:
+            return batch
+
+        def get_batch(self, names):  # noqa: ANN001
+            x = reader.get_next()
+            if x is None:
+                return None
+            arr = np.ascontiguousarray(next(iter(x.values())), dtype=np.float32)
+            if self.ptr is None:
+                self.ptr = cuda.malloc(arr.nbytes)
+            cuda.htod(self.ptr, arr)
+            cuda.synchronize()
+            return [self.ptr]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data) -> None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_bytes(bytes(data))
+
+    return _Calibrator()
+
+
+def build_engine(
+    onnx_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    precision: str = "fp16",
+    calib: str | Path | None = None,
+    calibrator: str = "entropy",
+    num_calib: int = 500,
+    workspace_gb: float | None = None,
+    dla_core: int | None = None,
+    batch: tuple[int, int, int] | None = None,
+    timing_cache: str | Path | None = None,
+    trt: Any = None,
+    gpu: GpuInfo | None = None,
+    cuda: Any = None,
+    l4t: str | None = None,
+) -> Path:
+    """Build a TensorRT engine from ``onnx_path`` and write ``<engine>.json`` next to it.
+
+    Args:
+        precision: fp32, fp16 or int8 (a Q/DQ ONNX builds as INT8 everywhere; a plain ONNX calibrates
+            on ``calib`` images with ``calibrator`` on TensorRT < 11).
+        workspace_gb: workspace memory pool limit. dla_core: Jetson DLA core (GPU fallback on).
+        batch: ``(min, opt, max)`` for a dynamic-batch ONNX (default: the ONNX's static batch).
+        timing_cache: file to load/save layer timings (faster rebuilds).
+        trt, gpu, cuda, l4t: seams for tests (a fake ``tensorrt`` module, GPU, CUDA helper, L4T version).
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with `detdistill export`")
+    l4t = l4t if l4t is not None else read_l4t()
+    if trt is None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BuildError(f"TensorRT is not installed. {tensorrt_install_hint(l4t)}") from None
+    gpu = gpu or detect_gpu()
+    if gpu is None:
+        raise BuildError("no CUDA GPU found: TensorRT engines must be built on the GPU that will run them "
+                         "(build on the Jetson itself; check nvidia-smi / tegrastats)")
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    info = ModelInfo.from_mapping(meta)
+    qdq = has_qdq(proto)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    plan = plan_build(trt.__version__, precision, qdq, calibrator=calibrator, dla_core=dla_core,
+                      is_jetson=l4t is not None, num_dla=int(getattr(builder, "num_DLA_cores", 0)))
+    if plan.calibrator and calib is None:
+        raise BuildError("INT8 from a plain ONNX needs calibration images: pass --calib <folder|data.yaml> "
+                         "(500-1000 images), or build a Q/DQ ONNX from `detdistill quantize --target tensorrt`")
+    net_flags = 0
+    for name in plan.network_flags:
+        net_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(net_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_gb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    for name in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if plan.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+
+    inp = network.get_input(0)
+    shape = tuple(int(d) for d in inp.shape)
+    dynamic = shape[0] < 0
+    if dynamic or batch:
+        if not dynamic:
+            raise BuildError(f"{onnx_path} has a static batch {shape[0]}; re-export with --dynamic to use --batch")
+        lo, opt, hi = batch or (1, 1, 1)
+        if not 1 <= lo <= opt <= hi:
+            raise BuildError(f"batch range must satisfy 1 <= min <= opt <= max, got {batch}")
+        profile = builder.create_optimization_profile()
+        profile.set_shape(inp.name, (lo, *shape[1:]), (opt, *shape[1:]), (hi, *shape[1:]))
+        config.add_optimization_profile(profile)
+    calib_batch = (batch[1] if batch else 1) if dynamic else shape[0]
+
+    cache_blob = None
+    if timing_cache:
+        tc = Path(timing_cache)
+        cache_blob = config.create_timing_cache(tc.read_bytes() if tc.is_file() else b"")
+        config.set_timing_cache(cache_blob, False)
+
+    calib_files: list[Path] = []
+    if plan.calibrator:
+        from .images import list_images
+        from .quantize import _Reader
+
+        calib_files = list_images(calib, limit=num_calib)
+        cache = calib_cache_file(onnx_path, calib_files, calib_batch, plan.calibrator, onnx_path.parent)
+        if cuda is None:
+            from ..runtime.backends.cuda_mem import CudaMem
+
+            cuda = CudaMem()
+        reader = _Reader(calib_files, info, inp.name, calib_batch)
+        config.int8_calibrator = make_calibrator(trt, plan.calibrator, reader, calib_batch, cache, cuda)
+        if dynamic:
+            config.set_calibration_profile(config.get_calibration_profile() or profile)
+    if plan.pin_head:
+        _pin_head(trt, network, meta.get("head", "/model.22/"))
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BuildError("TensorRT failed to build the engine (see its log above); try a larger --workspace, "
+                         "--precision fp16, or drop --dla")
+    out = Path(output) if output else onnx_path.with_suffix(".engine")
+    out.write_bytes(bytes(serialized))
+    if timing_cache and cache_blob is not None:
+        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    side = {
+        "tensorrt": trt.__version__,
+        "gpu": gpu.name,
+        "compute_capability": gpu.compute_capability,
+        "precision": precision,
+        "int8_mode": ("qdq" if qdq else f"calibrated-{plan.calibrator}") if precision == "int8" else None,
+        "strongly_typed": "STRONGLY_TYPED" in plan.network_flags,
+        "dla_core": plan.dla_core,
+        "batch": list(batch) if batch else [shape[0]] * 3,
+        "imgsz": list(info.imgsz) if info.imgsz else list(shape[2:]),
+        "names": {str(k): v for k, v in info.names.items()},
+        "stride": info.stride,
+        "preprocess": json.loads(meta.get("preprocess", "{}") or "{}"),
+        "source_onnx": onnx_path.name,
+        "source_onnx_sha256": file_sha256(onnx_path),
+        "calib_images": len(calib_files) or None,
+        "l4t": l4t,
+        "jetpack": jetpack_for(l4t),
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "plan": asdict(plan),
+    }
+    sidecar_path(out).write_text(json.dumps(side, indent=2))
+    return out
+
+
+def _pin_head(trt: Any, network: Any, head_prefix: str) -> None:
+    """Implicit INT8: keep the head's output layers (last convs, DFL, decode) in FP32."""
+    from .quantize import _HEAD_INNER
+
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if head_prefix in layer.name and not _HEAD_INNER.search(layer.name):
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)

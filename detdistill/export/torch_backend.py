@@ -1,0 +1,38 @@
+"""A runtime backend that runs an ultralytics ``.pt`` in PyTorch, so ``.pt`` files evaluate through the same
+letterbox / decode / NMS as the deployed artifacts. Imports torch (export side only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.metadata import ModelInfo
+
+
+class TorchBackend:
+    """Backend protocol over a PyTorch detection model (CPU or CUDA), static square ``imgsz``."""
+
+    def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] = 640, device: str = "cpu") -> None:
+        import torch
+
+        from .onnx_export import _ExportWrapper, _load_detection_model
+
+        model = _load_detection_model(weights)
+        self.model, _ = _ExportWrapper.build(model, dynamic_shape=False)
+        self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        names = {int(k): str(v) for k, v in model.names.items()}
+        self.info = ModelInfo.from_mapping({"names": json.dumps(names), "imgsz": json.dumps(list(hw)),
+                                            "stride": str(int(max(model.stride)))})
+        self.input_shape = (1, 3, *hw)
+        self.input_dtype = np.float32
+
+    def infer(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one batch in PyTorch."""
+        import torch
+
+        with torch.no_grad():
+            return [t.cpu().numpy() for t in self.model(torch.from_numpy(x).to(self.device))]

@@ -1,0 +1,63 @@
+"""ONNX Runtime backend (CPU, CUDA or TensorRT execution provider)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..metadata import ModelInfo
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def resolve_providers(device: str, available: list[str]) -> list[str]:
+    """Map ``auto|cpu|cuda|tensorrt`` to an ordered provider list, failing clearly if one is missing."""
+    if device == "auto":
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if device not in PROVIDERS:
+        raise ValueError(f"unknown ONNX Runtime device {device!r}: use one of auto, {', '.join(PROVIDERS)}")
+    wanted = PROVIDERS[device]
+    if wanted not in available:
+        hint = "pip install onnxruntime-gpu" if device != "cpu" else "pip install onnxruntime"
+        raise RuntimeError(
+            f"ONNX Runtime has no {wanted} here (available: {', '.join(available)}); install a build with it "
+            f"({hint}, or the Jetson wheel for your JetPack) or use device='cpu'"
+        )
+    chain = [wanted] + [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p != wanted]
+    return [p for p in chain if p in available]
+
+
+class OrtBackend:
+    """Runs an ONNX model with ONNX Runtime."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError("onnxruntime is not installed: pip install 'detdistill[runtime]'") from e
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model {path} not found; export one with `detdistill export`")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.providers = resolve_providers(device, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+        self.input_dtype = _DTYPES.get(inp.type, np.float32)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.info = ModelInfo.from_mapping(self.session.get_modelmeta().custom_metadata_map)
+        if self.info.imgsz is None and all(d > 0 for d in self.input_shape[2:]):
+            self.info.imgsz = (self.input_shape[2], self.input_shape[3])
+
+    def infer(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one batch."""
+        return self.session.run(self.output_names, {self.input_name: x.astype(self.input_dtype, copy=False)})

@@ -1,0 +1,53 @@
+"""Model metadata: class names, input size and preprocessing, read from ONNX metadata or a JSON sidecar."""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _parse(value: Any) -> Any:
+    """Metadata values are strings: JSON (detdistill) or Python literals (ultralytics)."""
+    if not isinstance(value, str):
+        return value
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(value)
+        except (ValueError, SyntaxError):
+            continue
+    return value
+
+
+@dataclass
+class ModelInfo:
+    """What the runtime needs to know about a model besides its weights."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    imgsz: tuple[int, int] | None = None
+    stride: int = 32
+    letterbox: str = "val"
+    pad_value: int = 114
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, meta: dict[str, Any]) -> "ModelInfo":
+        """Build from a metadata mapping whose values may be JSON / literal strings."""
+        m = {k: _parse(v) for k, v in meta.items()}
+        names = m.get("names") or {}
+        if isinstance(names, list):
+            names = dict(enumerate(names))
+        names = {int(k): str(v) for k, v in names.items()}
+        imgsz = m.get("imgsz")
+        if isinstance(imgsz, int):
+            imgsz = (imgsz, imgsz)
+        pre = m.get("preprocess") or {}
+        return cls(
+            names=names,
+            imgsz=tuple(int(v) for v in imgsz) if imgsz else None,
+            stride=int(m.get("stride", 32)),
+            letterbox=str(pre.get("letterbox", "val")),
+            pad_value=int(pre.get("pad_value", 114)),
+            extra=m,
+        )

@@ -1,0 +1,118 @@
+"""Decode raw YOLO head outputs and run class-aware NMS in numpy, then map boxes to the frame.
+
+Head layouts understood:
+
+* two outputs, ``boxes`` ``(B, 4, N)`` xywh pixels and ``scores`` ``(B, nc, N)`` (detdistill export);
+* one output ``(B, 4 + nc, N)`` (ultralytics' own ONNX/engine export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .letterbox import LetterboxInfo
+
+MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
+
+
+def split_head(outputs: Sequence[np.ndarray], nc: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(boxes (B,4,N), scores (B,nc,N))`` from one or two raw head outputs."""
+    if len(outputs) == 2:
+        boxes, scores = outputs
+        if boxes.shape[1] != 4:
+            boxes, scores = scores, boxes
+    elif len(outputs) == 1:
+        y = outputs[0]
+        if y.ndim != 3 or y.shape[1] < 5:
+            raise ValueError(f"expected a (B, 4+nc, N) head output, got shape {y.shape}")
+        boxes, scores = y[:, :4], y[:, 4:4 + nc] if nc else y[:, 4:]
+    else:
+        raise ValueError(f"expected 1 or 2 head outputs, got {len(outputs)}")
+    if boxes.shape[1] != 4 or boxes.shape[-1] != scores.shape[-1]:
+        raise ValueError(f"head outputs do not match: boxes {boxes.shape}, scores {scores.shape}")
+    return boxes, scores
+
+
+def xywh2xyxy(b: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` centre-size boxes -> corner boxes."""
+    out = np.empty_like(b)
+    half = b[:, 2:] / 2
+    out[:, :2] = b[:, :2] - half
+    out[:, 2:] = b[:, :2] + half
+    return out
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS on ``(N, 4)`` xyxy boxes; indices kept, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if max_keep is not None and len(keep) >= max_keep:
+            break
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        overlap = inter / (areas[i] + areas[rest] - inter)
+        order = rest[~(overlap > iou)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    classes: Sequence[int] | None = None,
+    multi_label: bool = False,
+    agnostic: bool = False,
+    max_det: int = 300,
+    max_nms: int = 30000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image: ``boxes (4, N)`` xywh, ``scores (nc, N)`` -> xyxy boxes, scores, class ids after NMS.
+
+    ``multi_label`` keeps every (anchor, class) pair above ``conf`` (validation); otherwise only each
+    anchor's best class (prediction).
+    """
+    if not 0 <= conf <= 1 or not 0 <= iou <= 1:
+        raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
+    scores = scores.T  # (N, nc)
+    cand = scores.max(1) > conf
+    xyxy = xywh2xyxy(boxes.T[cand].astype(np.float32, copy=False))
+    scores = scores[cand]
+    if multi_label and scores.shape[1] > 1:
+        i, j = np.nonzero(scores > conf)
+        xyxy, score, cls = xyxy[i], scores[i, j], j
+    else:
+        cls = scores.argmax(1)
+        score = scores[np.arange(len(cls)), cls]
+        ok = score > conf
+        xyxy, score, cls = xyxy[ok], score[ok], cls[ok]
+    if classes is not None:
+        ok = np.isin(cls, np.asarray(classes))
+        xyxy, score, cls = xyxy[ok], score[ok], cls[ok]
+    if len(score) > max_nms:
+        top = np.argsort(-score, kind="stable")[:max_nms]
+        xyxy, score, cls = xyxy[top], score[top], cls[top]
+    offset = 0 if agnostic else cls[:, None].astype(np.float32) * MAX_WH
+    keep = nms(xyxy + offset, score, iou, max_det)
+    return xyxy[keep], score[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+def scale_boxes(xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map xyxy boxes from the letterboxed input back to the original frame, clipped to it."""
+    out = xyxy.astype(np.float32, copy=True)
+    (gy, gx), (px, py) = info.gain, info.pad
+    out[:, [0, 2]] = (out[:, [0, 2]] - px) / gx
+    out[:, [1, 3]] = (out[:, [1, 3]] - py) / gy
+    h0, w0 = info.orig_shape
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w0)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h0)
+    return out

@@ -1,0 +1,260 @@
+"""The demo loop with an injected fake detector: headless runs, recording, JSON, Ctrl-C, stats, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from detdistill.demo import run_demo
+from detdistill.demo.app import parse_classes, resolve_classes
+from detdistill.demo.cli import register
+from detdistill.demo.overlay import class_color, draw_detections, draw_hud, hud_lines
+from detdistill.demo.stats import RunStats
+from detdistill.demo.synthetic import write_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_DETECTOR = """
+import time
+import numpy as np
+from types import SimpleNamespace
+
+class FakeDetector:
+    names = {0: "person", 5: "bus"}
+
+    def __init__(self, delay=0.0, interrupt_at=None):
+        self.delay, self.interrupt_at, self.calls = delay, interrupt_at, 0
+        self.last_timings = {}
+
+    def __call__(self, frame):
+        if self.interrupt_at is not None and self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.calls += 1
+        time.sleep(self.delay)
+        h, w = frame.shape[:2]
+        self.last_timings = {"preprocess": 0.1, "inference": self.delay * 1e3, "postprocess": 0.1}
+        return SimpleNamespace(
+            boxes=np.array([[w * 0.1, h * 0.2, w * 0.5, h * 0.8], [w * 0.6, h * 0.3, w * 0.9, h * 0.9]], np.float32),
+            scores=np.array([0.9, 0.6], np.float32), class_ids=np.array([5, 0], np.int64))
+"""
+namespace: dict = {}
+exec(FAKE_DETECTOR, namespace)
+FakeDetector = namespace["FakeDetector"]
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=40, size=(320, 240))
+
+
+def test_headless_run_processes_every_frame_and_records(clip, tmp_path):
+    seen, lines = [], []
+    summary = run_demo(
+        FakeDetector(delay=0.005), str(clip), show=False, record=tmp_path / "out.mp4",
+        save_json=tmp_path / "dets.jsonl", stats_every_s=0.05, log=lines.append,
+        on_frame=lambda i, image, dets: seen.append(i),
+    )
+    assert seen == list(range(40))
+    assert summary.frames == 40 and summary.dropped == 0 and summary.reconnects == 0
+    assert not summary.interrupted and summary.error is None
+    assert summary.mean_fps == pytest.approx(summary.frames / summary.seconds)
+    assert 0 < summary.latency_p50_ms <= summary.latency_p95_ms
+    assert summary.stage_ms["inference"] == pytest.approx(5.0)
+    assert set(summary.stage_ms) == {"capture", "preprocess", "inference", "postprocess", "draw", "output"}
+    assert _count_frames(tmp_path / "out.mp4") == 40
+    records = [json.loads(line) for line in (tmp_path / "dets.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(40))
+    assert records[0]["detections"][0]["name"] == "bus" and len(records[0]["detections"]) == 2
+    assert records[0]["width"] == 320 and records[0]["height"] == 240
+    assert any(line.startswith("frames ") and "FPS" in line for line in lines)      # periodic stats line
+    assert any(line.startswith("summary: 40 frames") for line in lines)
+
+
+def test_recorded_frames_carry_the_overlay(clip, tmp_path):
+    run_demo(FakeDetector(), str(clip), show=False, record=tmp_path / "o.avi", max_frames=3, log=lambda m: None)
+    cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
+    ok, annotated = cap.read()
+    ok2, raw = cv2.VideoCapture(str(clip)).read()
+    assert ok and ok2
+    person = np.array(class_color(0), np.int16)       # the person box and its filled label
+
+    def near_person(image):
+        return int((np.abs(image.astype(np.int16) - person).max(axis=2) < 50).sum())
+
+    assert near_person(annotated) > near_person(raw) + 100
+
+
+def test_class_filter_by_name(clip, tmp_path):
+    run_demo(FakeDetector(), str(clip), classes="BUS", show=False, save_json=tmp_path / "d.jsonl",
+             max_frames=5, log=lambda m: None)
+    records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(records) == 5
+    assert all([d["name"] for d in r["detections"]] == ["bus"] for r in records)
+    with pytest.raises(ValueError, match="unknown class 'truck'"):
+        run_demo(FakeDetector(), str(clip), classes="truck", show=False, log=lambda m: None)
+
+
+def test_parse_and_resolve_classes():
+    assert parse_classes("2, 5") == [2, 5]
+    assert parse_classes("bus,car") == ["bus", "car"]
+    assert parse_classes("") is None and parse_classes(None) is None
+    assert resolve_classes(["Bus", 0], {0: "person", 5: "bus"}) == [5, 0]
+
+
+def test_keyboard_interrupt_still_writes_summary_and_recording(clip, tmp_path):
+    lines = []
+    summary = run_demo(FakeDetector(interrupt_at=10), str(clip), show=False, record=tmp_path / "out.mp4",
+                       save_json=tmp_path / "d.jsonl", log=lines.append)
+    assert summary.interrupted and summary.frames == 10
+    assert _count_frames(tmp_path / "out.mp4") == 10
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 10
+    assert any("stopped by the user" in line for line in lines)
+
+
+def test_max_fps_caps_the_loop(clip):
+    summary = run_demo(FakeDetector(), str(clip), show=False, max_fps=50, max_frames=15, log=lambda m: None)
+    assert summary.frames == 15
+    assert summary.mean_fps <= 55
+
+
+def test_show_without_display_falls_back_to_headless(clip, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    lines = []
+    summary = run_demo(FakeDetector(), str(clip), show=True, max_frames=2, log=lines.append)
+    assert summary.frames == 2 and any("no display" in line for line in lines)
+
+
+def _demo_script(tmp_path: Path, source: str, extra: str = "") -> str:
+    return FAKE_DETECTOR + textwrap.dedent(f"""
+        import sys
+        from detdistill.demo import run_demo
+        summary = run_demo(FakeDetector(delay=0.01), {source!r}, show=False, stats_every_s=0.2,
+                           record={str(tmp_path / "out.mp4")!r}, save_json={str(tmp_path / "d.jsonl")!r})
+        print("FRAMES", summary.frames, "INTERRUPTED", summary.interrupted, flush=True)
+        {extra}
+    """)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_playable_recording(tmp_path, signum):
+    script = _demo_script(tmp_path, "synthetic?frames=100000&width=320&height=240")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        json_path = tmp_path / "d.jsonl"
+        while time.monotonic() < deadline:
+            if json_path.exists() and len(json_path.read_text().splitlines()) >= 8:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "summary:" in out and "stopped by the user" in out and "dropped frames" in out
+    frames = int(out.split("FRAMES ")[1].split()[0])
+    assert frames >= 8
+    assert _count_frames(tmp_path / "out.mp4") == frames
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == frames
+
+
+def test_demo_never_imports_torch_or_ultralytics(tmp_path):
+    script = _demo_script(tmp_path, "synthetic?frames=5&width=160&height=120", extra=textwrap.dedent("""
+        from detdistill.demo.synthetic import sample_images
+        sample_images()
+        import detdistill.demo.cli
+        bad = [m for m in ("torch", "ultralytics") if m in sys.modules]
+        print("IMPORTED", bad)
+    """).replace("\n", "\n        "))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED []" in done.stdout and "FRAMES " in done.stdout
+
+
+# -- stats and overlay --------------------------------------------------------------------------
+def test_run_stats_numbers():
+    stats = RunStats(window_s=1.0)
+    stats.start(now=0.0)
+    for i in range(1, 101):                      # 100 frames at 50 FPS, latency 1..100 ms
+        stats.add(float(i), {"inference": 10.0, "draw": 1.0}, now=i * 0.02)
+    summary = stats.summary(dropped=7)
+    assert summary.frames == 100 and summary.seconds == pytest.approx(2.0)
+    assert summary.mean_fps == pytest.approx(50.0)
+    assert summary.latency_p50_ms == pytest.approx(50.5) and summary.latency_p95_ms == pytest.approx(95.05)
+    assert summary.dropped == 7 and summary.stage_ms["inference"] == pytest.approx(10.0)
+    assert stats.fps() == pytest.approx(50.0, rel=0.03)
+    assert "100 frames in 2.0 s, mean 50.0 FPS" in summary.format()
+    assert "dropped 7" in stats.line(dropped=7)
+
+
+def test_run_stats_keeps_a_bounded_sample():
+    stats = RunStats(keep=50)
+    for i in range(1000):
+        stats.add(float(i % 10), {}, now=float(i))
+    assert len(stats._latencies) == 50 and stats.summary().frames == 1000
+
+
+def test_overlay_draws_boxes_labels_and_panel():
+    image = np.full((240, 320, 3), 128, np.uint8)
+    draw_detections(image, np.array([[20, 40, 200, 220]], np.float32), np.array([0.87], np.float32),
+                    np.array([5]), {5: "bus"})
+    color = np.array(class_color(5), np.uint8)
+    assert (image == color).all(axis=2).sum() > 300          # the box outline and label background
+    before = image.copy()
+    draw_hud(image, hud_lines(29.7, 33.3, {"capture": 0.2, "inference": 25.0}, 3, 1))
+    panel = image[10:40, 10:100]
+    assert (panel < before[10:40, 10:100]).mean() > 0.5         # darkened panel
+    assert (panel > 200).all(axis=2).sum() > 20                  # white text
+    lines = hud_lines(29.7, 33.3, {"inference": 25.0}, 3, 1)
+    assert "29.7 FPS" in lines[0] and "dropped 3" in lines[1] and lines[2] == "infer  25.0 ms"
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:  # a second verb so typer keeps `demo` as a sub-command
+        pass
+
+    return app
+
+
+def test_cli_help_and_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(_cli(), ["demo", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    for text in ("--model", "--source", "--no-show", "--record", "--save-json", "--max-fps", "--classes", "csi://0"):
+        assert text in result.output
+    result = runner.invoke(_cli(), ["demo", "--model", str(tmp_path / "missing.onnx"), "--no-show"])
+    assert result.exit_code == 2 and "not found" in result.output

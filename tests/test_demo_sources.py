@@ -1,0 +1,214 @@
+"""Source parsing, GStreamer pipelines per source kind, open attempts and file/folder grabbers."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from detdistill.demo import gstreamer as gst
+from detdistill.demo.capture import SourceError
+from detdistill.demo.sources import (
+    CvGrabber,
+    ImageGrabber,
+    SourceSpec,
+    capture_attempts,
+    open_source,
+    parse_source,
+)
+from detdistill.demo.synthetic import SyntheticCamera, sample_images, write_clip
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "target", "index"),
+    [
+        (0, "camera", "/dev/video0", 0),
+        ("2", "camera", "/dev/video2", 2),
+        ("/dev/video1", "camera", "/dev/video1", 1),
+        ("/dev/v4l/by-id/usb-cam-video-index0", "camera", "/dev/v4l/by-id/usb-cam-video-index0", None),
+        ("csi://1", "csi", "csi://1", 1),
+        ("rtsp://user:pw@cam.local:554/stream1?channel=2", "rtsp", "rtsp://user:pw@cam.local:554/stream1?channel=2", None),
+        ("https://example.com/live.m3u8", "stream", "https://example.com/live.m3u8", None),
+        ("synthetic", "synthetic", "synthetic", None),
+        (None, "auto", "", None),
+        ("", "auto", "", None),
+    ],
+)
+def test_parse_source_kinds(text, kind, target, index):
+    spec = parse_source(text)
+    assert (spec.kind, spec.target, spec.index) == (kind, target, index)
+    assert spec.live == (kind in {"camera", "csi", "rtsp", "stream", "synthetic"})
+
+
+def test_parse_source_options():
+    spec = parse_source("/dev/video0?width=640&height=480&fps=60&format=raw")
+    assert (spec.width, spec.height, spec.fps, spec.options) == (640, 480, 60, {"format": "raw"})
+    spec = parse_source("csi://0?width=1920&height=1080&fps=30&mode=2&flip=2")
+    assert (spec.width, spec.height, spec.options) == (1920, 1080, {"mode": "2", "flip": "2"})
+    spec = parse_source("rtsp://cam/stream#codec=h265&latency=50")
+    assert spec.target == "rtsp://cam/stream" and spec.options == {"codec": "h265", "latency": "50"}
+    spec = parse_source("synthetic?frames=12&width=320&height=240")
+    assert (spec.width, spec.height, spec.options) == (320, 240, {"frames": "12"})
+    with pytest.raises(SourceError, match="integer"):
+        parse_source("/dev/video0?width=wide")
+    with pytest.raises(SourceError, match="csi://<sensor-id>"):
+        parse_source("csi://front")
+
+
+def test_parse_files_and_folders(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"")
+    assert parse_source(str(video)).kind == "file" and not parse_source(str(video)).live
+    assert parse_source(str(image)).kind == "images"
+    assert parse_source(str(tmp_path)).kind == "images"
+    with pytest.raises(SourceError, match="not a camera index"):
+        parse_source(str(tmp_path / "missing.mp4"))
+
+
+# -- GStreamer pipeline strings -----------------------------------------------------------------
+APPSINK = "appsink drop=1 max-buffers=1 sync=false"
+
+
+def test_csi_pipeline():
+    spec = parse_source("csi://1?width=1920&height=1080&fps=30&mode=2&flip=2")
+    (attempt,) = capture_attempts(spec, gstreamer=True, has_element=lambda name: True)
+    assert attempt.api == cv2.CAP_GSTREAMER
+    assert attempt.target == (
+        "nvarguscamerasrc sensor-id=1 sensor-mode=2 ! "
+        "video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1,format=NV12 ! "
+        "nvvidconv flip-method=2 ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! " + APPSINK
+    )
+
+
+def test_csi_without_gstreamer_explains_the_fix():
+    with pytest.raises(SourceError, match="GStreamer.*--system-site-packages"):
+        capture_attempts(parse_source("csi://0"), gstreamer=False)
+
+
+@pytest.mark.parametrize(
+    ("elements", "first_label", "decode"),
+    [
+        ({"nvv4l2decoder", "nvjpegdec"}, "GStreamer MJPEG nvv4l2decoder (hardware)",
+         "nvv4l2decoder mjpd=1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert"),
+        ({"nvjpegdec"}, "GStreamer MJPEG nvjpegdec (hardware)", "nvjpegdec ! video/x-raw,format=I420 ! videoconvert"),
+    ],
+)
+def test_usb_mjpeg_hardware_decode_when_gstreamer_has_it(elements, first_label, decode):
+    spec = parse_source("/dev/video0?width=1280&height=720&fps=30")
+    attempts = capture_attempts(spec, gstreamer=True, has_element=elements.__contains__)
+    assert attempts[0].label == first_label and attempts[0].api == cv2.CAP_GSTREAMER
+    pipeline = attempts[0].target
+    assert pipeline.startswith("v4l2src device=/dev/video0 ! image/jpeg,width=1280,height=720,framerate=30/1 ! ")
+    assert decode in pipeline and pipeline.endswith(APPSINK)
+    assert [a.label for a in attempts[1:]] == ["V4L2 MJPEG (software decode)", "V4L2 native format"]
+
+
+def test_usb_camera_software_fallback_without_gstreamer():
+    attempts = capture_attempts(parse_source("0"), gstreamer=False)
+    labels = [a.label for a in attempts]
+    assert labels == ["V4L2 MJPEG (software decode)", "V4L2 native format"]
+    props = dict(attempts[0].props)
+    assert props[cv2.CAP_PROP_BUFFERSIZE] == 1
+    assert int(props[cv2.CAP_PROP_FOURCC]) == cv2.VideoWriter.fourcc(*"MJPG")
+    if sys.platform.startswith("linux"):
+        assert attempts[0].api == cv2.CAP_V4L2 and attempts[0].target == "/dev/video0"
+    raw = capture_attempts(parse_source("0?format=raw"), gstreamer=True, has_element=lambda n: True)
+    assert [a.label for a in raw] == ["V4L2 native format"]
+
+
+def test_other_pipeline_builders():
+    assert gst.usb_mjpeg_pipeline("/dev/video0", 640, 480, 30, "jpegdec") == (
+        "v4l2src device=/dev/video0 ! image/jpeg,width=640,height=480,framerate=30/1 ! jpegdec ! "
+        "videoconvert ! video/x-raw,format=BGR ! " + APPSINK
+    )
+    assert gst.usb_raw_pipeline("/dev/video1", 640, 480, 15) == (
+        "v4l2src device=/dev/video1 ! video/x-raw,width=640,height=480,framerate=15/1 ! "
+        "videoconvert ! video/x-raw,format=BGR ! " + APPSINK
+    )
+    with pytest.raises(ValueError):
+        gst.usb_mjpeg_pipeline("/dev/video0", 640, 480, 30, "magic")
+    with pytest.raises(ValueError):
+        gst.rtsp_pipeline("rtsp://x", codec="vp9")
+
+
+def test_rtsp_attempts():
+    spec = parse_source("rtsp://cam/s#codec=h265&latency=50")
+    attempts = capture_attempts(spec, gstreamer=True, has_element={"nvv4l2decoder", "avdec_h265"}.__contains__)
+    assert [a.label for a in attempts] == ["GStreamer RTSP h265 nvv4l2decoder", "GStreamer RTSP h265 avdec",
+                                           "FFmpeg RTSP (TCP)"]
+    assert attempts[0].target == (
+        "rtspsrc location=rtsp://cam/s latency=50 protocols=tcp ! rtph265depay ! h265parse ! nvv4l2decoder ! "
+        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! " + APPSINK
+    )
+    assert "avdec_h265 ! videoconvert" in attempts[1].target
+    plain = capture_attempts(parse_source("rtsp://cam/s"), gstreamer=False)
+    assert [a.label for a in plain] == ["FFmpeg RTSP (TCP)"] and plain[0].api == cv2.CAP_FFMPEG
+
+
+def test_opencv_gstreamer_probe_matches_build_info():
+    info = cv2.getBuildInformation()
+    assert gst.opencv_has_gstreamer() == ("GStreamer:                   YES" in info or
+                                          any(line.split(":")[0].strip() == "GStreamer" and "NO" not in line
+                                              for line in info.splitlines()))
+
+
+# -- opening real sources -----------------------------------------------------------------------
+def test_missing_camera_message(tmp_path):
+    spec = SourceSpec("camera", "/dev/video97", index=97)
+    with pytest.raises(SourceError, match=r"camera /dev/video97 does not exist .*--source"):
+        CvGrabber(spec, capture_attempts(spec, gstreamer=False)).open()
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source("/dev/video97")
+
+
+def test_video_file_reads_every_frame_then_stops(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=12, size=(160, 120))
+    with open_source(str(clip)) as src:
+        frames = []
+        while (frame := src.read(timeout=2.0)) is not None or not src.finished:
+            if frame is not None:
+                frames.append(frame)
+        assert len(frames) == 12 and frames[0].image.shape == (120, 160, 3)
+        assert src.finished and src.error is None and src.dropped == 0 and src.fps == pytest.approx(30, abs=0.5)
+
+
+def test_image_folder_in_name_order(tmp_path):
+    for i, value in enumerate((30, 10, 20)):
+        cv2.imwrite(str(tmp_path / f"img{value}.png"), np.full((8, 8, 3), value, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    grabber = ImageGrabber(str(tmp_path))
+    values = []
+    while (image := grabber.read()) is not None:
+        values.append(int(image[0, 0, 0]))
+    assert values == [10, 20, 30]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        ImageGrabber(str(empty))
+
+
+def test_synthetic_clip_pans_over_the_sample_photos():
+    paths = sample_images()
+    if not paths:
+        pytest.skip("ultralytics is not installed: the synthetic clip uses its drawn fallback scene")
+    assert {p.name for p in paths} == {"bus.jpg", "zidane.jpg"}
+    camera = SyntheticCamera((320, 240), frames=5, realtime=False)
+    frames = [camera.read() for _ in range(6)]
+    assert frames[-1] is None and camera.ended
+    assert all(f.shape == (240, 320, 3) and f.dtype == np.uint8 for f in frames[:5])
+    assert not np.array_equal(frames[0], frames[2])          # the view moves
+
+
+def test_synthetic_source_is_paced_like_a_camera():
+    with open_source("synthetic?frames=6&fps=50&width=160&height=120") as src:
+        assert src.live
+        frames = []
+        while (frame := src.read(timeout=1.0)) is not None or not src.finished:
+            if frame is not None:
+                frames.append(frame)
+        span = frames[-1].t_grabbed - frames[0].t_grabbed
+        assert len(frames) + src.dropped == 6 and span >= 0.08      # 5 intervals of 20 ms

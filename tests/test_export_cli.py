@@ -1,0 +1,55 @@
+"""The deploy verbs: help a newcomer can follow, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from detdistill.export.cli import register
+
+VERBS = ("export", "quantize", "build", "eval", "bench")
+
+
+@pytest.fixture(scope="module")
+def app():
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def _run(app, *args):
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_help(app, verb):
+    out = _run(app, verb, "--help")
+    assert out.exit_code == 0 and "Example: detdistill " + verb in out.output.replace("\n", " ").replace("  ", " ")
+
+
+def test_missing_and_wrong_files(app, tmp_path):
+    out = _run(app, "export", tmp_path / "nope.pt")
+    assert out.exit_code == 2 and "does not exist" in out.output
+    (tmp_path / "m.txt").write_text("x")
+    out = _run(app, "eval", tmp_path / "m.txt", "--data", tmp_path / "d.yaml")
+    assert out.exit_code == 2 and "should end in .pt or .onnx or .engine" in out.output
+    out = _run(app, "quantize", tmp_path / "m.onnx", "--data", tmp_path)
+    assert out.exit_code == 2 and "Export one first" in out.output
+
+
+def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path):
+    from test_export_onnx import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    out = _run(app, "build", onnx_path, "--batch", "1,2")
+    assert out.exit_code == 2 and "min,opt,max" in out.output
+    out = _run(app, "build", onnx_path)
+    assert out.exit_code == 2 and "TensorRT is not installed" in out.output
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--method", "kl")
+    assert out.exit_code == 2 and "calibration method" in out.output
+    out = _run(app, "bench", onnx_path, "--runs", "5")
+    assert out.exit_code == 2 and ">= 50" in out.output
+    out = _run(app, "export", tmp_path_factory.getbasetemp() / "exported" / "teacher.pt", "--imgsz", "100",
+               "-o", tmp_path / "x.onnx")
+    assert out.exit_code == 2 and "multiples of the model stride" in out.output

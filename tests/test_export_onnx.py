@@ -1,0 +1,86 @@
+"""ONNX export of the real teacher: outputs, metadata, parity with PyTorch on real images, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from detdistill.export.onnx_export import ParityError, check_parity, export_onnx
+from detdistill.runtime.backends.onnxruntime import OrtBackend
+from detdistill.runtime.letterbox import preprocess
+
+
+def export_teacher(tmp_path_factory, teacher_pt: Path, name: str = "teacher320.onnx", **kwargs) -> Path:
+    """Export the teacher once per session (the fixtures folder is read-only: copy the .pt first)."""
+    base = tmp_path_factory.getbasetemp() / "exported"
+    out = base / name
+    if not out.exists():
+        base.mkdir(exist_ok=True)
+        pt = base / "teacher.pt"
+        if not pt.exists():
+            shutil.copy(teacher_pt, pt)
+        export_onnx(pt, out, **{"imgsz": 320, **kwargs})
+    return out
+
+
+def val_images(coco_mini_yaml: Path, n: int) -> list[Path]:
+    return sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:n]
+
+
+def test_export_static_outputs_and_metadata(tmp_path_factory, teacher_pt):
+    path = export_teacher(tmp_path_factory, teacher_pt)
+    proto = onnx.load(str(path))
+    outs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    assert outs == {"boxes": [1, 4, 2100], "scores": [1, 80, 2100]}  # separate tensors: no shared INT8 scale
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["imgsz"]) == [320, 320] and meta["stride"] == "32"
+    assert json.loads(meta["names"])["0"] == "person"
+    assert json.loads(meta["preprocess"])["letterbox"] == "val"
+    assert meta["head"].endswith("/model.22/")
+    assert len(meta["source_sha256"]) == 64
+
+
+def test_parity_with_pytorch_on_real_images(tmp_path_factory, teacher_pt, coco_mini_yaml):
+    path = export_teacher(tmp_path_factory, teacher_pt)
+    report = check_parity(path.with_name("teacher.pt"), path, val_images(coco_mini_yaml, 4))
+    assert report.max_box_diff < 0.05 and report.max_score_diff < 1e-3
+
+
+def test_parity_fails_loudly_on_a_broken_export(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
+    path = export_teacher(tmp_path_factory, teacher_pt)
+    proto = onnx.load(str(path))
+    init = next(i for i in proto.graph.initializer if len(i.dims) == 4 and "model.22" not in i.name)
+    arr = onnx.numpy_helper.to_array(init) * 1.5
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    with pytest.raises(ParityError, match="does not match PyTorch"):
+        check_parity(path.with_name("teacher.pt"), broken, val_images(coco_mini_yaml, 1))
+
+
+def test_dynamic_batch_export(tmp_path_factory, teacher_pt, coco_mini_yaml):
+    path = export_teacher(tmp_path_factory, teacher_pt, "teacher320-dyn.onnx", dynamic=True, simplify=False)
+    be = OrtBackend(path, device="cpu")
+    assert be.input_shape[0] == -1 and be.info.imgsz == (320, 320)
+    xs = [preprocess(__import__("cv2").imread(str(f)), 320)[0] for f in val_images(coco_mini_yaml, 2)]
+    boxes, scores = be.infer(np.concatenate(xs))
+    assert boxes.shape == (2, 4, 2100) and scores.shape == (2, 80, 2100)
+    single = be.infer(xs[1])[1]
+    assert np.abs(single[0] - scores[1]).max() < 1e-4
+
+
+def test_export_rejects_bad_input(tmp_path, teacher_pt):
+    pt = tmp_path / "t.pt"
+    shutil.copy(teacher_pt, pt)
+    with pytest.raises(ValueError, match="multiples of the model stride"):
+        export_onnx(pt, tmp_path / "x.onnx", imgsz=300)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        export_onnx(tmp_path / "missing.pt")
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a .pt"):
+        export_onnx(tmp_path / "model.onnx")
