@@ -4,7 +4,8 @@ Stages (each cached in the work folder and skipped when its output exists, so a 
 
 1. data     a generated shapes dataset (no download)
 2. teacher  a YOLOv8n trained on it (no pretrained weights ship with any installed package)
-3. student  a YOLOv8n at a quarter of its width, trained without KD and with the default recipe
+3. student  a YOLOv8n at half its width (a third of its parameters), trained without KD and with the
+            default recipe
 4. export   the distilled student to ONNX, then an INT8 ONNX calibrated on the training images
 5. eval     mAP50-95 / mAP50 and per-stage latency of every artifact through ``detdistill.runtime``
 6. demo     the live demo, headless, on a video made from the validation images (no camera needed)
@@ -91,8 +92,8 @@ def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print) ->
     log(f"[2/6] teacher: yolov8n trained for {cfg.teacher_epochs} epochs")
     teacher = _train("yolov8n.yaml", data, work / "teacher", cfg.teacher_epochs)
 
-    student_cfg = str(scaled_model_yaml("yolov8", width=0.0625, out=work / "yolov8-quarter-n.yaml"))
-    log(f"[3/6] student: yolov8n at 1/4 width, {cfg.student_epochs} epochs without KD, then with the default recipe")
+    student_cfg = str(scaled_model_yaml("yolov8", width=0.125, out=work / "yolov8n-half.yaml"))
+    log(f"[3/6] student: yolov8n at 1/2 width, {cfg.student_epochs} epochs without KD, then with the default recipe")
     plain = _train(student_cfg, data, work / "student-no-kd", cfg.student_epochs)
     distilled = _train(student_cfg, data, work / "student-kd", cfg.student_epochs, teacher=teacher)
 

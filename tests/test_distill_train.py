@@ -39,7 +39,7 @@ def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
 
     tmp = tmp_path_factory.mktemp("kd")
     teacher = shutil.copy(teacher_pt, tmp / "teacher.pt")
-    student = scaled_model_yaml("yolov8", width=0.0625, out=tmp / "student-n.yaml")
+    student = scaled_model_yaml("yolov8", width=0.0625, out=tmp / "yolov8n-quarter.yaml")
     model = YOLO(str(student))
     model.add_callback("on_model_save", _stop_after_first_save)
     with pytest.raises(Interrupted):

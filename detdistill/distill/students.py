@@ -11,7 +11,7 @@ def scaled_model_yaml(family: str = "yolov8", width: float = 0.0625, depth: floa
 
     ultralytics' ``yolov8n`` is width 0.25, depth 0.33; width 0.0625 is a quarter of it. The YAML keeps
     the family's own layer definition (read from the installed ultralytics) and replaces its scale
-    table with one row, ``n``; the file name ends in ``n`` so ultralytics selects that row.
+    table with one row, ``n``; the file name starts with ``<family>n`` so ultralytics selects that row.
     """
     import ultralytics
     import yaml
@@ -22,6 +22,6 @@ def scaled_model_yaml(family: str = "yolov8", width: float = 0.0625, depth: floa
         raise FileNotFoundError(f"no ultralytics model family {family!r} (e.g. yolov8, yolo11, yolo26)")
     cfg = yaml.safe_load(matches[0].read_text())
     cfg["scales"] = {"n": [depth, width, cfg["scales"]["n"][2]]}
-    out = Path(out) if out else Path(tempfile.mkdtemp()) / f"{family}-w{width:g}-d{depth:g}-n.yaml"
+    out = Path(out) if out else Path(tempfile.mkdtemp()) / f"{family}n-w{width:g}-d{depth:g}.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
