@@ -61,17 +61,22 @@ def train(
     from detdistill.distill.classmap import parse_class_map_arg
 
     overrides = parse_overrides(ctx.args)
-    try:
+    if resume is None:
+        missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
+        if missing:
+            fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
+    try:  # every input is checked before training; errors during training keep their traceback
         if resume is not None:
-            best = api.resume(resume, **overrides)
+            kd_config = api.resume_config(resume)
         else:
-            missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
-            if missing:
-                fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
             spec = parse_class_map_arg(class_map) if class_map else None
-            best = api.train(student, teacher, data, recipe, spec, **overrides)
+            checked_recipe, _ = api.check_inputs(student, teacher, data, recipe, spec)
     except (TeacherError, RecipeError, ClassMapError, FileNotFoundError, ValueError) as e:
         fail(str(e))
+    if resume is not None:
+        best = api.resume(resume, kd_config, **overrides)
+    else:
+        best = api.fit(student, teacher, data, checked_recipe, spec, **overrides)
     console.print(f"student checkpoint: [bold]{best}[/]")
 
 

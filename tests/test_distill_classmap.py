@@ -19,6 +19,18 @@ def test_identity_when_classes_match():
     assert cm.map_logits(logits) is logits
 
 
+def test_same_count_maps_by_name_never_by_position():
+    cm = build_class_map(["car", "bus", "truck"], ["bus", "truck", "car"])
+    assert cm.sources == ((1,), (2,), (0,)) and not cm.is_identity
+    with pytest.raises(ClassMapError, match=r"\['dog', 'cat'\] match no teacher class"):
+        build_class_map(["person", "car"], ["dog", "cat"])
+
+
+def test_mapping_block_in_data_yaml_must_be_a_mapping():
+    with pytest.raises(ClassMapError, match="teacher_classes:.*must map"):
+        spec_from_data({"names": ["a"], "teacher_classes": [2, 7]}, teacher_nc=80)
+
+
 def test_subset_by_name_and_many_to_one_by_spec():
     cm = build_class_map(COCO_NAMES, ["Car", "Bus", "big_vehicle"], {"big_vehicle": ["bus", "truck"]})
     assert cm.sources == ((2,), (5,), (5, 7))

@@ -132,6 +132,10 @@ def test_bad_inputs_fail_before_training(tmp_path, teacher_pt, coco8_yaml, vehic
         api.check_inputs("yolov8n.yaml", junk, coco8_yaml)
     with pytest.raises(ValueError, match="classify model"):
         api.check_inputs("yolov8n-cls.yaml", teacher_pt, coco8_yaml)
+    with pytest.raises(RecipeError, match="needs DFL heads"):  # LD cannot teach a YOLO26 (no DFL) student
+        api.check_inputs("yolo26n.yaml", teacher_pt, coco8_yaml, "ld")
+    with pytest.raises(ValueError, match="strides .* differ"):  # a P3-P6 student under a P3-P5 teacher
+        api.check_inputs("yolov8n-p6.yaml", teacher_pt, coco8_yaml)
     with pytest.raises(RecipeError, match=r"losses\[0\]\.tau"):
         api.check_inputs("yolov8n.yaml", teacher_pt, coco8_yaml, {"losses": [{"type": "logit", "tau": 2}]})
     # The vehicles data without its coco_classes block: 'Ambulance' matches no COCO class name.

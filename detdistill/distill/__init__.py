@@ -1,6 +1,6 @@
 """Detection distillation on ultralytics YOLO: feature, logit and box distillers, recipes, trainer."""
 
-from .api import check_inputs, resume, train
+from .api import check_inputs, fit, resume, train
 from .classmap import ClassMap, ClassMapError, build_class_map
 from .recipe import Recipe, RecipeError, load_recipe
 from .teacher import TeacherError, load_teacher
@@ -15,6 +15,7 @@ __all__ = [
     "TeacherError",
     "build_class_map",
     "check_inputs",
+    "fit",
     "load_recipe",
     "load_teacher",
     "resume",

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .classmap import ClassMap, build_class_map, spec_from_data
+from .classmap import ClassMap, resolve_class_map
+from .model import KDModel
 from .recipe import Recipe, load_recipe
 from .teacher import TeacherError, class_names, load_teacher
 from .trainer import DistillationTrainer
@@ -23,38 +24,58 @@ def _dataset(data: str | Path) -> dict:
         raise ValueError(f"dataset {str(data)!r} could not be read: {e}") from e
 
 
-def _check_student(student: str | Path) -> None:
-    from ultralytics.nn.tasks import guess_model_task, load_checkpoint, yaml_model_load
+def _student_model(student: str | Path, nc: int):
+    """Build (YAML) or load (.pt) the student, checking that it is a detection model."""
+    from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
 
     s = str(student)
     if s.endswith(".pt"):
         if not Path(s).is_file():
             raise FileNotFoundError(f"student checkpoint {s!r} does not exist")
-        task = guess_model_task(load_checkpoint(s)[0])
+        model = load_checkpoint(s)[0]
     elif s.endswith((".yaml", ".yml")):
         try:
-            task = guess_model_task(yaml_model_load(s))
+            cfg = yaml_model_load(s)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"student model config {s!r} not found (e.g. yolov8n.yaml, yolo11n.yaml)") from e
+        if guess_model_task(cfg) != "detect":
+            raise ValueError(f"student {s!r} is a {guess_model_task(cfg)} model: detdistill trains detection students")
+        model = DetectionModel(cfg, nc=nc, verbose=False)
     else:
         raise ValueError(f"student {s!r} must be a model YAML (e.g. yolov8n.yaml) or a .pt checkpoint")
-    if task != "detect":
-        raise ValueError(f"student {s!r} is a {task} model: detdistill trains detection students")
+    if guess_model_task(model) != "detect":
+        raise ValueError(f"student {s!r} is a {guess_model_task(model)} model: detdistill trains detection students")
+    return model
 
 
 def check_inputs(
     student: str | Path, teacher: str | Path, data: str | Path, recipe: Any = None, class_map: dict | None = None
 ) -> tuple[Recipe, ClassMap]:
-    """Validate every input of a distillation run; return the parsed recipe and class map."""
+    """Validate every input of a distillation run; return the parsed recipe and class map.
+
+    Builds the training-time model once on CPU, so a teacher/student pair that cannot be distilled
+    with this recipe (feature levels, strides, DFL bins) fails here rather than on the first step.
+    """
     recipe = load_recipe(recipe)
-    _check_student(student)
-    teacher_model = load_teacher(teacher, fuse=False)
+    teacher_model = load_teacher(teacher)
     dataset = _dataset(data)
-    names = dataset["names"]
-    student_names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
-    teacher_names = class_names(teacher_model)
-    spec = class_map or spec_from_data(dataset, len(teacher_names))
-    return recipe, build_class_map(teacher_names, student_names, spec)
+    channels = int(dataset.get("channels", 3))
+    if channels != teacher_model.yaml.get("channels", 3):
+        raise ValueError(f"the dataset has {channels}-channel images but the teacher takes "
+                         f"{teacher_model.yaml.get('channels', 3)}: distill with a teacher trained on such images")
+    cm = resolve_class_map(class_names(teacher_model), dataset, class_map)
+    KDModel(_student_model(student, len(cm.student_names)), teacher_model, recipe, cm, {})
+    return recipe, cm
+
+
+def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | None = None,
+        **train_args: Any) -> Path:
+    """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(student))
+    model.train(trainer=DistillationTrainer.configure(teacher, recipe, class_map), data=str(data), **train_args)
+    return Path(model.trainer.best)
 
 
 def train(
@@ -76,21 +97,13 @@ def train(
             (``teacher_classes``/``coco_classes``) or by class name.
         **train_args: any ultralytics train argument (epochs, imgsz, batch, device, seed, ...).
     """
-    from ultralytics import YOLO
-
     recipe_obj, _ = check_inputs(student, teacher, data, recipe, class_map)
-    trainer_cls = DistillationTrainer.configure(teacher, recipe_obj, class_map)
-    model = YOLO(str(student))
-    model.train(trainer=trainer_cls, data=str(data), **train_args)
-    return Path(model.trainer.best)
+    return fit(student, teacher, data, recipe_obj, class_map, **train_args)
 
 
-def resume(last: str | Path, **train_args: Any) -> Path:
-    """Resume an interrupted distillation run from its ``last.pt`` (teacher and recipe come from the checkpoint)."""
-    from ultralytics import YOLO
+def resume_config(last: str | Path) -> dict[str, Any]:
+    """The KD configuration of an unfinished run's ``last.pt``, checked so that it can be resumed."""
     from ultralytics.nn.tasks import load_checkpoint
-
-    from .model import KDModel
 
     last = Path(last)
     if not last.is_file():
@@ -100,8 +113,17 @@ def resume(last: str | Path, **train_args: Any) -> Path:
         raise ValueError(f"{str(last)!r} is not an unfinished detdistill run (finished runs hold only the student)")
     if not Path(weights.kd_config["teacher"]).is_file():
         raise TeacherError(f"the run's teacher {weights.kd_config['teacher']!r} is gone; put it back to resume")
-    cfg = weights.kd_config
-    trainer_cls = DistillationTrainer.configure(cfg["teacher"], cfg["recipe"], cfg.get("class_map"))
+    return weights.kd_config
+
+
+def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_args: Any) -> Path:
+    """Resume an interrupted distillation run from its ``last.pt`` (teacher and recipe come from the checkpoint)."""
+    from ultralytics import YOLO
+
+    cfg = kd_config or resume_config(last)
     model = YOLO(str(last))
-    model.train(trainer=trainer_cls, resume=True, **train_args)
+    model.train(
+        trainer=DistillationTrainer.configure(cfg["teacher"], cfg["recipe"], cfg.get("class_map")), resume=True,
+        **train_args,
+    )
     return Path(model.trainer.best)

@@ -6,11 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _weighted(per_anchor: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    if weight is None:
-        return per_anchor.mean()
-    return (per_anchor * weight).sum() / weight.sum().clamp(min=1e-6)
+from .weighting import weighted_mean
 
 
 class LocalizationDistillation(nn.Module):
@@ -39,7 +35,7 @@ class LocalizationDistillation(nn.Module):
         tt = teacher_boxes.detach().view(b, 4, self.reg_max, a) / t
         kl = F.kl_div(F.log_softmax(s, dim=2), F.log_softmax(tt, dim=2), reduction="none", log_target=True)
         per_anchor = kl.sum(dim=2).mean(dim=1)  # (B, A)
-        return _weighted(per_anchor, weight) * t**2
+        return weighted_mean(per_anchor, weight) * t**2
 
 
 def expected_distances(boxes: torch.Tensor, reg_max: int) -> torch.Tensor:
@@ -86,4 +82,4 @@ class DecodedBoxDistillation(nn.Module):
         ds = expected_distances(student_boxes, self.student_reg_max)
         dt = expected_distances(teacher_boxes.detach(), self.teacher_reg_max)
         per_anchor = self.l1 * (ds - dt).abs().mean(dim=1) + self.iou * (1 - ltrb_iou(ds, dt))
-        return _weighted(per_anchor, weight)
+        return weighted_mean(per_anchor, weight)

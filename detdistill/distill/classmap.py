@@ -112,8 +112,7 @@ def build_class_map(
         c = _resolve(key, student_names, "the student's dataset")
         sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
 
-    same_names = [_norm(n) for n in teacher_names] == [_norm(n) for n in student_names]
-    if not spec and (same_names or len(teacher_names) == len(student_names)):
+    if not spec and [_norm(n) for n in teacher_names] == [_norm(n) for n in student_names]:
         return ClassMap(teacher_names, student_names, tuple((i,) for i in range(len(student_names))))
 
     by_name = {_norm(n): i for i, n in enumerate(teacher_names)}
@@ -126,8 +125,8 @@ def build_class_map(
                 missing.append(name)
     if missing:
         raise ClassMapError(
-            f"the teacher has {len(teacher_names)} classes and the student {len(student_names)}, and student "
-            f"class(es) {missing} match no teacher class by name. Map them explicitly, e.g. "
+            f"the teacher's classes differ from the dataset's ({len(teacher_names)} vs {len(student_names)}), and "
+            f"student class(es) {missing} match no teacher class by name. Map them explicitly, e.g. "
             f"--class-map '{missing[0]}=<teacher class>[,<another>]' (or '{missing[0]}=' to distil it through "
             "features only), or add a `teacher_classes:` (or `coco_classes:` for a COCO teacher) block to the "
             "data YAML mapping each student class id to teacher class ids."
@@ -148,8 +147,24 @@ def parse_class_map_arg(text: str) -> dict[str, list[str]]:
 
 def spec_from_data(data: Mapping, teacher_nc: int) -> MappingSpec | None:
     """A mapping stored in the dataset YAML: ``teacher_classes`` or, for an 80-class teacher, ``coco_classes``."""
-    if "teacher_classes" in data:
-        return {int(k): v for k, v in data["teacher_classes"].items()}
-    if teacher_nc == 80 and "coco_classes" in data:
-        return {int(k): v for k, v in data["coco_classes"].items()}
-    return None
+    key = "teacher_classes" if "teacher_classes" in data else "coco_classes" if teacher_nc == 80 else None
+    block = data.get(key) if key else None
+    if block is None:
+        return None
+    if not isinstance(block, Mapping):
+        raise ClassMapError(
+            f"`{key}:` in the data YAML must map each student class id (or name) to teacher class ids or names, "
+            f"e.g. `{key}: {{0: [2, 7], 1: 5}}`; got {type(block).__name__}"
+        )
+    return dict(block)
+
+
+def dataset_class_names(data: Mapping) -> list[str]:
+    """Class names of an ultralytics dataset dict (``names`` as a dict or a list), in id order."""
+    names = data["names"]
+    return [str(names[i]) for i in sorted(names)] if isinstance(names, Mapping) else [str(n) for n in names]
+
+
+def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | None = None) -> ClassMap:
+    """The class map for a run: ``spec`` if given, else the data YAML's mapping block, else class names."""
+    return build_class_map(teacher_names, dataset_class_names(data), spec or spec_from_data(data, len(teacher_names)))

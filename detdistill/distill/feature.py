@@ -11,12 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _weighted_mean(per_location: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of a (B, 1, H, W) map, weighted per location when ``weight`` is given."""
-    if weight is None:
-        return per_location.mean()
-    return (per_location * weight).sum() / weight.sum().clamp(min=1e-6)
+from .weighting import weighted_mean
 
 
 def standardize(x: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-6) -> torch.Tensor:
@@ -46,7 +41,7 @@ class FeatureImitationL2(nn.Module):
         if self.normalize:
             student, teacher = standardize(student, (0, 2, 3)), standardize(teacher, (0, 2, 3))
         per_location = (student - teacher).pow(2).mean(dim=1, keepdim=True)
-        return _weighted_mean(per_location, weight)
+        return weighted_mean(per_location, weight)
 
 
 class ChannelWiseDistillation(nn.Module):
@@ -86,7 +81,7 @@ class PearsonDistillation(nn.Module):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         s = standardize(student, (0, 2, 3))
         t = standardize(teacher.detach(), (0, 2, 3))
-        return 0.5 * _weighted_mean((s - t).pow(2).mean(dim=1, keepdim=True), weight)
+        return 0.5 * weighted_mean((s - t).pow(2).mean(dim=1, keepdim=True), weight)
 
 
 class MaskedGenerativeDistillation(nn.Module):
@@ -115,4 +110,4 @@ class MaskedGenerativeDistillation(nn.Module):
             keep = (torch.rand(b, 1, h, w, device=student.device) >= self.mask_ratio).to(student.dtype)
             student = student * keep
         generated = self.generator(student)
-        return _weighted_mean((generated - teacher.detach()).pow(2).mean(dim=1, keepdim=True), weight)
+        return weighted_mean((generated - teacher.detach()).pow(2).mean(dim=1, keepdim=True), weight)

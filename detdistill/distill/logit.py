@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weighting import weighted_mean
+
 
 def binary_kl_with_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Element-wise KL(Bernoulli(sigmoid(t)) || Bernoulli(sigmoid(s))), computed stably from logits."""
@@ -44,7 +46,4 @@ class ClassScoreDistillation(nn.Module):
         kl = binary_kl_with_logits(student_logits / t, teacher_logits.detach() / t)  # (B, nc, A)
         if class_mask is not None:
             kl = kl[:, class_mask]
-        per_anchor = kl.sum(dim=1)  # (B, A)
-        if weight is None:
-            return per_anchor.mean() * t**2
-        return (per_anchor * weight).sum() / weight.sum().clamp(min=1e-6) * t**2
+        return weighted_mean(kl.sum(dim=1), weight) * t**2  # per anchor (B, A)

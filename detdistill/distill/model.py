@@ -40,6 +40,11 @@ class KDModel(DistillationModel):
         self.kd_config = kd_config  # saved in checkpoints so `resume` can rebuild the teacher
         self.kd_names = [spec.name for spec in recipe.losses]
         s_head, t_head = detect_head(student), detect_head(teacher)
+        if s_head.stride.tolist() != t_head.stride.tolist():
+            raise ValueError(
+                f"teacher strides {t_head.stride.tolist()} differ from the student's {s_head.stride.tolist()}: "
+                "their anchors do not coincide; pick a student of the same pyramid (e.g. P3-P5 for both)"
+            )
         self.projector = Distiller(
             recipe,
             probe_feature_channels(student),

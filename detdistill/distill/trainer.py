@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .classmap import build_class_map, spec_from_data
+from .classmap import resolve_class_map
 from .model import KDModel
 from .recipe import load_recipe
 from .teacher import class_names, load_teacher
@@ -43,7 +44,8 @@ class DistillationTrainer(DetectionTrainer):
         if kd_config is not None:
             self.kd_config = kd_config
         self._kd_resume_state: dict | None = None
-        self.add_callback("on_train_epoch_start", _update_schedule)
+        if _update_schedule not in self.callbacks["on_train_epoch_start"]:  # DDP workers get pickled callbacks
+            self.add_callback("on_train_epoch_start", _update_schedule)
 
     @classmethod
     def configure(
@@ -78,14 +80,13 @@ class DistillationTrainer(DetectionTrainer):
             raise ValueError("DistillationTrainer needs a teacher: use DistillationTrainer.configure(teacher, recipe)")
         cfg = self.kd_config
         teacher = load_teacher(cfg["teacher"], self.device)
-        names = self.data["names"]
-        student_names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
-        teacher_names = class_names(teacher)
-        spec = cfg.get("class_map") or spec_from_data(self.data, len(teacher_names))
-        class_map = build_class_map(teacher_names, student_names, spec)
+        class_map = resolve_class_map(class_names(teacher), self.data, cfg.get("class_map"))
         recipe = load_recipe(cfg["recipe"])
         self.args.compile = False  # the teacher runs eagerly beside the student
         self.model = KDModel(self.model, teacher, recipe, class_map, cfg)
+        weight = next(p for p in self.model.student_model.parameters() if p.ndim == 4)
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            self.model.to(memory_format=torch.channels_last)  # the trainer converted the student (CUDA): match it
         if self._kd_resume_state is not None:
             self.model.projector.load_state_dict(self._kd_resume_state)
         if RANK in {-1, 0}:

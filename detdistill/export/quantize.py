@@ -217,8 +217,10 @@ def quantize_onnx(
     files = [Path(f) for f in files][:num_images]
     if not files:
         raise ValueError("no calibration images: pass a folder / list / data YAML with images of your domain")
-    if len(files) // batch > CALIB_CHUNK:  # chunked calibration needs a whole number of chunks
-        files = files[: (len(files) // batch // CALIB_CHUNK) * CALIB_CHUNK * batch]
+    n_batches = max(len(files) // batch, 1)  # whole batches only (one partial batch when fewer files than batch)
+    if n_batches > CALIB_CHUNK:  # chunked calibration needs a whole number of chunks
+        n_batches = n_batches // CALIB_CHUNK * CALIB_CHUNK
+    files = files[: n_batches * batch]
     groups = layer_nodes(proto, head_prefix)
     unknown = [g for g in float_layers if g not in groups]
     if unknown:

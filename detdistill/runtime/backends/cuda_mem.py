@@ -66,12 +66,31 @@ class CudaMem:
         return np.empty(shape, dtype)
 
 
+_primary_context: Any = None
+
+
+def _push_primary_context(drv: Any) -> None:
+    """Make GPU 0's primary context current, once per process.
+
+    TensorRT and the CUDA runtime work in the primary context; ``pycuda.autoinit`` would create a
+    second one, and an engine and its buffers in different contexts fail at execution.
+    """
+    global _primary_context
+    if _primary_context is None:
+        import atexit
+
+        drv.init()
+        _primary_context = drv.Device(0).retain_primary_context()
+        _primary_context.push()
+        atexit.register(_primary_context.pop)
+
+
 def _load(impl: str | None) -> tuple[str, Any]:
     if impl in (None, "pycuda"):
         try:
-            import pycuda.autoinit  # noqa: F401  (creates the CUDA context)
             import pycuda.driver as drv
 
+            _push_primary_context(drv)
             return "pycuda", drv
         except ImportError:
             if impl == "pycuda":
