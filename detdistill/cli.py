@@ -111,9 +111,9 @@ def recipes() -> None:
 @app.command()
 def quickstart(
     workdir: Path = typer.Option(Path("runs/quickstart"), help="Work folder; finished stages found there are reused."),
-    tiny: bool = typer.Option(False, help="A one-minute smoke run (1 epoch each, a few images): checks the pipeline only."),
+    tiny: bool = typer.Option(False, help="A smoke run of a few minutes (1 epoch each, a few images): checks the pipeline only."),
 ) -> None:
-    """Run the whole job offline on generated data: train a teacher, distill a 1/4-width student,
+    """Run the whole job offline on generated data: train a teacher, distill a half-width student,
     export ONNX + INT8, measure accuracy and latency of each artifact, run the demo headless on a
     video, and write report.md."""
     from detdistill.quickstart import QuickstartConfig, run_quickstart

@@ -37,7 +37,8 @@ def _worker(rank: int, world: int, port: int, teacher: str, out_dir: str) -> Non
     student = DetectionModel(str(scaled_model_yaml("yolov8", width=0.0625)), nc=80, verbose=False)
     student.args = get_cfg()
     cm = build_class_map(class_names(t), class_names(t))
-    model = DDP(KDModel(student, t, load_recipe("default"), cm, {"teacher": teacher}).train(), find_unused_parameters=True)
+    recipe = load_recipe({"losses": [{"type": "cwd"}, {"type": "logit"}, {"type": "box"}], "region": "teacher+gt"})
+    model = DDP(KDModel(student, t, recipe, cm, {"teacher": teacher}).train(), find_unused_parameters=True)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     g = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
     for _ in range(2):

@@ -17,6 +17,12 @@ from detdistill.distill.students import scaled_model_yaml
 
 pytestmark = pytest.mark.slow
 TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
+# One loss of each family (feature, logit, box), so that every path runs in a real training loop.
+ALL_FAMILIES = {
+    "losses": [{"type": "cwd"}, {"type": "logit"}, {"type": "box"}],
+    "region": "teacher+gt",
+    "schedule": {"kind": "cosine", "final": 0.1},
+}
 
 
 class Interrupted(Exception):
@@ -44,7 +50,7 @@ def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
     model.add_callback("on_model_save", _stop_after_first_save)
     with pytest.raises(Interrupted):
         model.train(
-            trainer=DistillationTrainer.configure(teacher, "default"), data=str(coco8_yaml), epochs=2,
+            trainer=DistillationTrainer.configure(teacher, ALL_FAMILIES), data=str(coco8_yaml), epochs=2,
             project=str(tmp), name="run", **TRAIN_ARGS,
         )
     return tmp / "run", Path(teacher)
@@ -106,7 +112,7 @@ def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
     student = DetectionModel("yolo26n.yaml", nc=80, verbose=False)
     student.args = get_cfg()
     cm = build_class_map(class_names(teacher), class_names(teacher))
-    model = KDModel(student, teacher, load_recipe("default"), cm, {"teacher": str(teacher_pt)}).train()
+    model = KDModel(student, teacher, load_recipe(ALL_FAMILIES), cm, {"teacher": str(teacher_pt)}).train()
     assert isinstance(model.distiller.losses["box"], DecodedBoxDistillation)
     batch = {
         "img": torch.rand(2, 3, 128, 128),

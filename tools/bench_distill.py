@@ -9,6 +9,13 @@ Example (the vehicles track on a CPU, a narrow student from scratch)::
     YOLO_OFFLINE=1 python tools/bench_distill.py --track vehicles --student quarter \
         --methods none,ultralytics,default --seeds 0,1 --epochs 10 --imgsz 320
 
+The ``shapes`` track is the quickstart's generated dataset with a teacher trained on it (imgsz 128 and
+the quickstart's training settings override --imgsz and the optimizer), fast enough on a CPU for
+several seeds and every distiller::
+
+    YOLO_OFFLINE=1 python tools/bench_distill.py --track shapes --student half --epochs 15 --imgsz 128 \
+        --methods none,ultralytics,default,cwd,logit,ld --seeds 0,1
+
 Each run is a subprocess (clean ultralytics state); finished runs found in --out are reused, so an
 interrupted benchmark resumes where it stopped.
 """
@@ -30,21 +37,37 @@ TRACKS = {"vehicles": FIXTURES / "vehicles" / "data.yaml", "coco-mini": FIXTURES
 TEACHER = FIXTURES / "weights" / "yolov8n-coco.pt"
 
 
+def shapes_track(work: Path) -> tuple[str, str]:
+    """The generated shapes dataset and a teacher trained on it (the quickstart's stages 1-2, cached)."""
+    from detdistill.data.shapes import make_shapes_dataset
+    from detdistill.quickstart import QuickstartConfig, _train
+
+    cfg = QuickstartConfig(work)
+    data = make_shapes_dataset(work / "data", n_train=cfg.n_train, n_val=cfg.n_val)
+    return str(data), str(_train("yolov8n.yaml", data, work / "teacher", cfg.teacher_epochs))
+
+
 def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (method, seed) in this process and return its measurements."""
     from ultralytics import YOLO
 
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
+    from detdistill.quickstart import DEFAULT_TRAIN
 
-    student = str(scaled_model_yaml("yolov8", width=0.0625)) if args.student == "quarter" else args.student
-    data = str(TRACKS.get(args.track, args.track))
-    teacher = str(args.teacher)
+    widths = {"quarter": 0.0625, "half": 0.125}
+    student = str(scaled_model_yaml("yolov8", width=widths[args.student])) if args.student in widths else args.student
     train_args = dict(
-        data=data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers, seed=seed,
+        epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers, seed=seed,
         deterministic=False, plots=False, project=str(args.out / "runs"), name=f"{method}-s{seed}", exist_ok=True,
         close_mosaic=args.close_mosaic, fraction=args.fraction, val=True, amp=True, device=args.device,
     )
+    if args.track == "shapes":  # the quickstart's generated data, its teacher and its training settings
+        data, teacher = shapes_track(args.out / "shapes")
+        train_args.update({k: v for k, v in DEFAULT_TRAIN.items() if k not in {"seed", "plots", "workers"}})
+    else:
+        data, teacher = str(TRACKS.get(args.track, args.track)), str(args.teacher)
+    train_args["data"] = data
     model = YOLO(student)
     epoch_times: list[float] = []
     starts: dict[str, float] = {}
@@ -93,8 +116,8 @@ def summarize(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | a dataset YAML")
-    ap.add_argument("--student", default="quarter", help="'quarter' (yolov8n at 1/4 width) or a model YAML/.pt")
+    ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | shapes (generated) | a dataset YAML")
+    ap.add_argument("--student", default="quarter", help="quarter / half (yolov8n at 1/4 / 1/2 width) or a model YAML/.pt")
     ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--methods", default="none,ultralytics,default", help="none, ultralytics, or detdistill recipes")
     ap.add_argument("--seeds", default="0,1")

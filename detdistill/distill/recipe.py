@@ -6,7 +6,7 @@ A recipe file looks like::
       - {type: cwd, weight: 1.0, tau: 1.0}         # feature imitation on P3-P5
       - {type: logit, weight: 1.0, temperature: 1.0}
       - {type: box, weight: 1.0, temperature: 10}  # LD on DFL heads, decoded boxes otherwise
-    region: teacher+gt        # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
+    region: teacher           # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
     teacher_scale: 1.0        # teacher sees the batch resized by this factor (features are re-aligned)
     schedule: {kind: cosine, final: 0.1, stop_last: close_mosaic}
 
@@ -59,7 +59,7 @@ class LossSpec:
 class Recipe:
     losses: tuple[LossSpec, ...]
     schedule: Schedule = Schedule()
-    region: str = "teacher+gt"
+    region: str = "teacher"
     teacher_scale: float = 1.0
     source: str = "<dict>"
 
@@ -140,7 +140,7 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if stop_last != "close_mosaic":
         stop_last = int(_number(stop_last, f"{source}: schedule.stop_last (an epoch count or 'close_mosaic')", minimum=0))
 
-    region = data.get("region", "teacher+gt")
+    region = data.get("region", "teacher")
     if region not in REGIONS:
         raise RecipeError(f"{source}: region: {region!r} is not one of {', '.join(REGIONS)}")
     scale = _number(data.get("teacher_scale", 1.0), f"{source}: teacher_scale", positive=True)
