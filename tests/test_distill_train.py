@@ -98,6 +98,35 @@ def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_ya
     assert "OK 80" in out.stdout
 
 
+def _batch(size: int = 128) -> dict:
+    return {
+        "img": torch.rand(2, 3, size, size),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[0.0], [2.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.3, 0.3, 0.2, 0.2]]),
+    }
+
+
+def test_teacher_at_larger_image_size_is_aligned_to_student_grid(teacher_pt):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detdistill.distill import build_class_map, load_recipe, load_teacher
+    from detdistill.distill.model import KDModel
+    from detdistill.distill.teacher import class_names
+
+    teacher = load_teacher(teacher_pt)
+    student = DetectionModel(str(scaled_model_yaml("yolov8", width=0.0625)), nc=80, verbose=False)
+    student.args = get_cfg()
+    recipe = load_recipe({"losses": [{"type": "cwd"}, {"type": "logit"}], "teacher_scale": 1.5})
+    names = class_names(teacher)
+    model = KDModel(student, teacher, recipe, build_class_map(names, names), {}).train()
+    assert model._teacher_forward(torch.rand(1, 3, 128, 128)).level_shapes == [(24, 24), (12, 12), (6, 6)]
+    loss, items = model(_batch(128))  # the teacher sees 192 px, the student 128 px
+    assert torch.isfinite(loss).all() and items["kd_cwd"] > 0 and items["kd_logit"] > 0
+    loss.sum().backward()
+
+
 def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
     """A YOLO26 student (no DFL) under a YOLOv8 teacher (DFL): box KD falls back to decoded boxes."""
     from ultralytics.cfg import get_cfg
@@ -114,13 +143,7 @@ def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
     cm = build_class_map(class_names(teacher), class_names(teacher))
     model = KDModel(student, teacher, load_recipe(ALL_FAMILIES), cm, {"teacher": str(teacher_pt)}).train()
     assert isinstance(model.distiller.losses["box"], DecodedBoxDistillation)
-    batch = {
-        "img": torch.rand(2, 3, 128, 128),
-        "batch_idx": torch.tensor([0.0, 1.0]),
-        "cls": torch.tensor([[0.0], [2.0]]),
-        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.3, 0.3, 0.2, 0.2]]),
-    }
-    loss, items = model(batch)
+    loss, items = model(_batch())
     assert {"kd_cwd", "kd_logit", "kd_box"} <= set(items)
     loss.sum().backward()
     assert all(p.grad is None for p in model.teacher_model.parameters())

@@ -74,12 +74,12 @@ class KDModel(DistillationModel):
         self.__dict__.update(state)
 
     def _teacher_forward(self, images: torch.Tensor):
+        head = detect_head(self.teacher_model)
         scale = self.recipe.teacher_scale
         if scale != 1.0:
-            stride = int(max(detect_head(self.teacher_model).stride.tolist()))
+            stride = int(max(head.stride.tolist()))
             size = [max(stride, round(s * scale / stride) * stride) for s in images.shape[-2:]]
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        head = detect_head(self.teacher_model)
         head.training = True  # this module only (its BN children stay in eval): return raw outputs, skip decoding
         try:
             with torch.no_grad():
