@@ -9,6 +9,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from detdistill.cli_errors import fail
+
 app = typer.Typer(
     name="detdistill",
     help="Shrink YOLO detectors by knowledge distillation and ship them to NVIDIA Jetson.",
@@ -17,12 +19,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error that names the problem and the fix, then exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

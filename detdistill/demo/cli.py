@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..cli_errors import fail
+
 try:
     from typing import Annotated
 except ImportError:  # Python 3.8 (JetPack 5); typer depends on typing_extensions
@@ -69,12 +71,8 @@ def demo(
         summary = run_demo(model, source, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
                            record=record, save_json=save_json, backend=backend, max_frames=max_frames,
                            stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
-    except SourceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except (SourceError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
     if summary.error:
         raise typer.Exit(1)
 

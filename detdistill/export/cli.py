@@ -7,18 +7,15 @@ from typing import Optional
 
 import typer
 
+from ..cli_errors import fail
 
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
     if not path.is_file():
-        _fail(f"{what} {path} does not exist. {hint}")
+        fail(f"{what} {path} does not exist. {hint}")
     if suffixes and path.suffix.lower() not in suffixes:
-        _fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
+        fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
 
 
 def export(
@@ -45,7 +42,7 @@ def export(
         out = export_onnx(weights, output, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
                           simplify=simplify, parity_images=images)
     except (ValueError, FileNotFoundError, ParityError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"wrote {out}")
 
 
@@ -68,7 +65,7 @@ def quantize(
     """
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
-        _fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
+        fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
     from .quantize import quantize_onnx
 
     try:
@@ -76,7 +73,7 @@ def quantize(
                             num_images=num_images, keep_float=keep_float, max_drop=max_drop, val_data=val_data,
                             val_limit=val_limit)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"wrote {res.path} (float layers: {', '.join(res.float_layers) or 'head only'})")
     if res.drop is not None:
         typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f})")
@@ -106,12 +103,12 @@ def build(
             rng = tuple(int(v) for v in batch.split(","))
             assert len(rng) == 3
         except (ValueError, AssertionError):
-            _fail(f"--batch must be three integers min,opt,max like 1,4,8, got {batch!r}")
+            fail(f"--batch must be three integers min,opt,max like 1,4,8, got {batch!r}")
     try:
         out = build_engine(model, output, precision=precision, calib=calib, calibrator=calibrator,
                            workspace_gb=workspace, dla_core=dla, batch=rng, timing_cache=timing_cache)
     except BuildError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"wrote {out} and {out}.json")
 
 
@@ -135,7 +132,7 @@ def eval_cmd(
     try:
         r = evaluate(model, data, split=split, imgsz=imgsz, limit=limit, device=device, rect=rect)
     except (ValueError, KeyError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"{model.name}: mAP50-95 {r.map50_95:.4f}  mAP50 {r.map50:.4f}  ({r.images} images, "
                f"{r.instances} instances)")
 
@@ -158,7 +155,7 @@ def bench_cmd(
     try:
         r = bench(model, images, runs=runs, warmup=warmup, **kwargs)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(r.table())
 
 
