@@ -105,10 +105,6 @@ class Distiller(nn.Module):
             return LocalizationDistillation(student_reg_max, p["temperature"])
         return DecodedBoxDistillation(student_reg_max, teacher_reg_max, p["l1"], p["iou"])
 
-    @property
-    def loss_names(self) -> list[str]:
-        return [spec.name for spec in self.recipe.losses]
-
     def forward(self, student: HeadOutputs, teacher: HeadOutputs, batch: dict) -> dict[str, torch.Tensor]:
         """Weighted KD losses (each a per-image scalar, schedule factor applied) keyed by loss name."""
         shapes = student.level_shapes
