@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .images import IMG_SUFFIXES
+from .images import images_in
 
 
 @dataclass
@@ -26,7 +26,7 @@ class YoloDataset:
         files: list[Path] = []
         for entry in self.splits[split]:
             if entry.is_dir():
-                files += sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
+                files += images_in(entry)
             elif entry.suffix == ".txt":
                 lines = [x.strip() for x in entry.read_text().splitlines() if x.strip()]
                 files += [Path(x) if Path(x).is_absolute() else (self.root / x) for x in lines]

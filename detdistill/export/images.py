@@ -10,6 +10,11 @@ import numpy as np
 IMG_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def images_in(folder: Path) -> list[Path]:
+    """Image files below ``folder`` (recursive), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
+
+
 def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     """Images from a folder (recursive), a .txt list, a single image, or a dataset YAML's ``train`` split."""
     source = Path(source)
@@ -20,7 +25,7 @@ def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
 
         files = load_dataset(source).images("train")
     elif source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
+        files = images_in(source)
     elif source.suffix.lower() == ".txt":
         files = [Path(line.strip()) for line in source.read_text().splitlines() if line.strip()]
         files = [p if p.is_absolute() else source.parent / p for p in files]
