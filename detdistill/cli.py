@@ -38,7 +38,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 )
 def train(
     ctx: typer.Context,
-    teacher: Path = typer.Option(None, help="Trained teacher checkpoint (.pt), any ultralytics detection model."),
+    teacher: Path = typer.Option(
+        None, help="Trained teacher: a .pt of any ultralytics detection model, or a registry name (yolov8s; see "
+        "`detdistill weights list`)."),
     student: str = typer.Option(None, help="Student: a model YAML to train from scratch (yolov8n.yaml) or a .pt to fine-tune."),
     data: str = typer.Option(None, help="Dataset YAML (ultralytics format)."),
     recipe: str = typer.Option("default", help="Built-in recipe name (see `detdistill recipes`) or a recipe YAML path."),
@@ -47,6 +49,10 @@ def train(
         help="How student classes relate to the teacher's, e.g. 'Bus=bus;Ambulance=car,truck'. Default: the data "
         "YAML's teacher_classes/coco_classes block, else matching class names.",
     ),
+    unlabeled: Path = typer.Option(
+        None, help="A folder of your own unlabeled images (e.g. dashcam frames): the teacher labels them and they "
+        "join the training split, supervised by the teacher alone."),
+    pseudo_conf: float = typer.Option(0.4, help="Teacher confidence from which its detections label --unlabeled images."),
     resume: Path = typer.Option(None, help="Resume an interrupted run from its weights/last.pt (nothing else needed)."),
 ) -> None:
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
@@ -67,6 +73,8 @@ def train(
         else:
             spec = parse_class_map_arg(class_map) if class_map else None
             checked_recipe, _ = api.check_inputs(student, teacher, data, recipe, spec)
+            if unlabeled is not None:
+                data = str(_with_unlabeled(data, teacher, unlabeled, spec, pseudo_conf, overrides))
     except (TeacherError, RecipeError, ClassMapError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     if resume is not None:
@@ -74,6 +82,17 @@ def train(
     else:
         best = api.fit(student, teacher, data, checked_recipe, spec, **overrides)
     console.print(f"student checkpoint: [bold]{best}[/]")
+
+
+def _with_unlabeled(data: str, teacher: Path, images: Path, spec, conf: float, overrides: dict[str, Any]) -> Path:
+    """Pseudo-label ``images`` into the run's folder; return the dataset YAML that includes them."""
+    from detdistill.data.unlabeled import add_unlabeled
+
+    if not images.exists():
+        raise FileNotFoundError(f"--unlabeled {images} does not exist: pass a folder of images (or a .txt list)")
+    workdir = Path(overrides.get("project") or "runs/detect") / f"{overrides.get('name') or 'train'}-unlabeled"
+    return add_unlabeled(data, teacher, images, workdir, spec, conf, int(overrides.get("imgsz") or 640),
+                         overrides.get("device"))
 
 
 @app.command()
@@ -109,21 +128,43 @@ def quickstart(
     workdir: Path = typer.Option(Path("runs/quickstart"), help="Work folder; finished stages found there are reused."),
     tiny: bool = typer.Option(False, help="A smoke run of a few minutes (1 epoch each, a few images): checks the pipeline only."),
 ) -> None:
-    """Run the whole job offline on generated data: train a teacher, distill a half-width student,
-    export ONNX + INT8, measure accuracy and latency of each artifact, run the demo headless on a
-    video, and write report.md."""
-    from detdistill.quickstart import QuickstartConfig, run_quickstart
+    """Run the whole pipeline offline on generated data: train a teacher, train a half-width student
+    without and with distillation, export ONNX + INT8, measure accuracy and latency of each artifact,
+    run the demo headless on a video, and write report.md/report.html."""
+    from detdistill.quickstart import run_quickstart
 
-    cfg = QuickstartConfig.tiny(workdir) if tiny else QuickstartConfig(workdir)
-    report = run_quickstart(cfg, log=lambda line: console.print(line, highlight=False))
+    report = run_quickstart(workdir, tiny, log=lambda line: console.print(line, highlight=False))
+    typer.echo(report.read_text())
+
+
+@app.command(epilog="Example recipe: see `detdistill/pipeline/config.py` or the README's pipeline section.")
+def run(
+    recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
+    workdir: Path = typer.Option(None, help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),
+) -> None:
+    """Shrink a detector in one command: dataset (COCO subset), teacher, pruning, distillation, ONNX,
+    INT8, TensorRT engines where TensorRT is installed, then accuracy and latency of every artifact in
+    report.md and a self-contained report.html. Rerun the same command to resume an interrupted run."""
+    from detdistill.data.coco_subset import CocoSubsetError
+    from detdistill.distill import ClassMapError, RecipeError, TeacherError
+    from detdistill.pipeline.config import PipelineError
+    from detdistill.pipeline.runner import run_pipeline
+    from detdistill.prune import PruneError
+
+    try:
+        report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False))
+    except (PipelineError, TeacherError, RecipeError, ClassMapError, CocoSubsetError, PruneError,
+            FileNotFoundError) as e:
+        fail(str(e))
     typer.echo(report.read_text())
 
 
 def _register_optional() -> None:
-    """Add the deploy and demo verbs (they live with their packages)."""
+    """Add the verbs that live with their packages (deploy, demo, data, prune, weights)."""
     import importlib
 
-    for module in ("detdistill.export.cli", "detdistill.demo.cli"):
+    for module in ("detdistill.export.cli", "detdistill.demo.cli", "detdistill.data.cli", "detdistill.prune.cli",
+                   "detdistill.weights_cli"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as e:

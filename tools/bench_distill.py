@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 TRACKS = {"vehicles": FIXTURES / "vehicles" / "data.yaml", "coco-mini": FIXTURES / "coco-mini" / "data.yaml"}
@@ -38,13 +40,25 @@ TEACHER = FIXTURES / "weights" / "yolov8n-coco.pt"
 
 
 def shapes_track(work: Path) -> tuple[str, str]:
-    """The generated shapes dataset and a teacher trained on it (the quickstart's stages 1-2, cached)."""
-    from detdistill.data.shapes import make_shapes_dataset
-    from detdistill.quickstart import QuickstartConfig, _train
+    """The generated shapes dataset and a teacher trained on it (the quickstart's first stages, cached)."""
+    from detdistill.pipeline.config import load_pipeline
+    from detdistill.pipeline.runner import Pipeline
+    from detdistill.quickstart import quickstart_recipe
 
-    cfg = QuickstartConfig(work)
-    data = make_shapes_dataset(work / "data", n_train=cfg.n_train, n_val=cfg.n_val)
-    return str(data), str(_train("yolov8n.yaml", data, work / "teacher", cfg.teacher_epochs))
+    cfg, text = load_pipeline(quickstart_recipe())
+    pipeline = Pipeline(cfg, text, work)
+    data = pipeline.data()
+    return str(data), str(pipeline.teacher(data))
+
+
+def pruned_student(teacher: str, target: float, imgsz: int, work: Path) -> str:
+    """The teacher pruned to ``target`` of its GFLOPs (cached in ``work``): a student that inherits its weights."""
+    from detdistill.prune import prune_checkpoint
+
+    out = work / f"{Path(teacher).stem}-pruned{target:g}.pt"
+    if not out.exists():
+        prune_checkpoint(teacher, out, target=target, imgsz=imgsz)
+    return str(out)
 
 
 def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
@@ -53,7 +67,8 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
 
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
-    from detdistill.quickstart import DEFAULT_TRAIN
+    from detdistill.quickstart import quickstart_recipe
+    from detdistill.train import StudentTrainer
 
     widths = {"quarter": 0.0625, "half": 0.125}
     student = str(scaled_model_yaml("yolov8", width=widths[args.student])) if args.student in widths else args.student
@@ -64,19 +79,26 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     )
     if args.track == "shapes":  # the quickstart's generated data, its teacher and its training settings
         data, teacher = shapes_track(args.out / "shapes")
-        train_args.update({k: v for k, v in DEFAULT_TRAIN.items() if k not in {"seed", "plots", "workers"}})
+        quick = quickstart_recipe()
+        train_args.update({k: v for k, v in quick["train"].items() if k not in {"epochs", "workers"}})
+        train_args["imgsz"] = quick["imgsz"]
     else:
         data, teacher = str(TRACKS.get(args.track, args.track)), str(args.teacher)
+    if args.student.startswith("pruned"):  # e.g. pruned0.5: the teacher at half its GFLOPs
+        student = pruned_student(teacher, float(args.student[6:] or 0.5), train_args["imgsz"], args.out)
+    for kv in args.train_arg or []:
+        key, value = kv.split("=", 1)
+        train_args[key] = yaml.safe_load(value)
     train_args["data"] = data
     model = YOLO(student)
     epoch_times: list[float] = []
     starts: dict[str, float] = {}
     model.add_callback("on_train_epoch_start", lambda t: starts.__setitem__("t", time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda t: epoch_times.append(time.perf_counter() - starts["t"]))
-    if method == "none":
-        metrics = model.train(**train_args)
+    if method == "none":  # StudentTrainer = DetectionTrainer that keeps a pruned student's own layers
+        metrics = model.train(trainer=StudentTrainer, **train_args)
     elif method == "ultralytics":
-        metrics = model.train(distill_model=teacher, **train_args)
+        metrics = model.train(trainer=StudentTrainer, distill_model=teacher, **train_args)
     else:
         recipe, _ = check_inputs(student, teacher, data, method)
         metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe), **train_args)
@@ -117,7 +139,9 @@ def summarize(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | shapes (generated) | a dataset YAML")
-    ap.add_argument("--student", default="quarter", help="quarter / half (yolov8n at 1/4 / 1/2 width) or a model YAML/.pt")
+    ap.add_argument("--student", default="quarter",
+                    help="quarter / half (yolov8n at 1/4 / 1/2 width), pruned<ratio> (the teacher pruned to that "
+                    "fraction of its GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
     ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--methods", default="none,ultralytics,default", help="none, ultralytics, or detdistill recipes")
     ap.add_argument("--seeds", default="0,1")
@@ -128,10 +152,12 @@ def main() -> None:
     ap.add_argument("--close-mosaic", type=int, default=2)
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--train-arg", action="append", help="extra ultralytics train argument key=value (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs folder
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
 

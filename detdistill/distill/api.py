@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..train import set_class_count
 from .classmap import ClassMap, resolve_class_map
 from .model import KDModel
 from .recipe import Recipe, load_recipe
@@ -45,6 +46,7 @@ def _student_model(student: str | Path, nc: int):
         raise ValueError(f"student {s!r} must be a model YAML (e.g. yolov8n.yaml) or a .pt checkpoint")
     if guess_model_task(model) != "detect":
         raise ValueError(f"student {s!r} is a {guess_model_task(model)} model: detdistill trains detection students")
+    set_class_count(model, nc)  # as training will (a .pt trained on other classes gets a new class layer)
     return model
 
 

@@ -20,6 +20,18 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return student if isinstance(student, nn.Module) else model
 
 
+def teacher_path(path: str | Path) -> Path:
+    """The checkpoint file of a teacher given as a path or as a name from the weights registry (``yolov8s``)."""
+    from ..weights import WeightsError, resolve_weights
+
+    if Path(path).is_file() or Path(path).suffix not in {"", ".pt"}:
+        return Path(path)
+    try:
+        return resolve_weights(path)
+    except WeightsError as e:
+        raise TeacherError(str(e)) from e
+
+
 def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: bool = True) -> nn.Module:
     """Load a teacher from an ultralytics ``.pt`` checkpoint.
 
@@ -28,7 +40,7 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     """
     from ultralytics.nn.tasks import load_checkpoint
 
-    path = Path(path)
+    path = teacher_path(path)
     if not path.is_file():
         raise TeacherError(
             f"teacher file {str(path)!r} does not exist: pass a trained ultralytics checkpoint (.pt), "

@@ -7,15 +7,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
+from ..train import StudentTrainer
 from .classmap import resolve_class_map
 from .model import KDModel
 from .recipe import load_recipe
-from .teacher import class_names, load_teacher
+from .teacher import class_names, load_teacher, teacher_path
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:
@@ -28,7 +28,7 @@ def _update_schedule(trainer: DistillationTrainer) -> None:
             LOGGER.info(f"detdistill: KD weight factor {factor:.3f} at epoch {trainer.epoch + 1}")
 
 
-class DistillationTrainer(DetectionTrainer):
+class DistillationTrainer(StudentTrainer):
     """Trains a student YOLO detector with a frozen teacher.
 
     The KD configuration (``teacher`` path, ``recipe`` mapping, ``class_map`` spec) comes from the
@@ -53,7 +53,7 @@ class DistillationTrainer(DetectionTrainer):
     ) -> type[DistillationTrainer]:
         """A subclass with the KD configuration baked in (picklable for DDP)."""
         kd_config = {
-            "teacher": str(Path(teacher).resolve()),
+            "teacher": str(teacher_path(teacher).resolve()),
             "recipe": load_recipe(recipe).to_dict(),
             "class_map": class_map,
         }

@@ -153,15 +153,18 @@ def evaluate(
     device: str = "cpu",
     rect: bool = False,
     rect_batch: int = 32,
+    class_map: dict[int, int] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on the ``split`` of a YOLO data YAML. ``limit`` takes the first N images.
 
     ``rect`` (``.pt`` only) feeds each image at its batch's minimal rectangle, as ``YOLO(pt).val()`` does
     by default with ``batch=rect_batch``; otherwise every image is letterboxed to the square input.
+    ``class_map`` ({model class: dataset class}) scores a model trained on other classes (e.g. a COCO
+    teacher on a vehicles dataset): its detections of mapped classes are relabelled, the rest dropped.
     """
     ds = load_dataset(data)
     det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device)
-    if det.names and len(det.names) < len(ds.names):
+    if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
     files = ds.images(split)[:limit]
@@ -174,9 +177,14 @@ def evaluate(
         img = read_bgr(f)
         g_cls, g_box = read_labels(f, img.shape[:2])
         res = det.detect(img, shapes.get(f))
-        tps.append(match(res.boxes, res.class_ids, g_box, g_cls, res.scores))
-        confs.append(res.scores)
-        pcls.append(res.class_ids)
+        boxes, scores, ids = res.boxes, res.scores, res.class_ids
+        if class_map is not None:
+            keep = np.isin(ids, list(class_map))
+            boxes, scores = boxes[keep], scores[keep]
+            ids = np.array([class_map[int(c)] for c in ids[keep]], np.int64)
+        tps.append(match(boxes, ids, g_box, g_cls, scores))
+        confs.append(scores)
+        pcls.append(ids)
         gcls.append(g_cls)
     gt_cls = np.concatenate(gcls) if gcls else np.zeros(0, np.int64)
     classes, ap = average_precision(np.concatenate(tps), np.concatenate(confs), np.concatenate(pcls), gt_cls)

@@ -1,0 +1,96 @@
+"""CLI verbs that build datasets: ``detdistill data coco-subset`` and ``detdistill data presets``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from ..cli_errors import fail
+
+data_app = typer.Typer(help="Build YOLO datasets (e.g. a COCO class subset) for training and calibration.",
+                       no_args_is_help=True)
+
+
+def _class_list(classes: Optional[str], preset: Optional[str]) -> tuple[list[str], str]:
+    """The classes to keep and a short name for the default output folder."""
+    from .coco_subset import CocoSubsetError, list_presets, load_preset, resolve_class
+
+    if classes and preset:
+        fail("pass either --classes or --preset, not both")
+    if not classes and not preset:
+        fail(f"no classes: pass --classes 'car,bus' (COCO names or 0-79 ids) or --preset "
+             f"({', '.join(list_presets())})")
+    items = [c.strip() for c in (classes or "").split(",") if c.strip()]
+    if len(items) == 1 and items[0] in list_presets():
+        try:
+            resolve_class(items[0])
+        except CocoSubsetError:
+            preset = items[0]  # --classes road works like --preset road
+    if preset:
+        try:
+            return load_preset(preset), Path(preset).stem
+        except CocoSubsetError as e:
+            fail(str(e))
+    return items, ""
+
+
+def _slug(names: list[str]) -> str:
+    return "-".join(re.sub(r"\W+", "-", n.lower()).strip("-") for n in names)
+
+
+def coco_subset(
+    coco: Path = typer.Option(..., "--coco", help="COCO 2017 folder: annotations/, train2017/, val2017/."),
+    classes: Optional[str] = typer.Option(
+        None, "--classes", "-c", help="Comma-separated COCO class names or 0-79 ids, e.g. 'car,bus,traffic light', "
+        "or a preset name."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Built-in class preset (see `detdistill data "
+                                         "presets`) or a YAML with a classes: list."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", min=1, help="Cap on images per split "
+                                             "(background images included), chosen at random with --seed."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: datasets/coco-<preset "
+                                       "or classes>)."),
+    negatives: float = typer.Option(0.1, "--negatives", min=0.0, help="Background images (none of the classes) to "
+                                    "add per split, as a fraction of the images with objects."),
+    seed: int = typer.Option(0, help="Seed of the random image selection."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Convert a COCO 2017 download to a YOLO dataset of some classes, with a coco_classes block for a COCO teacher.
+
+    Example: detdistill data coco-subset --coco ~/data/coco --preset road --max-images 5000
+    """
+    from .coco_subset import COCO80_NAMES, MARKER_KEY, CocoSubsetError, make_coco_subset, resolve_classes
+
+    items, name = _class_list(classes, preset)
+    try:
+        ids = resolve_classes(items)
+        out = out or Path("datasets") / f"coco-{name or _slug([COCO80_NAMES[i] for i in ids])}"
+        data = make_coco_subset(coco, out, ids, max_images=max_images, include_empty=negatives, progress=progress,
+                                seed=seed)
+    except CocoSubsetError as e:
+        fail(str(e))
+    for split, s in yaml.safe_load(data.read_text())[MARKER_KEY]["splits"].items():
+        skipped = f"; skipped {s['missing_skipped']} missing image(s)" if s["missing_skipped"] else ""
+        typer.echo(f"{split}: {s['images']} images ({s['negatives']} background), {s['boxes']} boxes, "
+                   f"{s['crowd_skipped']} crowd boxes skipped{skipped}")
+    typer.echo(f"wrote {data}")
+
+
+def presets() -> None:
+    """List the built-in class presets for `detdistill data coco-subset --preset`."""
+    from .coco_subset import list_presets, load_preset
+
+    for name in list_presets():
+        typer.echo(f"{name:10s} {', '.join(load_preset(name))}")
+
+
+data_app.command("coco-subset")(coco_subset)
+data_app.command("presets")(presets)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` verbs to the main ``detdistill`` app."""
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,138 @@
+"""Unlabeled images as extra distillation data: the teacher is their only supervisor.
+
+The teacher's confident detections, mapped onto the student's classes, become the images' labels
+(pseudo-labels, as in Xie et al., "Self-training with Noisy Student", CVPR 2020), and the images join
+the training split, where the KD losses read the teacher's dense outputs on them as on any image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+
+def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dict[int, int]:
+    """For each teacher class, the one student class its detections are labelled as.
+
+    A teacher class listed by several student classes (``Ambulance <- car, truck`` beside ``Car <- car``)
+    goes to the student class it is the only source of; if that is still ambiguous, it labels nothing.
+    """
+    out: dict[int, int] = {}
+    for t in range(teacher_nc):
+        users = [c for c, src in enumerate(sources) if t in src]
+        sole = [c for c in users if tuple(sources[c]) == (t,)]
+        pick = users if len(users) == 1 else sole
+        if len(pick) == 1:
+            out[t] = pick[0]
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
+    h = hashlib.sha256()
+    st = teacher.stat()
+    h.update(f"{teacher.resolve()}|{st.st_size}|{st.st_mtime_ns}|{conf}|{imgsz}|{sorted(mapping.items())}".encode())
+    for p in images:
+        h.update(str(p.resolve()).encode())
+    return h.hexdigest()[:16]
+
+
+def pseudo_label(
+    teacher: str | Path,
+    images: str | Path,
+    out: Path,
+    sources: Sequence[Sequence[int]],
+    teacher_nc: int,
+    conf: float = 0.4,
+    imgsz: int = 640,
+    device: str | None = None,
+) -> tuple[Path, int, int]:
+    """Label every image under ``images`` with the teacher's detections; return ``(images dir, images, boxes)``.
+
+    Writes ``out/images`` (links to the originals) and ``out/labels`` in YOLO format; a rerun with the
+    same teacher, images and settings reuses them.
+    """
+    from ultralytics import YOLO
+    from ultralytics.utils import TQDM
+
+    from ..export.images import list_images
+
+    teacher, files = Path(teacher), list_images(images)
+    mapping = teacher_to_student(sources, teacher_nc)
+    if not mapping:
+        raise ValueError("no teacher class maps onto exactly one student class: the teacher cannot label these images")
+    stamp = out / "pseudo_labels.json"
+    key = _fingerprint(teacher, files, conf, imgsz, mapping)
+    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
+        info = json.loads(stamp.read_text())
+        return out / "images", info["images"], info["boxes"]
+    img_dir, lbl_dir = out / "images", out / "labels"
+    shutil.rmtree(out, ignore_errors=True)
+    img_dir.mkdir(parents=True)
+    lbl_dir.mkdir(parents=True)
+    model, n_boxes = YOLO(str(teacher)), 0
+    for i, path in enumerate(TQDM(files, desc="pseudo-labelling with the teacher")):
+        result = model.predict(str(path), conf=conf, imgsz=imgsz, device=device, verbose=False)[0]
+        cls = result.boxes.cls.int().tolist()
+        rows = [f"{mapping[c]} {x:.6f} {y:.6f} {w:.6f} {h:.6f}"
+                for c, (x, y, w, h) in zip(cls, result.boxes.xywhn.tolist()) if c in mapping]
+        name = f"{i:06d}_{path.stem}"  # unique even when subfolders repeat file names
+        _link_or_copy(path, img_dir / f"{name}{path.suffix.lower()}")
+        (lbl_dir / f"{name}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
+        n_boxes += len(rows)
+    stamp.write_text(json.dumps({"key": key, "images": len(files), "boxes": n_boxes, "conf": conf}))
+    return img_dir, len(files), n_boxes
+
+
+def data_with_extra_train(data: dict, extra_train: Path, out_yaml: Path) -> Path:
+    """Write a dataset YAML equal to ``data`` (a checked ultralytics dataset dict) with ``extra_train`` added
+    to its training split; every path is absolute so the YAML works from anywhere."""
+    keep = {k: v for k, v in data.items() if k in {"names", "nc", "channels", "coco_classes", "teacher_classes"}}
+    train = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    keep["train"] = [str(Path(p).resolve()) for p in train] + [str(extra_train.resolve())]
+    keep["val"] = [str(Path(p).resolve()) for p in data["val"]] if isinstance(data["val"], list) else str(Path(data["val"]).resolve())
+    keep["names"] = dict(keep["names"]) if not isinstance(keep["names"], dict) else keep["names"]
+    out_yaml.parent.mkdir(parents=True, exist_ok=True)
+    out_yaml.write_text(yaml.safe_dump(keep, sort_keys=False))
+    return out_yaml
+
+
+def add_unlabeled(
+    data: str | Path,
+    teacher: str | Path,
+    images: str | Path,
+    workdir: Path,
+    class_map: dict | None = None,
+    conf: float = 0.4,
+    imgsz: int = 640,
+    device: str | None = None,
+) -> Path:
+    """Pseudo-label ``images`` with ``teacher`` and return a dataset YAML whose train split includes them."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from ..distill.classmap import resolve_class_map
+    from ..distill.teacher import class_names, load_teacher, teacher_path
+
+    teacher = teacher_path(teacher)  # a registry name becomes its local file
+    dataset = check_det_dataset(str(data))
+    t_names = class_names(load_teacher(teacher, fuse=False))
+    cm = resolve_class_map(t_names, dataset, class_map)
+    img_dir, n, boxes = pseudo_label(teacher, images, workdir / "pseudo", cm.sources, len(t_names), conf, imgsz, device)
+    from ultralytics.utils import LOGGER
+
+    LOGGER.info(f"detdistill: {n} unlabeled images join the training split with {boxes} teacher boxes (conf >= {conf})")
+    return data_with_extra_train(dataset, img_dir, workdir / "data-with-unlabeled.yaml")

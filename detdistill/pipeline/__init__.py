@@ -1,0 +1,1 @@
+"""The one-command shrink pipeline: data, prune, distill, export, quantize, build, measure, report."""

@@ -1,0 +1,70 @@
+"""CLI verb ``prune``: structured channel pruning of a YOLO checkpoint (``register(app)`` adds it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..cli_errors import fail
+
+
+def prune(
+    weights: Path = typer.Argument(..., help="Trained ultralytics detection checkpoint (.pt), e.g. the teacher."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output .pt (default: <weights>-pruned<target>.pt)."),
+    target: float = typer.Option(0.5, help="Fraction of the GFLOPs (or parameters) to keep, between 0 and 1."),
+    metric: str = typer.Option("gflops", help="What --target counts: gflops or params."),
+    importance: str = typer.Option(
+        "var", help="Channel ranking: var (BatchNorm-aware output variance, best here), l1, l2, lamp, bn, fpgm."),
+    global_pruning: bool = typer.Option(
+        True, "--global/--uniform", help="Rank channels across layers (uneven widths) or prune every layer alike."),
+    max_layer_ratio: float = typer.Option(0.6, help="Most of any one layer's channels that may go (0.6 keeps >= 40%)."),
+    imgsz: int = typer.Option(640, help="Input size at which GFLOPs are counted."),
+    round_to: int = typer.Option(8, help="Keep every width a multiple of this (8 suits TensorRT)."),
+    calib: Path | None = typer.Option(
+        None, help="Images (data YAML, folder or .txt) to re-estimate BatchNorm statistics after pruning; optional."),
+) -> None:
+    """Prune channels of a YOLO detector to a GFLOPs/parameter budget; the student keeps the teacher's weights.
+
+    Then fine-tune it with distillation from the unpruned teacher (`detdistill train --student PRUNED.pt`).
+
+    Example: detdistill prune yolov8s.pt --target 0.5 -o yolov8s-half.pt
+    """
+    if not weights.is_file():
+        fail(f"weights {weights} does not exist. Pass a trained ultralytics detection checkpoint (.pt).")
+    if weights.suffix.lower() != ".pt":
+        fail(f"weights {weights} should end in .pt. Pass a trained ultralytics detection checkpoint (.pt).")
+    if not 0.0 < target < 1.0:
+        fail(f"--target must be between 0 and 1 (the fraction of {metric} to keep, e.g. 0.5), got {target:g}")
+    if metric not in ("gflops", "params"):
+        fail(f"--metric must be gflops or params, got {metric!r}")
+    if round_to < 1:
+        fail(f"--round-to must be at least 1, got {round_to}")
+    if not 0.0 < max_layer_ratio < 1.0:
+        fail(f"--max-layer-ratio must be between 0 and 1, got {max_layer_ratio:g}")
+    if imgsz < 32 or imgsz % 32:
+        fail(f"--imgsz must be a positive multiple of 32 (e.g. 640), got {imgsz}")
+    if calib is not None and not calib.exists():
+        fail(f"calibration source {calib} does not exist; pass a data YAML, a folder of images or leave --calib out")
+    from .pruner import IMPORTANCES, PruneError, prune_checkpoint
+
+    if importance.lower() not in IMPORTANCES:
+        fail(f"--importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
+    try:
+        res = prune_checkpoint(weights, output, target=target, metric=metric, importance=importance,
+                               imgsz=imgsz, round_to=round_to, global_pruning=global_pruning,
+                               max_layer_ratio=max_layer_ratio, calib=calib)
+    except PruneError as e:
+        fail(str(e))
+    typer.echo(res.summary())
+    for note in res.ignored:
+        typer.echo(f"  kept whole: {note}")
+    data = str(calib) if calib is not None and calib.suffix.lower() in (".yaml", ".yml") else "DATA.yaml"
+    typer.echo("next: fine-tune the pruned student with distillation from the full teacher:\n"
+               f"  detdistill train --teacher {weights} --student {res.path} --data {data}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``prune`` verb to the main ``detdistill`` app."""
+    app.command("prune")(prune)

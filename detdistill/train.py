@@ -1,0 +1,108 @@
+"""Training students whose architecture no model YAML can express (pruned models).
+
+ultralytics rebuilds a ``.pt`` student from its ``model.yaml`` and copies over only the tensors whose
+shapes match, which would silently drop a pruned model's weights (its layers are narrower than the
+YAML's). :class:`StudentTrainer` trains such a model as it is, giving its head a new class count when
+the dataset has other classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import LOGGER, RANK
+
+
+def _class_convs(head: nn.Module) -> list[tuple[nn.Sequential, int]]:
+    """Every (branch, level) whose last layer is the class-score conv, one-to-many and one-to-one branches."""
+    out = []
+    for attr in ("cv3", "one2one_cv3"):
+        branch = getattr(head, attr, None)
+        if branch is not None:
+            out += [(seq, i) for i, seq in enumerate(branch)]
+    return out
+
+
+def differs_from_yaml(model: nn.Module, reference: nn.Module) -> bool:
+    """True when ``model`` has layers of other shapes than ``reference`` (built from its YAML).
+
+    The class branch is left out: its width follows the class count, and ultralytics' own loading
+    already carries it over to a new class count.
+    """
+    if (getattr(model, "yaml", None) or {}).get("pruned"):
+        return True
+    head = len(getattr(model, "model", [])) - 1
+    class_branch = (f"model.{head}.cv3.", f"model.{head}.one2one_cv3.")
+    ref = reference.state_dict()
+    return any(
+        key in ref and ref[key].shape != value.shape
+        for key, value in model.state_dict().items()
+        if not key.startswith(class_branch)
+    )
+
+
+def set_class_count(model: nn.Module, nc: int, sources: list[tuple[int, ...]] | None = None) -> None:
+    """Give ``model``'s Detect head ``nc`` class outputs in place, keeping every other layer.
+
+    ``sources[c]`` lists the old classes whose weights start new class ``c`` (their mean); classes
+    without sources start from the usual prior, p = 5 objects / nc / cells (Lin et al., "Focal Loss
+    for Dense Object Detection", ICCV 2017, sec. 4.1).
+    """
+    from .distill.taps import detect_head
+
+    head = detect_head(model)
+    if head.nc == nc:
+        return
+    for seq, level in _class_convs(head):
+        old = seq[-1]
+        new = nn.Conv2d(old.in_channels, nc, 1).to(old.weight.device, old.weight.dtype)
+        stride = float(head.stride[level]) if head.stride.numel() else 8.0 * 2**level
+        with torch.no_grad():
+            new.bias.fill_(math.log(5 / nc / (640 / stride) ** 2))
+            for c, src in enumerate(sources or []):
+                if src:
+                    new.weight[c] = old.weight[list(src)].mean(0)
+                    new.bias[c] = old.bias[list(src)].mean()
+        seq[-1] = new
+    head.nc, head.no = nc, nc + head.reg_max * 4
+    if isinstance(getattr(model, "yaml", None), dict):
+        model.yaml["nc"] = nc
+
+
+def _class_sources(model: nn.Module, data: dict) -> list[tuple[int, ...]] | None:
+    """How the dataset's classes relate to the model's, when the data YAML or the names say so."""
+    from .distill.classmap import ClassMapError, resolve_class_map
+    from .distill.teacher import class_names
+
+    try:
+        return list(resolve_class_map(class_names(model), data, None).sources)
+    except ClassMapError:
+        return None
+
+
+class StudentTrainer(DetectionTrainer):
+    """DetectionTrainer that trains a pruned ``.pt`` student as it is instead of rebuilding it from its YAML.
+
+    Use as ``YOLO("pruned.pt").train(trainer=StudentTrainer, data=...)``; for other students it behaves
+    exactly like DetectionTrainer.
+    """
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        if not isinstance(weights, nn.Module):
+            return super().get_model(cfg, weights, verbose)
+        reference = super().get_model(cfg, None, verbose=False)
+        if not differs_from_yaml(weights, reference):
+            reference.load(weights, verbose=verbose)
+            return reference
+        model = copy.deepcopy(getattr(weights, "student_model", weights)).float().train()
+        set_class_count(model, self.data["nc"], _class_sources(model, self.data))
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if verbose and RANK in {-1, 0}:
+            n = sum(p.numel() for p in model.parameters())
+            LOGGER.info(f"detdistill: training the pruned model as it is ({n / 1e6:.2f}M parameters)")
+        return self.set_model_names_for_load(model)

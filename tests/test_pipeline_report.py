@@ -1,0 +1,213 @@
+"""The pipeline report: numbers in both files, relative columns, inline plots, escaping, bad csv."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from detdistill.pipeline.report import ArtifactResult, PipelineReport, TrainingRun, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMG_PREFIX = '<img src="data:image/png;base64,'
+ODD_NAME = "student <KD> & co"
+MD_ODD = r"student \<KD\> & co"  # Markdown escapes angle brackets so renderers keep them
+
+HEADER = [
+    "epoch", "time", "train/box_loss", "train/cls_loss", "train/dfl_loss", "train/kd_logit",
+    "train/kd_box", "metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)", "val/box_loss", "val/cls_loss", "val/dfl_loss", "val/kd_logit",
+    "val/kd_box", "lr/pg0", "lr/pg1", "lr/pg2",
+]
+
+
+def _csv(path: Path, rows: list[list[float]], pad: bool) -> Path:
+    """Write a results.csv; ``pad`` right-aligns like ultralytics < 8.1 (leading spaces)."""
+    cells = [HEADER] + [[f"{v:g}" for v in row] for row in rows]
+    width = max(len(c) for line in cells for c in line) + 2 if pad else 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(",".join(c.rjust(width) for c in line) for line in cells) + "\n")
+    return path
+
+
+def _row(epoch: int, map5095: float, kd_logit: float) -> list[float]:
+    return [
+        epoch, 50.0 * epoch, 1.5 / epoch, 2.0 / epoch, 1.1 / epoch, kd_logit, 0.4 / epoch,
+        0.5, 0.4, map5095 * 1.4, map5095, 1.4, 1.9, 1.2, 0.0, 0.0, 1e-3, 1e-3, 1e-3,
+    ]
+
+
+def _artifacts(tmp: Path) -> list[ArtifactResult]:
+    lat = {"preprocess": 1.23, "inference": 12.34, "postprocess": 0.56}
+    return [
+        ArtifactResult("teacher", "pt", tmp / "t.pt", 6.25, 3_157_200, 8.7, 0.373, 0.528, {}, "pytorch"),
+        ArtifactResult("student (pruned, no KD)", "pt", tmp / "s.pt", 2.61, 1_234_567, 3.1, 0.241, 0.377,
+                       dict(lat), "pytorch"),
+        ArtifactResult(ODD_NAME, "pt", tmp / "kd.pt", 2.63, 1_234_567, 3.1, 0.287, 0.431,
+                       {"preprocess": 1.11, "inference": 10.87, "postprocess": 0.49}, "pytorch"),
+        ArtifactResult("student KD INT8 ONNX", "onnx", tmp / "kd.onnx", 1.42, None, None, 0.279, None,
+                       {"preprocess": 1.05, "inference": 6.66, "postprocess": 0.47}, "onnxruntime CPU"),
+        ArtifactResult("student KD FP16 engine", "engine", tmp / "kd.engine", 3.31, None, None, None, None,
+                       {"preprocess": 0.91, "inference": 2.22, "postprocess": 0.33, "total": 3.75},
+                       "tensorrt", "not evaluated"),
+    ]
+
+
+def _report(tmp: Path, training: list[TrainingRun]) -> PipelineReport:
+    return PipelineReport(
+        title="Shrink <yolov8n> & friends",
+        config_text="teacher: yolov8n.pt\nstudent: {prune: 0.5}\nname: a<b&c\n",
+        machine="x86_64, 2 CPU cores, no GPU; onnxruntime 1.32",
+        imgsz=320,
+        data="datasets/coco8.yaml",
+        artifacts=_artifacts(tmp),
+        training=training,
+        stages=[("data", "cached", 0.04), ("distill", "ran", 412.5), ("build", "skipped: no TensorRT", 0.0)],
+        notes=["TensorRT not present: engine stages skipped"],
+    )
+
+
+def _two_runs(tmp: Path) -> list[TrainingRun]:
+    no_kd = _csv(tmp / "a" / "results.csv", [_row(e, 0.05 * e, 0.0) for e in (1, 2, 3)], pad=False)
+    kd = _csv(tmp / "b" / "results.csv", [_row(e, 0.06 * e, 9.0 - e) for e in (1, 2, 3, 4)], pad=True)
+    return [TrainingRun("student (pruned, no KD)", no_kd), TrainingRun(ODD_NAME, kd)]
+
+
+def _written(tmp: Path, training: list[TrainingRun] | None = None) -> tuple[str, str]:
+    md, page = write_report(_report(tmp, _two_runs(tmp) if training is None else training), tmp / "out")
+    assert (md.name, page.name) == ("report.md", "report.html")
+    return md.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")
+
+
+def _md_row(md: str, name: str, section: str = "") -> list[str]:
+    """Cells of the first Markdown table row named ``name`` (after heading ``section``), unescaped."""
+    text = md.split(f"## {section}\n", 1)[1] if section else md
+    escaped = name.replace("<", "\\<").replace(">", "\\>")
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {escaped} |"))
+    cells = line.strip()[2:-2].split(" | ")
+    return [c.strip().replace("\\<", "<").replace("\\>", ">") for c in cells]
+
+
+def _html_rows(page: str) -> dict[str, list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.DOTALL)
+    cells = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.DOTALL)] for r in rows]
+    return {c[0]: c for c in cells if c}
+
+
+def _expected(a: ArtifactResult, teacher: ArtifactResult) -> list[str]:
+    def f(v, d):
+        return "—" if v is None else f"{v:.{d}f}"
+
+    lat = a.latency_ms
+    total = lat.get("total", sum(lat.values())) if lat else None
+    kept = f(None if a.map50_95 is None else 100 * a.map50_95 / teacher.map50_95, 1)
+    flops = f(None if a.gflops is None else 100 * a.gflops / teacher.gflops, 1)
+    return [
+        a.name, a.kind, a.backend, "—" if a.params is None else f"{a.params / 1e6:.2f}", f(a.gflops, 2),
+        f(a.size_mb, 2), f(a.map50_95, 3), f(a.map50, 3), f(lat.get("preprocess"), 2),
+        f(lat.get("inference"), 2), f(lat.get("postprocess"), 2), f(total, 2), kept, flops, a.note,
+    ]
+
+
+def test_every_number_in_both_files_with_relative_columns(tmp_path: Path) -> None:
+    md, page = _written(tmp_path)
+    arts = _artifacts(tmp_path)
+    rows = _html_rows(page.split("<h2>Artifacts</h2>")[1].split("<h2>")[0])
+    for a in arts:
+        want = _expected(a, arts[0])
+        assert _md_row(md, a.name) == want
+        assert rows[a.name] == want
+    kd = _md_row(md, ODD_NAME)
+    assert kd[-3] == f"{100 * 0.287 / 0.373:.1f}" == "76.9"  # mAP kept %
+    assert kd[-2] == f"{100 * 3.1 / 8.7:.1f}" == "35.6"  # GFLOPs %
+    assert _md_row(md, "teacher")[-3:-1] == ["100.0", "100.0"]
+    assert _md_row(md, "student KD FP16 engine")[-1] == "not evaluated"
+    assert _md_row(md, "teacher")[8:12] == ["—"] * 4  # no latency measured for the .pt
+    assert _md_row(md, "student KD FP16 engine")[11] == "3.75"  # the measured total wins
+
+
+def test_header_stages_notes_training_and_recipe(tmp_path: Path) -> None:
+    md, page = _written(tmp_path)
+    for text in ("x86_64, 2 CPU cores, no GPU", "datasets/coco8.yaml", "320",
+                 "TensorRT not present: engine stages skipped", "skipped: no TensorRT"):
+        assert text in md and html.escape(text) in page
+    assert _md_row(md, "distill") == ["distill", "ran", "412.5"]
+    assert _md_row(md, "data") == ["data", "cached", "0.0"]
+    assert "```yaml\nteacher: yolov8n.pt\n" in md
+    # training summary: final mAP of each run, KD columns found (padded header names stripped)
+    no_kd = _md_row(md, "student (pruned, no KD)", "Training")
+    assert no_kd == ["student (pruned, no KD)", "3", "0.150", "0.210", "0.150 (epoch 3)",
+                     "train/kd_logit 0.0000, train/kd_box 0.1333"]
+    kd = _md_row(md, ODD_NAME, "Training")
+    assert kd == [ODD_NAME, "4", "0.240", "0.336", "0.240 (epoch 4)", "train/kd_logit 5.0000, train/kd_box 0.1000"]
+    assert _html_rows(page.split("<h2>Training</h2>")[1])[ODD_NAME] == kd
+
+
+def test_html_plots_are_inline_pngs_that_decode(tmp_path: Path) -> None:
+    image = pytest.importorskip("matplotlib.image")
+    _, page = _written(tmp_path)
+    blobs = re.findall(re.escape(IMG_PREFIX) + r'([A-Za-z0-9+/=]+)"', page)
+    # latency scatter, GFLOPs scatter, size bars, one training figure per run
+    assert len(blobs) == page.count(IMG_PREFIX) == 5
+    for blob in blobs:
+        png = base64.b64decode(blob, validate=True)
+        assert png.startswith(PNG_SIGNATURE)
+        pixels = image.imread(io.BytesIO(png), format="png")
+        assert pixels.shape[0] > 50 and pixels.shape[1] > 50
+
+
+def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    md, page = _written(tmp_path)
+    lowered = page.lower()
+    for bad in ('src="http', "href=\"http", "src='http", "<script", "<link", "@import", "url("):
+        assert bad not in lowered
+    assert "<style>" in page
+    assert "student &lt;KD&gt; &amp; co" in page and "<KD>" not in page
+    assert "Shrink &lt;yolov8n&gt; &amp; friends" in page
+    assert "name: a&lt;b&amp;c" in page
+    assert f"| {MD_ODD} |" in md and "<KD>" not in md
+    assert r"# Shrink \<yolov8n\> & friends" in md
+
+
+def test_missing_or_empty_csv_gives_a_note_not_a_crash(tmp_path: Path) -> None:
+    empty = tmp_path / "empty" / "results.csv"
+    empty.parent.mkdir()
+    empty.write_text("")
+    cut = _csv(tmp_path / "cut" / "results.csv", [_row(e, 0.1 * e, 1.0) for e in (1, 2)], pad=True)
+    cut.write_text(cut.read_text() + "3,150,0.5\n")  # training killed while writing epoch 3
+    runs = [TrainingRun("gone", tmp_path / "nope" / "results.csv"), TrainingRun("empty", empty),
+            TrainingRun("cut", cut)]
+    md, page = _written(tmp_path, runs)
+    for name in ("gone", "empty"):
+        assert f"no training curves for {name}" in md and f"no training curves for {name}" in page
+    assert _md_row(md, "gone", "Training")[1:5] == ["—"] * 4
+    assert _md_row(md, "cut", "Training")[1:5] == ["3", "0.200", "0.280", "0.200 (epoch 2)"]
+    assert page.count(IMG_PREFIX) == 4  # artifact plots and the cut run's curves
+
+
+def test_no_artifacts_no_teacher_no_training(tmp_path: Path) -> None:
+    report = _report(tmp_path, [])
+    report.artifacts = [a for a in report.artifacts if a.name != "teacher"]
+    md, page = write_report(report, tmp_path / "deep" / "out")
+    text = md.read_text(encoding="utf-8")
+    assert 'No artifact named "teacher"' in text
+    assert _md_row(text, ODD_NAME)[-3:-1] == ["—", "—"]
+    report.artifacts, report.stages, report.notes = [], [], []
+    md, page = write_report(report, tmp_path / "bare")
+    assert "_none_" in md.read_text(encoding="utf-8") and IMG_PREFIX not in page.read_text(encoding="utf-8")
+
+
+def test_a_failing_plot_becomes_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import detdistill.pipeline.report as report_module
+
+    def broken(_artifacts: object) -> bytes:
+        raise ValueError("bad axis")
+
+    monkeypatch.setattr(report_module, "plot_sizes", broken)
+    _, page = _written(tmp_path, [])
+    assert "no plot: file size (plotting failed: ValueError: bad axis)" in page
+    assert page.count(IMG_PREFIX) == 2

@@ -1,0 +1,64 @@
+"""`detdistill run` end to end on the quickstart's tiny recipe with a pruned student: interrupted, resumed,
+reported."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from detdistill.pipeline.runner import run_pipeline
+from detdistill.quickstart import quickstart_recipe
+
+pytestmark = pytest.mark.slow
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(tmp_path):
+    work = tmp_path / "run"
+    recipe = quickstart_recipe(tiny=True)
+    recipe["student"] = {"prune": {"target": 0.5}}
+
+    def stop_at_export(line: str) -> None:  # Ctrl-C as the first export starts
+        if "export teacher to ONNX" in line:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_pipeline(recipe, work, log=stop_at_export)
+    kd_best = work / "student-kd" / "weights" / "best.pt"
+    stamp = kd_best.stat().st_mtime_ns
+
+    lines: list[str] = []
+    report = run_pipeline(recipe, work, log=lines.append)
+    steps = [line for line in lines if line.startswith("[")]
+    total = int(steps[0].split("/")[1].split("]")[0])
+    assert [int(s[1:].split("/")[0]) for s in steps] == list(range(1, total + 1))  # every stage, numbered
+    for stage in ("data", "teacher", "prune", "train student without KD", "distill student (default)"):
+        assert any(f"] {stage}: up to date, skipped" in s for s in steps), stage
+    assert kd_best.stat().st_mtime_ns == stamp  # the finished training was not redone
+
+    manifest = json.loads((work / "stages.json").read_text())
+    measured = {k[len("measure "):]: v["result"] for k, v in manifest.items() if k.startswith("measure ")}
+    assert list(measured) == ["teacher (FP32 ONNX)", "student, no KD (FP32 ONNX)", "student, KD (FP32 ONNX)",
+                              "student, KD (INT8 ONNX, cpu)"]
+    teacher = measured["teacher (FP32 ONNX)"]
+    for name, r in measured.items():
+        assert 0.0 <= r["map50_95"] <= r["map50"] <= 1.0 and r["latency_ms"]["inference"] > 0
+        if name != "teacher (FP32 ONNX)":
+            assert r["gflops"] <= 0.5 * teacher["gflops"] + 1e-6  # pruned to half the teacher's GFLOPs
+            assert r["params"] < teacher["params"]
+
+    md, html = report.read_text(), (work / "report.html").read_text()
+    for name, r in measured.items():
+        for text in (md, html):
+            assert name in text and f"{r['map50_95']:.3f}" in text and f"{r['latency_ms']['inference']:.2f}" in text
+    assert html.count('<img src="data:image/png;base64,') >= 4
+    assert "TensorRT is not installed" in md  # the engine stages say why they did not run
+    assert "summary: 8 frames" in md  # the demo processed every frame of the video
+    cap = cv2.VideoCapture(str(work / "demo.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    cap.release()
