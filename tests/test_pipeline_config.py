@@ -24,6 +24,7 @@ def test_null_turns_a_section_off():
 
 @pytest.mark.parametrize("change, message", [
     ({"student": {"prune": {"target": 1.5}}}, "student.prune.target: must be a number in (0, 1]"),
+    ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be below 1"),
     ({"student": {"prune": {"taget": 0.5}}}, "student.prune.taget: unknown field"),
     ({"student": {"model": "a.yaml", "width": 0.5}}, "student: give exactly one of prune, model, width"),
     ({"data": {}}, "data: give exactly one of yaml, coco_subset, shapes"),

@@ -125,6 +125,8 @@ def validate(raw: dict) -> dict:
         raise PipelineError(f"imgsz: must be a multiple of 32 (the largest stride), got {cfg['imgsz']}")
     if cfg["student"]["kind"] == "prune":
         _number(cfg, "student.prune.target", 0, 1, open_lo=True)
+        if cfg["student"]["prune"]["target"] >= 1:
+            raise PipelineError("student.prune.target: must be below 1 (the fraction of the teacher to keep, e.g. 0.5)")
         if cfg["student"]["prune"]["metric"] not in ("gflops", "params"):
             raise PipelineError(f"student.prune.metric: gflops or params, got {cfg['student']['prune']['metric']!r}")
     if cfg["student"]["kind"] == "width":
