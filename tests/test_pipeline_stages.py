@@ -24,7 +24,7 @@ def test_stage_is_skipped_while_up_to_date_and_reruns_on_change(tmp_path):
     assert _stage(StageCache(tmp_path), src, out, calls) == {"chars": 3}
     cache = StageCache(tmp_path)  # a new process reads the manifest
     assert _stage(cache, src, out, calls) == {"chars": 3} and len(calls) == 1
-    assert cache.done.rows[0][:2] == ("upper", "cached")
+    assert cache.rows[0][:2] == ("upper", "cached")
 
     src.write_text("abcd")  # changed input
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 1_000_000))

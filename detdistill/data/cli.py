@@ -17,25 +17,17 @@ data_app = typer.Typer(help="Build YOLO datasets (e.g. a COCO class subset) for 
 
 def _class_list(classes: Optional[str], preset: Optional[str]) -> tuple[list[str], str]:
     """The classes to keep and a short name for the default output folder."""
-    from .coco_subset import CocoSubsetError, list_presets, load_preset, resolve_class
+    from .coco_subset import CocoSubsetError, chosen_classes, list_presets
 
     if classes and preset:
         fail("pass either --classes or --preset, not both")
     if not classes and not preset:
         fail(f"no classes: pass --classes 'car,bus' (COCO names or 0-79 ids) or --preset "
              f"({', '.join(list_presets())})")
-    items = [c.strip() for c in (classes or "").split(",") if c.strip()]
-    if len(items) == 1 and items[0] in list_presets():
-        try:
-            resolve_class(items[0])
-        except CocoSubsetError:
-            preset = items[0]  # --classes road works like --preset road
-    if preset:
-        try:
-            return load_preset(preset), Path(preset).stem
-        except CocoSubsetError as e:
-            fail(str(e))
-    return items, ""
+    try:
+        return chosen_classes(classes, preset)  # --classes road works like --preset road
+    except CocoSubsetError as e:
+        fail(str(e))
 
 
 def _slug(names: list[str]) -> str:

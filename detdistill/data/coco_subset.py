@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -25,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from .files import link_or_copy
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,20 @@ def load_preset(preset: str | Path) -> list[str]:
     if not isinstance(classes, list) or not classes:
         raise CocoSubsetError(f"preset {path} needs a non-empty `classes:` list of COCO class names")
     return [str(c) for c in classes]
+
+
+def chosen_classes(classes: str | Sequence[str | int] | None, preset: str | Path | None) -> tuple[list, str]:
+    """The classes to keep and the preset's name ('' for none): ``preset`` if given, else ``classes`` (a list or
+    a comma-separated string; a lone preset name that is no COCO class, e.g. ``road``, picks that preset)."""
+    items = [c.strip() for c in classes.split(",") if c.strip()] if isinstance(classes, str) else list(classes or [])
+    if not preset and len(items) == 1 and str(items[0]) in list_presets():
+        try:
+            resolve_class(items[0])
+        except CocoSubsetError:
+            preset = str(items[0])
+    if preset:
+        return load_preset(preset), Path(preset).stem
+    return items, ""
 
 
 def resolve_class(value: str | int) -> int:
@@ -304,14 +319,6 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (no extra disk space), or copy it across file systems."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _write_split(out: Path, plan: _SplitPlan, progress) -> None:
     images, labels = out / "images" / plan.name, out / "labels" / plan.name
     images.mkdir(parents=True)
@@ -319,7 +326,7 @@ def _write_split(out: Path, plan: _SplitPlan, progress) -> None:
     todo = plan.positives + plan.negatives
     task = progress.add_task(f"{plan.source} -> {plan.name}", total=len(todo))
     for im in todo:
-        _place(im.src, images / im.src.name)
+        link_or_copy(im.src, images / im.src.name)
         (labels / f"{im.src.stem}.txt").write_text("".join(f"{line}\n" for line in im.lines))
         progress.advance(task)
 

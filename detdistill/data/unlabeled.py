@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+
+from .files import link_or_copy
 
 
 def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dict[int, int]:
@@ -31,15 +32,6 @@ def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dic
         if len(pick) == 1:
             out[t] = pick[0]
     return out
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.exists():
-        return
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
@@ -77,8 +69,8 @@ def pseudo_label(
         raise ValueError("no teacher class maps onto exactly one student class: the teacher cannot label these images")
     stamp = out / "pseudo_labels.json"
     key = _fingerprint(teacher, files, conf, imgsz, mapping)
-    if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
-        info = json.loads(stamp.read_text())
+    info = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if info.get("key") == key:
         return out / "images", info["images"], info["boxes"]
     img_dir, lbl_dir = out / "images", out / "labels"
     shutil.rmtree(out, ignore_errors=True)
@@ -91,7 +83,7 @@ def pseudo_label(
         rows = [f"{mapping[c]} {x:.6f} {y:.6f} {w:.6f} {h:.6f}"
                 for c, (x, y, w, h) in zip(cls, result.boxes.xywhn.tolist()) if c in mapping]
         name = f"{i:06d}_{path.stem}"  # unique even when subfolders repeat file names
-        _link_or_copy(path, img_dir / f"{name}{path.suffix.lower()}")
+        link_or_copy(path, img_dir / f"{name}{path.suffix.lower()}")
         (lbl_dir / f"{name}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
         n_boxes += len(rows)
     stamp.write_text(json.dumps({"key": key, "images": len(files), "boxes": n_boxes, "conf": conf}))

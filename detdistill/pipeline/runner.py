@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..export.platform_info import GpuInfo, detect_gpu
 from .config import load_pipeline
 from .stages import StageCache
 
@@ -62,21 +63,16 @@ def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, te
 def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:
     """Parameters and GFLOPs (at ``imgsz``) of a ``.pt`` checkpoint."""
     from ultralytics.nn.tasks import load_checkpoint
-    from ultralytics.utils.torch_utils import get_flops
+
+    from ..prune import count_gflops, count_params
 
     model = load_checkpoint(weights)[0].float()
-    return sum(p.numel() for p in model.parameters()), float(get_flops(model, imgsz))
+    return count_params(model), count_gflops(model, imgsz)
 
 
-def describe_machine() -> str:
+def describe_machine(gpu: GpuInfo | None) -> str:
     """CPU, GPU and runtime versions, for the report."""
-    parts = [f"{platform.machine()}, {os.cpu_count()} CPU cores"]
-    try:
-        import torch
-
-        parts.append(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
-    except ImportError:
-        pass
+    parts = [f"{platform.machine()}, {os.cpu_count()} CPU cores", gpu.name if gpu else "no GPU"]
     try:
         import onnxruntime
 
@@ -106,6 +102,7 @@ class Pipeline:
         self.work.mkdir(parents=True, exist_ok=True)
         self.stages = StageCache(self.work, log)
         self.notes: list[str] = []
+        self.gpu = detect_gpu()
 
     # --- inputs --------------------------------------------------------------------------------------
     def data(self) -> Path:
@@ -122,12 +119,10 @@ class Pipeline:
             out = self.work / "data"
             return Path(self.stages.run("data", s, [out / "data.yaml"], lambda: str(
                 make_shapes_dataset(out, n_train=s["n_train"], n_val=s["n_val"], size=s["size"], seed=self.cfg["seed"]))))
-        from ..data.coco_subset import load_preset, make_coco_subset
+        from ..data.coco_subset import chosen_classes, make_coco_subset
 
         s = d["coco_subset"]
-        classes = load_preset(s["preset"]) if s["preset"] else s["classes"]
-        if isinstance(classes, str):
-            classes = [c.strip() for c in classes.split(",") if c.strip()]
+        classes, _ = chosen_classes(s["classes"], s["preset"])
         out = self.work / "data"
         return Path(self.stages.run("data", {**s, "classes": classes}, [out / "data.yaml"], lambda: str(make_coco_subset(
             Path(s["coco"]), out, classes, max_images=s["max_images"], include_empty=s["negatives"], seed=self.cfg["seed"]))))
@@ -218,11 +213,11 @@ class Pipeline:
         for name, pt in weights.items():
             onnx_path = self.work / "artifacts" / f"{name.replace(', ', '-').replace(' ', '-')}.onnx"
             onnx_path.parent.mkdir(exist_ok=True)
-            self.stages.run(f"export {name} to ONNX", {"pt": pt, "imgsz": imgsz}, [onnx_path], lambda pt=pt, o=onnx_path: str(
-                export_onnx(pt, o, imgsz=imgsz, parity_images=val_images)))
+            self.stages.run(f"export {name} to ONNX", {"pt": pt, "imgsz": imgsz}, [onnx_path],
+                            lambda pt=pt, o=onnx_path: str(export_onnx(pt, o, imgsz=imgsz, parity_images=val_images)))
             artifacts.append((f"{name} (FP32 ONNX)", onnx_path, pt))
-        final_name = "student, KD" if "student, KD" in weights else "student, no KD"
-        final_onnx, final_pt = artifacts[list(weights).index(final_name)][1], weights[final_name]
+        final_name, final_pt = list(weights.items())[-1]  # the distilled student, else the one without KD
+        final_onnx = artifacts[-1][1]
         int8 = self.cfg["export"]["int8"]
         if int8 is not None:
             artifacts.append((f"{final_name} (INT8 ONNX, {int8['target']})", self.quantize(final_onnx, data, int8), final_pt))
@@ -331,7 +326,7 @@ class Pipeline:
         artifacts = self.export(weights, data)
         results = []
         for name, artifact, source in artifacts:
-            if artifact.suffix == ".engine" and not self._gpu():
+            if artifact.suffix == ".engine" and self.gpu is None:
                 self.stages.skip(f"measure {name}", "no GPU here")
                 continue
             r = self.measure(name, artifact, source, data)
@@ -344,20 +339,12 @@ class Pipeline:
                     for n, d in (("student, no KD", "student-no-kd"), ("student, KD", "student-kd"))
                     if (self.work / d / "results.csv").is_file()]
         report = PipelineReport(
-            title=f"detdistill pipeline: {cfg['name']}", config_text=self.recipe_text, machine=describe_machine(),
-            imgsz=cfg["imgsz"], data=str(data), artifacts=results, training=training, stages=self.stages.done.rows,
-            notes=self.notes)
+            title=f"detdistill pipeline: {cfg['name']}", config_text=self.recipe_text,
+            machine=describe_machine(self.gpu), imgsz=cfg["imgsz"], data=str(data), artifacts=results,
+            training=training, stages=self.stages.rows, notes=self.notes)
         md, html = write_report(report, self.work)
         self.log(f"report: {md} (and {html.name})")
         return md
-
-    def _gpu(self) -> bool:
-        try:
-            import torch
-
-            return torch.cuda.is_available()
-        except ImportError:
-            return False
 
     def _count_stages(self) -> int:
         """How many stages this run goes through (for the [n/N] progress lines)."""
@@ -367,7 +354,7 @@ class Pipeline:
         trainings = bool(c["distill"]["baseline"]) + bool(c["distill"]["recipe"])
         engines = len(c["export"]["engines"] or [])
         onnx = 1 + trainings + (c["export"]["int8"] is not None)
-        measured = onnx + (engines if _tensorrt_version() and self._gpu() else 0)
+        measured = onnx + (engines if _tensorrt_version() and self.gpu else 0)
         return inputs + trainings + onnx + engines + measured + bool(c["demo"]["frames"])
 
 

@@ -13,7 +13,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ def fingerprint(value: Any) -> Any:
     return value
 
 
-@dataclass
-class StageLog:
-    """What happened to each stage in this invocation: (name, "ran" | "cached" | "skipped: why", seconds)."""
-
-    rows: list[tuple[str, str, float]] = field(default_factory=list)
-
-
 class StageCache:
     """Runs stages through a manifest in ``workdir/stages.json``."""
 
@@ -47,26 +39,26 @@ class StageCache:
         self.file = workdir / "stages.json"
         self.manifest: dict[str, dict] = json.loads(self.file.read_text()) if self.file.is_file() else {}
         self.log = log
-        self.done = StageLog()
+        self.rows: list[tuple[str, str, float]] = []  # this invocation: (name, "ran" | "cached" | "skipped: why", s)
         self.total = 0
 
     def _key(self, inputs: dict) -> str:
         return hashlib.sha256(json.dumps(fingerprint(inputs), sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-    def run(self, name: str, inputs: dict, outputs: list[Path], fn: Callable[[], Any], clean: tuple[Path, ...] = ()) -> Any:
+    def run(self, name: str, inputs: dict, outputs: list[Path], fn: Callable[[], Any],
+            clean: tuple[Path, ...] = ()) -> Any:
         """Return ``fn()``'s result, or the recorded one when ``inputs`` and ``outputs`` are unchanged.
 
         ``clean``: folders of a previous run of this stage (e.g. a training run). They are kept when the
         stage was interrupted with the same inputs (so ``fn`` can resume from them) and deleted when the
         inputs changed (so nothing stale is picked up).
         """
-        step = len(self.done.rows) + 1
-        where = f"[{step}/{self.total}] " if self.total else ""
+        where = self._step()
         key = self._key(inputs)
         entry = self.manifest.get(name)
         if entry and entry["key"] == key and entry.get("done") and all(p.exists() for p in outputs):
             self.log(f"{where}{name}: up to date, skipped")
-            self.done.rows.append((name, "cached", 0.0))
+            self.rows.append((name, "cached", 0.0))
             return entry["result"]
         resuming = entry is not None and entry["key"] == key
         self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else ""))
@@ -78,7 +70,7 @@ class StageCache:
         result = fn()
         seconds = time.perf_counter() - start
         self._save(name, {"key": key, "done": True, "result": result, "seconds": round(seconds, 1)})
-        self.done.rows.append((name, "ran", seconds))
+        self.rows.append((name, "ran", seconds))
         return result
 
     def _save(self, name: str, entry: dict) -> None:
@@ -86,6 +78,9 @@ class StageCache:
         self.file.write_text(json.dumps(self.manifest, indent=1, default=str))
 
     def skip(self, name: str, why: str) -> None:
-        step = len(self.done.rows) + 1
-        self.log(f"[{step}/{self.total}] {name}: skipped ({why})" if self.total else f"{name}: skipped ({why})")
-        self.done.rows.append((name, f"skipped: {why}", 0.0))
+        self.log(f"{self._step()}{name}: skipped ({why})")
+        self.rows.append((name, f"skipped: {why}", 0.0))
+
+    def _step(self) -> str:
+        """The ``[n/N] `` prefix of the next stage's progress line (empty when N is unknown)."""
+        return f"[{len(self.rows) + 1}/{self.total}] " if self.total else ""
