@@ -13,7 +13,8 @@ BASE = {"data": {"yaml": "d.yaml"}, "teacher": {"weights": "yolov8s"}, "student"
 def test_defaults_fill_in_and_alternatives_are_recorded():
     cfg = validate(BASE)
     assert (cfg["data"]["kind"], cfg["teacher"]["kind"], cfg["student"]["kind"]) == ("yaml", "weights", "prune")
-    assert cfg["student"]["prune"] == {"target": 0.4, "metric": "gflops", "importance": None}
+    assert cfg["student"]["prune"] == {"target": 0.4, "metric": "gflops", "importance": None, "refit": True,
+                                       "calib_images": 128}
     assert cfg["export"]["int8"]["target"] == "cpu" and cfg["distill"]["baseline"] is True
     assert cfg["data"]["shapes"] is None  # an unchosen alternative stays empty
 
@@ -26,6 +27,7 @@ def test_null_turns_a_section_off():
     ({"student": {"prune": {"target": 1.5}}}, "student.prune.target: must be a number in (0, 1]"),
     ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be below 1"),
     ({"student": {"prune": {"taget": 0.5}}}, "student.prune.taget: unknown field"),
+    ({"student": {"prune": {"refit": "yes"}}}, "student.prune.refit: true (refit the pruned layers"),
     ({"student": {"model": "a.yaml", "width": 0.5}}, "student: give exactly one of prune, model, width"),
     ({"data": {}}, "data: give exactly one of yaml, coco_subset, shapes"),
     ({"data": {"coco_subset": {"coco": "/c"}}}, "data.coco_subset: needs coco"),

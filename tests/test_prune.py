@@ -166,6 +166,8 @@ def test_cli_rejects_bad_input(app, tmp_path, coco8_yaml):
         assert out.exit_code == 2 and "--target must be between 0 and 1" in out.output
     out = _run(app, "prune", fake, "--metric", "latency")
     assert out.exit_code == 2 and "--metric must be gflops or params" in out.output
+    out = _run(app, "prune", fake, "--calib", coco8_yaml, "--calib-images", 0)
+    assert out.exit_code == 2 and "--calib-images must be at least 1" in out.output
     out = _run(app, "prune", fake, "--importance", "magic")
     assert out.exit_code == 2 and "--importance must be one of" in out.output
     out = _run(app, "prune", fake)

@@ -51,13 +51,14 @@ def shapes_track(work: Path) -> tuple[str, str]:
     return str(data), str(pipeline.teacher(data))
 
 
-def pruned_student(teacher: str, target: float, imgsz: int, work: Path) -> str:
-    """The teacher pruned to ``target`` of its GFLOPs (cached in ``work``): a student that inherits its weights."""
+def pruned_student(teacher: str, target: float, imgsz: int, data: str, work: Path) -> str:
+    """The teacher pruned to ``target`` of its GFLOPs and refitted on ``data``'s train images (cached in ``work``):
+    a student that inherits its weights."""
     from detdistill.prune import prune_checkpoint
 
-    out = work / f"{Path(teacher).stem}-pruned{target:g}.pt"
+    out = work / f"{Path(teacher).stem}-pruned{target:g}-refit.pt"
     if not out.exists():
-        prune_checkpoint(teacher, out, target=target, imgsz=imgsz)
+        prune_checkpoint(teacher, out, target=target, imgsz=imgsz, calib=data)
     return str(out)
 
 
@@ -85,7 +86,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     else:
         data, teacher = str(TRACKS.get(args.track, args.track)), str(args.teacher)
     if args.student.startswith("pruned"):  # e.g. pruned0.5: the teacher at half its GFLOPs
-        student = pruned_student(teacher, float(args.student[6:] or 0.5), train_args["imgsz"], args.out)
+        student = pruned_student(teacher, float(args.student[6:] or 0.5), train_args["imgsz"], data, args.out)
     for kv in args.train_arg or []:
         key, value = kv.split("=", 1)
         train_args[key] = yaml.safe_load(value)

@@ -43,7 +43,7 @@ SCHEMA: dict[str, Any] = {
         "train": {"model": "yolov8n.yaml", "epochs": 50, "args": {}},
     },
     "student": {
-        "prune": {"target": 0.5, "metric": "gflops", "importance": None},
+        "prune": {"target": 0.5, "metric": "gflops", "importance": None, "refit": True, "calib_images": 128},
         "model": None,
         "width": None,
     },
@@ -129,6 +129,9 @@ def validate(raw: dict) -> dict:
             raise PipelineError("student.prune.target: must be below 1 (the fraction of the teacher to keep, e.g. 0.5)")
         if cfg["student"]["prune"]["metric"] not in ("gflops", "params"):
             raise PipelineError(f"student.prune.metric: gflops or params, got {cfg['student']['prune']['metric']!r}")
+        if not isinstance(cfg["student"]["prune"]["refit"], bool):
+            raise PipelineError("student.prune.refit: true (refit the pruned layers on the train images) or false")
+        _number(cfg, "student.prune.calib_images", 1, 100000, integer=True)
     if cfg["student"]["kind"] == "width":
         _number(cfg, "student.width", 0, 1, open_lo=True)
     if cfg["data"]["kind"] == "coco_subset":

@@ -156,7 +156,7 @@ class Pipeline:
                    f"(confidence >= {d['pseudo_conf']}); the student without KD saw the labelled data only.")
         return merged
 
-    def student(self, teacher: Path) -> str:
+    def student(self, teacher: Path, data: Path) -> str:
         s = self.cfg["student"]
         if s["kind"] == "model":
             return s["model"]
@@ -174,6 +174,8 @@ class Pipeline:
         kwargs = {"target": p["target"], "metric": p["metric"], "imgsz": self.cfg["imgsz"]}
         if p["importance"]:
             kwargs["importance"] = p["importance"]
+        if p["refit"]:  # least-squares refit of the pruned layers on the train images (prune/reconstruct.py)
+            kwargs.update(calib=data, calib_images=p["calib_images"])
         return self.stages.run("prune", {"teacher": teacher, **kwargs}, [out],
                                lambda: str(prune_checkpoint(teacher, out, **kwargs).path))
 
@@ -321,7 +323,7 @@ class Pipeline:
         data = self.data()
         teacher = self.teacher(data)
         kd_data = self.with_unlabeled(data, teacher)
-        student = self.student(teacher)
+        student = self.student(teacher, data)
         weights = {"teacher": teacher, **self.students(student, data, kd_data, teacher)}
         artifacts = self.export(weights, data)
         results = []

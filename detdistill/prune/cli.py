@@ -23,13 +23,16 @@ def prune(
     imgsz: int = typer.Option(640, help="Input size at which GFLOPs are counted."),
     round_to: int = typer.Option(8, help="Keep every width a multiple of this (8 suits TensorRT)."),
     calib: Path | None = typer.Option(
-        None, help="Images (data YAML, folder or .txt) to re-estimate BatchNorm statistics after pruning; optional."),
+        None, help="Images (data YAML = its train split, folder or .txt): refit the pruned layers by least squares to "
+                   "reproduce the teacher's outputs, then re-estimate BatchNorm statistics. Recommended."),
+    calib_images: int = typer.Option(128, help="How many --calib images to use."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (else BatchNorm only)."),
 ) -> None:
     """Prune channels of a YOLO detector to a GFLOPs/parameter budget; the student keeps the teacher's weights.
 
     Then fine-tune it with distillation from the unpruned teacher (`detdistill train --student PRUNED.pt`).
 
-    Example: detdistill prune yolov8s.pt --target 0.5 -o yolov8s-half.pt
+    Example: detdistill prune yolov8s.pt --target 0.5 --calib data.yaml -o yolov8s-half.pt
     """
     if not weights.is_file():
         fail(f"weights {weights} does not exist. Pass a trained ultralytics detection checkpoint (.pt).")
@@ -45,6 +48,8 @@ def prune(
         fail(f"--max-layer-ratio must be between 0 and 1, got {max_layer_ratio:g}")
     if imgsz < 32 or imgsz % 32:
         fail(f"--imgsz must be a positive multiple of 32 (e.g. 640), got {imgsz}")
+    if calib_images < 1:
+        fail(f"--calib-images must be at least 1, got {calib_images}")
     if calib is not None and not calib.exists():
         fail(f"calibration source {calib} does not exist; pass a data YAML, a folder of images or leave --calib out")
     from .pruner import IMPORTANCES, PruneError, prune_checkpoint
@@ -54,7 +59,8 @@ def prune(
     try:
         res = prune_checkpoint(weights, output, target=target, metric=metric, importance=importance,
                                imgsz=imgsz, round_to=round_to, global_pruning=global_pruning,
-                               max_layer_ratio=max_layer_ratio, calib=calib)
+                               max_layer_ratio=max_layer_ratio, calib=calib, calib_images=calib_images, refit=refit,
+                               log=typer.echo)
     except PruneError as e:
         fail(str(e))
     typer.echo(res.summary())

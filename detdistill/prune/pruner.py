@@ -33,6 +33,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .reconstruct import KeptChannels, reconstruct
+
 IMPORTANCES = ("var", "l1", "l2", "lamp", "bn", "fpgm")
 METRICS = ("gflops", "params")
 DEFAULT_IMPORTANCE = "var"
@@ -297,7 +299,8 @@ class _SplitHalves:
         self.blocks = blocks
         self.pairs: dict = {}  # block -> (a, b, original cv1, original _modules order)
 
-    def apply(self) -> None:
+    def apply(self, kept=None) -> None:
+        """Split every block's ``cv1`` (``kept``: a :class:`KeptChannels` to keep in step)."""
         import types
 
         for blk in self.blocks:
@@ -308,6 +311,8 @@ class _SplitHalves:
             blk._modules["tp_half_a"], blk._modules["tp_half_b"] = a, b
             self.pairs[blk] = (a, b, cv1, order)
             blk.forward = types.MethodType(_forward_halves, blk)
+            if kept is not None:
+                kept.split(cv1.conv, [a.conv, b.conv])
 
     @staticmethod
     def _half(conv_block, sl: slice):
@@ -327,7 +332,7 @@ class _SplitHalves:
         """The (a.conv, b.conv) pairs whose widths must stay equal."""
         return [(a.conv, b.conv) for a, b, _, _ in self.pairs.values()]
 
-    def restore(self) -> None:
+    def restore(self, kept=None) -> None:
         import torch
         from torch import nn
 
@@ -346,6 +351,8 @@ class _SplitHalves:
             for name in order:  # the original module order (state_dict keys, printing)
                 blk._modules[name] = blk._modules.pop(name)
             blk.c = a.conv.out_channels
+            if kept is not None:
+                kept.merge(cv1.conv, [a.conv, b.conv])
             if a.conv.out_channels != b.conv.out_channels:
                 raise RuntimeError(f"internal error: unequal halves {a.conv.out_channels}/{b.conv.out_channels}")
         self.pairs.clear()
@@ -360,7 +367,7 @@ def _forward_halves(self, x):
     return self.cv2(torch.cat(y, 1))
 
 
-def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, compensator=None) -> int:
+def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, observers: tuple = ()) -> int:
     """One pruning step: take torch-pruning's channel counts per group, round every width to ``round_to``,
     give both halves of a C2f ``cv1`` the same width, and drop each group's least important channels.
 
@@ -425,8 +432,8 @@ def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, compens
         for root, fn, drop in plan:  # groups are rebuilt now: earlier prunes move concat offsets
             group = dg.get_pruning_group(root, fn, drop)
             if dg.check_pruning_group(group):
-                if compensator is not None:
-                    compensator.before_prune(dg, group)
+                for observer in observers:  # compensation, channel bookkeeping
+                    observer.before_prune(dg, group)
                 group.prune()
                 removed += len(drop)
         if reached is not None and reached():
@@ -647,10 +654,12 @@ def prune_model(
     iterative_steps: int = 40,
     max_layer_ratio: float = DEFAULT_MAX_LAYER_RATIO,
     compensate: bool = True,
+    kept: KeptChannels | None = None,
     log=None,
 ):
     """Prune ``model`` (an ultralytics DetectionModel, modified in place) until it keeps at most ``target`` of its
-    ``metric``. Returns ``(model, notes)`` where ``notes`` describes the layers left whole.
+    ``metric``. Returns ``(model, notes)`` where ``notes`` describes the layers left whole. ``kept`` (made by
+    ``KeptChannels(model)`` before the call) records which original channels every convolution keeps.
 
     The channel pruning ratio grows in ``iterative_steps`` equal steps up to ``max_layer_ratio``, re-ranking
     channels after each step, and stops at the first step whose measured ratio is ``<= target``.
@@ -679,7 +688,7 @@ def prune_model(
     halves = _SplitHalves(_split_blocks(model))
     stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
     example = torch.zeros(1, 3, 2 * stride, 2 * stride)
-    halves.apply()
+    halves.apply(kept)
     try:
         if metric == "gflops":
             fast = _FlopCounter(model, min(imgsz, 10 * stride))
@@ -689,7 +698,7 @@ def prune_model(
         moments = _Moments(model, min(imgsz, 10 * stride), samples=4)
         if importance.lower() == "var":
             imp = OutputVarianceImportance(moments, flops=fast if global_pruning and metric == "gflops" else None)
-        compensator = moments if compensate else None
+        observers = tuple(o for o in (moments if compensate else None, kept) if o is not None)
         pruner = tp.pruner.MetaPruner(
             model,
             example,
@@ -709,7 +718,7 @@ def prune_model(
             # the moments of the channels that stay do not change (BatchNorm affine parameters are untouched and
             # before_prune drops the removed entries), so one probe serves every step
             removed = _prune_step(pruner, halves.roots(), round_to, reached=lambda: fast() / fast_before <= target,
-                                  compensator=compensator)
+                                  observers=observers)
             estimate = fast() / fast_before
             ratio = measure() / before if estimate <= target + 0.02 or step == iterative_steps - 1 else estimate
             if log:
@@ -717,7 +726,7 @@ def prune_model(
             if ratio <= target:
                 break
     finally:
-        halves.restore()
+        halves.restore(kept)
     if ratio > target:
         raise PruneError(f"could not reach {target:g} of the {metric} (got {ratio:.3f}) with at most "
                          f"{max_layer_ratio:.0%} of any layer's channels removed; ask for a larger target or "
@@ -806,6 +815,7 @@ def prune_checkpoint(
     compensate: bool = True,
     calib: str | Path | None = None,
     calib_images: int = 128,
+    refit: bool = True,
     half: bool = True,
     log=None,
 ) -> PruneResult:
@@ -826,8 +836,9 @@ def prune_checkpoint(
         iterative_steps: steps from 0 to ``max_layer_ratio`` of channels removed; pruning stops at the first
             step that reaches the target. max_layer_ratio: the largest fraction of any layer's channels removed.
         compensate: fold removed channels' mean (and variance share) into the consumers' BatchNorm.
-        calib: optional images (data YAML, folder, .txt) to re-estimate BatchNorm statistics after pruning;
-            calib_images of them are used.
+        calib: optional images (data YAML, folder, .txt; calib_images of them are used). With them every
+            convolution is refitted by least squares to reproduce the teacher's outputs on the channels it kept
+            (``refit``, see :mod:`detdistill.prune.reconstruct`), then the BatchNorm statistics re-estimated.
         half: store FP16 weights, like ultralytics' own checkpoints.
 
     The checkpoint has ultralytics' keys (``model``, ``train_args``, ``date``, ``version``, ...) plus
@@ -854,12 +865,16 @@ def prune_checkpoint(
     model = copy.deepcopy(teacher)
     params_before, gflops_before = count_params(original), count_gflops(original, imgsz)
     widths_before = _widths(original)
+    kept = KeptChannels(model)
     model, notes = prune_model(model, target=target, metric=metric, importance=importance, imgsz=imgsz,
                                round_to=round_to, global_pruning=global_pruning, iterative_steps=iterative_steps,
-                               max_layer_ratio=max_layer_ratio, compensate=compensate, log=log)
+                               max_layer_ratio=max_layer_ratio, compensate=compensate, kept=kept, log=log)
     _check_outputs(original, model, imgsz)
     if calib is not None:
-        recalibrate_bn(model, calibration_batches(calib, min(imgsz, 640), limit=calib_images))
+        batches = calibration_batches(calib, min(imgsz, 640), limit=calib_images)
+        if refit:
+            reconstruct(original, model, kept.by_name(model), batches, log=log)
+        recalibrate_bn(model, batches)
     widths_after = _widths(model)
     layers = [LayerWidth(n, widths_before[n], widths_after[n]) for n in widths_before
               if widths_after.get(n) != widths_before[n]]
