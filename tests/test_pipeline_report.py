@@ -44,11 +44,11 @@ def _row(epoch: int, map5095: float, kd_logit: float) -> list[float]:
 def _artifacts(tmp: Path) -> list[ArtifactResult]:
     lat = {"preprocess": 1.23, "inference": 12.34, "postprocess": 0.56}
     return [
-        ArtifactResult("teacher", "pt", tmp / "t.pt", 6.25, 3_157_200, 8.7, 0.373, 0.528, {}, "pytorch"),
+        ArtifactResult("teacher", "pt", tmp / "t.pt", 6.25, 3_157_200, 8.7, 0.373, 0.528, {}, "pytorch", imgsz=320),
         ArtifactResult("student (pruned, no KD)", "pt", tmp / "s.pt", 2.61, 1_234_567, 3.1, 0.241, 0.377,
                        dict(lat), "pytorch"),
         ArtifactResult(ODD_NAME, "pt", tmp / "kd.pt", 2.63, 1_234_567, 3.1, 0.287, 0.431,
-                       {"preprocess": 1.11, "inference": 10.87, "postprocess": 0.49}, "pytorch"),
+                       {"preprocess": 1.11, "inference": 10.87, "postprocess": 0.49}, "pytorch", imgsz=224),
         ArtifactResult("student KD INT8 ONNX", "onnx", tmp / "kd.onnx", 1.42, None, None, 0.279, None,
                        {"preprocess": 1.05, "inference": 6.66, "postprocess": 0.47}, "onnxruntime CPU"),
         ArtifactResult("student KD FP16 engine", "engine", tmp / "kd.engine", 3.31, None, None, None, None,
@@ -107,7 +107,7 @@ def _expected(a: ArtifactResult, teacher: ArtifactResult) -> list[str]:
     kept = f(None if a.map50_95 is None else 100 * a.map50_95 / teacher.map50_95, 1)
     flops = f(None if a.gflops is None else 100 * a.gflops / teacher.gflops, 1)
     return [
-        a.name, a.kind, a.backend, "—" if a.params is None else f"{a.params / 1e6:.2f}", f(a.gflops, 2),
+        a.name, a.kind, a.backend, str(a.imgsz or "—"), "—" if a.params is None else f"{a.params / 1e6:.2f}", f(a.gflops, 2),
         f(a.size_mb, 2), f(a.map50_95, 3), f(a.map50, 3), f(lat.get("preprocess"), 2),
         f(lat.get("inference"), 2), f(lat.get("postprocess"), 2), f(total, 2), kept, flops, a.note,
     ]
@@ -126,8 +126,9 @@ def test_every_number_in_both_files_with_relative_columns(tmp_path: Path) -> Non
     assert kd[-2] == f"{100 * 3.1 / 8.7:.1f}" == "35.6"  # GFLOPs %
     assert _md_row(md, "teacher")[-3:-1] == ["100.0", "100.0"]
     assert _md_row(md, "student KD FP16 engine")[-1] == "not evaluated"
-    assert _md_row(md, "teacher")[8:12] == ["—"] * 4  # no latency measured for the .pt
-    assert _md_row(md, "student KD FP16 engine")[11] == "3.75"  # the measured total wins
+    assert _md_row(md, ODD_NAME)[3] == "224" and _md_row(md, "teacher")[3] == "320"  # each at its own input size
+    assert _md_row(md, "teacher")[9:13] == ["—"] * 4  # no latency measured for the .pt
+    assert _md_row(md, "student KD FP16 engine")[12] == "3.75"  # the measured total wins
 
 
 def test_header_stages_notes_training_and_recipe(tmp_path: Path) -> None:

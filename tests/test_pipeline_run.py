@@ -62,3 +62,28 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     cap = cv2.VideoCapture(str(work / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()
+
+
+def test_student_at_a_smaller_input_size(tmp_path):
+    """``student: {weights: teacher, imgsz: 96}``: the teacher's own weights fine-tuned with KD at a smaller
+    input, exported, measured and reported at 96 (the teacher at its 128), with the GFLOPs that size costs."""
+    import onnx
+    import yaml
+
+    work = tmp_path / "run"
+    recipe = quickstart_recipe(tiny=True)
+    recipe["student"] = {"weights": "teacher", "imgsz": 96}
+    recipe["distill"]["baseline"] = False
+    recipe["export"]["int8"] = None
+    recipe["demo"]["frames"] = 0
+    report = run_pipeline(recipe, work)
+
+    manifest = json.loads((work / "stages.json").read_text())
+    assert yaml.safe_load((work / "student-kd" / "args.yaml").read_text())["imgsz"] == 96
+    dims = onnx.load(str(work / "artifacts" / "student-KD.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][2:] == [96, 96]
+    teacher, student = (manifest[f"measure {n} (FP32 ONNX)"]["result"] for n in ("teacher", "student, KD"))
+    assert student["params"] == teacher["params"]
+    assert student["gflops"] == pytest.approx(teacher["gflops"] * (96 / 128) ** 2, rel=0.05)
+    row = next(line for line in report.read_text().splitlines() if line.startswith("| student, KD (FP32 ONNX)"))
+    assert row.split(" | ")[3] == "96"

@@ -11,8 +11,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from detdistill.prune import PruneError, count_gflops, prune_checkpoint
 from detdistill.prune.cli import register
-from detdistill.prune.pruner import PruneError, count_gflops, prune_checkpoint
 
 TARGET = 0.5
 

@@ -8,7 +8,8 @@ Example (every section but ``data`` and ``teacher`` is optional)::
       yaml: datasets/road/data.yaml   # or coco_subset: {coco: /data/coco, preset: road, max_images: 3000}
       unlabeled: /data/dashcam        # optional: your own frames, labelled by the teacher
     teacher: {weights: yolov8s}       # a registry name or a .pt; or train: {model: yolov8n.yaml, epochs: 50}
-    student: {prune: {target: 0.5}}   # or model: yolov8n.yaml (from scratch)
+    student: {prune: {target: 0.5}}   # or model: yolov8n.yaml (from scratch), or weights: teacher
+                                      # imgsz: 224 under student runs the student at its own input size
     train: {epochs: 60, batch: 16}    # ultralytics train arguments, the same for both students
     distill: {recipe: default, baseline: true}
     export: {int8: {target: tensorrt, calib_images: 500}, engines: [fp16, int8]}
@@ -46,6 +47,8 @@ SCHEMA: dict[str, Any] = {
         "prune": {"target": 0.5, "metric": "gflops", "importance": None, "refit": True, "calib_images": 128},
         "model": None,
         "width": None,
+        "weights": None,
+        "imgsz": None,
     },
     "train": {},
     "distill": {"recipe": "default", "class_map": None, "baseline": True},
@@ -57,7 +60,7 @@ SCHEMA: dict[str, Any] = {
     "measure": {"bench_runs": 50, "eval_limit": None},
     "demo": {"frames": 0},
 }
-ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"), "student": ("prune", "model", "width")}
+ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"), "student": ("prune", "model", "width", "weights")}
 FREE_FORM = {"train", "teacher.train.args", "distill.class_map"}
 
 
@@ -134,6 +137,12 @@ def validate(raw: dict) -> dict:
         _number(cfg, "student.prune.calib_images", 1, 100000, integer=True)
     if cfg["student"]["kind"] == "width":
         _number(cfg, "student.width", 0, 1, open_lo=True)
+    if cfg["student"]["imgsz"] is not None:
+        _number(cfg, "student.imgsz", 32, 4096, integer=True)
+        if cfg["student"]["imgsz"] % 32:
+            raise PipelineError(f"student.imgsz: must be a multiple of 32, got {cfg['student']['imgsz']}")
+    else:
+        cfg["student"]["imgsz"] = cfg["imgsz"]
     if cfg["data"]["kind"] == "coco_subset":
         sub = cfg["data"]["coco_subset"]
         if not sub["coco"] or not (sub["classes"] or sub["preset"]):

@@ -36,12 +36,13 @@ class ArtifactResult:
     path: Path
     size_mb: float
     params: int | None  # None where not measurable
-    gflops: float | None  # at the pipeline's imgsz
+    gflops: float | None  # at the artifact's input size
     map50_95: float | None
     map50: float | None
     latency_ms: dict[str, float] = field(default_factory=dict)  # median ms per stage
     backend: str = ""  # e.g. "onnxruntime CPU", "tensorrt", "pytorch"
     note: str = ""
+    imgsz: int | None = None  # input size it runs and was measured at
 
 
 @dataclass
@@ -145,7 +146,7 @@ def artifact_table(report: PipelineReport) -> Table:
     """The artifact table: measured numbers, latency per stage and relative columns."""
     stages = latency_stages(report.artifacts)
     teacher = find_teacher(report.artifacts)
-    header = ["artifact", "kind", "backend", "params (M)", "GFLOPs", "size MB", "mAP50-95", "mAP50"]
+    header = ["artifact", "kind", "backend", "imgsz", "params (M)", "GFLOPs", "size MB", "mAP50-95", "mAP50"]
     header += [f"{s} ms" for s in stages] + ["total ms", "mAP kept %", "GFLOPs %", "note"]
     rows = [_artifact_row(a, stages, teacher) for a in report.artifacts]
     return Table(header, rows, (0, 1, 2, len(header) - 1))
@@ -154,7 +155,7 @@ def artifact_table(report: PipelineReport) -> Table:
 def _artifact_row(a: ArtifactResult, stages: list[str], teacher: ArtifactResult | None) -> list[str]:
     t_map = teacher.map50_95 if teacher else None
     t_flops = teacher.gflops if teacher else None
-    row = [a.name, a.kind, a.backend or MISSING, fmt_params(a.params), fmt(a.gflops, 2)]
+    row = [a.name, a.kind, a.backend or MISSING, str(a.imgsz or MISSING), fmt_params(a.params), fmt(a.gflops, 2)]
     row += [fmt(a.size_mb, 2), fmt(a.map50_95, 3), fmt(a.map50, 3)]
     row += [fmt(a.latency_ms.get(s), 2) for s in stages] + [fmt(total_latency(a), 2)]
     return row + [percent_of(a.map50_95, t_map), percent_of(a.gflops, t_flops), a.note]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..export.platform_info import GpuInfo, detect_gpu
-from .config import load_pipeline
+from .config import PipelineError, load_pipeline
 from .stages import StageCache
 
 Log = Callable[[str], None]
@@ -160,6 +160,12 @@ class Pipeline:
         s = self.cfg["student"]
         if s["kind"] == "model":
             return s["model"]
+        if s["kind"] == "weights":  # fine-tune a checkpoint as it is (with student.imgsz: the teacher, smaller input)
+            if str(s["weights"]) == "teacher":
+                return str(teacher)
+            if not Path(s["weights"]).is_file():
+                raise PipelineError(f"student.weights: {s['weights']} does not exist; give a .pt file or 'teacher'")
+            return str(s["weights"])
         if s["kind"] == "width":
             from ultralytics.nn.tasks import load_checkpoint
 
@@ -171,7 +177,7 @@ class Pipeline:
 
         p = s["prune"]
         out = self.work / "student-pruned.pt"
-        kwargs = {"target": p["target"], "metric": p["metric"], "imgsz": self.cfg["imgsz"]}
+        kwargs = {"target": p["target"], "metric": p["metric"], "imgsz": s["imgsz"]}
         if p["importance"]:
             kwargs["importance"] = p["importance"]
         if p["refit"]:  # least-squares refit of the pruned layers on the train images (prune/reconstruct.py)
@@ -185,16 +191,17 @@ class Pipeline:
         plus any teacher-labelled images), as configured; name -> best.pt."""
         dist, out = self.cfg["distill"], {}
         student_key = Path(student) if Path(student).is_file() else student
+        size = {"imgsz": self.cfg["student"]["imgsz"]}  # the teacher reads the student's batches at this size too
         if dist["baseline"]:
             run_dir = self.work / "student-no-kd"
-            args = _train_args(self.cfg, run_dir)
+            args = _train_args(self.cfg, run_dir, size)
             out["student, no KD"] = Path(self.stages.run(
                 "train student without KD", {"student": student_key, "data": data, "args": args},
                 [run_dir / "weights" / "best.pt"], lambda: str(train_student(student, data, run_dir, args)),
                 clean=(run_dir,)))
         if dist["recipe"]:
             run_dir = self.work / "student-kd"
-            args = _train_args(self.cfg, run_dir)
+            args = _train_args(self.cfg, run_dir, size)
             key = {"student": student_key, "data": kd_data, "args": args, "teacher": teacher,
                    "recipe": dist["recipe"], "class_map": dist["class_map"]}
             out["student, KD"] = Path(self.stages.run(
@@ -209,14 +216,14 @@ class Pipeline:
         from ..export.images import list_images
         from ..export.onnx_export import export_onnx
 
-        imgsz = self.cfg["imgsz"]
         val_images = list_images(data, limit=4)
         artifacts = []
         for name, pt in weights.items():
             onnx_path = self.work / "artifacts" / f"{name.replace(', ', '-').replace(' ', '-')}.onnx"
             onnx_path.parent.mkdir(exist_ok=True)
+            imgsz = self.imgsz_of(name)
             self.stages.run(f"export {name} to ONNX", {"pt": pt, "imgsz": imgsz}, [onnx_path],
-                            lambda pt=pt, o=onnx_path: str(export_onnx(pt, o, imgsz=imgsz, parity_images=val_images)))
+                            lambda pt=pt, o=onnx_path, s=imgsz: str(export_onnx(pt, o, imgsz=s, parity_images=val_images)))
             artifacts.append((f"{name} (FP32 ONNX)", onnx_path, pt))
         final_name, final_pt = list(weights.items())[-1]  # the distilled student, else the one without KD
         final_onnx = artifacts[-1][1]
@@ -263,7 +270,7 @@ class Pipeline:
         from ..export.bench import bench
         from ..export.evaluate import evaluate
 
-        m, imgsz = self.cfg["measure"], self.cfg["imgsz"]
+        m, imgsz = self.cfg["measure"], self.imgsz_of(name)
 
         class_map = self._teacher_class_map(source_pt, data) if name.startswith("teacher") else None
 
@@ -278,6 +285,10 @@ class Pipeline:
         self.log(f"      {name:45s} mAP50-95 {result['map50_95']:.3f}  mAP50 {result['map50']:.3f}  "
                  f"inference {result['latency_ms']['inference']:.1f} ms")
         return result
+
+    def imgsz_of(self, name: str) -> int:
+        """Input size of an artifact: the teacher's is ``imgsz``, the students' ``student.imgsz``."""
+        return self.cfg["imgsz"] if name.startswith("teacher") else self.cfg["student"]["imgsz"]
 
     def _teacher_class_map(self, teacher: Path, data: Path) -> dict[int, int] | None:
         """How the teacher's detections count on a dataset of other classes (None: same classes)."""
@@ -335,7 +346,8 @@ class Pipeline:
             results.append(ArtifactResult(
                 name=name, kind=artifact.suffix.lstrip("."), path=artifact, size_mb=artifact.stat().st_size / 1e6,
                 params=r["params"], gflops=r["gflops"], map50_95=r["map50_95"], map50=r["map50"],
-                latency_ms=r["latency_ms"], backend="tensorrt" if artifact.suffix == ".engine" else "onnxruntime CPU"))
+                latency_ms=r["latency_ms"], backend="tensorrt" if artifact.suffix == ".engine" else "onnxruntime CPU",
+                imgsz=self.imgsz_of(name)))
         self.demo([a for _, a, _ in artifacts if a.suffix == ".onnx"][-1], data)
         training = [TrainingRun(n, self.work / d / "results.csv")
                     for n, d in (("student, no KD", "student-no-kd"), ("student, KD", "student-kd"))

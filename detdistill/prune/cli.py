@@ -52,7 +52,9 @@ def prune(
         fail(f"--calib-images must be at least 1, got {calib_images}")
     if calib is not None and not calib.exists():
         fail(f"calibration source {calib} does not exist; pass a data YAML, a folder of images or leave --calib out")
-    from .pruner import IMPORTANCES, PruneError, prune_checkpoint
+    from .importance import IMPORTANCES
+    from .models import PruneError
+    from .pruner import prune_checkpoint
 
     if importance.lower() not in IMPORTANCES:
         fail(f"--importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")

@@ -33,17 +33,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .halves import SplitHalves, has_attention, split_blocks
+from .importance import (
+    BatchNormMoments,
+    FlopCounter,
+    OutputVarianceImportance,
+    make_importance,
+)
+from .models import (
+    PruneError,
+    count_gflops,
+    count_params,
+    load_detection_model,
+    output_tensors,
+    param_count_float,
+    reset_head,
+)
 from .reconstruct import KeptChannels, reconstruct
 
-IMPORTANCES = ("var", "l1", "l2", "lamp", "bn", "fpgm")
 METRICS = ("gflops", "params")
 DEFAULT_IMPORTANCE = "var"
 DEFAULT_GLOBAL = True
 DEFAULT_MAX_LAYER_RATIO = 0.6
-
-
-class PruneError(ValueError):
-    """The input cannot be pruned (missing file, not a detection model, bad option)."""
 
 
 @dataclass
@@ -123,78 +134,6 @@ class PruneResult:
         }
 
 
-# --------------------------------------------------------------------------------------------- model helpers
-
-
-def load_detection_model(weights: str | Path):
-    """Load an ultralytics detection checkpoint as ``(model, ckpt)``; raise :class:`PruneError` if it is not one."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise PruneError(f"weights {weights} do not exist; pass a trained ultralytics detection checkpoint (.pt)")
-    if weights.suffix.lower() != ".pt":
-        raise PruneError(f"{weights} is not a .pt checkpoint; pass a trained ultralytics detection .pt")
-    from ultralytics.nn.modules import Detect
-    from ultralytics.nn.tasks import load_checkpoint
-
-    try:
-        model, ckpt = load_checkpoint(str(weights), device="cpu", fuse=False)
-    except Exception as e:  # not a torch file, not an ultralytics checkpoint
-        raise PruneError(f"could not load {weights} as an ultralytics checkpoint: {e}") from e
-    head = model.model[-1] if hasattr(model, "model") and len(model.model) else None
-    if getattr(model, "task", None) != "detect" or type(head).__name__ not in ("Detect", "v10Detect") \
-            or not isinstance(head, Detect):
-        raise PruneError(f"{weights} is a '{getattr(model, 'task', type(model).__name__)}' model; "
-                         "only YOLO detection models (a Detect head) can be pruned")
-    return model, ckpt
-
-
-def _reset_head(model) -> None:
-    """Drop the Detect head's cached anchors so the next forward recomputes them for the new model."""
-    import torch
-
-    head = model.model[-1]
-    head.shape = None
-    head.anchors = torch.empty(0)
-    head.strides = torch.empty(0)
-
-
-def count_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _param_count_float(model) -> float:
-    return float(count_params(model))
-
-
-def count_gflops(model, imgsz: int) -> float:
-    """GFLOPs at ``imgsz`` the way ultralytics reports them (2 x MACs), with torch-pruning as a fallback."""
-    import torch
-    from ultralytics.utils.torch_utils import get_flops
-
-    was_training = model.training
-    g = get_flops(model, imgsz)
-    if not g:
-        import torch_pruning as tp
-
-        model.eval()
-        macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, imgsz, imgsz))
-        g = 2 * macs / 1e9
-    _reset_head(model)
-    model.train(was_training)
-    return float(g)
-
-
-def _split_blocks(model) -> list:
-    """C2f-style blocks whose ``cv1`` output is cut in two equal halves (C2f and C3k2 without attention)."""
-    from ultralytics.nn.modules import C2f, C3k2
-
-    return [m for m in model.modules() if type(m) in (C2f, C3k2) and not _has_attention(m)]
-
-
-def _has_attention(module) -> bool:
-    return any("Attention" in type(s).__name__ or "PSA" in type(s).__name__ for s in module.modules())
-
-
 _PRUNABLE_LAYERS = ("Conv", "C2f", "C3k2", "C3", "C3k", "C2", "SPPF", "Concat", "Upsample", "Detect", "v10Detect")
 
 
@@ -218,61 +157,16 @@ def ignored_layers(model) -> tuple[list, list[str]]:
     notes.append(f"model.{len(model.model) - 1} Detect: final box/class convs and DFL keep their width")
     for i, layer in enumerate(model.model[:-1]):
         kind = type(layer).__name__
-        if kind in _PRUNABLE_LAYERS and not _has_attention(layer):
+        if kind in _PRUNABLE_LAYERS and not has_attention(layer):
             continue
         keep = [layer.cv2] if isinstance(getattr(layer, "cv2", None), nn.Module) else []
         inner = [m for m in layer.children() if all(m is not k for k in keep)]
         if not inner:
             continue
         ignored += inner
-        what = "attention block" if _has_attention(layer) else "layer type not handled"
+        what = "attention block" if has_attention(layer) else "layer type not handled"
         notes.append(f"model.{i} {kind}: {what}, inner width kept" + (" (output cv2 pruned)" if keep else ""))
     return ignored, notes
-
-
-def _output_tensors(out) -> list:
-    """The raw head tensors of an eval-mode forward ((y, preds) with preds['boxes'/'scores'] ...)."""
-    import torch
-
-    preds = out[1] if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict) else out
-    found = []
-
-    def walk(x, key=None):
-        if isinstance(x, dict):
-            for k, v in x.items():
-                if k != "feats":
-                    walk(v, k)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v, key)
-        elif isinstance(x, torch.Tensor):
-            found.append(x)
-
-    walk(preds)
-    return found
-
-
-# ----------------------------------------------------------------------------------------------- importance
-
-
-def make_importance(name: str):
-    """torch-pruning importance for ``name``: l1/l2 group norms, lamp, bn (BatchNorm scale) or fpgm."""
-    import torch_pruning as tp
-
-    name = name.lower()
-    if name == "var":
-        return None  # built in prune_model: needs the model's moments
-    if name == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if name == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    if name == "lamp":
-        return tp.importance.LAMPImportance(p=2)
-    if name == "bn":
-        return tp.importance.BNScaleImportance()
-    if name == "fpgm":
-        return tp.importance.FPGMImportance(p=2)
-    raise PruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
 
 
 # ---------------------------------------------------------------------------------------------------- pruning
@@ -284,87 +178,6 @@ def _round_keep(keep: float, channels: int, round_to: int) -> int:
         return max(1, min(round(keep), channels))
     k = max(round_to, round(keep / round_to) * round_to)
     return min(k, channels)
-
-
-class _SplitHalves:
-    """Trace C2f-style blocks without their ``chunk``: ``cv1`` becomes two convs (its output halves) while pruning.
-
-    torch-pruning cannot map a split whose piece feeds several layers (C2f's second half feeds the first
-    bottleneck and the concat), so during pruning each block runs ``cv2(cat([a(x), b(x), m...]))`` with ``a`` and
-    ``b`` holding the two halves of ``cv1``. :meth:`restore` merges them back into the block's own ``cv1`` (same
-    Conv object, ultralytics' ``forward``), so the saved model has the original classes.
-    """
-
-    def __init__(self, blocks: list):
-        self.blocks = blocks
-        self.pairs: dict = {}  # block -> (a, b, original cv1, original _modules order)
-
-    def apply(self, kept=None) -> None:
-        """Split every block's ``cv1`` (``kept``: a :class:`KeptChannels` to keep in step)."""
-        import types
-
-        for blk in self.blocks:
-            cv1, c = blk.cv1, blk.cv1.conv.out_channels // 2
-            a, b = self._half(cv1, slice(0, c)), self._half(cv1, slice(c, 2 * c))
-            order = list(blk._modules)
-            del blk._modules["cv1"]
-            blk._modules["tp_half_a"], blk._modules["tp_half_b"] = a, b
-            self.pairs[blk] = (a, b, cv1, order)
-            blk.forward = types.MethodType(_forward_halves, blk)
-            if kept is not None:
-                kept.split(cv1.conv, [a.conv, b.conv])
-
-    @staticmethod
-    def _half(conv_block, sl: slice):
-        from torch import nn
-
-        h = copy.deepcopy(conv_block)
-        h.conv.weight = nn.Parameter(conv_block.conv.weight.data[sl].clone())
-        h.conv.out_channels = h.conv.weight.shape[0]
-        bn, src = h.bn, conv_block.bn
-        bn.weight = nn.Parameter(src.weight.data[sl].clone())
-        bn.bias = nn.Parameter(src.bias.data[sl].clone())
-        bn.running_mean, bn.running_var = src.running_mean[sl].clone(), src.running_var[sl].clone()
-        bn.num_features = bn.weight.shape[0]
-        return h
-
-    def roots(self) -> list[tuple]:
-        """The (a.conv, b.conv) pairs whose widths must stay equal."""
-        return [(a.conv, b.conv) for a, b, _, _ in self.pairs.values()]
-
-    def restore(self, kept=None) -> None:
-        import torch
-        from torch import nn
-
-        for blk, (a, b, cv1, order) in self.pairs.items():
-            blk.__dict__.pop("forward", None)
-            cv1.conv.weight = nn.Parameter(torch.cat([a.conv.weight.data, b.conv.weight.data]))
-            cv1.conv.in_channels = cv1.conv.weight.shape[1]
-            cv1.conv.out_channels = cv1.conv.weight.shape[0]
-            for name in ("weight", "bias"):
-                setattr(cv1.bn, name, nn.Parameter(torch.cat([getattr(a.bn, name).data, getattr(b.bn, name).data])))
-            cv1.bn.running_mean = torch.cat([a.bn.running_mean, b.bn.running_mean])
-            cv1.bn.running_var = torch.cat([a.bn.running_var, b.bn.running_var])
-            cv1.bn.num_features = cv1.bn.weight.shape[0]
-            del blk._modules["tp_half_a"], blk._modules["tp_half_b"]
-            blk._modules["cv1"] = cv1
-            for name in order:  # the original module order (state_dict keys, printing)
-                blk._modules[name] = blk._modules.pop(name)
-            blk.c = a.conv.out_channels
-            if kept is not None:
-                kept.merge(cv1.conv, [a.conv, b.conv])
-            if a.conv.out_channels != b.conv.out_channels:
-                raise RuntimeError(f"internal error: unequal halves {a.conv.out_channels}/{b.conv.out_channels}")
-        self.pairs.clear()
-
-
-def _forward_halves(self, x):
-    """C2f.forward with ``cv1`` held as two half convs (used only while pruning)."""
-    import torch
-
-    y = [self.tp_half_a(x), self.tp_half_b(x)]
-    y.extend(m(y[-1]) for m in self.m)
-    return self.cv2(torch.cat(y, 1))
 
 
 def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, observers: tuple = ()) -> int:
@@ -441,208 +254,6 @@ def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, observe
     return removed
 
 
-class _Moments:
-    """Per-channel mean and variance of every convolution's input, from the BatchNorm statistics alone.
-
-    One forward pass replaces every Conv block's output (conv -> BN -> act) by samples of ``act(beta + gamma *
-    z)``, ``z ~ N(0, 1)``: what the block emits when its BatchNorm sees the statistics it was trained with. The
-    samples flow through concat, upsample, pooling and residual adds, and a pre-hook on each ``nn.Conv2d``
-    records the mean and variance of what reaches it. No images are needed.
-
-    The moments serve two purposes:
-
-    * importance (``var``): removing input channel ``c`` of a consumer changes its normalized output ``o`` by
-      ``W[o, c] * (x_c - E x_c) / sigma_o``; the expected squared damage, summed over consumers, ranks channels;
-    * compensation: the mean part ``sum_hw(W[:, c]) * E[x_c]`` is folded into the consumer's BatchNorm running
-      mean (or its bias, for the head's last convs), so in eval mode the next layers see the same activation
-      means. In training BatchNorm uses batch statistics, so this only matters for the model as saved.
-    """
-
-    def __init__(self, model, size: int, samples: int = 2, seed: int = 0):
-        self.model, self.size, self.samples, self.seed = model, size, samples, seed
-        self.mu: dict = {}
-        self.var: dict = {}
-        self.bn_of: dict = {}
-        self._sens: dict = {}
-        self.probe()
-
-    def probe(self) -> None:
-        """Measure the moments of the current model (one forward pass; Conv blocks are not computed)."""
-        import types
-
-        import torch
-        from torch import nn
-
-        gen = torch.Generator().manual_seed(self.seed)
-        self.mu.clear()
-        self.var.clear()
-        self.bn_of.clear()
-        self._sens.clear()
-
-        def record(conv, x):
-            x = x.detach()
-            self.mu[conv] = x.mean((0, 2, 3)).clone()
-            self.var[conv] = x.var((0, 2, 3)).clone()
-
-        def sampled_forward(block, x):  # replaces Conv.forward: what BN + act emit on trained statistics
-            record(block.conv, x)
-            c = block.conv
-            h, w = (
-                (n + 2 * p - d * (k - 1) - 1) // s + 1
-                for n, p, d, k, s in zip(x.shape[2:], c.padding, c.dilation, c.kernel_size, c.stride)
-            )
-            z = torch.randn((x.shape[0], c.out_channels, h, w), generator=gen)
-            bn = block.bn
-            return block.act(bn.bias.detach().view(1, -1, 1, 1) + bn.weight.detach().view(1, -1, 1, 1) * z)
-
-        patched, hooks = [], []
-        for m in self.model.modules():
-            if isinstance(getattr(m, "conv", None), nn.Conv2d) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
-                self.bn_of[m.conv] = m.bn
-                if isinstance(getattr(m, "act", None), nn.Module) and isinstance(m.conv.padding, tuple):
-                    m.forward = types.MethodType(sampled_forward, m)
-                    patched.append(m)
-        for m in self.model.modules():
-            if isinstance(m, nn.Conv2d) and not any(m is b.conv for b in patched):
-                hooks.append(m.register_forward_pre_hook(lambda mod, inputs: record(mod, inputs[0])))
-        was = self.model.training
-        try:
-            with torch.no_grad():
-                self.model.eval()(torch.rand((self.samples, 3, self.size, self.size), generator=gen))
-        finally:
-            for h in hooks:
-                h.remove()
-            for m in patched:
-                m.__dict__.pop("forward", None)
-            self.model.train(was)
-            _reset_head(self.model)
-
-    def sensitivity(self, conv):
-        """Per input channel: sum over outputs of ``||W[o, c]||^2 * gamma_o^2 / var_o`` (damage in BN-output units)."""
-        bn = self.bn_of.get(conv)
-        key = (id(conv.weight), conv.weight._version) + ((id(bn.running_var), bn.running_var._version,
-                                                          id(bn.weight)) if bn is not None else ())
-        hit = self._sens.get(conv)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        w2 = conv.weight.detach().float().pow(2).sum((2, 3))  # (out, in)
-        if bn is not None:
-            scale = bn.weight.detach().float().pow(2) / (bn.running_var.float() + bn.eps)
-            w2 = w2 * scale[:, None]
-        sens = w2.sum(0)
-        self._sens[conv] = (key, sens)
-        return sens
-
-    def before_prune(self, dg, group) -> None:
-        """Fold the mean of every input channel ``group`` removes into its consumer; keep the moments in step."""
-        import torch
-
-        removed: dict = {}  # a conv can appear more than once in a group (e.g. a concat's two inputs)
-        for dep, idxs in group:
-            conv = dep.target.module
-            if conv not in self.mu or not idxs:
-                continue
-            depthwise = conv.groups > 1 and conv.groups == conv.in_channels
-            if dg.is_in_channel_pruning_fn(dep.handler) or depthwise:
-                removed.setdefault(conv, set()).update(int(i) for i in idxs)
-        with torch.no_grad():
-            for conv, idxs in removed.items():
-                mu = self.mu[conv]
-                drop = torch.as_tensor(sorted(idxs), dtype=torch.long)
-                keep = torch.ones(len(mu), dtype=torch.bool)
-                keep[drop] = False
-                if conv.groups == 1:
-                    w = conv.weight.detach().float()
-                    delta = (w[:, drop].sum((2, 3)) * mu[drop][None, :]).sum(1)
-                    bn = self.bn_of.get(conv)
-                    if bn is not None:
-                        bn.running_mean -= delta
-                        share = w.pow(2).sum((2, 3)) * self.var[conv][None, :]  # (out, in) variance shares
-                        kept = 1 - share[:, drop].sum(1) / share.sum(1).clamp_min(1e-12)
-                        bn.running_var *= kept.clamp(0.05, 1.0)
-                    elif conv.bias is not None:
-                        conv.bias.data += delta
-                self.mu[conv] = mu[keep]
-                self.var[conv] = self.var[conv][keep]
-
-
-class OutputVarianceImportance:
-    """Channel importance = expected squared change of the consumers' normalized outputs when the channel is
-    removed (its mean being compensated): ``sum_consumers Var[x_c] * sum_o ||W[o, c]||^2 * gamma_o^2 / var_o``.
-
-    BatchNorm-aware and data-free (see :class:`_Moments`); unlike weight norms it accounts for the producer's
-    BatchNorm scale and shift, the activation, and how strongly the consumers amplify the channel.
-    """
-
-    def __init__(self, moments: _Moments, flops=None):
-        self.moments = moments
-        self.flops = flops  # a _FlopCounter: divide by the FLOPs one channel of the group costs (global ranking)
-
-    def _cost(self, group) -> float:
-        dg, hw, cost = group._DG, self.flops.hw, 0.0
-        for item in group:
-            conv = item.dep.target.module
-            if conv not in hw:
-                continue
-            k = conv.weight[0, 0].numel()
-            if dg.is_out_channel_pruning_fn(item.dep.handler):
-                cost += k * conv.weight.shape[1] * hw[conv]
-            elif conv.groups == 1:
-                cost += k * conv.weight.shape[0] * hw[conv]
-        return max(cost, 1.0)
-
-    def __call__(self, group):
-        imp = self._damage(group)
-        if imp is not None and self.flops is not None:
-            imp = imp / self._cost(group)
-        return imp
-
-    def _damage(self, group):
-        import torch
-
-        dg = group._DG
-        n = len(group[0].idxs)
-        imp = torch.zeros(n)
-        used = False
-        for item in group:
-            dep, idxs = item.dep, item.idxs
-            conv = dep.target.module
-            if conv not in self.moments.var or conv.groups != 1 or not dg.is_in_channel_pruning_fn(dep.handler):
-                continue
-            local = self.moments.var[conv][idxs] * self.moments.sensitivity(conv)[idxs]
-            imp.scatter_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), local.float())
-            used = True
-        return imp if used else None
-
-
-class _FlopCounter:
-    """Fast conv FLOPs (2 x MACs of every Conv2d/Linear at one input size) for steering the pruning loop;
-    widths change in place, spatial sizes do not, so one traced forward is enough."""
-
-    def __init__(self, model, imgsz: int):
-        import torch
-        from torch import nn
-
-        self.hw: dict = {}
-        hooks = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-        was = model.training
-        try:
-            with torch.no_grad():
-                model.eval()(torch.zeros(1, 3, imgsz, imgsz))
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was)
-            _reset_head(model)
-
-    def _hook(self, module, inputs, output):
-        out = output[0] if isinstance(output, (tuple, list)) else output
-        self.hw[module] = int(out[0, 0].numel()) if out.ndim >= 3 else 1
-
-    def __call__(self) -> float:
-        return sum(2.0 * m.weight.numel() * hw for m, hw in self.hw.items()) / 1e9
-
-
 def prune_model(
     model,
     target: float = 0.5,
@@ -678,24 +289,24 @@ def prune_model(
     model.float()
     for p in model.parameters():
         p.requires_grad_(True)
-    _reset_head(model)
+    reset_head(model)
 
     def measure() -> float:
         return count_gflops(model, imgsz) if metric == "gflops" else float(count_params(model))
 
     before = measure()
     ignored, notes = ignored_layers(model)
-    halves = _SplitHalves(_split_blocks(model))
+    halves = SplitHalves(split_blocks(model))
     stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
     example = torch.zeros(1, 3, 2 * stride, 2 * stride)
     halves.apply(kept)
     try:
         if metric == "gflops":
-            fast = _FlopCounter(model, min(imgsz, 10 * stride))
+            fast = FlopCounter(model, min(imgsz, 10 * stride))
         else:
-            fast = functools.partial(_param_count_float, model)
+            fast = functools.partial(param_count_float, model)
         fast_before = fast()
-        moments = _Moments(model, min(imgsz, 10 * stride), samples=4)
+        moments = BatchNormMoments(model, min(imgsz, 10 * stride), samples=4)
         if importance.lower() == "var":
             imp = OutputVarianceImportance(moments, flops=fast if global_pruning and metric == "gflops" else None)
         observers = tuple(o for o in (moments if compensate else None, kept) if o is not None)
@@ -711,7 +322,7 @@ def prune_model(
             round_to=None,
             out_channel_groups={},
             in_channel_groups={},
-            output_transform=_output_tensors,
+            output_transform=output_tensors,
         )
         ratio = 1.0
         for step in range(iterative_steps):
@@ -731,7 +342,7 @@ def prune_model(
         raise PruneError(f"could not reach {target:g} of the {metric} (got {ratio:.3f}) with at most "
                          f"{max_layer_ratio:.0%} of any layer's channels removed; ask for a larger target or "
                          "allow a larger max_layer_ratio (--max-layer-ratio)")
-    _reset_head(model)
+    reset_head(model)
     return model, notes
 
 
@@ -776,7 +387,7 @@ def recalibrate_bn(model, batches) -> None:
         for m, mom in saved:
             m.momentum = mom
         model.train(was)
-        _reset_head(model)
+        reset_head(model)
 
 
 def _widths(model) -> dict[str, int]:
@@ -792,10 +403,10 @@ def _check_outputs(original, pruned, imgsz: int) -> None:
     s = max(64, min(imgsz, 128))
     x = torch.zeros(1, 3, s, s)
     with torch.no_grad():
-        a = _output_tensors(original.eval()(x))
-        b = _output_tensors(pruned.eval()(x))
-    _reset_head(original)
-    _reset_head(pruned)
+        a = output_tensors(original.eval()(x))
+        b = output_tensors(pruned.eval()(x))
+    reset_head(original)
+    reset_head(pruned)
     if [t.shape for t in a] != [t.shape for t in b]:
         raise RuntimeError(f"internal error: pruning changed the head outputs {[tuple(t.shape) for t in a]} -> "
                            f"{[tuple(t.shape) for t in b]}")
