@@ -53,6 +53,9 @@ def train(
         None, help="A folder of your own unlabeled images (e.g. dashcam frames): the teacher labels them and they "
         "join the training split, supervised by the teacher alone."),
     pseudo_conf: float = typer.Option(0.4, help="Teacher confidence from which its detections label --unlabeled images."),
+    freeze_bn: bool = typer.Option(
+        False, "--freeze-bn", help="Keep the student's BatchNorm statistics fixed: for a .pt student (pruned, or "
+        "the teacher at a smaller imgsz) on a small dataset."),
     resume: Path = typer.Option(None, help="Resume an interrupted run from its weights/last.pt (nothing else needed)."),
 ) -> None:
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
@@ -80,7 +83,7 @@ def train(
     if resume is not None:
         best = api.resume(resume, kd_config, **overrides)
     else:
-        best = api.fit(student, teacher, data, checked_recipe, spec, **overrides)
+        best = api.fit(student, teacher, data, checked_recipe, spec, freeze_bn, **overrides)
     console.print(f"student checkpoint: [bold]{best}[/]")
 
 

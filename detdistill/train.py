@@ -4,6 +4,13 @@ ultralytics rebuilds a ``.pt`` student from its ``model.yaml`` and copies over o
 shapes match, which would silently drop a pruned model's weights (its layers are narrower than the
 YAML's). :class:`StudentTrainer` trains such a model as it is, giving its head a new class count when
 the dataset has other classes.
+
+It can also keep BatchNorm statistics fixed (``StudentTrainer.with_frozen_bn()``): a student that inherits
+its weights (pruned, or the teacher at another input size) was trained with population statistics, and
+batch statistics of a few mosaic images drag them away on small datasets. Measured on coco-mini (208
+images), fine-tuning the COCO YOLOv8n at imgsz 224 lost 3.7 mAP points in 6 epochs with training-mode
+BatchNorm and gained 1.4 in its first epoch with frozen BatchNorm (README). This is the "frozen BN" of
+detection fine-tuning (e.g. Detectron's FrozenBatchNorm2d for small per-GPU batches).
 """
 
 from __future__ import annotations
@@ -88,8 +95,25 @@ class StudentTrainer(DetectionTrainer):
     """DetectionTrainer that trains a pruned ``.pt`` student as it is instead of rebuilding it from its YAML.
 
     Use as ``YOLO("pruned.pt").train(trainer=StudentTrainer, data=...)``; for other students it behaves
-    exactly like DetectionTrainer.
+    exactly like DetectionTrainer. ``trainer=StudentTrainer.with_frozen_bn()`` also keeps the student's
+    BatchNorm statistics fixed (BatchNorm layers in eval mode; their scale and shift still train).
     """
+
+    freeze_bn: bool = False
+
+    @classmethod
+    def with_frozen_bn(cls, freeze_bn: bool = True) -> type:
+        """A subclass whose student keeps its BatchNorm running statistics while training."""
+        return type(cls.__name__, (cls,), {"freeze_bn": freeze_bn, "__module__": cls.__module__})
+
+    def _model_train(self):
+        """Training mode (ultralytics' own, per epoch), with the student's BatchNorm in eval mode if frozen."""
+        super()._model_train()
+        if self.freeze_bn:
+            model = getattr(self.model, "module", self.model)  # DDP
+            for m in getattr(model, "student_model", model).modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         if not isinstance(weights, nn.Module):

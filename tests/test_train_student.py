@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
+import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel
 
@@ -45,3 +47,36 @@ def test_new_class_layers_start_from_the_mapped_classes():
     model.eval()
     out = model(torch.zeros(1, 3, 64, 64))
     assert (out[0] if isinstance(out, (list, tuple)) else out).shape[1] == 4 + 3
+
+
+def _bn_means(model) -> torch.Tensor:
+    return torch.cat([m.running_mean.float() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+
+
+@pytest.mark.parametrize("mode", ["frozen", "frozen+kd", "training"])
+def test_frozen_bn_keeps_the_inherited_statistics(mode, teacher_pt, coco8_yaml, tmp_path):
+    """One epoch on coco8 from the COCO teacher's weights: with frozen BatchNorm (plain or distilled) the running
+    statistics are the teacher's while the weights train; in ultralytics' usual training mode they move."""
+    from ultralytics import YOLO
+
+    from detdistill.distill import DistillationTrainer
+    from detdistill.train import StudentTrainer
+
+    student = tmp_path / "student.pt"
+    shutil.copy(teacher_pt, student)
+    before = YOLO(str(student)).model
+    trainer = {"frozen": StudentTrainer.with_frozen_bn(), "training": StudentTrainer,
+               "frozen+kd": DistillationTrainer.configure(teacher_pt, "default", None, freeze_bn=True)}[mode]
+    YOLO(str(student)).train(trainer=trainer, data=str(coco8_yaml), epochs=1, imgsz=64, batch=4, workers=0,
+                             plots=False, val=False, amp=False, warmup_epochs=0, optimizer="AdamW", lr0=0.01, project=str(tmp_path),
+                             name="run", exist_ok=True)
+    after = YOLO(str(tmp_path / "run" / "weights" / "last.pt")).model
+    moved = (_bn_means(after) - _bn_means(before)).abs().max().item()
+    changed = max((a.float() - b.float()).abs().max().item() for a, b in
+                  zip(after.parameters(), before.parameters()) if a.ndim == 4)
+    print(f"{mode}: BatchNorm means moved by {moved:.2e}, conv weights by {changed:.2e}")
+    assert changed > 1e-3  # the weights trained
+    if mode == "training":
+        assert moved > 1e-2
+    else:
+        assert moved < 1e-3

@@ -71,12 +71,13 @@ def check_inputs(
 
 
 def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | None = None,
-        **train_args: Any) -> Path:
+        freeze_bn: bool = False, **train_args: Any) -> Path:
     """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``."""
     from ultralytics import YOLO
 
     model = YOLO(str(student))
-    model.train(trainer=DistillationTrainer.configure(teacher, recipe, class_map), data=str(data), **train_args)
+    trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn)
+    model.train(trainer=trainer, data=str(data), **train_args)
     return Path(model.trainer.best)
 
 
@@ -86,6 +87,7 @@ def train(
     data: str | Path,
     recipe: Any = None,
     class_map: dict | None = None,
+    freeze_bn: bool = False,
     **train_args: Any,
 ) -> Path:
     """Distill ``teacher`` into ``student`` on ``data``; return the path of the student-only ``best.pt``.
@@ -97,10 +99,12 @@ def train(
         recipe: built-in recipe name, YAML path or mapping (default: ``default``).
         class_map: ``{student class: teacher class(es)}``; by default from the data YAML
             (``teacher_classes``/``coco_classes``) or by class name.
+        freeze_bn: keep the student's BatchNorm statistics fixed (for students that inherit weights and
+            small datasets; see :class:`detdistill.train.StudentTrainer`).
         **train_args: any ultralytics train argument (epochs, imgsz, batch, device, seed, ...).
     """
     recipe_obj, _ = check_inputs(student, teacher, data, recipe, class_map)
-    return fit(student, teacher, data, recipe_obj, class_map, **train_args)
+    return fit(student, teacher, data, recipe_obj, class_map, freeze_bn, **train_args)
 
 
 def resume_config(last: str | Path) -> dict[str, Any]:
@@ -125,7 +129,8 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
     cfg = kd_config or resume_config(last)
     model = YOLO(str(last))
     model.train(
-        trainer=DistillationTrainer.configure(cfg["teacher"], cfg["recipe"], cfg.get("class_map")), resume=True,
+        trainer=DistillationTrainer.configure(cfg["teacher"], cfg["recipe"], cfg.get("class_map"),
+                                              cfg.get("freeze_bn", False)), resume=True,
         **train_args,
     )
     return Path(model.trainer.best)

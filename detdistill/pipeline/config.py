@@ -49,6 +49,7 @@ SCHEMA: dict[str, Any] = {
         "width": None,
         "weights": None,
         "imgsz": None,
+        "freeze_bn": None,
     },
     "train": {},
     "distill": {"recipe": "default", "class_map": None, "baseline": True},
@@ -143,6 +144,10 @@ def validate(raw: dict) -> dict:
             raise PipelineError(f"student.imgsz: must be a multiple of 32, got {cfg['student']['imgsz']}")
     else:
         cfg["student"]["imgsz"] = cfg["imgsz"]
+    if cfg["student"]["freeze_bn"] is None:  # students that inherit weights keep their BatchNorm statistics
+        cfg["student"]["freeze_bn"] = cfg["student"]["kind"] in ("prune", "weights")
+    elif not isinstance(cfg["student"]["freeze_bn"], bool):
+        raise PipelineError("student.freeze_bn: true, false, or leave it out (true for prune and weights students)")
     if cfg["data"]["kind"] == "coco_subset":
         sub = cfg["data"]["coco_subset"]
         if not sub["coco"] or not (sub["classes"] or sub["preset"]):

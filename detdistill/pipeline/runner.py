@@ -38,8 +38,9 @@ def _finished(run_dir: Path) -> bool:
 
 
 def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, teacher: Path | None = None,
-                  recipe: Any = None, class_map: dict | None = None) -> Path:
-    """Train (with KD when ``teacher`` is given) into ``run_dir``; resume an interrupted run; return best.pt."""
+                  recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False) -> Path:
+    """Train (with KD when ``teacher`` is given) into ``run_dir``; resume an interrupted run; return best.pt.
+    ``freeze_bn`` keeps the student's BatchNorm statistics fixed (see :class:`detdistill.train.StudentTrainer`)."""
     from ultralytics import YOLO
 
     from ..distill import api
@@ -51,12 +52,12 @@ def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, te
     if last.is_file():  # interrupted: carry on from the last epoch
         if teacher is not None:
             return api.resume(last)
-        YOLO(str(last)).train(trainer=StudentTrainer, resume=True)
+        YOLO(str(last)).train(trainer=StudentTrainer.with_frozen_bn(freeze_bn), resume=True)
         return best
     if teacher is not None:
         checked, _ = api.check_inputs(student, teacher, data, recipe, class_map or None)
-        return api.fit(student, teacher, data, checked, class_map or None, **args)
-    YOLO(str(student)).train(trainer=StudentTrainer, data=str(data), **args)
+        return api.fit(student, teacher, data, checked, class_map or None, freeze_bn, **args)
+    YOLO(str(student)).train(trainer=StudentTrainer.with_frozen_bn(freeze_bn), data=str(data), **args)
     return best
 
 
@@ -192,21 +193,24 @@ class Pipeline:
         dist, out = self.cfg["distill"], {}
         student_key = Path(student) if Path(student).is_file() else student
         size = {"imgsz": self.cfg["student"]["imgsz"]}  # the teacher reads the student's batches at this size too
+        freeze = self.cfg["student"]["freeze_bn"]
         if dist["baseline"]:
             run_dir = self.work / "student-no-kd"
             args = _train_args(self.cfg, run_dir, size)
             out["student, no KD"] = Path(self.stages.run(
-                "train student without KD", {"student": student_key, "data": data, "args": args},
-                [run_dir / "weights" / "best.pt"], lambda: str(train_student(student, data, run_dir, args)),
+                "train student without KD", {"student": student_key, "data": data, "args": args, "freeze_bn": freeze},
+                [run_dir / "weights" / "best.pt"],
+                lambda: str(train_student(student, data, run_dir, args, freeze_bn=freeze)),
                 clean=(run_dir,)))
         if dist["recipe"]:
             run_dir = self.work / "student-kd"
             args = _train_args(self.cfg, run_dir, size)
             key = {"student": student_key, "data": kd_data, "args": args, "teacher": teacher,
-                   "recipe": dist["recipe"], "class_map": dist["class_map"]}
+                   "recipe": dist["recipe"], "class_map": dist["class_map"], "freeze_bn": freeze}
             out["student, KD"] = Path(self.stages.run(
                 f"distill student ({dist['recipe']})", key, [run_dir / "weights" / "best.pt"],
-                lambda: str(train_student(student, kd_data, run_dir, args, teacher, dist["recipe"], dist["class_map"])),
+                lambda: str(train_student(student, kd_data, run_dir, args, teacher, dist["recipe"], dist["class_map"],
+                                          freeze)),
                 clean=(run_dir,)))
         return out
 
