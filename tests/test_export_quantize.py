@@ -98,6 +98,22 @@ def test_sensitivity_search_keeps_a_layer_in_float_when_the_budget_demands_it(
     assert json.loads(meta["quantization"])["float_layers"] == res.float_layers
 
 
+def test_an_unreachable_budget_raises_or_keeps_the_best_attempt(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
+    fp32 = export_teacher(tmp_path_factory, teacher_pt)
+    kw = dict(target="cpu", val_data=coco_mini_yaml, val_limit=16, cache_dir=tmp_path, max_float_layers=2)
+    calib = _calib(coco_mini_yaml, 8)
+    with pytest.raises(RuntimeError, match="could not meet max_drop=-0.5 with 2 layers in float"):
+        quantize_onnx(fp32, calib, tmp_path / "strict.onnx", max_drop=-0.5, **kw)
+    base = quantize_onnx(fp32, calib, tmp_path / "base.onnx", max_drop=1.0, **kw)
+    res = quantize_onnx(fp32, calib, tmp_path / "best.onnx", max_drop=-0.5, strict=False, **kw)
+    assert not res.within_budget and res.path.is_file()
+    assert res.int8_map >= base.int8_map  # the most accurate of the attempts, the plain INT8 model included
+    meta = json.loads({p.key: p.value for p in onnx.load(str(res.path)).metadata_props}["quantization"])
+    assert meta["float_layers"] == res.float_layers
+    if res.float_layers:  # the file on disk is the attempt that scored int8_map
+        assert evaluate(res.path, coco_mini_yaml, limit=16).map50_95 == pytest.approx(res.int8_map, abs=1e-6)
+
+
 def test_bad_requests_are_explained(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
     fp32 = export_teacher(tmp_path_factory, teacher_pt)
     with pytest.raises(ValueError, match="max_drop needs val_data"):

@@ -96,18 +96,21 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     starts: dict[str, float] = {}
     model.add_callback("on_train_epoch_start", lambda t: starts.__setitem__("t", time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda t: epoch_times.append(time.perf_counter() - starts["t"]))
-    if method == "none":  # StudentTrainer = DetectionTrainer that keeps a pruned student's own layers
-        metrics = model.train(trainer=StudentTrainer, **train_args)
+    plain = StudentTrainer.with_frozen_bn(args.freeze_bn)  # keeps a pruned student's own layers
+    if method == "none":
+        metrics = model.train(trainer=plain, **train_args)
     elif method == "ultralytics":
-        metrics = model.train(trainer=StudentTrainer, distill_model=teacher, **train_args)
+        metrics = model.train(trainer=plain, distill_model=teacher, **train_args)
     else:
         recipe, _ = check_inputs(student, teacher, data, method)
-        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe), **train_args)
+        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn),
+                              **train_args)
     n_params = sum(p.numel() for p in model.model.parameters())
     return {
         "method": method, "seed": seed, "track": args.track, "student": args.student, "epochs": args.epochs,
         "imgsz": args.imgsz, "map": float(metrics.box.map), "map50": float(metrics.box.map50),
         "epoch_s": statistics.median(epoch_times) if epoch_times else float("nan"), "params": n_params,
+        "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
     }
 
 
@@ -153,6 +156,7 @@ def main() -> None:
     ap.add_argument("--close-mosaic", type=int, default=2)
     ap.add_argument("--fraction", type=float, default=1.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--freeze-bn", action="store_true", help="keep the student's BatchNorm statistics (every arm)")
     ap.add_argument("--train-arg", action="append", help="extra ultralytics train argument key=value (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process

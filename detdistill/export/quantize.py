@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class QuantizeResult:
     fp32_map: float | None = None
     int8_map: float | None = None
     sensitivity: list[tuple[str, float]] = field(default_factory=list)
+    within_budget: bool = True  # False: max_drop was not met and the best attempt was kept (strict=False)
 
     @property
     def drop(self) -> float | None:
@@ -187,6 +189,7 @@ def quantize_onnx(
     max_float_layers: int = 8,
     cache_dir: str | Path | None = None,
     batch: int = 1,
+    strict: bool = True,
 ) -> QuantizeResult:
     """Quantize ``onnx_path`` to INT8 Q/DQ.
 
@@ -199,6 +202,8 @@ def quantize_onnx(
         float_layers: extra layers (``model.7``, ``head-convs``) to keep in float.
         max_drop: mAP50-95 budget (e.g. 0.01) on ``val_split`` of ``val_data`` (first ``val_limit`` images);
             the most sensitive layers are kept in float, at most ``max_float_layers``, until it fits.
+        strict: when the budget cannot be met, raise (default) or keep the most accurate attempt and return
+            it with ``within_budget=False`` (a pipeline reports it instead of stopping).
     """
     src = Path(onnx_path)
     if not src.is_file():
@@ -258,8 +263,9 @@ def quantize_onnx(
     result.sensitivity = rank_sensitivity(src, files[:4], build, chosen, [g for g in groups if g not in chosen],
                                           info, input_name)
     trial_map = result.int8_map
+    best_map, best_layers = result.int8_map, list(chosen)
     with tempfile.TemporaryDirectory() as tmp:
-        trial = Path(tmp) / "trial.onnx"
+        trial, best = Path(tmp) / "trial.onnx", Path(tmp) / "best.onnx"
         for layer, _ in result.sensitivity[:max_float_layers]:
             chosen.append(layer)
             build(chosen, trial)
@@ -268,6 +274,14 @@ def quantize_onnx(
                 trial.replace(out)
                 result.float_layers, result.int8_map = list(chosen), trial_map
                 return result
+            if trial_map > best_map:
+                best_map, best_layers = trial_map, list(chosen)
+                shutil.copyfile(trial, best)
+        if not strict:
+            if best.exists():
+                shutil.move(best, out)
+            result.float_layers, result.int8_map, result.within_budget = best_layers, best_map, False
+            return result
     raise RuntimeError(f"could not meet max_drop={max_drop} with {max_float_layers} layers in float (drop still "
                        f"{result.fp32_map - trial_map:.4f}): raise --max-drop, use more calibration images, or "
                        "--keep-float head")

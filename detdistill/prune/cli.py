@@ -24,9 +24,9 @@ def prune(
     round_to: int = typer.Option(8, help="Keep every width a multiple of this (8 suits TensorRT)."),
     calib: Path | None = typer.Option(
         None, help="Images (data YAML = its train split, folder or .txt): refit the pruned layers by least squares to "
-                   "reproduce the teacher's outputs, then re-estimate BatchNorm statistics. Recommended."),
+                   "reproduce the teacher's outputs. Recommended."),
     calib_images: int = typer.Option(128, help="How many --calib images to use."),
-    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (else BatchNorm only)."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (--no-refit: re-estimate BatchNorm statistics only)."),
 ) -> None:
     """Prune channels of a YOLO detector to a GFLOPs/parameter budget; the student keeps the teacher's weights.
 
