@@ -68,8 +68,8 @@ def test_frozen_bn_keeps_the_inherited_statistics(mode, teacher_pt, coco8_yaml, 
     trainer = {"frozen": StudentTrainer.with_frozen_bn(), "training": StudentTrainer,
                "frozen+kd": DistillationTrainer.configure(teacher_pt, "default", None, freeze_bn=True)}[mode]
     YOLO(str(student)).train(trainer=trainer, data=str(coco8_yaml), epochs=1, imgsz=64, batch=4, workers=0,
-                             plots=False, val=False, amp=False, warmup_epochs=0, optimizer="AdamW", lr0=0.01, project=str(tmp_path),
-                             name="run", exist_ok=True)
+                             plots=False, val=False, amp=False, warmup_epochs=0, optimizer="AdamW", lr0=0.01,
+                             project=str(tmp_path), name="run", exist_ok=True)
     after = YOLO(str(tmp_path / "run" / "weights" / "last.pt")).model
     moved = (_bn_means(after) - _bn_means(before)).abs().max().item()
     changed = max((a.float() - b.float()).abs().max().item() for a, b in

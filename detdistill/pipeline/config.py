@@ -61,7 +61,8 @@ SCHEMA: dict[str, Any] = {
     "measure": {"bench_runs": 50, "eval_limit": None},
     "demo": {"frames": 0},
 }
-ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"), "student": ("prune", "model", "width", "weights")}
+ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"),
+          "student": ("prune", "model", "width", "weights")}
 FREE_FORM = {"train", "teacher.train.args", "distill.class_map"}
 
 

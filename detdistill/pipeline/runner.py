@@ -227,7 +227,8 @@ class Pipeline:
             onnx_path.parent.mkdir(exist_ok=True)
             imgsz = self.imgsz_of(name)
             self.stages.run(f"export {name} to ONNX", {"pt": pt, "imgsz": imgsz}, [onnx_path],
-                            lambda pt=pt, o=onnx_path, s=imgsz: str(export_onnx(pt, o, imgsz=s, parity_images=val_images)))
+                            lambda pt=pt, o=onnx_path, s=imgsz: str(export_onnx(pt, o, imgsz=s,
+                                                                                 parity_images=val_images)))
             artifacts.append((f"{name} (FP32 ONNX)", onnx_path, pt))
         final_name, final_pt = list(weights.items())[-1]  # the distilled student, else the one without KD
         final_onnx = artifacts[-1][1]
@@ -253,7 +254,7 @@ class Pipeline:
             return {"within_budget": r.within_budget, "drop": r.drop, "float_layers": r.float_layers}
 
         result = self.stages.run("quantize to INT8", {"onnx": onnx_path, "data": data, **kwargs}, [out], run)
-        if not result["within_budget"]:  # kept the most accurate attempt; say so rather than stop the run
+        if isinstance(result, dict) and not result["within_budget"]:  # the best attempt was kept: say so
             self._note(f"INT8 could not meet export.int8.max_drop={int8['max_drop']}: the most accurate attempt "
                        f"(drop {result['drop']:.3f}, {len(result['float_layers'])} layers kept in float) was kept. "
                        "More calibration images, or a larger budget, may do better.")

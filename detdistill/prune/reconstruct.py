@@ -128,7 +128,8 @@ def execution_order(model, imgsz: int = 64) -> list[str]:
     order, hooks = [], []
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=name: order.append(n) if n not in order else None))
+            hooks.append(m.register_forward_pre_hook(
+                lambda mod, inp, n=name: order.append(n) if n not in order else None))
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, imgsz, imgsz))
@@ -163,7 +164,7 @@ class _Fit:
 
         d = torch.float64
         self.xtx, self.xty = torch.zeros(n_in, n_in, dtype=d), torch.zeros(n_in, n_out, dtype=d)
-        self.sx, self.sy, self.syy = torch.zeros(n_in, dtype=d), torch.zeros(n_out, dtype=d), torch.zeros(n_out, dtype=d)
+        self.sx, self.sy, self.syy = (torch.zeros(n, dtype=d) for n in (n_in, n_out, n_out))
         self.n = 0
 
     def add(self, xs, ys) -> None:
@@ -240,16 +241,19 @@ def reconstruct(original, pruned, kept: dict[str, tuple[list[int], list[int]]], 
                     cols = F.unfold(_capture(layer_p, conv_p, x_p, "in"), conv_p.kernel_size, conv_p.dilation,
                                     conv_p.padding, conv_p.stride)
                     z = _capture(layer_o, conv_o, x_o, "out")[:, out_idx]
-                    fit.add(cols.transpose(1, 2).reshape(-1, w0.shape[0]), z.flatten(2).transpose(1, 2).reshape(-1, len(out_idx)))
+                    fit.add(cols.transpose(1, 2).reshape(-1, w0.shape[0]),
+                            z.flatten(2).transpose(1, 2).reshape(-1, len(out_idx)))
                 if fit.n < MIN_SAMPLES_PER_WEIGHT * w0.shape[0]:  # too few samples for this many unknowns
                     if log:
                         log(f"reconstruct {step}/{len(order)} {name}: kept as is ({fit.n} samples for "
                             f"{w0.shape[0]} inputs; more calibration images or a larger imgsz would refit it)")
                     continue
+                bn = bn_p.get(conv_p)
+                if bn is None and conv_p.bias is None:  # nowhere to put the fitted bias
+                    continue
                 w, bias, before, after = fit.solve(w0, ridge)
                 if after >= before:  # nothing to gain (e.g. the first layer, whose input is unchanged)
                     continue
-                bn = bn_p.get(conv_p)
                 with torch.no_grad():
                     conv_p.weight.copy_(w.T.reshape(conv_p.weight.shape).to(conv_p.weight.dtype))
                     if bn is not None:  # z ~ x W + bias: the bias goes into the running mean
