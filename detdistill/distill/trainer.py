@@ -43,7 +43,6 @@ class DistillationTrainer(StudentTrainer):
         super().__init__(cfg, overrides, _callbacks)
         if kd_config is not None:
             self.kd_config = kd_config
-            self.freeze_bn = bool(kd_config.get("freeze_bn", False))
         self._kd_resume_state: dict | None = None
         if _update_schedule not in self.callbacks["on_train_epoch_start"]:  # DDP workers get pickled callbacks
             self.add_callback("on_train_epoch_start", _update_schedule)
@@ -60,8 +59,12 @@ class DistillationTrainer(StudentTrainer):
             "class_map": class_map,
             "freeze_bn": freeze_bn,
         }
-        attrs = {"kd_config": kd_config, "freeze_bn": freeze_bn, "__module__": cls.__module__}
-        return type(cls.__name__, (cls,), attrs)
+        return type(cls.__name__, (cls,), {"kd_config": kd_config, "__module__": cls.__module__})
+
+    @property
+    def freeze_bn(self) -> bool:
+        """Whether the student's BatchNorm statistics stay fixed: part of the KD configuration (kept on resume)."""
+        return bool((self.kd_config or {}).get("freeze_bn", False))
 
     def setup_model(self):
         """Build the student; on resume, from the KDModel in ``last.pt`` (its teacher is rebuilt from the path)."""
@@ -71,7 +74,6 @@ class DistillationTrainer(StudentTrainer):
         if not isinstance(weights, KDModel):
             return super().setup_model()
         self.kd_config = self.kd_config or weights.kd_config
-        self.freeze_bn = bool(self.kd_config.get("freeze_bn", False))
         self._kd_resume_state = weights.projector.state_dict()
         self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
         return ckpt

@@ -254,6 +254,13 @@ def _prune_step(pruner, pairs: list[tuple], round_to: int, reached=None, observe
     return removed
 
 
+def _check_target(target: float, metric: str) -> None:
+    if metric not in METRICS:
+        raise PruneError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if not 0.0 < target < 1.0:
+        raise PruneError(f"target must be between 0 and 1 (the fraction of {metric} to keep), got {target}")
+
+
 def prune_model(
     model,
     target: float = 0.5,
@@ -278,10 +285,7 @@ def prune_model(
     import torch
     import torch_pruning as tp
 
-    if not 0.0 < target < 1.0:
-        raise PruneError(f"target must be between 0 and 1 (the fraction of {metric} to keep), got {target}")
-    if metric not in METRICS:
-        raise PruneError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    _check_target(target, metric)
     if round_to < 1:
         raise PruneError(f"round_to must be >= 1, got {round_to}")
     imp = make_importance(importance)
@@ -463,10 +467,7 @@ def prune_checkpoint(
 
     weights = Path(weights)
     teacher, ckpt = load_detection_model(weights)
-    if metric not in METRICS:
-        raise PruneError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    if not 0.0 < target < 1.0:
-        raise PruneError(f"target must be between 0 and 1 (the fraction of {metric} to keep), got {target}")
+    _check_target(target, metric)
     out = Path(out) if out else weights.with_name(f"{weights.stem}-pruned{target:g}.pt")
     if calib is not None and not Path(calib).exists():
         raise PruneError(f"calibration source {calib} does not exist; pass a data YAML or a folder of images")
