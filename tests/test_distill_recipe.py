@@ -12,11 +12,12 @@ from detdistill.distill.schedule import Schedule
 
 def test_builtin_recipes_all_parse():
     names = builtin_recipes()
-    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld"} <= set(names)
+    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld", "hires"} <= set(names)
     for name in names:
         assert load_recipe(name).losses
     default = load_recipe()
     assert [s.type for s in default.losses] == ["logit", "box"] and default.region == "teacher"
+    assert load_recipe("hires").teacher_scale == 2.0  # box KD allowed: the pyramid is shifted, not resampled
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,8 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "cwd"}], "schedule": {"until": 3}}, r"schedule\.until: unknown field"),
         ({"losses": [{"type": "cwd"}], "region": "boxes"}, r"region: 'boxes'"),
         ({"losses": [{"type": "cwd"}], "epochs": 3}, r"unknown field 'epochs'"),
-        ({"losses": [{"type": "ld"}], "teacher_scale": 2.0}, r"teacher_scale: box losses need"),
+        ({"losses": [{"type": "ld"}], "teacher_scale": 1.5},
+         r"teacher_scale: box losses need.*use teacher_scale 1, 2, 4"),
         ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),
     ],
 )

@@ -7,7 +7,15 @@ import torch
 from ultralytics.nn.tasks import DetectionModel
 
 from detdistill.distill.adapters import ChannelAdapter, align_spatial
-from detdistill.distill.taps import detect_head, head_outputs, join_levels, probe_feature_channels, split_levels
+from detdistill.distill.taps import (
+    HeadOutputs,
+    detect_head,
+    head_outputs,
+    join_levels,
+    level_shift,
+    probe_feature_channels,
+    split_levels,
+)
 
 FAMILIES = {  # yaml: (P3-P5 channels, reg_max)
     "yolov8n.yaml": ([64, 128, 256], 16),
@@ -52,3 +60,46 @@ def test_level_split_roundtrip_and_adapters():
     adapter = ChannelAdapter(16, 64)
     assert adapter(torch.randn(2, 16, 10, 10)).shape == (2, 64, 10, 10)
     assert align_spatial(torch.randn(1, 3, 20, 20), (10, 10)).shape == (1, 3, 10, 10)
+
+
+@pytest.mark.parametrize(
+    "scale, strides, shift",
+    [(2.0, [8, 16, 32], 1), (4.0, [8, 16, 32], 2), (1.0, [8, 16, 32], 0), (1.5, [8, 16, 32], 0),
+     (8.0, [8, 16, 32], 0), (2.0, [8, 16, 32, 64], 1), (2.0, [8, 24, 32], 0)],
+)
+def test_level_shift(scale, strides, shift):
+    assert level_shift(scale, strides) == shift
+
+
+def _outputs(shapes, channels, nc=3, reg_max=16, strides=(8.0, 16.0, 32.0)) -> HeadOutputs:
+    a = sum(h * w for h, w in shapes)
+    feats = [torch.randn(2, c, h, w) for c, (h, w) in zip(channels, shapes)]
+    return HeadOutputs(feats, torch.randn(2, 4 * reg_max, a), torch.randn(2, nc, a), reg_max, strides)
+
+
+def test_head_outputs_levels_selects_anchors_of_those_levels():
+    out = _outputs([(8, 8), (4, 4), (2, 2)], [4, 8, 16])
+    top = out.levels(range(1, 3))
+    assert top.level_shapes == [(4, 4), (2, 2)] and top.strides == (16.0, 32.0)
+    assert torch.equal(top.scores, out.scores[..., 64:]) and torch.equal(top.boxes, out.boxes[..., 64:])
+    assert torch.equal(top.anchor_centers()[0][:16], out.anchor_centers()[0][64:80])
+
+
+def test_distiller_pairs_teacher_level_above_at_twice_the_size():
+    """Teacher at 2x: its P4/P5 maps are the student's P3/P4 targets; the student's P5 gets no KD."""
+    from detdistill.distill import build_class_map, load_recipe
+    from detdistill.distill.distiller import Distiller
+
+    names = ["a", "b", "c"]
+    recipe = load_recipe({"losses": [{"type": "logit"}, {"type": "ld"}], "region": "all", "teacher_scale": 2})
+    distiller = Distiller(recipe, [4, 8, 16], [8, 16, 32], 16, 16, build_class_map(names, names), level_shift=1)
+    teacher = _outputs([(16, 16), (8, 8), (4, 4)], [8, 16, 32])
+    student = _outputs([(8, 8), (4, 4), (2, 2)], [4, 8, 16])
+    paired = range(256, 256 + 64 + 16)  # teacher anchors of its P4 and P5
+    student.scores[..., :80] = teacher.scores[..., paired]
+    student.boxes[..., :80] = teacher.boxes[..., paired]
+    batch = {"img": torch.zeros(2, 3, 64, 64)}
+    losses = distiller(student, teacher, batch)
+    assert losses["logit"].abs() < 1e-5 and losses["ld"].abs() < 1e-5  # the unpaired P5 (random) is ignored
+    student.scores[..., :64] += 1.0
+    assert distiller(student, teacher, batch)["logit"] > 1e-3

@@ -127,6 +127,30 @@ def test_teacher_at_larger_image_size_is_aligned_to_student_grid(teacher_pt):
     loss.sum().backward()
 
 
+def test_teacher_at_twice_the_size_distills_boxes_on_shifted_levels(teacher_pt):
+    """teacher_scale 2: the teacher sees 256 px for the student's 128; its P4/P5 pair with the student's P3/P4."""
+    from ultralytics.cfg import get_cfg
+
+    from detdistill.distill import build_class_map, load_recipe, load_teacher
+    from detdistill.distill.model import KDModel
+    from detdistill.distill.teacher import class_names
+
+    teacher, student = load_teacher(teacher_pt), load_teacher(teacher_pt, fuse=False)
+    student.args = get_cfg()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    recipe = load_recipe({"losses": [{"type": "logit"}, {"type": "box"}], "teacher_scale": 2})
+    names = class_names(teacher)
+    model = KDModel(student, teacher, recipe, build_class_map(names, names), {}).train()
+    assert model.distiller.level_shift == 1
+    assert model._teacher_forward(torch.rand(1, 3, 128, 128)).level_shapes == [(32, 32), (16, 16), (8, 8)]
+    loss, items = model(_batch(128))
+    assert torch.isfinite(loss).all() and items["kd_logit"] > 0 and items["kd_box"] > 0
+    loss.sum().backward()
+    assert student.model[-1].cv3[0][2].weight.grad.abs().sum() > 0  # P3 class branch learns from the teacher's P4
+    assert all(p.grad is None for p in teacher.parameters())
+
+
 def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
     """A YOLO26 student (no DFL) under a YOLOv8 teacher (DFL): box KD falls back to decoded boxes."""
     from ultralytics.cfg import get_cfg

@@ -93,6 +93,7 @@ def test_sensitivity_search_keeps_a_layer_in_float_when_the_budget_demands_it(
     res = quantize_onnx(fp32, calib, tmp_path / "searched.onnx", max_drop=budget, max_float_layers=6, **kw)
     assert 1 <= len(res.float_layers) <= 6
     assert res.float_layers == [name for name, _ in res.sensitivity[:len(res.float_layers)]]  # most sensitive first
+    assert res.sensitivity[0][0] in {"model.0", "model.1", "model.2"}  # YOLOv8's stem convs lose most in INT8
     assert res.drop <= budget
     meta = {p.key: p.value for p in onnx.load(str(res.path)).metadata_props}
     assert json.loads(meta["quantization"])["float_layers"] == res.float_layers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from detdistill.pipeline.config import PipelineError, load_pipeline, validate
@@ -67,3 +69,13 @@ def test_run_command_reports_a_bad_recipe_without_a_traceback(tmp_path):
     recipe.write_text(f"data: {{yaml: {tmp_path / 'missing.yaml'}}}\nteacher: {{weights: t.pt}}\nstudent: {{width: 0.5}}\n")
     result = CliRunner().invoke(app, ["run", str(recipe), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2 and "missing.yaml does not exist" in result.output
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "tools" / "pipelines").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_benchmark_pipelines_are_valid(recipe):
+    from detdistill.distill.recipe import load_recipe
+
+    cfg, _ = load_pipeline(recipe)
+    assert cfg["data"]["yaml"].startswith("../shared/fixtures/")  # the fixtures, from the repository root
+    load_recipe(cfg["distill"]["recipe"])  # a built-in recipe name or a file that parses

@@ -22,6 +22,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     work = tmp_path / "run"
     recipe = quickstart_recipe(tiny=True)
     recipe["student"] = {"prune": {"target": 0.5}}
+    recipe["export"]["int8"]["max_drop"] = 1.0  # the budget check runs (and is met)
 
     def stop_at_export(line: str) -> None:  # Ctrl-C as the first export starts
         if "export teacher to ONNX" in line:
@@ -51,6 +52,14 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
         if name != "teacher (FP32 ONNX)":
             assert r["gflops"] <= 0.5 * teacher["gflops"] + 1e-6  # pruned to half the teacher's GFLOPs
             assert r["params"] < teacher["params"]
+
+    from detdistill.export.evaluate import evaluate
+
+    data, onnx_dir = work / "data" / "data.yaml", work / "artifacts"
+    drop = manifest["quantize to INT8"]["result"]["drop"]  # measured on train images: val stays held out
+    on_train = [evaluate(onnx_dir / name, data, split="train").map50_95
+                for name in ("student-KD.onnx", "student-KD-int8.onnx")]
+    assert drop == pytest.approx(on_train[0] - on_train[1], abs=1e-9)
 
     md, html = report.read_text(), (work / "report.html").read_text()
     for name, r in measured.items():

@@ -57,6 +57,7 @@ class Distiller(nn.Module):
         student_reg_max: int,
         teacher_reg_max: int,
         class_map: ClassMap,
+        level_shift: int = 0,
     ):
         super().__init__()
         if len(student_channels) != len(teacher_channels):
@@ -64,6 +65,12 @@ class Distiller(nn.Module):
                 f"teacher head reads {len(teacher_channels)} feature levels and the student's {len(student_channels)}: "
                 "feature distillation needs the same pyramid (e.g. both P3-P5)"
             )
+        # teacher level l + level_shift pairs with student level l (see taps.level_shift); unpaired levels get no KD
+        self.level_shift = level_shift
+        n = len(student_channels)
+        self.student_levels, self.teacher_levels = range(n - level_shift), range(level_shift, n)
+        student_channels = student_channels[: n - level_shift]
+        teacher_channels = teacher_channels[level_shift:]
         self.recipe = recipe
         self.class_map = class_map
         self.register_buffer("class_mask", class_map.class_mask(), persistent=False)
@@ -107,6 +114,14 @@ class Distiller(nn.Module):
 
     def forward(self, student: HeadOutputs, teacher: HeadOutputs, batch: dict) -> dict[str, torch.Tensor]:
         """Weighted KD losses (each a per-image scalar, schedule factor applied) keyed by loss name."""
+        if self.level_shift:
+            student, teacher = student.levels(self.student_levels), teacher.levels(self.teacher_levels)
+            if teacher.level_shapes != student.level_shapes:
+                raise ValueError(
+                    f"teacher levels {teacher.level_shapes} do not match the student's {student.level_shapes}: "
+                    f"with teacher_scale {self.recipe.teacher_scale} the teacher must see exactly that multiple "
+                    "of the student's image size"
+                )
         shapes = student.level_shapes
         teacher_logits = self.class_map.map_logits(teacher.scores)
         if teacher.level_shapes != shapes:  # teacher ran at another image size: resample its maps

@@ -18,8 +18,8 @@ from ultralytics.utils.torch_utils import copy_attr
 
 from .classmap import ClassMap
 from .distiller import Distiller
-from .recipe import Recipe
-from .taps import detect_head, head_outputs, probe_feature_channels
+from .recipe import Recipe, RecipeError
+from .taps import detect_head, head_outputs, level_shift, probe_feature_channels
 
 
 class KDModel(DistillationModel):
@@ -45,6 +45,12 @@ class KDModel(DistillationModel):
                 f"teacher strides {t_head.stride.tolist()} differ from the student's {s_head.stride.tolist()}: "
                 "their anchors do not coincide; pick a student of the same pyramid (e.g. P3-P5 for both)"
             )
+        shift = level_shift(recipe.teacher_scale, s_head.stride.tolist())
+        if not shift and recipe.teacher_scale != 1.0 and any(spec.family == "box" for spec in recipe.losses):
+            raise RecipeError(
+                f"teacher_scale {recipe.teacher_scale:g}: box losses need the teacher's pyramid levels to line up with "
+                f"the student's, which these strides {s_head.stride.tolist()} do not allow; drop the box loss"
+            )
         self.projector = Distiller(
             recipe,
             probe_feature_channels(student),
@@ -52,6 +58,7 @@ class KDModel(DistillationModel):
             int(s_head.reg_max),
             int(t_head.reg_max),
             class_map,
+            shift,
         ).to(next(student.parameters()).device)
         copy_attr(self, student)
         self._freeze_teacher()

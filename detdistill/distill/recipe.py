@@ -7,7 +7,8 @@ A recipe file looks like::
       - {type: logit, weight: 1.0, temperature: 1.0}
       - {type: box, weight: 1.0, temperature: 10}  # LD on DFL heads, decoded boxes otherwise
     region: teacher           # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
-    teacher_scale: 1.0        # teacher sees the batch resized by this factor (features are re-aligned)
+    teacher_scale: 1.0        # teacher sees the batch resized by this factor: at 2 or 4 its levels P4/P5 pair
+                              # with the student's P3/P4 (box losses allowed), otherwise its maps are resampled
     schedule: {kind: cosine, final: 0.1, stop_last: close_mosaic}
 
 Every error names the offending field and what it accepts.
@@ -37,6 +38,8 @@ LOSS_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "box": ("box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0}),  # LD where both heads have DFL, else decoded
 }
 REGIONS = ("teacher", "gt", "teacher+gt", "all")
+# teacher image sizes at which its pyramid levels coincide with the student's (same size, or shifted by 1-2 levels)
+ALIGNED_SCALES = (1.0, 2.0, 4.0)
 
 
 class RecipeError(ValueError):
@@ -144,10 +147,10 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if region not in REGIONS:
         raise RecipeError(f"{source}: region: {region!r} is not one of {', '.join(REGIONS)}")
     scale = _number(data.get("teacher_scale", 1.0), f"{source}: teacher_scale", positive=True)
-    if scale != 1.0 and any(s.family == "box" for s in losses):
+    if scale not in ALIGNED_SCALES and any(s.family == "box" for s in losses):
         raise RecipeError(
-            f"{source}: teacher_scale: box losses need teacher and student at the same image size "
-            "(their anchors must coincide); set teacher_scale: 1.0 or drop the box loss"
+            f"{source}: teacher_scale: box losses need the teacher's anchors to line up with the student's: "
+            f"use teacher_scale {', '.join(f'{a:g}' for a in ALIGNED_SCALES)} or drop the box loss"
         )
     return Recipe(losses, Schedule(kind, final, stop_last), region, scale, source)
 

@@ -9,6 +9,8 @@ taps here locate the head by type, never by layer index, and turn any of those f
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,11 +52,38 @@ class HeadOutputs:
             strides.append(torch.full((h * w,), float(s), device=device))
         return torch.cat(points), torch.cat(strides)
 
+    def levels(self, keep: range) -> HeadOutputs:
+        """The outputs of the pyramid levels in ``keep`` only (features, anchors and strides)."""
+        counts = [h * w for h, w in self.level_shapes]
+        start, stop = sum(counts[: keep.start]), sum(counts[: keep.stop])
+        return HeadOutputs(
+            self.feats[keep.start : keep.stop],
+            self.boxes[..., start:stop],
+            self.scores[..., start:stop],
+            self.reg_max,
+            self.strides[keep.start : keep.stop],
+        )
+
     def float(self) -> HeadOutputs:
         """A copy with every tensor in fp32 (KD loss math runs in fp32 under AMP)."""
         return HeadOutputs(
             [f.float() for f in self.feats], self.boxes.float(), self.scores.float(), self.reg_max, self.strides
         )
+
+
+def level_shift(teacher_scale: float, strides: list[float]) -> int:
+    """Pyramid levels between a teacher run at ``teacher_scale`` times the student's image size and the student.
+
+    With a scale of 2**k on a pyramid whose strides double per level, teacher level l+k has the student's
+    level-l grid, covers the same image region per cell, and measures boxes in the same units (pixels over
+    stride): the two are paired directly, as in Qi et al., "Multi-Scale Aligned Distillation for
+    Low-Resolution Detection", CVPR 2021. 0 for any other scale (teacher maps are resampled instead).
+    """
+    k = round(math.log2(teacher_scale)) if teacher_scale > 1 else 0
+    doubling = all(b == 2 * a for a, b in itertools.pairwise(strides))
+    if k < 1 or 2**k != teacher_scale or not doubling or k >= len(strides):
+        return 0
+    return k
 
 
 def detect_head(model: nn.Module) -> Detect:

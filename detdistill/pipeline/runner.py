@@ -17,6 +17,7 @@ from .config import PipelineError, load_pipeline
 from .stages import StageCache
 
 Log = Callable[[str], None]
+BUDGET_IMAGES = 500  # train images on which export.int8.max_drop is checked
 
 
 def _train_args(cfg: dict, run_dir: Path, extra: dict | None = None) -> dict[str, Any]:
@@ -246,8 +247,9 @@ class Pipeline:
 
         out = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
         kwargs = {"target": int8["target"], "method": int8["method"], "num_images": int8["calib_images"]}
-        if int8["max_drop"] is not None:
-            kwargs.update(max_drop=int8["max_drop"], val_data=str(data), val_limit=self.cfg["measure"]["eval_limit"])
+        if int8["max_drop"] is not None:  # the budget is checked on train images: val stays held out for the report
+            limit = min(self.cfg["measure"]["eval_limit"] or BUDGET_IMAGES, BUDGET_IMAGES)
+            kwargs.update(max_drop=int8["max_drop"], val_data=str(data), val_split="train", val_limit=limit)
 
         def run() -> dict:
             r = quantize_onnx(onnx_path, str(data), out, strict=False, **kwargs)
