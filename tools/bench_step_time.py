@@ -29,7 +29,14 @@ def build(method: str, student_cfg: str, teacher: str, imgsz: int, device: str):
     from detdistill.distill.model import KDModel
     from detdistill.distill.teacher import class_names
 
-    student = DetectionModel(student_cfg, nc=80, verbose=False).to(device)
+    if student_cfg.endswith(".pt"):  # e.g. a pruned student: its own checkpoint, trainable
+        from ultralytics.nn.tasks import load_checkpoint
+
+        student = load_checkpoint(student_cfg, device=device)[0].float()
+        for p in student.parameters():
+            p.requires_grad_(True)
+    else:
+        student = DetectionModel(student_cfg, nc=80, verbose=False).to(device)
     student.args = get_cfg(overrides={"imgsz": imgsz})
     if method == "none":
         return student
@@ -71,7 +78,7 @@ def time_steps(model, imgsz: int, batch: int, steps: int, device: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--student", default="quarter", help="'quarter' (yolov8n at 1/4 width) or a model YAML")
+    ap.add_argument("--student", default="quarter", help="'quarter' (yolov8n at 1/4 width), a model YAML or a .pt")
     ap.add_argument("--teacher", default=str(TEACHER))
     ap.add_argument("--methods", default="none,ultralytics,default,cwd,logit,ld")
     ap.add_argument("--imgsz", type=int, default=320)

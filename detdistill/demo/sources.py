@@ -27,10 +27,10 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
+from ..export.images import IMG_SUFFIXES
 from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 LIVE_KINDS = {"camera", "csi", "rtsp", "stream", "synthetic"}
 
 
@@ -104,7 +104,7 @@ def parse_source(source: str | int | None) -> SourceSpec:
     if path.is_dir():
         return SourceSpec("images", str(path))
     if path.is_file():
-        kind = "images" if path.suffix.lower() in IMAGE_SUFFIXES else "file"
+        kind = "images" if path.suffix.lower() in IMG_SUFFIXES else "file"
         return SourceSpec(kind, str(path))
     raise SourceError(
         f"source {text!r} is not a camera index, /dev/videoN, csi://N, rtsp:// or http:// URL, "
@@ -267,10 +267,10 @@ class ImageGrabber:
     def __init__(self, target: str) -> None:
         path = Path(target)
         files = [path] if path.is_file() else sorted(
-            p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in path.iterdir() if p.suffix.lower() in IMG_SUFFIXES
         )
         if not files:
-            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {target}")
+            raise SourceError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) in {target}")
         self.files = files
         self.position = 0
         self.description = f"{target} [{len(files)} images]"

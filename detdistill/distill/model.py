@@ -20,6 +20,7 @@ from .classmap import ClassMap
 from .distiller import Distiller
 from .recipe import Recipe, RecipeError
 from .taps import detect_head, head_outputs, level_shift, probe_feature_channels
+from .teacher import teacher_autocast
 
 
 class KDModel(DistillationModel):
@@ -62,6 +63,8 @@ class KDModel(DistillationModel):
         ).to(next(student.parameters()).device)
         copy_attr(self, student)
         self._freeze_teacher()
+        if next(teacher.parameters()).device.type == "cpu":
+            teacher.to(memory_format=torch.channels_last)  # oneDNN's fast convolution layout on CPU
 
     @property
     def distiller(self) -> Distiller:
@@ -87,9 +90,11 @@ class KDModel(DistillationModel):
             stride = int(max(head.stride.tolist()))
             size = [max(stride, round(s * scale / stride) * stride) for s in images.shape[-2:]]
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        if images.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
         head.training = True  # this module only (its BN children stay in eval): return raw outputs, skip decoding
         try:
-            with torch.no_grad():
+            with torch.no_grad(), teacher_autocast(images.device):
                 return head_outputs(self.teacher_model(images), head)
         finally:
             head.training = False

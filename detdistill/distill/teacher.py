@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 from pathlib import Path
 
 import torch
@@ -63,6 +66,31 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+TEACHER_BF16_ENV = "DETDISTILL_TEACHER_BF16"
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN runs bf16 convolutions
+    faster than fp32; elsewhere bf16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def teacher_autocast(device: torch.device):
+    """The precision context of the teacher's forward pass.
+
+    On a CPU with native bfloat16 the teacher runs under bf16 autocast (about 1.8x faster for a YOLOv8n;
+    its outputs are soft targets, cast back to fp32 before any KD math). On CUDA the trainer's AMP already
+    covers it; elsewhere it stays fp32. ``DETDISTILL_TEACHER_BF16=0`` (or ``1``) forces the choice on CPU.
+    """
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    forced = os.environ.get(TEACHER_BF16_ENV, "").strip()
+    use_bf16 = forced not in {"0", "false", "no"} if forced else cpu_has_native_bf16()
+    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
 
 def class_names(model: nn.Module) -> list[str]:
