@@ -107,20 +107,27 @@ def _batch(size: int = 128) -> dict:
     }
 
 
-def test_teacher_at_larger_image_size_is_aligned_to_student_grid(teacher_pt):
+def _kd_model(student, teacher, recipe: dict):
+    """A train-mode KDModel of ``student`` under ``teacher`` (both with the 80 COCO classes) for ``recipe``."""
     from ultralytics.cfg import get_cfg
-    from ultralytics.nn.tasks import DetectionModel
 
-    from detdistill.distill import build_class_map, load_recipe, load_teacher
+    from detdistill.distill import build_class_map, load_recipe
     from detdistill.distill.model import KDModel
     from detdistill.distill.teacher import class_names
 
+    student.args = get_cfg()
+    names = class_names(teacher)
+    return KDModel(student, teacher, load_recipe(recipe), build_class_map(names, names), {}).train()
+
+
+def test_teacher_at_larger_image_size_is_aligned_to_student_grid(teacher_pt):
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detdistill.distill import load_teacher
+
     teacher = load_teacher(teacher_pt)
     student = DetectionModel(str(scaled_model_yaml("yolov8", width=0.0625)), nc=80, verbose=False)
-    student.args = get_cfg()
-    recipe = load_recipe({"losses": [{"type": "cwd"}, {"type": "logit"}], "teacher_scale": 1.5})
-    names = class_names(teacher)
-    model = KDModel(student, teacher, recipe, build_class_map(names, names), {}).train()
+    model = _kd_model(student, teacher, {"losses": [{"type": "cwd"}, {"type": "logit"}], "teacher_scale": 1.5})
     assert model._teacher_forward(torch.rand(1, 3, 128, 128)).level_shapes == [(24, 24), (12, 12), (6, 6)]
     loss, items = model(_batch(128))  # the teacher sees 192 px, the student 128 px
     assert torch.isfinite(loss).all() and items["kd_cwd"] > 0 and items["kd_logit"] > 0
@@ -129,19 +136,12 @@ def test_teacher_at_larger_image_size_is_aligned_to_student_grid(teacher_pt):
 
 def test_teacher_at_twice_the_size_distills_boxes_on_shifted_levels(teacher_pt):
     """teacher_scale 2: the teacher sees 256 px for the student's 128; its P4/P5 pair with the student's P3/P4."""
-    from ultralytics.cfg import get_cfg
-
-    from detdistill.distill import build_class_map, load_recipe, load_teacher
-    from detdistill.distill.model import KDModel
-    from detdistill.distill.teacher import class_names
+    from detdistill.distill import load_teacher
 
     teacher, student = load_teacher(teacher_pt), load_teacher(teacher_pt, fuse=False)
-    student.args = get_cfg()
     for p in student.parameters():
         p.requires_grad_(True)
-    recipe = load_recipe({"losses": [{"type": "logit"}, {"type": "box"}], "teacher_scale": 2})
-    names = class_names(teacher)
-    model = KDModel(student, teacher, recipe, build_class_map(names, names), {}).train()
+    model = _kd_model(student, teacher, {"losses": [{"type": "logit"}, {"type": "box"}], "teacher_scale": 2})
     assert model.distiller.level_shift == 1
     assert model._teacher_forward(torch.rand(1, 3, 128, 128)).level_shapes == [(32, 32), (16, 16), (8, 8)]
     loss, items = model(_batch(128))
@@ -153,19 +153,13 @@ def test_teacher_at_twice_the_size_distills_boxes_on_shifted_levels(teacher_pt):
 
 def test_mixed_heads_kd_step_gives_gradients(teacher_pt):
     """A YOLO26 student (no DFL) under a YOLOv8 teacher (DFL): box KD falls back to decoded boxes."""
-    from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 
-    from detdistill.distill import build_class_map, load_recipe, load_teacher
+    from detdistill.distill import load_teacher
     from detdistill.distill.box import DecodedBoxDistillation
-    from detdistill.distill.model import KDModel
-    from detdistill.distill.teacher import class_names
 
     teacher = load_teacher(teacher_pt)
-    student = DetectionModel("yolo26n.yaml", nc=80, verbose=False)
-    student.args = get_cfg()
-    cm = build_class_map(class_names(teacher), class_names(teacher))
-    model = KDModel(student, teacher, load_recipe(ALL_FAMILIES), cm, {"teacher": str(teacher_pt)}).train()
+    model = _kd_model(DetectionModel("yolo26n.yaml", nc=80, verbose=False), teacher, ALL_FAMILIES)
     assert isinstance(model.distiller.losses["box"], DecodedBoxDistillation)
     loss, items = model(_batch())
     assert {"kd_cwd", "kd_logit", "kd_box"} <= set(items)
@@ -225,11 +219,9 @@ def test_bf16_teacher_gives_the_fp32_kd_losses_on_real_images(teacher_pt, coco8_
     images the KD losses of a pruned-like student agree with the fp32 teacher's within 2%."""
     import cv2
     import numpy as np
-    from ultralytics.cfg import get_cfg
 
-    from detdistill.distill import build_class_map, load_recipe, load_teacher
-    from detdistill.distill.model import KDModel
-    from detdistill.distill.teacher import TEACHER_BF16_ENV, class_names
+    from detdistill.distill import load_teacher
+    from detdistill.distill.teacher import TEACHER_BF16_ENV
 
     files = sorted((coco8_yaml.parent / "images").rglob("*.jpg"))[:4]
     images = np.stack([cv2.resize(cv2.imread(str(f)), (224, 224))[:, :, ::-1] for f in files])
@@ -240,14 +232,11 @@ def test_bf16_teacher_gives_the_fp32_kd_losses_on_real_images(teacher_pt, coco8_
         "bboxes": torch.zeros(0, 4),
     }
     teacher, student = load_teacher(teacher_pt), load_teacher(teacher_pt, fuse=False)
-    student.args = get_cfg()
     torch.manual_seed(0)
     with torch.no_grad():  # a student that differs from its teacher, as a pruned one does
         for p in student.parameters():
             p.add_(0.05 * torch.randn_like(p) * p.abs().mean())
-    names = class_names(teacher)
-    recipe = load_recipe({"losses": [{"type": "logit"}, {"type": "box"}, {"type": "cwd"}]})
-    model = KDModel(student, teacher, recipe, build_class_map(names, names), {}).train()
+    model = _kd_model(student, teacher, {"losses": [{"type": "logit"}, {"type": "box"}, {"type": "cwd"}]})
     losses = {}
     for flag, dtype in (("0", torch.float32), ("1", torch.bfloat16)):
         monkeypatch.setenv(TEACHER_BF16_ENV, flag)
