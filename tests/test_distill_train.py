@@ -214,23 +214,88 @@ def test_teacher_precision_policy(monkeypatch):
         assert torch.is_autocast_enabled("cpu") == cpu_has_native_bf16()
 
 
-def test_bf16_teacher_gives_the_fp32_kd_losses_on_real_images(teacher_pt, coco8_yaml, monkeypatch):
-    """The teacher's bf16 forward (CPU speed-up) changes its soft targets too little to matter: on real coco8
-    images the KD losses of a pruned-like student agree with the fp32 teacher's within 2%."""
+def _coco8_batch(coco8_yaml: Path, size: int = 224) -> dict:
+    """Four real coco8 images as a training batch (no boxes: the KD losses need none with ``region: teacher``)."""
     import cv2
     import numpy as np
 
-    from detdistill.distill import load_teacher
-    from detdistill.distill.teacher import TEACHER_BF16_ENV
-
     files = sorted((coco8_yaml.parent / "images").rglob("*.jpg"))[:4]
-    images = np.stack([cv2.resize(cv2.imread(str(f)), (224, 224))[:, :, ::-1] for f in files])
-    batch = {
+    images = np.stack([cv2.resize(cv2.imread(str(f)), (size, size))[:, :, ::-1] for f in files])
+    return {
         "img": torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 255,
         "batch_idx": torch.zeros(0),
         "cls": torch.zeros(0, 1),
         "bboxes": torch.zeros(0, 4),
     }
+
+
+def test_teacher_thread_policy(monkeypatch):
+    """The teacher gets its own thread on CPU when a core is left over by torch's threads (ultralytics trains on
+    CPU with one core fewer than the machine has), never on CUDA; DETDISTILL_TEACHER_THREAD forces it."""
+    import os
+
+    from detdistill.distill.teacher import TEACHER_THREAD_ENV, spare_cpu_cores, teacher_runs_alongside
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(TEACHER_THREAD_ENV, "1")
+    assert teacher_runs_alongside(cpu) and not teacher_runs_alongside(torch.device("cuda"))
+    monkeypatch.setenv(TEACHER_THREAD_ENV, "0")
+    assert not teacher_runs_alongside(cpu)
+    monkeypatch.delenv(TEACHER_THREAD_ENV)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores, threads = len(os.sched_getaffinity(0)), torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        assert spare_cpu_cores() == 0 and not teacher_runs_alongside(cpu)
+        if cores > 1:
+            torch.set_num_threads(cores - 1)
+            assert spare_cpu_cores() == 1 and teacher_runs_alongside(cpu)
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # DDP ranks share the cores: none left over
+            assert not teacher_runs_alongside(cpu)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_teacher_alongside_gives_the_serial_losses_and_gradients(teacher_pt, coco8_yaml, monkeypatch):
+    """With the teacher in its own thread the KD step computes what the serial step does: the same losses and
+    student gradients on real images, and the teacher really ran in the other thread."""
+    import threading
+
+    from ultralytics.nn.tasks import DetectionModel
+
+    from detdistill.distill import load_teacher
+    from detdistill.distill.teacher import TEACHER_THREAD_ENV
+
+    teacher = load_teacher(teacher_pt)
+    torch.manual_seed(0)
+    student = DetectionModel(str(scaled_model_yaml("yolov8", width=0.0625)), nc=80, verbose=False)
+    model = _kd_model(student, teacher, "default")
+    threads_seen = []
+    teacher.register_forward_pre_hook(lambda *_: threads_seen.append(threading.current_thread().name))
+    batch = _coco8_batch(coco8_yaml, size=160)
+    results = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(TEACHER_THREAD_ENV, flag)
+        student.zero_grad()
+        loss, items = model(dict(batch))
+        loss.sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
+        results[flag] = (loss.detach(), grads)
+    assert threads_seen[0] == threading.current_thread().name and threads_seen[1].startswith("detdistill-teacher")
+    assert all(p.grad is None for p in teacher.parameters())
+    (loss0, grads0), (loss1, grads1) = results["0"], results["1"]
+    assert float(loss0[-1]) > 0  # the box KD term is live
+    torch.testing.assert_close(loss1, loss0, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads1, grads0, rtol=1e-4, atol=1e-7)
+
+
+def test_bf16_teacher_gives_the_fp32_kd_losses_on_real_images(teacher_pt, coco8_yaml, monkeypatch):
+    """The teacher's bf16 forward (CPU speed-up) changes its soft targets too little to matter: on real coco8
+    images the KD losses of a pruned-like student agree with the fp32 teacher's within 2%."""
+    from detdistill.distill import load_teacher
+    from detdistill.distill.teacher import TEACHER_BF16_ENV
+
+    batch = _coco8_batch(coco8_yaml)
     teacher, student = load_teacher(teacher_pt), load_teacher(teacher_pt, fuse=False)
     torch.manual_seed(0)
     with torch.no_grad():  # a student that differs from its teacher, as a pruned one does

@@ -20,7 +20,7 @@ from .classmap import ClassMap
 from .distiller import Distiller
 from .recipe import Recipe, RecipeError
 from .taps import detect_head, head_outputs, level_shift, probe_feature_channels
-from .teacher import teacher_autocast
+from .teacher import teacher_autocast, teacher_pool, teacher_runs_alongside
 
 
 class KDModel(DistillationModel):
@@ -109,9 +109,14 @@ class KDModel(DistillationModel):
             items.update({f"kd_{name}": zeros[i] for i, name in enumerate(self.kd_names)})
             return torch.cat([loss, zeros]), items
 
-        teacher = self._teacher_forward(batch["img"])
-        preds = self.student_model(batch["img"])
+        images = batch["img"]
+        # On CPU the teacher runs on a core the trainer leaves idle while the student computes.
+        pending = teacher_pool().submit(self._teacher_forward, images) if teacher_runs_alongside(images.device) else None
+        teacher = self._teacher_forward(images) if pending is None else None
+        preds = self.student_model(images)
         loss, items = self.student_model.loss(batch, preds)
+        if pending is not None:
+            teacher = pending.result()
         student = head_outputs(preds, detect_head(self.student_model))
         with torch.autocast(device_type=batch["img"].device.type, enabled=False):  # KD math in fp32
             kd = self.distiller(student.float(), teacher.float(), batch)

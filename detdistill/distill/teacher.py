@@ -1,11 +1,14 @@
-"""Load a teacher checkpoint for distillation: frozen, eval mode, fused, with clear errors."""
+"""Load a teacher checkpoint for distillation (frozen, eval mode, fused, with clear errors), and choose how its
+forward pass runs on a CPU: in bf16 where the CPU has it natively, in a thread of its own on a spare core."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -71,6 +74,12 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
 TEACHER_BF16_ENV = "DETDISTILL_TEACHER_BF16"
 
 
+def _env_choice(name: str, default: Callable[[], bool]) -> bool:
+    """An on/off switch from environment variable ``name`` ("0", "false", "no" mean off); ``default()`` when unset."""
+    value = os.environ.get(name, "").strip().lower()
+    return value not in {"0", "false", "no"} if value else default()
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN runs bf16 convolutions
@@ -86,11 +95,41 @@ def teacher_autocast(device: torch.device):
     its outputs are soft targets, cast back to fp32 before any KD math). On CUDA the trainer's AMP already
     covers it; elsewhere it stays fp32. ``DETDISTILL_TEACHER_BF16=0`` (or ``1``) forces the choice on CPU.
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or not _env_choice(TEACHER_BF16_ENV, cpu_has_native_bf16):
         return contextlib.nullcontext()
-    forced = os.environ.get(TEACHER_BF16_ENV, "").strip()
-    use_bf16 = forced not in {"0", "false", "no"} if forced else cpu_has_native_bf16()
-    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+TEACHER_THREAD_ENV = "DETDISTILL_TEACHER_THREAD"
+
+
+def spare_cpu_cores() -> int:
+    """Cores this process could use beyond torch's intra-op threads (ultralytics trains on CPU with one core
+    fewer than the machine has, up to 8, and loads data in the training process), shared among DDP ranks."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    ranks = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return max(cores // ranks - torch.get_num_threads(), 0)
+
+
+def teacher_runs_alongside(device: torch.device) -> bool:
+    """Whether the teacher's forward pass runs in a second thread, on a spare core, while the student's forward
+    pass and loss run in the training thread: on CPU when a core is spare. On CUDA the GPU is already asynchronous.
+    ``DETDISTILL_TEACHER_THREAD=0`` (or ``1``) forces the choice on CPU."""
+    return device.type == "cpu" and _env_choice(TEACHER_THREAD_ENV, lambda: spare_cpu_cores() > 0)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def teacher_pool() -> ThreadPoolExecutor:
+    """The one-thread executor the teacher runs in (one per process: a forked child gets its own)."""
+    pid = os.getpid()
+    if pid not in _POOLS:
+        _POOLS[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detdistill-teacher")
+    return _POOLS[pid]
 
 
 def class_names(model: nn.Module) -> list[str]:
