@@ -112,14 +112,12 @@ class KDModel(DistillationModel):
         images = batch["img"]
         # On CPU the teacher runs on a core the trainer leaves idle while the student computes.
         pending = teacher_pool().submit(self._teacher_forward, images) if teacher_runs_alongside(images.device) else None
-        teacher = self._teacher_forward(images) if pending is None else None
         preds = self.student_model(images)
         loss, items = self.student_model.loss(batch, preds)
-        if pending is not None:
-            teacher = pending.result()
+        teacher = self._teacher_forward(images) if pending is None else pending.result()
         student = head_outputs(preds, detect_head(self.student_model))
-        with torch.autocast(device_type=batch["img"].device.type, enabled=False):  # KD math in fp32
+        with torch.autocast(device_type=images.device.type, enabled=False):  # KD math in fp32
             kd = self.distiller(student.float(), teacher.float(), batch)
         kd_vector = torch.stack([kd[name] for name in self.kd_names]).to(loss.dtype)
         items.update({f"kd_{name}": kd[name].detach() for name in self.kd_names})
-        return torch.cat([loss, kd_vector * batch["img"].shape[0]]), items
+        return torch.cat([loss, kd_vector * images.shape[0]]), items
