@@ -36,6 +36,7 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "ld"}], "teacher_scale": 1.5},
          r"teacher_scale: box losses need.*use teacher_scale 1, 2, 4"),
         ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),
+        ({"losses": [{"type": "cwd"}], "adapter_init": "zeros"}, r"adapter_init: 'zeros' is not one of fit, random"),
     ],
 )
 def test_bad_fields_are_named(data, message):

@@ -214,12 +214,13 @@ def test_teacher_precision_policy(monkeypatch):
         assert torch.is_autocast_enabled("cpu") == cpu_has_native_bf16()
 
 
-def _coco8_batch(coco8_yaml: Path, size: int = 224) -> dict:
-    """Four real coco8 images as a training batch (no boxes: the KD losses need none with ``region: teacher``)."""
+def _coco8_batch(coco8_yaml: Path, size: int = 224, first: int = 0) -> dict:
+    """Four real coco8 images (from the ``first``-th) as a training batch (no boxes: the KD losses need none with
+    ``region: teacher``)."""
     import cv2
     import numpy as np
 
-    files = sorted((coco8_yaml.parent / "images").rglob("*.jpg"))[:4]
+    files = sorted((coco8_yaml.parent / "images").rglob("*.jpg"))[first : first + 4]
     images = np.stack([cv2.resize(cv2.imread(str(f)), (size, size))[:, :, ::-1] for f in files])
     return {
         "img": torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 255,
@@ -311,3 +312,28 @@ def test_bf16_teacher_gives_the_fp32_kd_losses_on_real_images(teacher_pt, coco8_
         losses[flag] = {k: float(v) for k, v in items.items() if k.startswith("kd_")}
     for name, fp32 in losses["0"].items():
         assert fp32 > 0 and abs(losses["1"][name] - fp32) <= 0.02 * fp32, (name, losses)
+
+
+def test_adapters_are_fitted_on_the_first_batch(teacher_pt, coco8_yaml):
+    """``adapter_init: fit`` solves each adapter by least squares on the first training batch: for a student that
+    computes the teacher's features, feature KD then starts at about zero, on those images and on others, where
+    random adapters start far off; the fit happens once."""
+    from detdistill.distill import load_teacher
+
+    teacher, student = load_teacher(teacher_pt), load_teacher(teacher_pt, fuse=False)
+    first, other = _coco8_batch(coco8_yaml, 320), _coco8_batch(coco8_yaml, 320, first=4)
+    start = {}
+    for init in ("fit", "random"):
+        torch.manual_seed(0)
+        model = _kd_model(student, teacher, {"losses": [{"type": "pkd"}], "region": "all", "adapter_init": init})
+        student.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)  # the teacher's statistics
+        assert model.distiller.adapters_fitted == (init == "random")
+        start[init] = [float(model(dict(batch))[1]["kd_pkd"]) for batch in (first, other)]
+        assert model.distiller.adapters_fitted
+    assert max(start["fit"]) < 0.02 and min(start["random"]) > 0.2, start
+    adapter = model.distiller.adapters["pkd"][0][0].weight
+    model.distiller.adapters_fitted = False  # fit again, then check that the next batch leaves the fit alone
+    model(dict(first))
+    fitted = adapter.detach().clone()
+    model(dict(other))
+    assert torch.equal(adapter, fitted)

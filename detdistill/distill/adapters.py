@@ -27,3 +27,34 @@ def align_spatial(feature: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(feature.shape[-2:]) == tuple(size):
         return feature
     return F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def fit_adapter(adapter: ChannelAdapter, student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-3) -> None:
+    """Initialise ``adapter`` so that it maps ``student`` features to ``teacher``'s on this batch.
+
+    A ridge regression per output channel over every location of the batch (as the few-sample
+    recovery of pruned networks fits 1x1 convolutions by least squares: Li et al., "Few Sample
+    Knowledge Distillation for Efficient Network Compression", CVPR 2020). The convolution gets the
+    regression weights; the BatchNorm, which normalises them by batch statistics in training, gets the
+    prediction's per-channel mean and spread back as its bias and scale, and running statistics that
+    give the same output in eval mode. A randomly initialised adapter would instead feed the student
+    a random projection's gradients until it has learned, which at fine-tuning learning rates takes
+    longer than the run.
+    """
+    conv, norm = adapter[0], adapter[1]
+    s = student.detach().float().transpose(0, 1).flatten(1)  # (Cs, N)
+    t = teacher.detach().float().transpose(0, 1).flatten(1)  # (Ct, N)
+    s_c = s - s.mean(1, keepdim=True)
+    t_c = t - t.mean(1, keepdim=True)
+    gram = s_c @ s_c.T
+    gram.diagonal().add_(ridge * gram.diagonal().mean().clamp_min(1e-12))
+    weight = torch.linalg.solve(gram, s_c @ t_c.T).T  # (Ct, Cs)
+    conv.weight.copy_(weight[:, :, None, None].to(conv.weight))
+    out = weight @ s  # what the convolution now outputs, (Ct, N)
+    out_mean, out_var = out.mean(1), out.var(1, unbiased=False)
+    # BatchNorm computes (out - mean) / sqrt(var + eps) * weight + bias: undo its scaling, add the teacher's mean
+    norm.weight.copy_((out_var + norm.eps).sqrt().to(norm.weight))
+    norm.bias.copy_(t.mean(1).to(norm.bias))
+    norm.running_mean.copy_(out_mean.to(norm.running_mean))
+    norm.running_var.copy_(out_var.to(norm.running_var))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from .adapters import ChannelAdapter, align_spatial
+from .adapters import ChannelAdapter, align_spatial, fit_adapter
 from .box import DecodedBoxDistillation, LocalizationDistillation
 from .classmap import ClassMap
 from .feature import ChannelWiseDistillation, FeatureImitationL2, MaskedGenerativeDistillation, PearsonDistillation
@@ -75,6 +76,8 @@ class Distiller(nn.Module):
         self.class_map = class_map
         self.register_buffer("class_mask", class_map.class_mask(), persistent=False)
         self.factor = 1.0
+        # fitted on the first training batch (see fit_adapter); a resumed run restores them instead
+        self.adapters_fitted = recipe.adapter_init != "fit"
         self.adapters = nn.ModuleDict()
         self.losses = nn.ModuleDict()
         for spec in recipe.losses:
@@ -112,6 +115,16 @@ class Distiller(nn.Module):
             return LocalizationDistillation(student_reg_max, p["temperature"])
         return DecodedBoxDistillation(student_reg_max, teacher_reg_max, p["l1"], p["iou"])
 
+    def _fit_adapters(self, student: HeadOutputs, teacher: HeadOutputs, shapes: list[tuple[int, int]]) -> None:
+        """Least-squares initialisation of every adapter on this batch; under DDP, rank 0's fit is shared."""
+        for adapters in self.adapters.values():
+            for lvl, adapter in enumerate(adapters):
+                fit_adapter(adapter, student.feats[lvl], align_spatial(teacher.feats[lvl], shapes[lvl]))
+                if dist.is_available() and dist.is_initialized():
+                    for tensor in [*adapter.parameters(), *adapter.buffers()]:
+                        dist.broadcast(tensor.data, src=0)
+        self.adapters_fitted = True
+
     def forward(self, student: HeadOutputs, teacher: HeadOutputs, batch: dict) -> dict[str, torch.Tensor]:
         """Weighted KD losses (each a per-image scalar, schedule factor applied) keyed by loss name."""
         if self.level_shift:
@@ -138,6 +151,8 @@ class Distiller(nn.Module):
         weights = anchor_weights(self.recipe.region, conf, gt)
         weight_maps = None if weights is None else split_levels(weights[:, None], shapes)
 
+        if self.training and not self.adapters_fitted:
+            self._fit_adapters(student, teacher, shapes)
         out: dict[str, torch.Tensor] = {}
         for spec in self.recipe.losses:
             loss = self.losses[spec.name]

@@ -7,6 +7,7 @@ A recipe file looks like::
       - {type: logit, weight: 1.0, temperature: 1.0}
       - {type: box, weight: 1.0, temperature: 10}  # LD on DFL heads, decoded boxes otherwise
     region: teacher           # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
+    adapter_init: fit         # feature losses' adapters: fitted by least squares on the first batch, or random
     teacher_scale: 1.0        # teacher sees the batch resized by this factor: at 2 or 4 its levels P4/P5 pair
                               # with the student's P3/P4 (box losses allowed), otherwise its maps are resampled
     schedule: {kind: cosine, final: 0.1, stop_last: close_mosaic}
@@ -38,6 +39,7 @@ LOSS_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "box": ("box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0}),  # LD where both heads have DFL, else decoded
 }
 REGIONS = ("teacher", "gt", "teacher+gt", "all")
+ADAPTER_INITS = ("fit", "random")
 # teacher image sizes at which its pyramid levels coincide with the student's (same size, or shifted by 1-2 levels)
 ALIGNED_SCALES = (1.0, 2.0, 4.0)
 
@@ -64,6 +66,7 @@ class Recipe:
     schedule: Schedule = Schedule()
     region: str = "teacher"
     teacher_scale: float = 1.0
+    adapter_init: str = "fit"
     source: str = "<dict>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class Recipe:
             "schedule": {"kind": self.schedule.kind, "final": self.schedule.final, "stop_last": self.schedule.stop_last},
             "region": self.region,
             "teacher_scale": self.teacher_scale,
+            "adapter_init": self.adapter_init,
         }
 
 
@@ -119,7 +123,7 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     """Validate a recipe mapping (as read from YAML) into a :class:`Recipe`."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with a `losses:` list, got {type(data).__name__}")
-    known = {"losses", "schedule", "region", "teacher_scale", "name", "description"}
+    known = {"losses", "schedule", "region", "teacher_scale", "adapter_init", "name", "description"}
     for key in data:
         if key not in known:
             raise RecipeError(f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(known))}")
@@ -152,7 +156,10 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
             f"{source}: teacher_scale: box losses need the teacher's anchors to line up with the student's: "
             f"use teacher_scale {', '.join(f'{a:g}' for a in ALIGNED_SCALES)} or drop the box loss"
         )
-    return Recipe(losses, Schedule(kind, final, stop_last), region, scale, source)
+    adapter_init = data.get("adapter_init", "fit")
+    if adapter_init not in ADAPTER_INITS:
+        raise RecipeError(f"{source}: adapter_init: {adapter_init!r} is not one of {', '.join(ADAPTER_INITS)}")
+    return Recipe(losses, Schedule(kind, final, stop_last), region, scale, adapter_init, source)
 
 
 def builtin_recipes() -> list[str]:

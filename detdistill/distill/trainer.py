@@ -96,6 +96,7 @@ class DistillationTrainer(StudentTrainer):
             self.model.to(memory_format=torch.channels_last)  # the trainer converted the student (CUDA): match it
         if self._kd_resume_state is not None:
             self.model.projector.load_state_dict(self._kd_resume_state)
+            self.model.projector.adapters_fitted = True  # the checkpoint's adapters, already trained
         if RANK in {-1, 0}:
             losses = ", ".join(f"{s.name}({s.type}, w={s.weight:g})" for s in recipe.losses)
             LOGGER.info(f"detdistill: teacher {cfg['teacher']}; losses {losses}; schedule {recipe.schedule}")
