@@ -73,9 +73,14 @@ def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrup
     assert ckpt["epoch"] == 0
 
 
-def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_yaml, tmp_path):
+def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_yaml, tmp_path, monkeypatch):
+    from detdistill.distill.distiller import Distiller
+
     run, _ = interrupted_run
+    refits = []
+    monkeypatch.setattr(Distiller, "_fit_adapters", lambda self, *args: refits.append(args))
     best = api.resume(run / "weights" / "last.pt")
+    assert not refits  # the resumed run keeps the checkpoint's trained adapters instead of fitting new ones
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     # cosine schedule 1 -> 0.1 over the two epochs: the second epoch's KD terms shrink accordingly
