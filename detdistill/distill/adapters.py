@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ridge import RidgeFit
+
 
 class ChannelAdapter(nn.Sequential):
     """1x1 convolution + BatchNorm mapping student channels to teacher channels.
@@ -43,18 +45,16 @@ def fit_adapter(adapter: ChannelAdapter, student: torch.Tensor, teacher: torch.T
     longer than the run.
     """
     conv, norm = adapter[0], adapter[1]
-    s = student.detach().float().transpose(0, 1).flatten(1)  # (Cs, N)
-    t = teacher.detach().float().transpose(0, 1).flatten(1)  # (Ct, N)
-    s_c = s - s.mean(1, keepdim=True)
-    t_c = t - t.mean(1, keepdim=True)
-    gram = s_c @ s_c.T
-    gram.diagonal().add_(ridge * gram.diagonal().mean().clamp_min(1e-12))
-    weight = torch.linalg.solve(gram, s_c @ t_c.T).T  # (Ct, Cs)
-    conv.weight.copy_(weight[:, :, None, None].to(conv.weight))
-    out = weight @ s  # what the convolution now outputs, (Ct, N)
-    out_mean, out_var = out.mean(1), out.var(1, unbiased=False)
+    s = student.detach().cpu().transpose(0, 1).flatten(1).T  # (N, Cs): every location of the batch
+    t = teacher.detach().cpu().transpose(0, 1).flatten(1).T  # (N, Ct)
+    fit = RidgeFit(s.shape[1], t.shape[1])
+    fit.add(s, t)
+    weight, _, _, _ = fit.solve(torch.zeros_like(fit.xty), ridge)  # (Cs, Ct), towards 0: plain ridge
+    conv.weight.copy_(weight.T[:, :, None, None].to(conv.weight))
+    out = s.double() @ weight  # what the convolution now outputs, (N, Ct)
+    out_mean, out_var = out.mean(0), out.var(0, unbiased=False)
     # BatchNorm computes (out - mean) / sqrt(var + eps) * weight + bias: undo its scaling, add the teacher's mean
     norm.weight.copy_((out_var + norm.eps).sqrt().to(norm.weight))
-    norm.bias.copy_(t.mean(1).to(norm.bias))
+    norm.bias.copy_((fit.sy / fit.n).to(norm.bias))
     norm.running_mean.copy_(out_mean.to(norm.running_mean))
     norm.running_var.copy_(out_var.to(norm.running_var))

@@ -156,45 +156,6 @@ def _layer_input(layer, prev, saved: dict, b: int):
     return [prev[b] if j == -1 else saved[j][b] for j in layer.f]
 
 
-class _Fit:
-    """Accumulated least-squares statistics of one convolution: inputs ``X`` (im2col patches) against targets ``Z``."""
-
-    def __init__(self, n_in: int, n_out: int):
-        import torch
-
-        d = torch.float64
-        self.xtx, self.xty = torch.zeros(n_in, n_in, dtype=d), torch.zeros(n_in, n_out, dtype=d)
-        self.sx, self.sy, self.syy = (torch.zeros(n, dtype=d) for n in (n_in, n_out, n_out))
-        self.n = 0
-
-    def add(self, xs, ys) -> None:
-        xs, ys = xs.double(), ys.double()
-        self.xtx += xs.T @ xs
-        self.xty += xs.T @ ys
-        self.sx += xs.sum(0)
-        self.sy += ys.sum(0)
-        self.syy += ys.pow(2).sum(0)
-        self.n += xs.shape[0]
-
-    def solve(self, w0, ridge: float):
-        """``(W, bias, error before, error after)`` of the ridge fit pulled towards ``w0`` (inputs x outputs)."""
-        import torch
-
-        n = self.n
-        mx, my = self.sx / n, self.sy / n
-        cxx = self.xtx / n - torch.outer(mx, mx)
-        cxy = self.xty / n - torch.outer(mx, my)
-        var_y = (self.syy / n - my.pow(2)).clamp_min(1e-12)
-
-        def rel_error(w):  # residual energy of the centred fit over the target's variance, mean over outputs
-            res = var_y - 2 * (w * cxy).sum(0) + (w * (cxx @ w)).sum(0)
-            return float((res.clamp_min(0) / var_y).mean())
-
-        lam = ridge * float(cxx.diagonal().mean().clamp_min(1e-12))
-        w = torch.linalg.solve(cxx + lam * torch.eye(len(mx), dtype=torch.float64), cxy + lam * w0)
-        return w, my - mx @ w, rel_error(w0), rel_error(w)
-
-
 def reconstruct(original, pruned, kept: dict[str, tuple[list[int], list[int]]], batches: list,
                 ridge: float = 1e-3, log: Callable[[str], None] | None = None) -> dict[str, tuple[float, float]]:
     """Refit every convolution of ``pruned`` (in place) to reproduce ``original``'s outputs on ``batches``.
@@ -214,6 +175,8 @@ def reconstruct(original, pruned, kept: dict[str, tuple[list[int], list[int]]], 
     """
     import torch
     import torch.nn.functional as F
+
+    from ..ridge import RidgeFit
 
     was = (original.training, pruned.training)
     original.eval()
@@ -236,7 +199,7 @@ def reconstruct(original, pruned, kept: dict[str, tuple[list[int], list[int]]], 
                 conv_p, conv_o = p_mods[name], o_mods[name]
                 out_idx = torch.as_tensor(kept[name][0], dtype=torch.long)
                 w0 = conv_p.weight.detach().double().flatten(1).T  # (inputs, outputs)
-                fit = _Fit(*w0.shape)
+                fit = RidgeFit(*w0.shape)
                 for x_p, x_o in zip(ins_p, ins_o):
                     cols = F.unfold(_capture(layer_p, conv_p, x_p, "in"), conv_p.kernel_size, conv_p.dilation,
                                     conv_p.padding, conv_p.stride)
