@@ -78,6 +78,22 @@ def test_logit_kd_zero_at_equality_decreasing_and_masked():
     assert loss_fn(student, teacher, weight, mask).item() == pytest.approx(loss_fn(other, teacher, weight, mask).item())
 
 
+def test_dense_logit_kd_also_teaches_background_anchors():
+    teacher = torch.randn(B, NC, A) * 3
+    weight = torch.rand(B, A)
+    weight[:, 0] = 0.0  # an anchor the teacher sees as background
+    student = teacher.clone()
+    student[:, :, 0] += 4.0  # the student disagrees only there
+    sparse, dense = ClassScoreDistillation(), ClassScoreDistillation(dense=True)
+    assert sparse(student, teacher, weight).item() == pytest.approx(0.0, abs=1e-6)
+    assert dense(teacher.clone(), teacher, weight).item() == pytest.approx(0.0, abs=1e-6)
+    assert dense(student, teacher, weight).item() > 0.1
+    # normalised by the teacher's confidence mass: doubling the weights halves the loss
+    assert dense(student, teacher, 2 * weight).item() == pytest.approx(dense(student, teacher, weight).item() / 2)
+    values = _optimise(dense, torch.zeros(B, NC, A), teacher, weight=weight)
+    assert values[-1] < 0.3 * values[0]
+
+
 def test_ld_zero_at_equality_and_decreasing():
     teacher = torch.randn(B, 4 * R, A)
     weight = torch.rand(B, A)

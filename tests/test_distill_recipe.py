@@ -17,6 +17,7 @@ def test_builtin_recipes_all_parse():
         assert load_recipe(name).losses
     default = load_recipe()
     assert [s.type for s in default.losses] == ["logit", "box"] and default.region == "teacher"
+    assert default.losses[0].params["dense"] is True and load_recipe("logit").losses[0].params["dense"] is False
     assert load_recipe("hires").teacher_scale == 2.0  # box KD allowed: the pyramid is shifted, not resampled
 
 
@@ -27,6 +28,7 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "kl"}]}, r"losses\[0\]\.type: 'kl' is not a loss"),
         ({"losses": [{"type": "logit", "temperature": "hot"}]}, r"losses\[0\]\.temperature: expected a number"),
         ({"losses": [{"type": "logit", "temperature": 0}]}, r"temperature: must be > 0"),
+        ({"losses": [{"type": "logit", "dense": "yes"}]}, r"losses\[0\]\.dense: expected true or false"),
         ({"losses": [{"type": "cwd"}, {"type": "cwd"}]}, r"losses\[1\]\.name: 'cwd' is used twice"),
         ({"losses": []}, r"losses: expected a non-empty list"),
         ({"losses": [{"type": "cwd"}], "schedule": {"kind": "step"}}, r"schedule\.kind: 'step'"),

@@ -103,3 +103,26 @@ def test_distiller_pairs_teacher_level_above_at_twice_the_size():
     assert losses["logit"].abs() < 1e-5 and losses["ld"].abs() < 1e-5  # the unpaired P5 (random) is ignored
     student.scores[..., :64] += 1.0
     assert distiller(student, teacher, batch)["logit"] > 1e-3
+
+
+def test_default_recipe_distills_class_scores_on_background_anchors_too():
+    """The default's logit loss is dense: a student that scores an object where the teacher sees
+    background is corrected; the confidence-weighted `logit` recipe hardly notices."""
+    from detdistill.distill import build_class_map, load_recipe
+    from detdistill.distill.distiller import Distiller
+
+    names = ["a", "b", "c"]
+    shapes, channels = [(8, 8), (4, 4), (2, 2)], [4, 8, 16]
+    teacher = _outputs(shapes, channels)
+    teacher.scores[..., :40] = -12.0  # background for the teacher
+    student = _outputs(shapes, channels)
+    student.scores.copy_(teacher.scores)
+    student.boxes.copy_(teacher.boxes)
+    student.scores[..., :40] = 3.0  # ... where the student sees objects
+    batch = {"img": torch.zeros(2, 3, 64, 64)}
+    value = {}
+    for name in ("default", "logit"):
+        recipe = load_recipe(name)
+        distiller = Distiller(recipe, channels, channels, 16, 16, build_class_map(names, names))
+        value[name] = distiller(student, teacher, batch)["logit"].item() / recipe.losses[0].weight
+    assert value["logit"] < 1e-3 and value["default"] > 0.5

@@ -87,7 +87,7 @@ class Distiller(nn.Module):
                 )
                 self.losses[spec.name] = nn.ModuleList(self._feature_loss(spec, t) for t in teacher_channels)
             elif spec.family == "logit":
-                self.losses[spec.name] = ClassScoreDistillation(spec.params["temperature"])
+                self.losses[spec.name] = ClassScoreDistillation(spec.params["temperature"], spec.params["dense"])
             else:
                 self.losses[spec.name] = self._box_loss(spec, student_reg_max, teacher_reg_max)
 

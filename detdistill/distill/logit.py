@@ -26,14 +26,22 @@ class ClassScoreDistillation(nn.Module):
 
         L = T^2 * sum_a w_a * sum_c KL( sigmoid(t_ac / T) || sigmoid(s_ac / T) ) / sum_a w_a
 
+    With ``dense=True`` every anchor counts with weight 1 in the sum, background included, where the
+    teacher's low scores say what is not an object (the dense soft targets of Hinton et al., applied to
+    all of YOLO's anchors); the sum is still divided by sum_a w_a, the teacher's confidence mass, just as
+    YOLO divides its classification BCE by the sum of its target scores:
+
+        L_dense = T^2 * sum_a sum_c KL(...) / sum_a w_a
+
     Shapes: logits (B, nc, A); ``class_mask`` (nc,) bool keeps only classes the teacher knows (unmapped
     classes carry no teacher signal); ``weight`` (B, A) anchor weights (teacher confidence and/or GT
     region). Zero when student equals teacher.
     """
 
-    def __init__(self, temperature: float = 1.0):
+    def __init__(self, temperature: float = 1.0, dense: bool = False):
         super().__init__()
         self.temperature = temperature
+        self.dense = dense
 
     def forward(
         self,
@@ -46,4 +54,7 @@ class ClassScoreDistillation(nn.Module):
         kl = binary_kl_with_logits(student_logits / t, teacher_logits.detach() / t)  # (B, nc, A)
         if class_mask is not None:
             kl = kl[:, class_mask]
-        return weighted_mean(kl.sum(dim=1), weight) * t**2  # per anchor (B, A)
+        per_anchor = kl.sum(dim=1)  # (B, A)
+        if self.dense and weight is not None:
+            return per_anchor.sum() / weight.sum().clamp(min=1e-6) * t**2
+        return weighted_mean(per_anchor, weight) * t**2

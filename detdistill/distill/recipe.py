@@ -4,7 +4,7 @@ A recipe file looks like::
 
     losses:
       - {type: cwd, weight: 1.0, tau: 1.0}         # feature imitation on P3-P5
-      - {type: logit, weight: 1.0, temperature: 1.0}
+      - {type: logit, weight: 1.0, temperature: 1.0, dense: true}  # dense: every anchor, not just the region's
       - {type: box, weight: 1.0, temperature: 10}  # LD on DFL heads, decoded boxes otherwise
     region: teacher           # anchor weights for logit/box/l2/pkd/mgd losses: teacher | gt | teacher+gt | all
     adapter_init: fit         # feature losses' adapters: fitted by least squares on the first batch, or random
@@ -33,7 +33,7 @@ LOSS_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "cwd": ("feature", {"tau": 1.0}),
     "pkd": ("feature", {}),
     "mgd": ("feature", {"mask_ratio": 0.65}),
-    "logit": ("logit", {"temperature": 1.0}),
+    "logit": ("logit", {"temperature": 1.0, "dense": False}),  # dense: background anchors count too
     "ld": ("box", {"temperature": 10.0}),
     "box_decoded": ("box", {"l1": 1.0, "iou": 1.0}),
     "box": ("box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0}),  # LD where both heads have DFL, else decoded
