@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Distillation benchmark (the protocol of DESIGN.md): the same student, data, epochs, image size and
-seeds trained without KD, with ultralytics' built-in distillation (``distill_model=``), and with each
-detdistill recipe. Prints mAP50-95 / mAP50 (mean and spread over seeds), train seconds per epoch and
-its ratio to no KD, and writes every run as a JSON line.
+"""Distillation benchmark: the same student, data, epochs, image size and seeds trained without KD, with
+ultralytics' built-in distillation (``distill_model=``), and with each detdistill recipe.
+
+The evaluation set is sealed (:mod:`detdistill.data.splits`): training validates on its tuning half, so
+best.pt is chosen there, and every run is then scored on both halves through ``detdistill.export.evaluate``.
+The summary gives tuning and test mAP50-95 per method (mean and half-range over seeds), each method's
+gain on the test half against no KD and against ultralytics' built-in, paired by seed, with a 95%
+bootstrap interval over test images (a gain whose interval holds 0 is not claimed), and train seconds
+per epoch. Every run is written as a JSON line, its per-image matches as a pickle beside it.
 
 Example (the vehicles track on a CPU, a narrow student from scratch)::
 
@@ -11,7 +16,8 @@ Example (the vehicles track on a CPU, a narrow student from scratch)::
 
 The ``shapes`` track is the quickstart's generated dataset with a teacher trained on it (imgsz 128 and
 the quickstart's training settings override --imgsz and the optimizer), fast enough on a CPU for
-several seeds and every distiller::
+several seeds and every distiller; its tuning half is the generated val set, its test half a fresh set
+generated with another seed::
 
     YOLO_OFFLINE=1 python tools/bench_distill.py --track shapes --student half --epochs 15 --imgsz 128 \
         --methods none,ultralytics,default,cwd,logit,ld --seeds 0,1
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -37,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 TRACKS = {"vehicles": FIXTURES / "vehicles" / "data.yaml", "coco-mini": FIXTURES / "coco-mini" / "data.yaml"}
 TEACHER = FIXTURES / "weights" / "yolov8n-coco.pt"
+PROTOCOL = "sealed-v1"  # runs of an earlier protocol in --out are not reused
+SHAPES_TEST = {"n": 200, "seed": 1000}  # the shapes track's test set: generated apart from everything tuned on
 
 
 def shapes_track(work: Path) -> tuple[str, str]:
@@ -62,12 +71,32 @@ def pruned_student(teacher: str, target: float, imgsz: int, data: str, work: Pat
     return str(out)
 
 
+def sealed_data(track: str, data: str, work: Path) -> tuple[str, dict[str, list[Path]]]:
+    """A training YAML that validates on the tuning half, and the images of both halves."""
+    from detdistill.data.splits import split_halves, write_half_yaml
+    from detdistill.export.dataset import load_dataset
+
+    if track == "shapes":
+        from detdistill.data.shapes import make_shapes_dataset
+
+        test = make_shapes_dataset(work / "shapes-test", n_train=0, n_val=SHAPES_TEST["n"], seed=SHAPES_TEST["seed"])
+        return data, {"tune": load_dataset(data).images("val"), "test": load_dataset(test).images("val")}
+    return str(write_half_yaml(data, work / "sealed")), split_halves(load_dataset(data).images("val"))
+
+
+def records_path(out: Path, row: dict) -> Path:
+    """Where one run's per-image test and tuning matches are kept."""
+    name = f"{row['track']}-{row['student']}-e{row['epochs']}-{row['imgsz']}-{row['method']}-s{row['seed']}.pkl"
+    return out / "records" / name
+
+
 def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (method, seed) in this process and return its measurements."""
     from ultralytics import YOLO
 
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
+    from detdistill.export.evaluate import evaluate
     from detdistill.quickstart import quickstart_recipe
     from detdistill.train import StudentTrainer
 
@@ -90,7 +119,8 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     for kv in args.train_arg or []:
         key, value = kv.split("=", 1)
         train_args[key] = yaml.safe_load(value)
-    train_args["data"] = data
+    train_data, halves = sealed_data(args.track, data, args.out)
+    train_args["data"] = train_data
     model = YOLO(student)
     epoch_times: list[float] = []
     starts: dict[str, float] = {}
@@ -106,36 +136,62 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn),
                               **train_args)
     n_params = sum(p.numel() for p in model.model.parameters())
-    return {
-        "method": method, "seed": seed, "track": args.track, "student": args.student, "epochs": args.epochs,
-        "imgsz": args.imgsz, "map": float(metrics.box.map), "map50": float(metrics.box.map50),
+    row = {
+        "protocol": PROTOCOL, "method": method, "seed": seed, "track": args.track, "student": args.student,
+        "epochs": args.epochs, "imgsz": args.imgsz, "val_map": float(metrics.box.map),
         "epoch_s": statistics.median(epoch_times) if epoch_times else float("nan"), "params": n_params,
         "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
     }
+    best = Path(model.trainer.best)
+    records = {}
+    for half, files in halves.items():
+        r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
+        row[f"{half}_map"], row[f"{half}_map50"], records[half] = r.map50_95, r.map50, r.records
+    path = records_path(args.out, row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(records))
+    return row
 
 
-def summarize(rows: list[dict]) -> str:
-    by_method: dict[str, list[dict]] = {}
+def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
+    """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval."""
+    from detdistill.export.compare import paired_gain
+
+    by_method: dict[str, dict[int, dict]] = {}
     for r in rows:
-        by_method.setdefault(r["method"], []).append(r)
+        by_method.setdefault(r["method"], {})[r["seed"]] = r
 
-    def stats(vals: list[float]) -> tuple[float, float]:
-        return statistics.mean(vals), (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
+    def spread(vals: list[float]) -> str:
+        half = (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.3f} ± {half:.3f}"
 
-    base_map = stats([r["map"] for r in by_method["none"]])[0] if "none" in by_method else None
-    base_t = stats([r["epoch_s"] for r in by_method["none"]])[0] if "none" in by_method else None
+    def test_records(r: dict) -> list:
+        return pickle.loads(records_path(out, r).read_bytes())["test"]
+
+    def gain(method: str, base: str) -> str:
+        if base not in by_method or method == base:
+            return "-"
+        seeds = sorted(set(by_method[method]) & set(by_method[base]))
+        if not seeds:
+            return "no common seed"
+        g = paired_gain([test_records(by_method[method][s]) for s in seeds],
+                        [test_records(by_method[base][s]) for s in seeds], samples=samples)
+        return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
+
+    base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
     lines = [
-        "| method | mAP50-95 (mean ± half-range) | mAP50 | gain vs no KD (points) | s/epoch | time vs no KD |",
-        "|---|---|---|---|---|---|",
+        "| method | seeds | tuning half mAP50-95 | **test half mAP50-95** | test mAP50 | test gain vs no KD [95% CI] "
+        "| test gain vs ultralytics [95% CI] | s/epoch (vs no KD) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for method, rs in by_method.items():
-        m, dm = stats([r["map"] for r in rs])
-        m50, dm50 = stats([r["map50"] for r in rs])
-        t, _ = stats([r["epoch_s"] for r in rs])
-        gain = f"{100 * (m - base_map):+.1f}" if base_map is not None else "-"
-        ratio = f"{t / base_t:.2f}x" if base_t else "-"
+    for method, runs in by_method.items():
+        rs = [runs[s] for s in sorted(runs)]
+        t = statistics.mean(r["epoch_s"] for r in rs)
+        ratio = f" ({t / base_t:.2f}x)" if base_t else ""
         lines.append(
-            f"| {method} (n={len(rs)}) | {m:.3f} ± {dm:.3f} | {m50:.3f} ± {dm50:.3f} | {gain} | {t:.1f} | {ratio} |"
+            f"| {method} | {','.join(str(r['seed']) for r in rs)} | {spread([r['tune_map'] for r in rs])} | "
+            f"{spread([r['test_map'] for r in rs])} | {spread([r['test_map50'] for r in rs])} | "
+            f"{gain(method, 'none')} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
     return "\n".join(lines)
 
@@ -158,6 +214,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--freeze-bn", action="store_true", help="keep the student's BatchNorm statistics (every arm)")
     ap.add_argument("--train-arg", action="append", help="extra ultralytics train argument key=value (repeatable)")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples per interval")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
@@ -174,6 +231,7 @@ def main() -> None:
         return
 
     done = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+    done = [r for r in done if r.get("protocol") == PROTOCOL]
     key = lambda r: (r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])  # noqa: E731
     have = {key(r) for r in done}
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
@@ -189,9 +247,14 @@ def main() -> None:
             rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
         print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
     rows = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
-    rows = [r for r in rows if (r["track"], r["student"], r["epochs"], r["imgsz"]) == (args.track, args.student, args.epochs, args.imgsz)]
-    print(f"\n{args.track}, student {args.student}, {args.epochs} epochs, imgsz {args.imgsz}, seeds {args.seeds}:\n")
-    print(summarize(rows))
+    wanted = (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)
+    rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) == wanted]
+    rows = [r for r in rows if r["method"] in args.methods.split(",") and str(r["seed"]) in args.seeds.split(",")]
+    from detdistill.runtime.cpu import instruction_set
+
+    print(f"\n{args.track}, student {args.student}, {args.epochs} epochs, imgsz {args.imgsz}, seeds {args.seeds}, "
+          f"CPU {instruction_set()}; best.pt chosen on the tuning half, gains on the test half:\n")
+    print(summarize(rows, args.out, args.bootstrap))
 
 
 if __name__ == "__main__":

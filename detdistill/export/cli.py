@@ -51,6 +51,9 @@ def quantize(
     data: Path = typer.Option(..., "--data", "-d", help="Calibration images: folder, .txt list, or data YAML."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: <model>.int8-<target>.onnx)."),
     target: str = typer.Option("cpu", help="tensorrt: convs only, symmetric (for `build`); cpu: all ops, fast on ONNX Runtime CPU."),
+    scheme: Optional[str] = typer.Option(
+        None, help="cpu target's weights: u8s7 (default: 7-bit int8, exact on every CPU), u8u8, or u8s8 (full-range "
+        "int8: saturates on x86 CPUs without VNNI)."),
     method: str = typer.Option("minmax", help="Calibration: minmax, entropy or percentile."),
     percentile: float = typer.Option(99.999, help="Clip percentile for --method percentile."),
     num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
@@ -69,12 +72,15 @@ def quantize(
     from .quantize import quantize_onnx
 
     try:
-        res = quantize_onnx(model, data, output, target=target, method=method, percentile=percentile,
+        res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method, percentile=percentile,
                             num_images=num_images, keep_float=keep_float, max_drop=max_drop, val_data=val_data,
                             val_limit=val_limit)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
-    typer.echo(f"wrote {res.path} (float layers: {', '.join(res.float_layers) or 'head only'})")
+    for note in res.notes:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"wrote {res.path} ({res.target} target, {res.scheme}; float layers: "
+               f"{', '.join(res.float_layers) or 'head only'})")
     if res.drop is not None:
         typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f})")
 
@@ -120,21 +126,26 @@ def eval_cmd(
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
     device: str = typer.Option("cpu", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
     rect: bool = typer.Option(False, help=".pt only: rectangular batches like YOLO(pt).val()."),
+    int8: str = typer.Option(
+        "auto", help="How an INT8 ONNX runs: auto (a tensorrt-target model simulated as TensorRT computes it, a "
+        "cpu-target one on ONNX Runtime's integer kernels), kernels, or simulate (Q/DQ as float operations)."),
 ) -> None:
-    """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS).
+    """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS), and what computed it.
 
     Example: detdistill eval student.int8-cpu.onnx --data datasets/coco-mini.yaml
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import evaluate
+    from .evaluate import evaluate, open_detector
 
     try:
-        r = evaluate(model, data, split=split, imgsz=imgsz, limit=limit, device=device, rect=rect)
+        det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
+        _warn(det)
+        r = evaluate(det, data, split=split, limit=limit, rect=rect)
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))
     typer.echo(f"{model.name}: mAP50-95 {r.map50_95:.4f}  mAP50 {r.map50:.4f}  ({r.images} images, "
-               f"{r.instances} instances)")
+               f"{r.instances} instances; {r.evaluator})")
 
 
 def bench_cmd(
@@ -149,14 +160,26 @@ def bench_cmd(
     Example: detdistill bench student.engine --images samples/
     """
     _need_file(model, "model", (".onnx", ".engine"), "Pass an exported .onnx or a built .engine.")
+    from ..runtime import Detector
     from .bench import bench
+    from .evaluate import describe_evaluator
 
     kwargs = {"device": device} if model.suffix == ".onnx" else {}
     try:
-        r = bench(model, images, runs=runs, warmup=warmup, **kwargs)
+        det = Detector(model, **kwargs)
+        _warn(det)
+        r = bench(det, images, runs=runs, warmup=warmup)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     typer.echo(r.table())
+    typer.echo(f"on {describe_evaluator(det)}")
+
+
+def _warn(det) -> None:
+    """Print the backend's accuracy warning (an INT8 scheme that saturates on this CPU), if any."""
+    message = getattr(det.backend, "accuracy_warning", None)
+    if message:
+        typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
 
 def register(app: typer.Typer) -> None:

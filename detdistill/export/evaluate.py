@@ -14,10 +14,36 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime import Detector
+from ..runtime.cpu import instruction_set
+from ..runtime.metadata import ModelInfo
 from .dataset import load_dataset, read_labels
 from .images import read_bgr
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+@dataclass
+class ImageRecord:
+    """One image's matched predictions: what mAP needs to be recomputed on any resample of images."""
+
+    tp: np.ndarray  # (P, 10) bool
+    conf: np.ndarray  # (P,)
+    pred_cls: np.ndarray  # (P,)
+    gt_cls: np.ndarray  # (M,)
+
+
+def class_ap(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP ``(C, 10)`` of the images ``records[index]`` (all by default; repeats count again)."""
+    rs = records if index is None else [records[i] for i in index]
+    if not rs:
+        return np.zeros(0, np.int64), np.zeros((0, len(IOU_THRESHOLDS)))
+    return average_precision(*(np.concatenate([getattr(r, k) for r in rs]) for k in ("tp", "conf", "pred_cls", "gt_cls")))
+
+
+def map_of(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of the images ``records[index]``; 0 where they hold no labelled object."""
+    classes, ap = class_ap(records, index)
+    return (float(ap.mean()), float(ap[:, 0].mean())) if len(classes) else (0.0, 0.0)
 
 
 @dataclass
@@ -29,9 +55,12 @@ class EvalResult:
     images: int
     instances: int
     per_class_ap: dict[int, float] = field(default_factory=dict)
+    evaluator: str = ""  # what computed the predictions, e.g. "ONNX Runtime CPU INT8 kernels (avx2)"
+    records: list[ImageRecord] | None = None  # per image, with keep_records=True (bootstrap intervals)
 
     def as_dict(self) -> dict:
-        return {"mAP50-95": self.map50_95, "mAP50": self.map50, "images": self.images, "instances": self.instances}
+        return {"mAP50-95": self.map50_95, "mAP50": self.map50, "images": self.images, "instances": self.instances,
+                "evaluator": self.evaluator}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -122,9 +151,48 @@ def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[
     return out
 
 
+INT8_MODES = ("auto", "kernels", "simulate")
+
+
+def int8_kernels_for(model: str | Path, int8: str = "auto") -> bool:
+    """Whether an ONNX model runs on ONNX Runtime's integer kernels (else Q/DQ simulated in float).
+
+    ``auto`` simulates the ``tensorrt`` target (what an int32-accumulating engine computes) and runs the
+    ``cpu`` target on the integer kernels it was made for.
+    """
+    if int8 not in INT8_MODES:
+        raise ValueError(f"int8 must be one of {INT8_MODES}, got {int8!r}")
+    if int8 != "auto":
+        return int8 == "kernels"
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    return ModelInfo.from_mapping(meta).quantization.get("target") != "tensorrt"
+
+
+def describe_evaluator(det: Detector) -> str:
+    """Name what computes ``det``'s predictions, with the CPU instruction set where it matters."""
+    backend = det.backend
+    q = backend.info.quantization
+    providers = getattr(backend, "providers", None)
+    if providers is None:
+        return type(backend).__name__.replace("Backend", "")  # Torch, Trt
+    where = "CPU" if providers[0] == "CPUExecutionProvider" else providers[0].replace("ExecutionProvider", "")
+    isa = f" ({instruction_set()})" if where == "CPU" else ""
+    if not q:
+        return f"ONNX Runtime {where} FP32{isa}"
+    if not backend.int8_kernels:
+        label = "simulated TensorRT INT8" if q.get("target") == "tensorrt" else "simulated INT8"
+        return f"{label} (Q/DQ in float on ONNX Runtime {where})"
+    return f"ONNX Runtime {where} INT8 kernels, {q.get('scheme', 'u8s8')}{isa}"
+
+
 def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str = "auto", device: str = "cpu",
-                  conf: float = 0.001, iou: float = 0.7, max_det: int = 300) -> Detector:
-    """A validation-mode Detector (low conf, multi-label NMS) for any artifact; ``.pt`` runs in PyTorch."""
+                  conf: float = 0.001, iou: float = 0.7, max_det: int = 300, int8: str = "auto") -> Detector:
+    """A validation-mode Detector (low conf, multi-label NMS) for any artifact; ``.pt`` runs in PyTorch.
+
+    ``int8`` (``auto``, ``kernels``, ``simulate``): how an INT8 Q/DQ ONNX runs, see :func:`int8_kernels_for`.
+    """
     model = Path(model)
     if not model.is_file():
         raise FileNotFoundError(f"model {model} not found")
@@ -135,7 +203,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
         return Detector(TorchBackend(model, imgsz or 640, device=device), **kwargs)
     if model.suffix not in {".onnx", ".engine", ".plan"}:
         raise ValueError(f"{model}: expected a .pt, .onnx or .engine file")
-    extra = {"device": device} if model.suffix == ".onnx" else {}
+    extra = {"device": device, "int8_kernels": int8_kernels_for(model, int8)} if model.suffix == ".onnx" else {}
     det = Detector(model, backend=backend, **kwargs, **extra)
     if imgsz and tuple(det.imgsz) != (imgsz, imgsz):
         raise ValueError(f"{model} takes imgsz {det.imgsz}, not {imgsz}: re-export it at {imgsz} or drop --imgsz")
@@ -154,6 +222,9 @@ def evaluate(
     rect: bool = False,
     rect_batch: int = 32,
     class_map: dict[int, int] | None = None,
+    int8: str = "auto",
+    files: list[Path] | None = None,
+    keep_records: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` on the ``split`` of a YOLO data YAML. ``limit`` takes the first N images.
 
@@ -161,18 +232,22 @@ def evaluate(
     by default with ``batch=rect_batch``; otherwise every image is letterboxed to the square input.
     ``class_map`` ({model class: dataset class}) scores a model trained on other classes (e.g. a COCO
     teacher on a vehicles dataset): its detections of mapped classes are relabelled, the rest dropped.
+    ``int8``: how an INT8 ONNX runs (``auto``: a tensorrt-target model simulated, a cpu-target one on the
+    integer kernels). ``files``: evaluate these images of the dataset instead of the split (e.g. a test half).
+    ``keep_records``: keep each image's matches in ``records`` (for :mod:`detdistill.export.compare`).
     """
     ds = load_dataset(data)
-    det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device)
+    det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device,
+                                                                  int8=int8)
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
-    files = ds.images(split)[:limit]
+    files = (list(files) if files is not None else ds.images(split))[:limit]
     if rect and not str(model).endswith(".pt"):
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")
     shapes = rect_shapes(files, max(det.imgsz), rect_batch, det.backend.info.stride) if rect else {}
-    tps, confs, pcls, gcls = [], [], [], []
+    records: list[ImageRecord] = []
     for f in files:
         img = read_bgr(f)
         g_cls, g_box = read_labels(f, img.shape[:2])
@@ -182,13 +257,12 @@ def evaluate(
             keep = np.isin(ids, list(class_map))
             boxes, scores = boxes[keep], scores[keep]
             ids = np.array([class_map[int(c)] for c in ids[keep]], np.int64)
-        tps.append(match(boxes, ids, g_box, g_cls, scores))
-        confs.append(scores)
-        pcls.append(ids)
-        gcls.append(g_cls)
-    gt_cls = np.concatenate(gcls) if gcls else np.zeros(0, np.int64)
-    classes, ap = average_precision(np.concatenate(tps), np.concatenate(confs), np.concatenate(pcls), gt_cls)
+        records.append(ImageRecord(match(boxes, ids, g_box, g_cls, scores), scores, ids, g_cls))
+    classes, ap = class_ap(records)
+    instances = sum(len(r.gt_cls) for r in records)
+    evaluator = describe_evaluator(det)
+    kept = records if keep_records else None
     if not len(classes):
-        return EvalResult(0.0, 0.0, len(files), 0)
-    return EvalResult(float(ap.mean()), float(ap[:, 0].mean()), len(files), int(len(gt_cls)),
-                      {int(c): float(a) for c, a in zip(classes, ap.mean(1))})
+        return EvalResult(0.0, 0.0, len(files), instances, evaluator=evaluator, records=kept)
+    return EvalResult(float(ap.mean()), float(ap[:, 0].mean()), len(files), instances,
+                      {int(c): float(a) for c, a in zip(classes, ap.mean(1))}, evaluator, kept)

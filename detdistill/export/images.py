@@ -41,6 +41,29 @@ def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     return files
 
 
+def image_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a usable image (missing, unreadable, truncated), or ``None``.
+
+    OpenCV decodes a truncated JPEG or PNG without an error (the missing part comes out grey), so the
+    end-of-image marker is checked first.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(path.stat().st_size - 256, 0))
+            tail = f.read().rstrip(b"\x00\r\n ")
+    except OSError as e:
+        return f"cannot be opened ({e.strerror or e})"
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail[-64:]:
+        return "truncated JPEG (no end-of-image marker)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail[-16:]:
+        return "truncated PNG (no IEND chunk)"
+    if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+        return "not an image OpenCV can decode"
+    return None
+
+
 def read_bgr(path: str | Path) -> np.ndarray:
     """Read an image as uint8 BGR, failing clearly when it cannot be decoded."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)

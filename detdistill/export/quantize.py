@@ -5,7 +5,10 @@ Two targets share one calibration (ranges are cached per model / images / method
 * ``tensorrt``: symmetric int8 activations and per-channel symmetric int8 weights on convolutions
   only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11);
 * ``cpu``: every quantizable op (Conv, Sigmoid, Mul, Add, Concat, MaxPool, Resize...) with uint8
-  activations, which ONNX Runtime CPU fuses into integer kernels end to end (fast on x86/ARM).
+  activations, which ONNX Runtime CPU fuses into integer kernels end to end (fast on x86/ARM). Its weight
+  scheme (``CPU_SCHEMES``) decides whether it holds on every CPU: x86 CPUs without VNNI multiply uint8 by
+  int8 with ``vpmaddubsw``, which saturates at 16 bits when two full-range products add up; 7-bit weights
+  (``u8s7``, the default) or uint8 weights (``u8u8``) never reach that limit.
 
 The Detect head's output layers (``head-outputs``: last 1x1 convs, DFL, box decode) or the whole head
 (``head``) stay in float. With ``max_drop`` the other layers are ranked by sensitivity and the fewest
@@ -28,12 +31,17 @@ import onnx
 from ..runtime.letterbox import preprocess
 from ..runtime.metadata import ModelInfo
 from .hashing import file_sha256, files_key
-from .images import list_images, read_bgr
+from .images import image_problem, list_images, read_bgr
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
+# Weight schemes of the cpu target: activations x weights. u8s8 saturates on x86 without VNNI (see
+# detdistill.runtime.cpu); u8s7 (int8 weights in [-64, 63], "reduce_range") and u8u8 do not.
+CPU_SCHEMES = ("u8s7", "u8u8", "u8s8")
+DEFAULT_CPU_SCHEME = "u8s7"
 KEEP_FLOAT = ("head-outputs", "head")
 CALIB_CHUNK = 8  # batches held in memory at once during calibration
+ADVISED_CALIB_IMAGES = 500  # fewer than this earns a note; calibration ranges get noisy below ~100
 SENSITIVITY_IMAGES = 16  # calibration images the per-layer sensitivity probes run on
 _HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
 
@@ -49,6 +57,8 @@ class QuantizeResult:
     int8_map: float | None = None
     sensitivity: list[tuple[str, float]] = field(default_factory=list)
     within_budget: bool = True  # False: max_drop was not met and the best attempt was kept (strict=False)
+    scheme: str = ""
+    notes: list[str] = field(default_factory=list)  # warnings for the user (skipped images, few images)
 
     @property
     def drop(self) -> float | None:
@@ -136,14 +146,33 @@ class _Reader:
         return -(-len(self.files) // self.batch)
 
 
+def usable_calibration_images(files: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """The readable images of ``files`` and notes on what was left out; raises when none is usable."""
+    problems = {f: image_problem(f) for f in files}
+    usable = [f for f, why in problems.items() if why is None]
+    bad = [(f, why) for f, why in problems.items() if why is not None]
+    if not usable:
+        f, why = bad[0]
+        raise ValueError(f"none of the {len(files)} calibration images is usable ({f}: {why}); pass a folder of "
+                         "intact images of your domain")
+    notes = []
+    if bad:
+        f, why = bad[0]
+        notes.append(f"skipped {len(bad)} of {len(files)} calibration images that cannot be used (first: {f}: {why})")
+    if len(usable) < ADVISED_CALIB_IMAGES:
+        notes.append(f"calibrated on {len(usable)} images; {ADVISED_CALIB_IMAGES}-1000 of your domain are advised "
+                     "for stable INT8 ranges")
+    return usable, notes
+
+
 def calibration_cache_path(onnx_path: Path, files: Sequence[Path], method: str, cache_dir: Path) -> Path:
     """Cache file keyed by model hash, image set, method and (implicitly) the model's input size/batch."""
     key = f"{file_sha256(onnx_path)[:16]}-{files_key(files)}-{method}"
     return cache_dir / f"calib-{key}.json"
 
 
-def _quantize_once(src: Path, out: Path, reader: _Reader | None, *, target: str, method: str, percentile: float,
-                   per_channel: bool, exclude: Sequence[str], cache: Path) -> None:
+def _quantize_once(src: Path, out: Path, reader: _Reader | None, *, target: str, scheme: str, method: str,
+                   percentile: float, per_channel: bool, exclude: Sequence[str], cache: Path) -> None:
     q = _ort_quant()
     cm = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
           "percentile": q.CalibrationMethod.Percentile}[method]
@@ -152,13 +181,16 @@ def _quantize_once(src: Path, out: Path, reader: _Reader | None, *, target: str,
         extra["CalibStridedMinMax"] = CALIB_CHUNK  # calibrate in chunks: bounded memory
     if method == "percentile":
         extra["CalibPercentile"] = percentile
+    weight = q.QuantType.QInt8
     if target == "tensorrt":
         act, ops = q.QuantType.QInt8, ["Conv"]
         extra["ActivationSymmetric"] = True
     else:
         act, ops = q.QuantType.QUInt8, None
+        if scheme == "u8u8":
+            weight, extra["WeightSymmetric"] = q.QuantType.QUInt8, False
     q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
-                      per_channel=per_channel, activation_type=act, weight_type=q.QuantType.QInt8,
+                      per_channel=per_channel, reduce_range=scheme == "u8s7", activation_type=act, weight_type=weight,
                       nodes_to_exclude=list(exclude), calibrate_method=cm, extra_options=extra,
                       calibration_cache_path=str(cache))
 
@@ -177,6 +209,7 @@ def quantize_onnx(
     output: str | Path | None = None,
     *,
     target: str = "cpu",
+    scheme: str | None = None,
     method: str = "minmax",
     percentile: float = 99.999,
     num_images: int = 500,
@@ -198,6 +231,8 @@ def quantize_onnx(
         calib: calibration images (folder, image list, data YAML -> its train split, or a list of paths);
             500-1000 images of the deployment domain are recommended.
         target: ``tensorrt`` (symmetric int8, convs only) or ``cpu`` (all ops, fast on ONNX Runtime CPU).
+        scheme: the cpu target's weight scheme (``CPU_SCHEMES``, default ``u8s7``: accurate on every CPU);
+            the tensorrt target is always ``s8s8`` (symmetric int8, int32 accumulation in TensorRT).
         method: ``minmax``, ``entropy`` or ``percentile`` (``percentile`` sets the clip).
         keep_float: ``head-outputs`` or ``head`` (whole Detect module) stays in float.
         float_layers: extra layers (``model.7``, ``head-convs``) to keep in float.
@@ -213,6 +248,14 @@ def quantize_onnx(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if target == "tensorrt":
+        if scheme not in (None, "s8s8"):
+            raise ValueError(f"the tensorrt target is always symmetric int8 (s8s8), got scheme {scheme!r}")
+        scheme = "s8s8"
+    elif scheme is None:
+        scheme = DEFAULT_CPU_SCHEME
+    elif scheme not in CPU_SCHEMES:
+        raise ValueError(f"cpu scheme must be one of {CPU_SCHEMES}, got {scheme!r}")
     if max_drop is not None and val_data is None:
         raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
     proto = onnx.load(str(src))
@@ -223,6 +266,7 @@ def quantize_onnx(
     files = [Path(f) for f in files][:num_images]
     if not files:
         raise ValueError("no calibration images: pass a folder / list / data YAML with images of your domain")
+    files, notes = usable_calibration_images(files)
     n_batches = max(len(files) // batch, 1)  # whole batches only (one partial batch when fewer files than batch)
     if n_batches > CALIB_CHUNK:  # chunked calibration needs a whole number of chunks
         n_batches = n_batches // CALIB_CHUNK * CALIB_CHUNK
@@ -242,14 +286,14 @@ def quantize_onnx(
     def build(layers: Sequence[str], dst: Path) -> None:
         exclude = base + [n for g in layers for n in groups[g]]
         reader.rewind()
-        _quantize_once(src, dst, reader, target=target, method=method, percentile=percentile,
+        _quantize_once(src, dst, reader, target=target, scheme=scheme, method=method, percentile=percentile,
                        per_channel=per_channel, exclude=exclude, cache=cache)
-        _stamp(dst, src_meta, {"target": target, "method": method, "calib_images": len(files),
+        _stamp(dst, src_meta, {"target": target, "scheme": scheme, "method": method, "calib_images": len(files),
                                "keep_float": keep_float, "float_layers": list(layers), "per_channel": per_channel})
 
     chosen = list(float_layers)
     build(chosen, out)
-    result = QuantizeResult(out, target, chosen)
+    result = QuantizeResult(out, target, chosen, scheme=scheme, notes=notes)
     if max_drop is None:
         return result
     from .evaluate import evaluate

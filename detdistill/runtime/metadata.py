@@ -31,6 +31,12 @@ class ModelInfo:
     pad_value: int = 114
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def quantization(self) -> dict[str, Any]:
+        """The INT8 record ``detdistill quantize`` writes (target, scheme, ...); empty for a float model."""
+        q = self.extra.get("quantization")
+        return q if isinstance(q, dict) else {}
+
     @classmethod
     def from_mapping(cls, meta: dict[str, Any]) -> "ModelInfo":
         """Build from a metadata mapping whose values may be JSON / literal strings."""

@@ -34,9 +34,17 @@ def resolve_providers(device: str, available: list[str]) -> list[str]:
 
 
 class OrtBackend:
-    """Runs an ONNX model with ONNX Runtime."""
+    """Runs an ONNX model with ONNX Runtime.
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+    ``int8_kernels=False`` turns graph optimisation off, so a Q/DQ model runs its QuantizeLinear and
+    DequantizeLinear nodes as separate float operations around float convolutions: every value is
+    rounded to its int8 grid exactly as TensorRT's explicit quantization does, and the products are
+    summed without the 16-bit saturation of some CPU integer kernels. That is the faithful simulation of
+    an int32-accumulating INT8 engine (slower: nothing is fused).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None,
+                 int8_kernels: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -47,6 +55,9 @@ class OrtBackend:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not int8_kernels:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.int8_kernels = int8_kernels
         self.providers = resolve_providers(device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
         inp = self.session.get_inputs()[0]
@@ -55,8 +66,18 @@ class OrtBackend:
         self.input_dtype = _DTYPES.get(inp.type, np.float32)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.info = ModelInfo.from_mapping(self.session.get_modelmeta().custom_metadata_map)
+        self.accuracy_warning = self._saturation_warning()
         if self.info.imgsz is None and all(d > 0 for d in self.input_shape[2:]):
             self.info.imgsz = (self.input_shape[2], self.input_shape[3])
+
+    def _saturation_warning(self) -> str | None:
+        """Why this INT8 model may lose accuracy on this CPU's integer kernels, or ``None``."""
+        q = self.info.quantization
+        if not q or not self.int8_kernels or self.providers[0] != "CPUExecutionProvider":
+            return None
+        from ..cpu import saturation_warning
+
+        return saturation_warning(q.get("scheme", "u8s8"))  # models made before schemes were recorded: u8s8
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one batch."""

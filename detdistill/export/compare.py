@@ -1,0 +1,59 @@
+"""How sure a difference in mAP is: a paired bootstrap over test images.
+
+Two methods are trained on the same seeds and scored on the same images. Each bootstrap sample draws
+the images with replacement (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993), recomputes
+every run's mAP50-95 on that sample, and takes the difference of the two methods' means over seeds.
+The percentile interval of those differences says how much the gain could move with other images of
+the same kind; a gain is claimed only where the interval excludes zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .evaluate import ImageRecord, map_of
+
+
+@dataclass
+class Gain:
+    """Mean mAP50-95 difference (a - b) over paired seeds, with its bootstrap interval."""
+
+    diff: float
+    low: float
+    high: float
+    per_seed: list[float]
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes zero."""
+        return self.low > 0 or self.high < 0
+
+    def __str__(self) -> str:
+        mark = "" if self.significant else " (interval holds 0: no claim)"
+        return (f"{100 * self.diff:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]{mark}")
+
+
+def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], *, samples: int = 1000,
+                confidence: float = 0.95, seed: int = 0) -> Gain:
+    """Bootstrap the mean over seeds of mAP(a_s) - mAP(b_s).
+
+    ``a[s]`` and ``b[s]`` are the per-image records of seed ``s`` on the same images, in the same order.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired seeds needed: {len(a)} runs against {len(b)}")
+    n = len(a[0])
+    if any(len(r) != n for r in (*a, *b)):
+        raise ValueError("every run must be scored on the same images")
+    per_seed = [map_of(x)[0] - map_of(y)[0] for x, y in zip(a, b)]
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for i in range(samples):
+        idx = rng.integers(0, n, n)
+        diffs[i] = np.mean([map_of(x, idx)[0] - map_of(y, idx)[0] for x, y in zip(a, b)])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return Gain(float(np.mean(per_seed)), float(low), float(high), per_seed, confidence)

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""INT8 weight schemes of the cpu target on this CPU and on an emulated AVX2-only x86 CPU.
+
+Exports the teacher fixture, quantizes it once per scheme (calibrated on coco-mini train), and scores
+FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model simulated (Q/DQ in float,
+what an exact int32-accumulating kernel computes) on both halves of coco-mini val. With ``--emulate``,
+the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
+VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
+measured natively only (emulated time means nothing).
+
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+DATA = FIX / "coco-mini" / "data.yaml"
+
+
+def score(models: list[str], int8: str) -> dict:
+    """mAP50-95 of each model on each half of coco-mini val, and the instruction set that computed it."""
+    from detdistill.data.splits import split_halves
+    from detdistill.export.dataset import load_dataset
+    from detdistill.export.evaluate import evaluate
+    from detdistill.runtime.cpu import instruction_set
+
+    halves = split_halves(load_dataset(DATA).images("val"))
+    out = {"isa": instruction_set(), "maps": {}}
+    for m in models:
+        out["maps"][m] = {h: evaluate(m, DATA, files=files, int8=int8).map50_95 for h, files in halves.items()}
+        print(f"  {Path(m).name} ({int8}, {out['isa']}): {out['maps'][m]}", file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--schemes", default="u8s8,u8s7,u8u8")
+    ap.add_argument("--calib", type=int, default=208, help="coco-mini train images to calibrate on")
+    ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per model (native)")
+    ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--score", nargs="+", help=argparse.SUPPRESS)  # internal: score these models, print JSON
+    args = ap.parse_args()
+    if args.score:
+        print(json.dumps(score(args.score, "kernels")))
+        return
+
+    from detdistill.export.bench import bench
+    from detdistill.export.onnx_export import default_parity_images, export_onnx
+    from detdistill.export.quantize import quantize_onnx
+    from detdistill.runtime.cpu import instruction_set
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
+    work.mkdir(parents=True, exist_ok=True)
+    pt = work / "yolov8n-coco.pt"
+    shutil.copy(FIX / "weights" / "yolov8n-coco.pt", pt)
+    fp32 = work / f"teacher{args.imgsz}.onnx"
+    if not fp32.exists():
+        export_onnx(pt, fp32, imgsz=args.imgsz, parity_images=default_parity_images())
+    calib = sorted((FIX / "coco-mini" / "images" / "train").glob("*.jpg"))[: args.calib]
+    models = {"fp32": str(fp32)}
+    for scheme in args.schemes.split(","):
+        out = work / f"int8-{scheme}.onnx"
+        if not out.exists():
+            quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, cache_dir=work)
+        models[scheme] = str(out)
+    native = score(list(models.values()), "kernels")
+    simulated = score([models[s] for s in models if s != "fp32"], "simulate")
+    emulated = None
+    if args.emulate:
+        qemu = shutil.which("qemu-x86_64")
+        if not qemu:
+            sys.exit("--emulate needs qemu-user (apt-get install qemu-user)")
+        cmd = [qemu, "-cpu", "Haswell", sys.executable, __file__, "--score", *models.values()]
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if res.returncode:
+            sys.exit(f"emulated run failed:\n{res.stderr[-3000:]}")
+        emulated = json.loads(res.stdout.strip().splitlines()[-1])
+    lat = {k: bench(v, FIX / "coco-mini" / "images" / "val", runs=args.runs, device="cpu").median["inference"]
+           for k, v in models.items()}
+    isa = native["isa"]
+    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images (minmax), head outputs in "
+          f"float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
+    head = f"| model | {isa} kernels | simulated (exact int32) |"
+    head += " avx2 kernels (emulated) |" if emulated else ""
+    print(head + f" inference ms ({isa}) | vs FP32 |")
+    print("|---" * (5 + bool(emulated)) + "|")
+    for k, path in models.items():
+        fmt = lambda d: f"{d['tune']:.3f} / {d['test']:.3f}"  # noqa: E731
+        row = f"| {k} | {fmt(native['maps'][path])} | "
+        row += (fmt(simulated["maps"][path]) if path in simulated["maps"] else "-") + " |"
+        if emulated:
+            row += f" {fmt(emulated['maps'][path])} |"
+        print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
