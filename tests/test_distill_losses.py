@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from detdistill.distill.attention import AttentionTransfer, attention_map
 from detdistill.distill.box import DecodedBoxDistillation, LocalizationDistillation, expected_distances, ltrb_iou
 from detdistill.distill.feature import (
     ChannelWiseDistillation,
@@ -21,7 +22,8 @@ A = H * W
 
 
 def feature_losses():
-    return [FeatureImitationL2(normalize=True), FeatureImitationL2(normalize=False), ChannelWiseDistillation(2.0), PearsonDistillation()]
+    return [FeatureImitationL2(normalize=True), FeatureImitationL2(normalize=False), ChannelWiseDistillation(2.0),
+            PearsonDistillation(), AttentionTransfer(2.0)]
 
 
 def _optimise(loss_fn, student: torch.Tensor, teacher: torch.Tensor, steps: int = 30, lr: float = 0.1, **kw) -> list[float]:
@@ -45,6 +47,19 @@ def test_feature_loss_zero_at_equality_and_decreasing(loss_fn):
     assert loss_fn(teacher.clone(), teacher, weight).item() == pytest.approx(0.0, abs=1e-5)
     values = _optimise(loss_fn, torch.randn(B, C, H, W), teacher, weight=weight)
     assert values[-1] < 0.5 * values[0]
+
+
+def test_attention_transfer_compares_where_not_what():
+    teacher = torch.randn(B, C, H, W)
+    q = attention_map(teacher, 2.0)
+    assert q.shape == (B, H * W) and torch.allclose(q.norm(dim=1), torch.ones(B))
+    assert torch.allclose(q, teacher.pow(2).sum(1).flatten(1) / teacher.pow(2).sum(1).flatten(1).norm(dim=1, keepdim=True))
+    at = AttentionTransfer(2.0)
+    shuffled = teacher[:, torch.randperm(C)] * 3.0  # same energy per location, other channels, other scale
+    assert at(shuffled, teacher).item() == pytest.approx(0.0, abs=1e-5)
+    moved = torch.roll(teacher, shifts=2, dims=3)  # the same features elsewhere
+    assert at(moved, teacher).item() > 0.1
+    assert at(torch.randn(B, 2 * C, H, W), teacher).item() > 0  # channel counts need not agree
 
 
 def test_mgd_generator_learns_to_regenerate_teacher():
@@ -130,6 +145,7 @@ def test_box_helpers():
         (ChannelWiseDistillation(), (B, C, H, W)),
         (PearsonDistillation(), (B, C, H, W)),
         (FeatureImitationL2(), (B, C, H, W)),
+        (AttentionTransfer(), (B, C, H, W)),
         (ClassScoreDistillation(2.0), (B, NC, A)),
         (LocalizationDistillation(R), (B, 4 * R, A)),
         (DecodedBoxDistillation(R, R), (B, 4 * R, A)),

@@ -12,7 +12,7 @@ from detdistill.distill.schedule import Schedule
 
 def test_builtin_recipes_all_parse():
     names = builtin_recipes()
-    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld", "hires"} <= set(names)
+    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld", "hires", "at"} <= set(names)
     for name in names:
         assert load_recipe(name).losses
     default = load_recipe()
@@ -39,6 +39,7 @@ def test_builtin_recipes_all_parse():
          r"teacher_scale: box losses need.*use teacher_scale 1, 2, 4"),
         ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),
         ({"losses": [{"type": "cwd"}], "adapter_init": "zeros"}, r"adapter_init: 'zeros' is not one of fit, random"),
+        ({"losses": [{"type": "at", "p": 0}]}, r"losses\[0\]\.p: must be > 0"),
     ],
 )
 def test_bad_fields_are_named(data, message):
@@ -69,3 +70,27 @@ def test_schedules():
     # stop for the no-mosaic epochs, capped at a quarter of the run
     assert [Schedule(stop_last="close_mosaic").factor(e, 100, close_mosaic=10) for e in (89, 90)] == [1.0, 0.0]
     assert [Schedule(stop_last="close_mosaic").factor(e, 8, close_mosaic=10) for e in (5, 6)] == [1.0, 0.0]
+
+
+def test_a_new_loss_is_one_registration(monkeypatch):
+    import torch
+
+    from detdistill.distill import registry
+    from detdistill.distill.distiller import Distiller
+    from detdistill.distill.classmap import ClassMap
+
+    class Cosine(torch.nn.Module):
+        def forward(self, s, t, weight=None):
+            return 1 - torch.nn.functional.cosine_similarity(s.flatten(1), t.detach().flatten(1)).mean()
+
+    monkeypatch.setattr(registry, "_LOSSES", dict(registry.loss_types()))
+    registry.register_loss("cosine", "feature", {"eps": 1e-6}, lambda p, ctx: Cosine())
+    recipe = parse_recipe({"losses": [{"type": "cosine", "weight": 2.0}]})
+    assert recipe.losses[0].family == "feature" and recipe.losses[0].params == {"eps": 1e-6}
+    names = ("a", "b")
+    d = Distiller(recipe, [16, 32, 64], [32, 64, 128], 16, 16, ClassMap(names, names, ((0,), (1,))))
+    assert [type(m).__name__ for m in d.losses["cosine"]] == ["Cosine"] * 3 and len(d.adapters["cosine"]) == 3
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_loss("cosine", "feature", {}, lambda p, ctx: Cosine())
+    with pytest.raises(RecipeError, match=r"losses\[0\]\.eps: expected a number"):
+        parse_recipe({"losses": [{"type": "cosine", "eps": "small"}]})

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import LossContext, register_loss
 from .weighting import weighted_mean
 
 
@@ -83,3 +84,29 @@ class DecodedBoxDistillation(nn.Module):
         dt = expected_distances(teacher_boxes.detach(), self.teacher_reg_max)
         per_anchor = self.l1 * (ds - dt).abs().mean(dim=1) + self.iou * (1 - ltrb_iou(ds, dt))
         return weighted_mean(per_anchor, weight)
+
+
+def _dfl_pair(ctx: LossContext) -> bool:
+    return ctx.student_reg_max == ctx.teacher_reg_max and ctx.student_reg_max > 1
+
+
+def _build_ld(p: dict, ctx: LossContext) -> nn.Module:
+    if not _dfl_pair(ctx):
+        from .recipe import RecipeError
+
+        raise RecipeError(
+            f"loss {ctx.name!r} (ld) needs DFL heads with the same reg_max on both sides (teacher "
+            f"{ctx.teacher_reg_max}, student {ctx.student_reg_max}); use type 'box' or 'box_decoded' instead"
+        )
+    return LocalizationDistillation(ctx.student_reg_max, p["temperature"])
+
+
+def _build_decoded(p: dict, ctx: LossContext) -> nn.Module:
+    return DecodedBoxDistillation(ctx.student_reg_max, ctx.teacher_reg_max, p["l1"], p["iou"])
+
+
+register_loss("ld", "box", {"temperature": 10.0}, _build_ld, positive=("temperature",))
+register_loss("box_decoded", "box", {"l1": 1.0, "iou": 1.0}, _build_decoded)
+# LD where both heads have DFL with one reg_max, decoded boxes otherwise
+register_loss("box", "box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0},
+              lambda p, ctx: _build_ld(p, ctx) if _dfl_pair(ctx) else _build_decoded(p, ctx), positive=("temperature",))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .adapters import ChannelAdapter, align_spatial, fit_adapter
-from .box import DecodedBoxDistillation, LocalizationDistillation
 from .classmap import ClassMap
-from .feature import ChannelWiseDistillation, FeatureImitationL2, MaskedGenerativeDistillation, PearsonDistillation
-from .logit import ClassScoreDistillation
-from .recipe import LossSpec, Recipe, RecipeError
+from .recipe import Recipe
+from .registry import LossContext, loss_types
 from .taps import HeadOutputs, join_levels, split_levels
 
 
@@ -81,39 +81,17 @@ class Distiller(nn.Module):
         self.adapters = nn.ModuleDict()
         self.losses = nn.ModuleDict()
         for spec in recipe.losses:
-            if spec.family == "feature":
+            build = loss_types()[spec.type].build
+            ctx = LossContext(spec.name, student_reg_max=student_reg_max, teacher_reg_max=teacher_reg_max)
+            if spec.family == "feature":  # one loss module per pyramid level, each behind its own adapter
                 self.adapters[spec.name] = nn.ModuleList(
                     ChannelAdapter(s, t) for s, t in zip(student_channels, teacher_channels)
                 )
-                self.losses[spec.name] = nn.ModuleList(self._feature_loss(spec, t) for t in teacher_channels)
-            elif spec.family == "logit":
-                self.losses[spec.name] = ClassScoreDistillation(spec.params["temperature"], spec.params["dense"])
+                self.losses[spec.name] = nn.ModuleList(
+                    build(spec.params, replace(ctx, channels=t)) for t in teacher_channels
+                )
             else:
-                self.losses[spec.name] = self._box_loss(spec, student_reg_max, teacher_reg_max)
-
-    @staticmethod
-    def _feature_loss(spec: LossSpec, channels: int) -> nn.Module:
-        p = spec.params
-        if spec.type == "l2":
-            return FeatureImitationL2(p["normalize"])
-        if spec.type == "cwd":
-            return ChannelWiseDistillation(p["tau"])
-        if spec.type == "pkd":
-            return PearsonDistillation()
-        return MaskedGenerativeDistillation(channels, p["mask_ratio"])
-
-    @staticmethod
-    def _box_loss(spec: LossSpec, student_reg_max: int, teacher_reg_max: int) -> nn.Module:
-        p = spec.params
-        dfl_pair = student_reg_max == teacher_reg_max and student_reg_max > 1
-        if spec.type == "ld" and not dfl_pair:
-            raise RecipeError(
-                f"loss {spec.name!r} (ld) needs DFL heads with the same reg_max on both sides (teacher "
-                f"{teacher_reg_max}, student {student_reg_max}); use type 'box' or 'box_decoded' instead"
-            )
-        if spec.type == "ld" or (spec.type == "box" and dfl_pair):
-            return LocalizationDistillation(student_reg_max, p["temperature"])
-        return DecodedBoxDistillation(student_reg_max, teacher_reg_max, p["l1"], p["iou"])
+                self.losses[spec.name] = build(spec.params, ctx)
 
     def _fit_adapters(self, student: HeadOutputs, teacher: HeadOutputs, shapes: list[tuple[int, int]]) -> None:
         """Least-squares initialisation of every adapter on this batch; under DDP, rank 0's fit is shared."""

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import register_loss
 from .weighting import weighted_mean
 
 
@@ -111,3 +112,14 @@ class MaskedGenerativeDistillation(nn.Module):
             student = student * keep
         generated = self.generator(student)
         return weighted_mean((generated - teacher.detach()).pow(2).mean(dim=1, keepdim=True), weight)
+
+
+def _mask_ratio_ok(params: dict) -> str | None:
+    return None if 0 <= params["mask_ratio"] < 1 else f"mask_ratio: must be in [0, 1), got {params['mask_ratio']}"
+
+
+register_loss("l2", "feature", {"normalize": True}, lambda p, ctx: FeatureImitationL2(p["normalize"]))
+register_loss("cwd", "feature", {"tau": 1.0}, lambda p, ctx: ChannelWiseDistillation(p["tau"]), positive=("tau",))
+register_loss("pkd", "feature", {}, lambda p, ctx: PearsonDistillation())
+register_loss("mgd", "feature", {"mask_ratio": 0.65}, lambda p, ctx: MaskedGenerativeDistillation(ctx.channels, p["mask_ratio"]),
+              check=_mask_ratio_ok)

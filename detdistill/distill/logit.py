@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import register_loss
 from .weighting import weighted_mean
 
 
@@ -58,3 +59,8 @@ class ClassScoreDistillation(nn.Module):
         if self.dense and weight is not None:
             return per_anchor.sum() / weight.sum().clamp(min=1e-6) * t**2
         return weighted_mean(per_anchor, weight) * t**2
+
+
+# dense: background anchors count too
+register_loss("logit", "logit", {"temperature": 1.0, "dense": False},
+              lambda p, ctx: ClassScoreDistillation(p["temperature"], p["dense"]), positive=("temperature",))

@@ -23,21 +23,11 @@ from typing import Any
 
 import yaml
 
+from .registry import loss_types
 from .schedule import KINDS, Schedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
-# type -> (family, parameters with defaults). Families decide which tensors a loss reads.
-LOSS_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "l2": ("feature", {"normalize": True}),
-    "cwd": ("feature", {"tau": 1.0}),
-    "pkd": ("feature", {}),
-    "mgd": ("feature", {"mask_ratio": 0.65}),
-    "logit": ("logit", {"temperature": 1.0, "dense": False}),  # dense: background anchors count too
-    "ld": ("box", {"temperature": 10.0}),
-    "box_decoded": ("box", {"l1": 1.0, "iou": 1.0}),
-    "box": ("box", {"temperature": 10.0, "l1": 1.0, "iou": 1.0}),  # LD where both heads have DFL, else decoded
-}
 REGIONS = ("teacher", "gt", "teacher+gt", "all")
 ADAPTER_INITS = ("fit", "random")
 # teacher image sizes at which its pyramid levels coincide with the student's (same size, or shifted by 1-2 levels)
@@ -57,7 +47,7 @@ class LossSpec:
 
     @property
     def family(self) -> str:
-        return LOSS_TYPES[self.type][0]
+        return loss_types()[self.type].family
 
 
 @dataclass(frozen=True)
@@ -95,14 +85,16 @@ def _loss(item: Any, i: int, src: str, used: set[str]) -> LossSpec:
         raise RecipeError(f"{where}: expected a mapping like {{type: cwd, weight: 1.0}}, got {item!r}")
     item = dict(item)
     kind = item.pop("type", None)
-    if kind not in LOSS_TYPES:
-        raise RecipeError(f"{where}.type: {kind!r} is not a loss; choose one of {', '.join(LOSS_TYPES)}")
+    types = loss_types()
+    if kind not in types:
+        raise RecipeError(f"{where}.type: {kind!r} is not a loss; choose one of {', '.join(types)}")
     weight = _number(item.pop("weight", 1.0), f"{where}.weight", minimum=0)
     name = str(item.pop("name", kind))
     if name in used:
         raise RecipeError(f"{where}.name: {name!r} is used twice; give each loss a distinct name")
     used.add(name)
-    defaults = LOSS_TYPES[kind][1]
+    spec = types[kind]
+    defaults = spec.defaults
     params = dict(defaults)
     for key, value in item.items():
         if key not in defaults:
@@ -113,9 +105,10 @@ def _loss(item: Any, i: int, src: str, used: set[str]) -> LossSpec:
                 raise RecipeError(f"{where}.{key}: expected true or false, got {value!r}")
             params[key] = value
         else:
-            params[key] = _number(value, f"{where}.{key}", positive=key in {"tau", "temperature"}, minimum=0)
-    if "mask_ratio" in params and not 0 <= params["mask_ratio"] < 1:
-        raise RecipeError(f"{where}.mask_ratio: must be in [0, 1), got {params['mask_ratio']}")
+            params[key] = _number(value, f"{where}.{key}", positive=key in spec.positive, minimum=0)
+    problem = spec.check(params) if spec.check else None
+    if problem:
+        raise RecipeError(f"{where}.{problem}")
     return LossSpec(kind, weight, name, params)
 
 
