@@ -1,4 +1,8 @@
-"""The ``detdistill`` command: one verb per job, each a thin call into the library."""
+"""The ``detdistill`` command: one verb per job, each a thin call into the library.
+
+Every verb runs inside one error boundary (:class:`detdistill.cli_errors.ErrorBoundary`, the app's command
+group): bad input and unreadable files end in one ``error: ...`` line, Ctrl-C in how to go on.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import typer
 import yaml
 from rich.console import Console
 
-from detdistill.cli_errors import fail
+from detdistill.cli_errors import ErrorBoundary, fail
 
 app = typer.Typer(
+    cls=ErrorBoundary,
     name="detdistill",
     help="Shrink YOLO detectors by knowledge distillation and ship them to NVIDIA Jetson.",
     no_args_is_help=True,
@@ -57,6 +62,10 @@ def train(
         False, "--freeze-bn", help="Keep the student's BatchNorm statistics fixed: for a .pt student (pruned, or "
         "the teacher at a smaller imgsz) on a small dataset."),
     resume: Path = typer.Option(None, help="Resume an interrupted run from its weights/last.pt (nothing else needed)."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Quantization-aware distillation: fine-tune the student with INT8 fake quantization "
+        "(NVIDIA ModelOpt) under the KD losses; `detdistill export` then writes a Q/DQ ONNX with the learned scales. "
+        "Without --teacher, a .pt student is its own FP32 teacher."),
 ) -> None:
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
@@ -64,13 +73,21 @@ def train(
     from detdistill.distill import ClassMapError, RecipeError, TeacherError
     from detdistill.distill import api
     from detdistill.distill.classmap import parse_class_map_arg
+    from detdistill.distill.trainer import check_train_args
 
     overrides = parse_overrides(ctx.args)
+    check_train_args(overrides)
+    if int8 and resume is None:
+        from detdistill.distill.qad import require_modelopt
+
+        require_modelopt()
+        if teacher is None and student and student.endswith(".pt"):
+            teacher = Path(student)  # QAD from the student's own FP32 weights
     if resume is None:
         missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
         if missing:
             fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
-    try:  # every input is checked before training; errors during training keep their traceback
+    try:  # every input is checked before training (plain ValueErrors included: they name the bad input here)
         if resume is not None:
             kd_config = api.resume_config(resume)
         else:
@@ -83,7 +100,7 @@ def train(
     if resume is not None:
         best = api.resume(resume, kd_config, **overrides)
     else:
-        best = api.fit(student, teacher, data, checked_recipe, spec, freeze_bn, **overrides)
+        best = api.fit(student, teacher, data, checked_recipe, spec, freeze_bn, int8=int8, **overrides)
     console.print(f"student checkpoint: [bold]{best}[/]")
 
 
@@ -148,31 +165,40 @@ def run(
     """Shrink a detector in one command: dataset (COCO subset), teacher, pruning, distillation, ONNX,
     INT8, TensorRT engines where TensorRT is installed, then accuracy and latency of every artifact in
     report.md and a self-contained report.html. Rerun the same command to resume an interrupted run."""
-    from detdistill.data.coco_subset import CocoSubsetError
-    from detdistill.distill import ClassMapError, RecipeError, TeacherError
-    from detdistill.pipeline.config import PipelineError
     from detdistill.pipeline.runner import run_pipeline
-    from detdistill.prune import PruneError
 
-    try:
-        report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False))
-    except (PipelineError, TeacherError, RecipeError, ClassMapError, CocoSubsetError, PruneError,
-            FileNotFoundError) as e:
-        fail(str(e))
+    # bad recipes, inputs and files end in one `error:` line through the app's ErrorBoundary
+    report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False))
     typer.echo(report.read_text())
 
 
+# third-party module -> what to install for the verbs that need it at import time
+OPTIONAL_DEPENDENCIES = {"cv2": "detdistill[runtime]", "onnxruntime": "detdistill[runtime]",
+                         "onnx": "detdistill[export]", "torch": "detdistill[train]",
+                         "ultralytics": "detdistill[train]", "tensorrt": "detdistill[tensorrt]"}
+VERB_MODULES = ("detdistill.export.cli", "detdistill.demo.cli", "detdistill.data.cli", "detdistill.prune.cli",
+                "detdistill.weights_cli")
+
+
 def _register_optional() -> None:
-    """Add the verbs that live with their packages (deploy, demo, data, prune, weights)."""
+    """Add the verbs that live with their packages (deploy, demo, data, prune, weights).
+
+    A broken import inside detdistill fails loudly; a missing third-party package skips that module's
+    verbs with a note saying what to install."""
     import importlib
 
-    for module in ("detdistill.export.cli", "detdistill.demo.cli", "detdistill.data.cli", "detdistill.prune.cli",
-                   "detdistill.weights_cli"):
+    for module in VERB_MODULES:
         try:
-            importlib.import_module(module).register(app)
+            verbs = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if not (e.name or "").startswith(module.rsplit(".", 1)[0]):
+            missing = (e.name or "").split(".")[0]
+            if not missing or missing == "detdistill":
                 raise
+            extra = OPTIONAL_DEPENDENCIES.get(missing, missing)
+            console.print(f"note: the verbs of {module} are unavailable: {missing} is not installed "
+                          f"(pip install '{extra}')", highlight=False, markup=False)
+            continue
+        verbs.register(app)
 
 
 _register_optional()

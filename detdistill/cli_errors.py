@@ -1,11 +1,194 @@
-"""The one way every ``detdistill`` verb reports bad input: a one-line message, exit code 2."""
+"""How every ``detdistill`` verb reports bad input: one line ``error: <problem and fix>``, no traceback.
+
+Verbs call :func:`fail` for what they check themselves. :class:`ErrorBoundary`, the ``detdistill`` app's
+command group, turns what escapes a verb into such a line too: detdistill's own errors, unreadable
+files (truncated checkpoints, corrupt ONNX, bad JSON/YAML, images OpenCV cannot read) and ultralytics'
+argument checks. Anything else is a bug and keeps its traceback; ``DETDISTILL_DEBUG=1`` shows the
+traceback of every error. Ctrl-C prints how to go on and exits with 130.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import typer
+import yaml
+from typer.core import TyperGroup
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+# kind -> (file suffixes, what is wrong with such a file, how to fix it)
+FILE_KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "checkpoint": ((".pt", ".pth", ".ckpt"), "is not a loadable PyTorch checkpoint",
+                   "re-download it, or rerun the training or export that wrote it"),
+    "onnx": ((".onnx",), "is not a readable ONNX model", "export it again with `detdistill export`"),
+    "json": ((".json",), "is not valid JSON", "fix the file or delete it"),
+    "yaml": ((".yaml", ".yml"), "is not valid YAML", "fix its syntax"),
+    "image": ((".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".mp4", ".avi", ".mov", ".mkv"),
+              "could not be read by OpenCV", "check that it is a readable image or video"),
+}
+ONNX_ERRORS = {"google.protobuf.message.DecodeError", "onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf",
+               "onnxruntime.capi.onnxruntime_pybind11_state.Fail"}
+USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     """Print ``error: <message>`` (naming the problem and the fix) to stderr and exit with ``code``."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {one_line(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def one_line(text: str) -> str:
+    """``text`` without colour codes, its lines joined with '; '."""
+    lines = [" ".join(line.split()) for line in _ANSI.sub("", str(text)).splitlines()]
+    return "; ".join(line for line in lines if line)
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+
+
+def file_kind(exc: BaseException) -> str | None:
+    """Which kind of unreadable file ``exc`` reports (a key of :data:`FILE_KINDS`), or None."""
+    text = str(exc)
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)) or "not a loadable checkpoint" in text \
+            or (isinstance(exc, RuntimeError) and "PytorchStreamReader" in text):
+        return "checkpoint"
+    names = _class_names(exc)
+    if names & ONNX_ERRORS:
+        return "onnx"
+    if isinstance(exc, json.JSONDecodeError):
+        return "json"
+    if isinstance(exc, yaml.YAMLError):
+        return "yaml"
+    if "cv2.error" in names:
+        return "image"
+    return None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first sentence of the innermost explicit cause, e.g. 'PytorchStreamReader failed reading zip archive'."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    mark = getattr(exc, "problem_mark", None)  # yaml: where in the file
+    if mark is not None:
+        return f"{getattr(exc, 'problem', None) or exc}, line {mark.line + 1} column {mark.column + 1}"
+    text = one_line(str(exc)) or type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    if "is not a loadable checkpoint" in text and "(" in text:  # ultralytics wraps torch's message in (...)
+        text = text.split("(", 1)[1]
+    return re.split(r"\.\s|\.$|; ", text, maxsplit=1)[0][:160]
+
+
+def _is_file(text: Any) -> bool:
+    try:
+        return isinstance(text, (str, os.PathLike)) and len(str(text)) < 4096 and Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def culprit(exc: BaseException, argv: Sequence[str], suffixes: tuple[str, ...]) -> str | None:
+    """The file an error is about: a command-line file the message names, else the innermost file the failing
+    code was handling (a path with a matching suffix among its local variables), else a command-line file."""
+    values = [a.split("=", 1)[1] if "=" in a and not a.startswith("-") else a for a in argv]
+    given = [v for v in values if Path(v).suffix.lower() in suffixes and _is_file(v)]
+    named = [v for v in given if Path(v).name in str(exc)]
+    if named:
+        return named[0]
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, Path)) and Path(str(value)).suffix.lower() in suffixes and _is_file(value):
+                return str(value)
+    return given[0] if given else None
+
+
+def error_line(exc: BaseException, argv: Sequence[str]) -> str | None:
+    """The one-line message for an error reported without a traceback; None for any other (a bug)."""
+    kind = file_kind(exc)
+    if kind is not None:
+        suffixes, problem, fix = FILE_KINDS[kind]
+        where = culprit(exc, argv, suffixes) or f"a {kind} file"
+        return f"{where} {problem} ({_root_cause(exc)}); {fix}"
+    if isinstance(exc, SyntaxError) and "is not a valid YOLO argument" in str(exc):  # ultralytics' cfg check
+        return f"invalid training argument: {one_line(str(exc))}"
+    if isinstance(exc, USER_OS_ERRORS):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else one_line(str(exc))
+    if any(c.__module__.split(".")[0] == "detdistill" for c in type(exc).__mro__):
+        return one_line(str(exc)) or type(exc).__name__
+    return None
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name V``, ``--name=V`` or ``name=V`` in ``argv``."""
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        for prefix in (f"--{name}=", f"{name}="):
+            if arg.startswith(prefix):
+                return arg[len(prefix):]
+    return None
+
+
+def _latest_last_pt(argv: Sequence[str], since: float) -> str | None:
+    """The ``last.pt`` a ``detdistill train`` written since ``since`` left, if one is found."""
+    project = _option(argv, "project")
+    roots = [Path(project)] if project else [Path("runs/detect")]
+    utils = sys.modules.get("ultralytics.utils")
+    if not project and utils is not None and hasattr(utils, "RUNS_DIR"):
+        roots.insert(0, Path(utils.RUNS_DIR) / "detect")
+    found = [p for root in roots for p in root.glob("*/weights/last.pt") if p.stat().st_mtime >= since]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+
+
+def interrupted_line(argv: Sequence[str], since: float) -> str:
+    """What to print on Ctrl-C: that the command stopped, and how to go on."""
+    verb = argv[0] if argv else ""
+    if verb == "train":
+        last = _option(argv, "resume") or _latest_last_pt(argv, since) or "<run>/weights/last.pt"
+        return f"interrupted; to go on, run `detdistill train --resume {last}`"
+    if verb in ("run", "quickstart"):
+        return f"interrupted; to go on, rerun the same command: `detdistill {shlex.join(argv)}` " \
+               "(finished stages are reused, an interrupted training resumes from its last.pt)"
+    return "interrupted"
+
+
+class ErrorBoundary(TyperGroup):
+    """The ``detdistill`` command group: every verb runs inside one error boundary (see the module doc)."""
+
+    argv: list[str] = []
+    started: float = 0.0
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        self.argv, self.started = list(args), time.time()
+        return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.secho(interrupted_line(self.argv, self.started), fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("DETDISTILL_DEBUG", "") not in ("", "0"):
+                raise
+            message = error_line(exc, self.argv)
+            if message is None:
+                raise
+            fail(message)

@@ -23,6 +23,8 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
+from .atomic import staged
+
 
 def _class_convs(head: nn.Module) -> list[tuple[nn.Sequential, int]]:
     """Every (branch, level) whose last layer is the class-score conv, one-to-many and one-to-one branches."""
@@ -114,6 +116,17 @@ class StudentTrainer(DetectionTrainer):
             for m in getattr(model, "student_model", model).modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
+
+    def save_model(self):
+        """ultralytics' save_model, with ``last.pt`` and ``best.pt`` written to temporary files and moved into
+        place (``os.replace``): a run killed while saving keeps its previous, loadable checkpoints."""
+        with staged(self.last) as last, staged(self.best) as best:
+            final = self.last, self.best
+            self.last, self.best = last, best
+            try:
+                return super().save_model()
+            finally:
+                self.last, self.best = final
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         if not isinstance(weights, nn.Module):

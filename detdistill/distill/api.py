@@ -71,12 +71,13 @@ def check_inputs(
 
 
 def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | None = None,
-        freeze_bn: bool = False, **train_args: Any) -> Path:
-    """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``."""
+        freeze_bn: bool = False, int8: bool = False, **train_args: Any) -> Path:
+    """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``.
+    ``int8``: quantization-aware distillation (:mod:`detdistill.distill.qad`)."""
     from ultralytics import YOLO
 
     model = YOLO(str(student))
-    trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn)
+    trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn, int8)
     model.train(trainer=trainer, data=str(data), **train_args)
     return Path(model.trainer.best)
 
@@ -130,7 +131,7 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
     model = YOLO(str(last))
     model.train(
         trainer=DistillationTrainer.configure(cfg["teacher"], cfg["recipe"], cfg.get("class_map"),
-                                              cfg.get("freeze_bn", False)), resume=True,
+                                              cfg.get("freeze_bn", False), cfg.get("int8", False)), resume=True,
         **train_args,
     )
     return Path(model.trainer.best)

@@ -1,21 +1,55 @@
-"""``DistillationTrainer``: ultralytics' DetectionTrainer with a frozen teacher and a recipe of KD losses."""
+"""``DistillationTrainer``: ultralytics' DetectionTrainer with a frozen teacher and a recipe of KD losses.
+
+Checkpoints are written atomically by :meth:`detdistill.train.StudentTrainer.save_model`, which it inherits.
+:func:`check_train_args` checks trainer arguments before any work starts.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from ultralytics.nn.tasks import load_checkpoint
-from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
+from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..train import StudentTrainer
 from .classmap import resolve_class_map
 from .model import KDModel
+from .qad import prepare_student
 from .recipe import load_recipe
 from .teacher import class_names, load_teacher, teacher_path
+
+
+class TrainArgumentError(ValueError):
+    """A trainer argument that ultralytics does not know."""
+
+
+EXTRA_TRAIN_KEYS = frozenset({"augmentations", "save_dir"})  # accepted by ultralytics beyond its cfg keys
+
+
+def _closest(word: str, names: set[str]) -> list[str]:
+    """The names closest to ``word`` (difflib), all of them where several are equally close."""
+    close = difflib.get_close_matches(word, sorted(names), n=3)
+    score = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
+    return [c for c, r in zip(close, score) if r == score[0]]
+
+
+def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
+    """Raise :class:`TrainArgumentError` for the first key of ``args`` that is not an ultralytics setting
+    (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one. ``where`` says where it was given."""
+    valid = set(DEFAULT_CFG_DICT) | EXTRA_TRAIN_KEYS
+    for key in args:
+        if key in valid:
+            continue
+        close = _closest(str(key), valid)
+        hint = f"did you mean {' or '.join(map(repr, close))}?" if close else \
+            "see https://docs.ultralytics.com/modes/train/#train-settings"
+        raise TrainArgumentError(f"unknown training argument {key!r}{where} ({hint})")
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:
@@ -31,10 +65,13 @@ def _update_schedule(trainer: DistillationTrainer) -> None:
 class DistillationTrainer(StudentTrainer):
     """Trains a student YOLO detector with a frozen teacher.
 
-    The KD configuration (``teacher`` path, ``recipe`` mapping, ``class_map`` spec) comes from the
+    The KD configuration (``teacher`` path, ``recipe`` mapping, ``class_map`` spec, ``int8``) comes from the
     ``kd_config`` argument or class attribute; :meth:`configure` makes a subclass carrying it, for use
     as ``YOLO(student).train(trainer=DistillationTrainer.configure(...), ...)`` and for DDP workers,
     which rebuild the trainer from its class. On ``resume`` it is read back from the checkpoint.
+
+    With ``int8`` (or ultralytics' ``quantize=8``) the student trains with INT8 fake quantization
+    (:mod:`detdistill.distill.qad`): it is quantized before the teacher wraps it, so only the student is.
     """
 
     kd_config: dict[str, Any] | None = None
@@ -43,21 +80,28 @@ class DistillationTrainer(StudentTrainer):
         super().__init__(cfg, overrides, _callbacks)
         if kd_config is not None:
             self.kd_config = kd_config
+        if self.args.quantize == 8:  # ultralytics' QAT switch: here the student alone is quantized (see qad)
+            self.kd_config = {**(self.kd_config or {}), "int8": True}
+            self.args.quantize = None  # keeps ultralytics from quantizing the teacher-and-student wrapper too
         self._kd_resume_state: dict | None = None
+        self._qad_state: dict | None = None  # a resumed QAD run's quantizer ranges
         if _update_schedule not in self.callbacks["on_train_epoch_start"]:  # DDP workers get pickled callbacks
             self.add_callback("on_train_epoch_start", _update_schedule)
 
     @classmethod
     def configure(
-        cls, teacher: str | Path, recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False
+        cls, teacher: str | Path, recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False,
+        int8: bool = False,
     ) -> type[DistillationTrainer]:
         """A subclass with the KD configuration baked in (picklable for DDP). ``freeze_bn``: keep the student's
-        BatchNorm statistics fixed (see :class:`~detdistill.train.StudentTrainer`); kept on resume."""
+        BatchNorm statistics fixed (see :class:`~detdistill.train.StudentTrainer`); ``int8``: quantization-aware
+        distillation (:mod:`detdistill.distill.qad`). Both are kept on resume."""
         kd_config = {
             "teacher": str(teacher_path(teacher).resolve()),
             "recipe": load_recipe(recipe).to_dict(),
             "class_map": class_map,
             "freeze_bn": freeze_bn,
+            "int8": int8,
         }
         return type(cls.__name__, (cls,), {"kd_config": kd_config, "__module__": cls.__module__})
 
@@ -75,6 +119,7 @@ class DistillationTrainer(StudentTrainer):
             return super().setup_model()
         self.kd_config = self.kd_config or weights.kd_config
         self._kd_resume_state = weights.projector.state_dict()
+        self._qad_state = ckpt.get("modelopt")
         self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
         return ckpt
 
@@ -89,6 +134,8 @@ class DistillationTrainer(StudentTrainer):
         teacher = load_teacher(cfg["teacher"], self.device)
         class_map = resolve_class_map(class_names(teacher), self.data, cfg.get("class_map"))
         recipe = load_recipe(cfg["recipe"])
+        if cfg.get("int8"):
+            self.model = prepare_student(self, self.model, self._qad_state)
         self.args.compile = False  # the teacher runs eagerly beside the student
         self.model = KDModel(self.model, teacher, recipe, class_map, cfg)
         weight = next(p for p in self.model.student_model.parameters() if p.ndim == 4)

@@ -260,6 +260,9 @@ def quantize_onnx(
         raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
+    if info.quantization.get("method") == "qad":
+        raise ValueError(f"{src} is already quantized: a quantization-aware (QAD) export carries its learned INT8 "
+                         "scales; evaluate it or build its engine as it is")
     if any(p.key == "quantization" for p in proto.metadata_props):
         raise ValueError(f"{src} is already quantized; quantize the FP32 export instead")
     files = list(calib) if isinstance(calib, (list, tuple)) else list_images(calib, limit=num_images)

@@ -179,6 +179,19 @@ def _to_float(text: str) -> float:
         return math.nan
 
 
+def _last_row_per_epoch(keys: list[str], rows: list[list[str]]) -> list[list[str]]:
+    """Each epoch once, from its last row: a resumed training redoes the epoch it was killed in and appends
+    a second row for it. Epochs keep the order they first appear in; rows without a readable epoch are kept."""
+    if "epoch" not in keys:
+        return rows
+    col = keys.index("epoch")
+    last: dict[Any, list[str]] = {}
+    for i, row in enumerate(rows):
+        epoch = _to_float(row[col]) if col < len(row) else math.nan
+        last[("row", i) if math.isnan(epoch) else epoch] = row
+    return list(last.values())
+
+
 def read_results_csv(name: str, path: Path) -> Curves:
     """Read an ultralytics results.csv; header names are stripped (older versions pad them)."""
     path = Path(path)
@@ -193,7 +206,7 @@ def read_results_csv(name: str, path: Path) -> Curves:
         return Curves(name, {}, f"{path} has no epochs")
     keys = [h.strip() for h in lines[0]]
     cols: dict[str, list[float]] = {k: [] for k in keys if k}
-    for row in lines[1:]:
+    for row in _last_row_per_epoch(keys, lines[1:]):
         row = row + [""] * (len(keys) - len(row))  # a row cut short (training killed) pads with NaN
         for key, cell in zip(keys, row):
             if key:

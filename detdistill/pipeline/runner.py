@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..export.platform_info import GpuInfo, detect_gpu
 from .config import PipelineError, load_pipeline
 from .stages import StageCache
@@ -30,12 +33,27 @@ def _train_args(cfg: dict, run_dir: Path, extra: dict | None = None) -> dict[str
 
 def _finished(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a finished ultralytics run (its last.pt was stripped at the end)."""
+    import pickle
+
     import torch
 
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
         return False
-    return torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+    try:
+        return torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise PipelineError(f"{last} is not a loadable checkpoint (truncated or corrupted: {str(e).split('.')[0]}); "
+                            f"delete {run_dir} and rerun to train this stage again") from e
+
+
+def check_train_settings(cfg: dict) -> None:
+    """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``)."""
+    from ..distill.trainer import check_train_args
+
+    check_train_args(cfg["train"], " in the recipe's train: section")
+    if cfg["teacher"]["kind"] == "train":
+        check_train_args(cfg["teacher"]["train"]["args"], " in the recipe's teacher.train.args")
 
 
 def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, teacher: Path | None = None,
@@ -342,9 +360,10 @@ class Pipeline:
 
     # --- all of it -------------------------------------------------------------------------------------------
     def run(self) -> Path:
-        from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
+        from .report import ArtifactResult, PipelineReport, TrainingRun
 
         cfg = self.cfg
+        check_train_settings(cfg)
         self.stages.total = self._count_stages()
         data = self.data()
         teacher = self.teacher(data)
@@ -371,9 +390,23 @@ class Pipeline:
             title=f"detdistill pipeline: {cfg['name']}", config_text=self.recipe_text,
             machine=describe_machine(self.gpu), imgsz=cfg["imgsz"], data=str(data), artifacts=results,
             training=training, stages=self.stages.rows, notes=self.notes)
-        md, html = write_report(report, self.work)
+        md, html = self._write_report(report)
         self.log(f"report: {md} (and {html.name})")
         return md
+
+    def _write_report(self, report: Any) -> tuple[Path, Path]:
+        """Write report.md and report.html into a scratch folder, then move each into ``workdir`` atomically."""
+        from .report import write_report
+
+        scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=self.work))
+        try:
+            written = write_report(report, scratch)
+            for path in written:
+                atomic.commit(path, self.work / path.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        md, html = (self.work / path.name for path in written)
+        return md, html
 
     def _count_stages(self) -> int:
         """How many stages this run goes through (for the [n/N] progress lines)."""

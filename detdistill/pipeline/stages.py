@@ -1,9 +1,14 @@
 """Stage bookkeeping: each stage runs once per set of inputs; a rerun skips it while its outputs are up to date.
 
 ``stages.json`` in the work folder records, per stage, the key of its inputs (its settings plus the
-size and mtime of every input file), whether it finished, and its result. A finished stage whose key
+SHA-256 of every input file's contents), whether it finished, and its result. A finished stage whose key
 matches and whose output files still exist is skipped; anything else runs again, so an interrupted
-run resumes where it stopped (a training stage from its ``last.pt``).
+run resumes where it stopped (a training stage from its ``last.pt``). Keys depend on what files hold,
+not on when they were written: a file rewritten with the same contents (e.g. the scaled student YAML,
+written on every run) leaves the stages that read it cached.
+
+``stages.json`` is written atomically; one found damaged anyway (empty, half-written) is set aside as
+``stages.json.damaged-<time>`` and the stages are rebuilt, reusing the training folders they left.
 """
 
 from __future__ import annotations
@@ -16,18 +21,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
+from ..export.hashing import file_sha256
 
-def fingerprint(value: Any) -> Any:
-    """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents) changes."""
+KEY_VERSION = 2  # 2: files keyed by content; entries without "v" were keyed by size and mtime
+_digests: dict[tuple, str] = {}  # (path, size, mtime, inode) -> SHA-256, so each file is read once per process
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of ``path``'s contents (memoised while the file's size and mtime stay the same)."""
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if memo not in _digests:
+        _digests[memo] = file_sha256(path)
+    return _digests[memo]
+
+
+def fingerprint(value: Any, legacy: bool = False) -> Any:
+    """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents) changes.
+
+    ``legacy``: the size-and-mtime form of keys written before content hashing (read, never written)."""
     if isinstance(value, Path):
         if value.is_file():
-            st = value.stat()
-            return f"{value.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+            if legacy:
+                st = value.stat()
+                return f"{value.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+            return f"{value.resolve()}|sha256:{content_hash(value.resolve())}"
         return f"{value.resolve()}|missing" if not value.exists() else f"{value.resolve()}|dir"
     if isinstance(value, dict):
-        return {str(k): fingerprint(v) for k, v in value.items()}
+        return {str(k): fingerprint(v, legacy) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [fingerprint(v) for v in value]
+        return [fingerprint(v, legacy) for v in value]
     return value
 
 
@@ -37,13 +61,42 @@ class StageCache:
     def __init__(self, workdir: Path, log: Callable[[str], None] = print):
         self.workdir = workdir
         self.file = workdir / "stages.json"
-        self.manifest: dict[str, dict] = json.loads(self.file.read_text()) if self.file.is_file() else {}
         self.log = log
+        self.recovered = False  # the manifest was damaged and set aside: reuse the training folders found
+        self.manifest: dict[str, dict] = self._load()
         self.rows: list[tuple[str, str, float]] = []  # this invocation: (name, "ran" | "cached" | "skipped: why", s)
         self.total = 0
 
-    def _key(self, inputs: dict) -> str:
-        return hashlib.sha256(json.dumps(fingerprint(inputs), sort_keys=True, default=str).encode()).hexdigest()[:20]
+    def _load(self) -> dict[str, dict]:
+        """The manifest; a damaged one is renamed aside with a warning and an empty one returned."""
+        if not self.file.is_file():
+            return {}
+        try:
+            manifest = json.loads(self.file.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict) or not all(isinstance(e, dict) and "key" in e for e in manifest.values()):
+                raise ValueError("not a mapping of stage name to record")
+        except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+            aside = self.file.with_name(f"stages.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            n = 1
+            while aside.exists():
+                aside, n = aside.with_name(f"{aside.name.split('~')[0]}~{n}"), n + 1
+            self.file.replace(aside)
+            self.log(f"warning: {self.file} is damaged ({' '.join(str(e).split())}); set it aside as {aside.name} "
+                     "and rebuilding the stages (finished trainings in this folder are reused)")
+            self.recovered = True
+            return {}
+        return manifest
+
+    def _key(self, inputs: dict, legacy: bool = False) -> str:
+        text = json.dumps(fingerprint(inputs, legacy), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def _matches(self, entry: dict | None, inputs: dict, key: str) -> bool:
+        if entry is None:
+            return False
+        if entry.get("v") == KEY_VERSION:
+            return entry["key"] == key
+        return entry["key"] == self._key(inputs, legacy=True)  # recorded before keys hashed contents
 
     def run(self, name: str, inputs: dict, outputs: list[Path], fn: Callable[[], Any],
             clean: tuple[Path, ...] = ()) -> Any:
@@ -56,26 +109,29 @@ class StageCache:
         where = self._step()
         key = self._key(inputs)
         entry = self.manifest.get(name)
-        if entry and entry["key"] == key and entry.get("done") and all(p.exists() for p in outputs):
+        same = self._matches(entry, inputs, key)
+        if same and entry.get("done") and all(p.exists() for p in outputs):
+            if entry.get("v") != KEY_VERSION:
+                self._save(name, {**entry, "key": key, "v": KEY_VERSION})
             self.log(f"{where}{name}: up to date, skipped")
             self.rows.append((name, "cached", 0.0))
             return entry["result"]
-        resuming = entry is not None and entry["key"] == key
+        resuming = same or (entry is None and self.recovered)
         self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else ""))
         if not resuming:
             for folder in clean:
                 shutil.rmtree(folder, ignore_errors=True)
-        self._save(name, {"key": key, "done": False})
+        self._save(name, {"key": key, "v": KEY_VERSION, "done": False})
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
-        self._save(name, {"key": key, "done": True, "result": result, "seconds": round(seconds, 1)})
+        self._save(name, {"key": key, "v": KEY_VERSION, "done": True, "result": result, "seconds": round(seconds, 1)})
         self.rows.append((name, "ran", seconds))
         return result
 
     def _save(self, name: str, entry: dict) -> None:
         self.manifest[name] = entry
-        self.file.write_text(json.dumps(self.manifest, indent=1, default=str))
+        atomic.write_text(self.file, json.dumps(self.manifest, indent=1, default=str))
 
     def skip(self, name: str, why: str) -> None:
         self.log(f"{self._step()}{name}: skipped ({why})")

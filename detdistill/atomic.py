@@ -1,0 +1,57 @@
+"""Atomic file writes: write a temporary file in the target's folder, then ``os.replace`` it into place.
+
+A reader (or a rerun after ``kill -9``) then finds either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temp_path(path: str | Path) -> Path:
+    """A unique, hidden sibling of ``path`` to write to first (same folder, so ``os.replace`` is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def commit(tmp: str | Path, path: str | Path) -> None:
+    """Flush ``tmp`` to disk and move it onto ``path`` in one step."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def staged(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path for ``path``; on success it replaces ``path`` (if it was written), on error it
+    is deleted and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if tmp.exists():
+            commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Atomically create ``path`` with ``write(tmp)``, e.g. ``save(p, lambda f: torch.save(obj, f))``."""
+    with staged(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomic ``Path(path).write_bytes(data)``."""
+    return save(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Atomic ``Path(path).write_text(text)``."""
+    return save(path, lambda tmp: tmp.write_text(text, encoding=encoding))

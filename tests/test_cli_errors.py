@@ -1,0 +1,189 @@
+"""One error boundary for every verb: bad input ends in exactly one ``error:`` line naming the file or
+argument, a non-zero exit and no traceback; Ctrl-C says how to go on; broken imports fail loudly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from detdistill import cli
+from detdistill.cli import app
+
+
+def _invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args], terminal_width=300)
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def _assert_one_error(result, *names: str) -> str:
+    """Exit != 0 through the boundary (SystemExit, not an escaped exception), one `error:` line naming ``names``."""
+    assert result.exit_code != 0, result.output
+    assert type(result.exception) is SystemExit, repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = _error_lines(result.output)
+    assert len(lines) == 1, result.output
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, teacher_pt) -> dict[str, Path]:
+    """A checkpoint cut after 2 KB (as a copy or a save killed midway leaves it) and an ONNX of random bytes."""
+    tmp = tmp_path_factory.mktemp("bad")
+    truncated = tmp / "truncated.pt"
+    truncated.write_bytes(teacher_pt.read_bytes()[:2048])
+    noise = tmp / "noise.onnx"
+    noise.write_bytes(os.urandom(4096))
+    return {"pt": truncated, "onnx": noise}
+
+
+def _recipe(tmp: Path, teacher_pt: Path, **changes) -> Path:
+    """A pipeline recipe on a data YAML that does not exist, so `run` stops at its first stage."""
+    recipe = {"name": "t", "imgsz": 64, "data": {"yaml": str(tmp / "absent-data.yaml")},
+              "teacher": {"weights": str(teacher_pt)}, "student": {"model": "yolov8n.yaml"}, **changes}
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+# verb, arguments (PT/ONNX/COCO8 filled in), what the error line must name
+CORRUPT_INPUTS = [
+    ("val", ["PT", "--data", "COCO8"], "truncated.pt"),
+    ("export", ["PT"], "truncated.pt"),
+    ("train", ["--resume", "PT"], "truncated.pt"),
+    ("eval", ["ONNX", "--data", "COCO8"], "noise.onnx"),
+    ("bench", ["ONNX", "--runs", "50"], "noise.onnx"),
+    ("quantize", ["ONNX", "--data", "COCO8"], "noise.onnx"),
+]
+
+
+@pytest.mark.parametrize("verb,args,named", CORRUPT_INPUTS, ids=[f"{v}-{n}" for v, _, n in CORRUPT_INPUTS])
+def test_a_corrupt_file_gives_one_error_line(verb, args, named, bad_files, coco8_yaml):
+    fill = {"PT": bad_files["pt"], "ONNX": bad_files["onnx"], "COCO8": coco8_yaml}
+    line = _assert_one_error(_invoke(verb, *[fill.get(a, a) for a in args]), named)
+    assert ("checkpoint" if named.endswith(".pt") else "ONNX") in line
+
+
+@pytest.mark.parametrize("content", [b"", b'{\n "data": {\n  "key": "3f2a'], ids=["empty", "half-written"])
+def test_run_sets_a_damaged_stages_json_aside_instead_of_a_traceback(tmp_path, teacher_pt, content):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "stages.json").write_bytes(content)
+    result = _invoke("run", _recipe(tmp_path, teacher_pt), "--workdir", work)
+    _assert_one_error(result, "absent-data.yaml")  # the run went on to its first stage
+    assert "JSONDecodeError" not in result.output and "warning:" in result.output
+    assert [p.read_bytes() for p in work.glob("stages.json.damaged-*")] == [content]
+
+
+def test_a_misspelt_training_argument_is_named_with_the_closest_valid_one(tmp_path, teacher_pt, coco8_yaml):
+    result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, "epoch=1")
+    line = _assert_one_error(result, "'epoch'", "'epochs'")
+    assert line == "error: unknown training argument 'epoch' (did you mean 'epochs'?)"
+
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": 1, "lr": 0.01}))
+    _assert_one_error(result, "'lr'", "train:")  # checked before the first stage (the data YAML is absent)
+
+
+def test_a_recipe_that_is_not_yaml_is_named(tmp_path):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("name: x\ndata: [1\n")
+    _assert_one_error(_invoke("run", recipe), "broken.yaml", "YAML")
+
+
+def test_ctrl_c_says_how_to_go_on(tmp_path, monkeypatch, teacher_pt):
+    from detdistill.distill import api
+    from detdistill.pipeline import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_pipeline", interrupted)
+    recipe = _recipe(tmp_path, teacher_pt)
+    result = _invoke("run", recipe, "--workdir", tmp_path / "w")
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "interrupted" in result.output and f"detdistill run {recipe} --workdir {tmp_path / 'w'}" in result.output
+
+    last = tmp_path / "runs" / "kd" / "weights" / "last.pt"
+    monkeypatch.setattr(api, "resume_config", lambda path: {})
+    monkeypatch.setattr(api, "resume", interrupted)
+    result = _invoke("train", "--resume", last)
+    assert result.exit_code == 130 and f"detdistill train --resume {last}" in result.output
+
+
+def test_the_console_script_reports_one_line_and_debug_shows_the_traceback(bad_files):
+    command = [sys.executable, "-c", "from detdistill.cli import app; app()", "bench", str(bad_files["onnx"])]
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    env.pop("DETDISTILL_DEBUG", None)
+    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert len(_error_lines(quiet.stderr)) == 1 and "noise.onnx" in quiet.stderr
+    loud = subprocess.run(command, capture_output=True, text=True, env={**env, "DETDISTILL_DEBUG": "1"}, timeout=120)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "InvalidProtobuf" in loud.stderr
+
+
+def test_verb_registration_fails_loudly_on_a_broken_own_import(tmp_path, monkeypatch, capsys):
+    (tmp_path / "needs_missing_dep.py").write_text("import detdistill_test_absent_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "VERB_MODULES", ("needs_missing_dep",))
+    cli._register_optional()  # a missing third-party package skips the verbs, saying what to install
+    assert "detdistill_test_absent_dependency is not installed (pip install" in capsys.readouterr().err
+
+    monkeypatch.setattr(cli, "VERB_MODULES", ("detdistill.export.no_such_cli",))
+    with pytest.raises(ModuleNotFoundError):
+        cli._register_optional()
+
+
+def _real_error(kind: str, path: Path) -> BaseException:
+    """The exception the library meets reading a bad file of ``kind`` at ``path``."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    try:
+        if kind == "json":
+            path.write_text('{"teacher": {"key": "3f')
+            json.loads(path.read_text())
+        elif kind == "yaml":
+            path.write_text("names: [car, bus\n")
+            yaml.safe_load(path.read_text())
+        elif kind == "image":
+            path.write_bytes(b"")
+            cv2.cvtColor(np.zeros((0, 0, 3), np.uint8), cv2.COLOR_BGR2RGB)
+        else:
+            from ultralytics.cfg import get_cfg
+
+            get_cfg(overrides={"epoch": 1})
+    except Exception as e:  # noqa: BLE001 - the point is to catch what the library raises
+        return e
+    raise AssertionError(f"no error for {kind}")
+
+
+@pytest.mark.parametrize("kind,name,words", [
+    ("json", "calib.json", "not valid JSON"), ("yaml", "data.yaml", "not valid YAML"),
+    ("image", "frame.jpg", "OpenCV"), ("args", "'epoch'", "training argument"),
+])
+def test_error_lines_for_json_yaml_opencv_and_ultralytics_argument_errors(tmp_path, kind, name, words):
+    from detdistill.cli_errors import error_line
+
+    path = tmp_path / name.strip("'")
+    exc = _real_error(kind, path)
+    line = error_line(exc, ["eval", str(path)])
+    assert line is not None and "\n" not in line and name in line and words in line, line
+
+
+def test_other_errors_keep_their_traceback():
+    from detdistill.cli_errors import error_line
+
+    assert error_line(ZeroDivisionError("division by zero"), ["eval"]) is None
+    assert error_line(KeyError("boxes"), ["eval"]) is None

@@ -1,0 +1,105 @@
+"""Quantization-aware distillation on coco8 with the COCO teacher: the student alone is fake-quantized, KD
+losses supervise it, a run resumes with its learned ranges, the checkpoint loads with plain ultralytics, and
+the export is a Q/DQ ONNX that the runtime scores as simulated TensorRT INT8."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from detdistill.distill import DistillationTrainer, api
+from detdistill.distill.qad import QADError, is_fake_quantized, require_modelopt
+
+pytest.importorskip("modelopt.torch.quantization", reason="QAD needs NVIDIA ModelOpt (pip install 'detdistill[qad]')")
+pytestmark = pytest.mark.slow
+TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _stop(trainer) -> None:
+    raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
+
+
+@pytest.fixture(scope="module")
+def qad_run(tmp_path_factory, teacher_pt, coco8_yaml):
+    """2 epochs of QAD of the teacher into its own copy (self-distillation), interrupted after epoch 1, then resumed."""
+    from ultralytics import YOLO
+
+    tmp = tmp_path_factory.mktemp("qad")
+    teacher = shutil.copy(teacher_pt, tmp / "teacher.pt")
+    student = shutil.copy(teacher_pt, tmp / "student.pt")
+    model = YOLO(str(student))
+    model.add_callback("on_model_save", _stop)
+    with pytest.raises(Interrupted):
+        model.train(trainer=DistillationTrainer.configure(teacher, "default", int8=True), data=str(coco8_yaml),
+                    epochs=2, project=str(tmp), name="run", **TRAIN_ARGS)
+    interrupted = torch.load(tmp / "run" / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    best = api.resume(tmp / "run" / "weights" / "last.pt")
+    return tmp, interrupted, best
+
+
+def test_only_the_student_is_fake_quantized_and_the_ranges_survive_resume(qad_run):
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from detdistill.distill.model import KDModel
+
+    _, interrupted, best = qad_run
+    state = interrupted["modelopt"]
+    assert state and any(k.startswith("model.0.") and "input_quantizer" in k for k in state["ranges"])
+    assert interrupted["ema"].kd_config["int8"] is True and isinstance(interrupted["ema"], KDModel)
+    model, ckpt = load_checkpoint(best)
+    assert ckpt["modelopt"] and is_fake_quantized(model)
+    assert model.model[0].conv.input_quantizer.is_enabled and model.model[0].conv.weight_quantizer.is_enabled
+    head_output = model.model[-1].cv3[0][2]  # the class-score output conv stays in float, as in PTQ
+    assert not head_output.input_quantizer.is_enabled and not head_output.weight_quantizer.is_enabled
+    assert ckpt["epoch"] == -1 and len(ckpt["train_results"]["epoch"]) == 2  # both epochs, the second resumed
+
+
+def test_checkpoint_loads_with_plain_ultralytics(qad_run, coco8_yaml):
+    _, _, best = qad_run
+    image = next((coco8_yaml.parent / "images" / "val").glob("*.jpg"))
+    code = (
+        "import sys; sys.modules['detdistill'] = None\n"
+        "from ultralytics import YOLO\n"
+        "from ultralytics.utils.torch_utils import is_qat\n"
+        f"m = YOLO({str(best)!r}); r = m.predict({str(image)!r}, imgsz=160, verbose=False)[0]\n"
+        "print('OK', is_qat(m.model), len(r.boxes))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK True" in out.stdout
+
+
+def test_export_is_qdq_onnx_scored_as_simulated_tensorrt_int8(qad_run, coco8_yaml):
+    from detdistill.export.evaluate import evaluate
+    from detdistill.export.onnx_export import default_parity_images, export_onnx
+    from detdistill.export.quantize import quantize_onnx
+
+    tmp, _, best = qad_run
+    onnx_path = export_onnx(best, tmp / "qad.onnx", imgsz=160, parity_images=default_parity_images())
+    proto = onnx.load(str(onnx_path))
+    assert sum(n.op_type == "QuantizeLinear" for n in proto.graph.node) > 50
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["quantization"])
+    assert meta["method"] == "qad" and meta["target"] == "tensorrt" and meta["scheme"] == "s8s8"
+    onnx_map = evaluate(onnx_path, coco8_yaml)
+    assert onnx_map.evaluator.startswith("simulated TensorRT INT8")
+    pt_map = evaluate(best, coco8_yaml, imgsz=160)
+    assert pt_map.map50_95 > 0.2 and abs(onnx_map.map50_95 - pt_map.map50_95) < 0.05, (onnx_map, pt_map)
+    with pytest.raises(ValueError, match="already quantized"):
+        quantize_onnx(onnx_path, default_parity_images())
+
+
+def test_missing_modelopt_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, "modelopt.torch.quantization", None)
+    with pytest.raises(QADError, match=r"needs NVIDIA ModelOpt.*pip install 'detdistill\[qad\]'"):
+        require_modelopt()
