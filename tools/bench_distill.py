@@ -84,6 +84,22 @@ def sealed_data(track: str, data: str, work: Path) -> tuple[str, dict[str, list[
     return str(write_half_yaml(data, work / "sealed")), split_halves(load_dataset(data).images("val"))
 
 
+def int8_artifact(best: Path, data: str, imgsz: int) -> tuple[Path, str]:
+    """The INT8 ONNX of a run: its own Q/DQ export after QAT/QAD, else PTQ for TensorRT calibrated on train images.
+
+    Both are scored as simulated TensorRT INT8 (Q/DQ as float operations, as an int32-accumulating engine computes).
+    """
+    from detdistill.export.images import list_images
+    from detdistill.export.onnx_export import default_parity_images, export_onnx
+    from detdistill.export.quantize import quantize_onnx
+
+    onnx_path = export_onnx(best, best.with_suffix(".onnx"), imgsz=imgsz, parity_images=default_parity_images())
+    if any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(onnx_path)).graph.node):
+        return onnx_path, "qad/qat export"
+    res = quantize_onnx(onnx_path, list_images(data, limit=500), target="tensorrt", cache_dir=best.parent)
+    return res.path, "ptq tensorrt"
+
+
 def records_path(out: Path, row: dict) -> Path:
     """Where one run's per-image test and tuning matches are kept."""
     name = f"{row['track']}-{row['student']}-e{row['epochs']}-{row['imgsz']}-{row['method']}-s{row['seed']}.pkl"
@@ -131,9 +147,13 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         metrics = model.train(trainer=plain, **train_args)
     elif method == "ultralytics":
         metrics = model.train(trainer=plain, distill_model=teacher, **train_args)
-    else:
-        recipe, _ = check_inputs(student, teacher, data, method)
-        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn),
+    elif method == "qat":  # ultralytics' quantization-aware training (ModelOpt INT8), no teacher
+        metrics = model.train(trainer=plain, quantize=8, **train_args)
+    else:  # a detdistill recipe; qad or qad:<recipe> trains it with INT8 fake quantization
+        int8 = method.split(":")[0] == "qad"
+        recipe, _ = check_inputs(student, teacher, data, method.split(":", 1)[1] if ":" in method else
+                                 ("default" if int8 else method))
+        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn, int8=int8),
                               **train_args)
     n_params = sum(p.numel() for p in model.model.parameters())
     row = {
@@ -147,6 +167,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     for half, files in halves.items():
         r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
         row[f"{half}_map"], row[f"{half}_map50"], records[half] = r.map50_95, r.map50, r.records
+    if args.int8:
+        int8_model, row["int8_from"] = int8_artifact(best, data, train_args["imgsz"])
+        for half, files in halves.items():
+            r = evaluate(int8_model, data, files=files, keep_records=True)
+            row[f"{half}_int8_map"], records[f"{half}_int8"] = r.map50_95, r.records
+            row["int8_evaluator"] = r.evaluator
     path = records_path(args.out, row)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(records))
@@ -165,17 +191,17 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
         half = (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
         return f"{statistics.mean(vals):.3f} ± {half:.3f}"
 
-    def test_records(r: dict) -> list:
-        return pickle.loads(records_path(out, r).read_bytes())["test"]
+    def test_records(r: dict, key: str) -> list:
+        return pickle.loads(records_path(out, r).read_bytes())[key]
 
-    def gain(method: str, base: str) -> str:
+    def gain(method: str, base: str, key: str = "test") -> str:
         if base not in by_method or method == base:
             return "-"
         seeds = sorted(set(by_method[method]) & set(by_method[base]))
         if not seeds:
             return "no common seed"
-        g = paired_gain([test_records(by_method[method][s]) for s in seeds],
-                        [test_records(by_method[base][s]) for s in seeds], samples=samples)
+        g = paired_gain([test_records(by_method[method][s], key) for s in seeds],
+                        [test_records(by_method[base][s], key) for s in seeds], samples=samples)
         return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
@@ -193,6 +219,18 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
             f"{spread([r['test_map'] for r in rs])} | {spread([r['test_map50'] for r in rs])} | "
             f"{gain(method, 'none')} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
+    if all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
+        lines += ["", "INT8 (QAT/QAD: their own Q/DQ export; other arms: PTQ for TensorRT on train images; all scored as "
+                  "simulated TensorRT INT8):", "",
+                  "| method | tuning half INT8 | **test half INT8** | test drop vs its FP32 (points) "
+                  "| test INT8 gain vs ultralytics QAT [95% CI] | test INT8 gain vs no KD + PTQ [95% CI] |",
+                  "|---|---|---|---|---|---|"]
+        for method, runs in by_method.items():
+            rs = [runs[s] for s in sorted(runs)]
+            drop = statistics.mean(100 * (r["test_map"] - r["test_int8_map"]) for r in rs)
+            lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread([r['tune_int8_map'] for r in rs])} | "
+                         f"{spread([r['test_int8_map'] for r in rs])} | {drop:+.1f} | "
+                         f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
     return "\n".join(lines)
 
 
@@ -203,7 +241,9 @@ def main() -> None:
                     help="quarter / half (yolov8n at 1/4 / 1/2 width), pruned<ratio> (the teacher pruned to that "
                     "fraction of its GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
     ap.add_argument("--teacher", type=Path, default=TEACHER)
-    ap.add_argument("--methods", default="none,ultralytics,default", help="none, ultralytics, or detdistill recipes")
+    ap.add_argument("--methods", default="none,ultralytics,default",
+                    help="none, ultralytics, detdistill recipes, qat (ultralytics' INT8 QAT) or qad[:recipe] "
+                    "(detdistill's quantization-aware distillation, default recipe)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)
@@ -215,6 +255,8 @@ def main() -> None:
     ap.add_argument("--freeze-bn", action="store_true", help="keep the student's BatchNorm statistics (every arm)")
     ap.add_argument("--train-arg", action="append", help="extra ultralytics train argument key=value (repeatable)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples per interval")
+    ap.add_argument("--int8", action="store_true", help="also score every run in INT8 (methods qat and qad train "
+                    "in INT8; the others are quantized after training)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
