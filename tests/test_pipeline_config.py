@@ -25,6 +25,12 @@ def test_null_turns_a_section_off():
     assert validate({**BASE, "export": {"int8": None}})["export"]["int8"] is None
 
 
+def test_quantization_aware_distillation_is_off_unless_asked_for():
+    assert validate(BASE)["export"]["int8"]["qad"] is None
+    assert validate({**BASE, "export": {"int8": {"qad": {}}}})["export"]["int8"]["qad"] == {"epochs": 10, "recipe": None}
+    assert validate({**BASE, "export": {"int8": {"qad": {"epochs": 3}}}})["export"]["int8"]["qad"]["epochs"] == 3
+
+
 @pytest.mark.parametrize("change, message", [
     ({"student": {"prune": {"target": 1.5}}}, "student.prune.target: must be a number in (0, 1]"),
     ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be below 1"),
@@ -36,6 +42,8 @@ def test_null_turns_a_section_off():
     ({"imgsz": 300}, "imgsz: must be a multiple of 32"),
     ({"export": {"int8": {"target": "gpu"}}}, "export.int8.target: cpu or tensorrt"),
     ({"export": {"engines": ["int4"]}}, "export.engines: each of fp32, fp16, int8"),
+    ({"export": {"int8": {"qad": {"epochs": 0}}}}, "export.int8.qad.epochs: must be an integer in [1"),
+    ({"export": {"int8": {"qad": {"epoch": 2}}}}, "export.int8.qad.epoch: unknown field"),
     ({"measure": {"bench_runs": 10}}, "measure.bench_runs: must be an integer in [50"),
     ({"train": ["epochs", 3]}, "train: expected a mapping"),
     ({"colour": "red"}, "colour: unknown field; the recipe accepts name,"),

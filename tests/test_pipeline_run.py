@@ -96,3 +96,20 @@ def test_student_at_a_smaller_input_size(tmp_path):
     assert student["gflops"] == pytest.approx(teacher["gflops"] * (96 / 128) ** 2, rel=0.05)
     row = next(line for line in report.read_text().splitlines() if line.startswith("| student, KD (FP32 ONNX)"))
     assert row.split(" | ")[3] == "96"
+
+
+def test_pipeline_with_quantization_aware_distillation_reports_its_int8_artifact(tmp_path):
+    pytest.importorskip("modelopt.torch.quantization", reason="QAD needs NVIDIA ModelOpt")
+    recipe = quickstart_recipe(tiny=True)
+    recipe["export"]["int8"]["qad"] = {"epochs": 1}
+    recipe["export"]["engines"] = []
+    lines: list[str] = []
+    report = run_pipeline(recipe, tmp_path / "run", log=lines.append)
+    assert any("] quantization-aware distillation (default, 1 epochs)" in line for line in lines)
+    manifest = json.loads((tmp_path / "run" / "stages.json").read_text())
+    measured = {k[len("measure "):]: v["result"] for k, v in manifest.items() if k.startswith("measure ")}
+    qad = measured["student, QAD (INT8 Q/DQ ONNX)"]
+    assert qad["evaluator"].startswith("simulated TensorRT INT8") and 0 <= qad["map50_95"] <= 1
+    assert measured["student, KD (INT8 ONNX, cpu)"]["evaluator"].startswith("ONNX Runtime CPU INT8 kernels, u8s7")
+    text = report.read_text()
+    assert "student, QAD (INT8 Q/DQ ONNX)" in text and "simulated TensorRT INT8" in text

@@ -13,6 +13,7 @@ Example (every section but ``data`` and ``teacher`` is optional)::
     train: {epochs: 60, batch: 16}    # ultralytics train arguments, the same for both students
     distill: {recipe: default, baseline: true}
     export: {int8: {target: tensorrt, calib_images: 500}, engines: [fp16, int8]}
+                                      # int8.qad: {epochs: 10} adds quantization-aware distillation
 
 Errors name the field, e.g. ``student.prune.target: must be in (0, 1)``.
 """
@@ -55,7 +56,8 @@ SCHEMA: dict[str, Any] = {
     "distill": {"recipe": "default", "class_map": None, "baseline": True},
     "export": {
         "onnx": True,
-        "int8": {"target": "cpu", "calib_images": 300, "method": "minmax", "max_drop": None},
+        "int8": {"target": "cpu", "calib_images": 300, "method": "minmax", "max_drop": None,
+                 "qad": {"epochs": 10, "recipe": None}},
         "engines": ["fp16", "int8"],
     },
     "measure": {"bench_runs": 50, "eval_limit": None},
@@ -64,6 +66,7 @@ SCHEMA: dict[str, Any] = {
 ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"),
           "student": ("prune", "model", "width", "weights")}
 FREE_FORM = {"train", "teacher.train.args", "distill.class_map"}
+OPTIONAL = {"export.int8.qad"}  # sub-sections that are off unless given (given empty: on, with their defaults)
 
 
 class PipelineError(ValueError):
@@ -88,7 +91,7 @@ def _merge(schema: dict, given: Any, where: str) -> dict:
             # a sub-section: an alternative of a ONE_OF section exists only when given; others get their
             # defaults when absent, and `key: null` turns them off
             if key not in given:
-                out[key] = None if where in ONE_OF else _merge(default, None, path)
+                out[key] = None if where in ONE_OF or path in OPTIONAL else _merge(default, None, path)
             else:
                 out[key] = None if value is None else _merge(default, value, path)
         elif path in FREE_FORM:
@@ -155,6 +158,8 @@ def validate(raw: dict) -> dict:
             raise PipelineError("data.coco_subset: needs coco (the COCO folder) and classes or preset")
     if cfg["export"]["int8"] is not None and cfg["export"]["int8"]["target"] not in ("cpu", "tensorrt"):
         raise PipelineError(f"export.int8.target: cpu or tensorrt, got {cfg['export']['int8']['target']!r}")
+    if cfg["export"]["int8"] is not None and cfg["export"]["int8"]["qad"] is not None:
+        _number(cfg, "export.int8.qad.epochs", 1, 100000, integer=True)
     bad = [e for e in cfg["export"]["engines"] or [] if e not in ("fp32", "fp16", "int8")]
     if bad:
         raise PipelineError(f"export.engines: each of fp32, fp16, int8; got {bad[0]!r}")

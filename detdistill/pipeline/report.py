@@ -146,7 +146,7 @@ def artifact_table(report: PipelineReport) -> Table:
     """The artifact table: measured numbers, latency per stage and relative columns."""
     stages = latency_stages(report.artifacts)
     teacher = find_teacher(report.artifacts)
-    header = ["artifact", "kind", "backend", "imgsz", "params (M)", "GFLOPs", "size MB", "mAP50-95", "mAP50"]
+    header = ["artifact", "kind", "evaluated by", "imgsz", "params (M)", "GFLOPs", "size MB", "mAP50-95", "mAP50"]
     header += [f"{s} ms" for s in stages] + ["total ms", "mAP kept %", "GFLOPs %", "note"]
     rows = [_artifact_row(a, stages, teacher) for a in report.artifacts]
     return Table(header, rows, (0, 1, 2, len(header) - 1))

@@ -21,6 +21,7 @@ from .stages import StageCache
 
 Log = Callable[[str], None]
 BUDGET_IMAGES = 500  # train images on which export.int8.max_drop is checked
+QAD = "student, QAD"  # the quantization-aware distilled student (export.int8.qad)
 
 
 def _train_args(cfg: dict, run_dir: Path, extra: dict | None = None) -> dict[str, Any]:
@@ -57,9 +58,10 @@ def check_train_settings(cfg: dict) -> None:
 
 
 def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, teacher: Path | None = None,
-                  recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False) -> Path:
+                  recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False, int8: bool = False) -> Path:
     """Train (with KD when ``teacher`` is given) into ``run_dir``; resume an interrupted run; return best.pt.
-    ``freeze_bn`` keeps the student's BatchNorm statistics fixed (see :class:`detdistill.train.StudentTrainer`)."""
+    ``freeze_bn`` keeps the student's BatchNorm statistics fixed (see :class:`detdistill.train.StudentTrainer`);
+    ``int8`` (with a teacher): quantization-aware distillation (:mod:`detdistill.distill.qad`)."""
     from ultralytics import YOLO
 
     from ..distill import api
@@ -75,7 +77,7 @@ def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, te
         return best
     if teacher is not None:
         checked, _ = api.check_inputs(student, teacher, data, recipe, class_map or None)
-        return api.fit(student, teacher, data, checked, class_map or None, freeze_bn, **args)
+        return api.fit(student, teacher, data, checked, class_map or None, freeze_bn, int8, **args)
     YOLO(str(student)).train(trainer=StudentTrainer.with_frozen_bn(freeze_bn), data=str(data), **args)
     return best
 
@@ -233,6 +235,21 @@ class Pipeline:
                 clean=(run_dir,)))
         return out
 
+    def qad(self, student_pt: Path, kd_data: Path, teacher: Path) -> Path:
+        """The final student fine-tuned with INT8 fake quantization under the KD losses (export.int8.qad)."""
+        q, dist = self.cfg["export"]["int8"]["qad"], self.cfg["distill"]
+        recipe = q["recipe"] or dist["recipe"] or "default"
+        run_dir = self.work / "student-qad"
+        args = _train_args(self.cfg, run_dir, {"imgsz": self.cfg["student"]["imgsz"], "epochs": q["epochs"]})
+        freeze = self.cfg["student"]["freeze_bn"]
+        key = {"student": student_pt, "data": kd_data, "args": args, "teacher": teacher, "recipe": recipe,
+               "class_map": dist["class_map"], "freeze_bn": freeze, "int8": True}
+        return Path(self.stages.run(
+            f"quantization-aware distillation ({recipe}, {q['epochs']} epochs)", key, [run_dir / "weights" / "best.pt"],
+            lambda: str(train_student(student_pt, kd_data, run_dir, args, teacher, recipe, dist["class_map"], freeze,
+                                      int8=True)),
+            clean=(run_dir,)))
+
     # --- deploy ------------------------------------------------------------------------------------------
     def export(self, weights: dict[str, Path], data: Path) -> list[tuple[str, Path, Path]]:
         """ONNX of every model, INT8 ONNX and engines of the final student: ``(name, artifact, source .pt)``."""
@@ -248,9 +265,9 @@ class Pipeline:
             self.stages.run(f"export {name} to ONNX", {"pt": pt, "imgsz": imgsz}, [onnx_path],
                             lambda pt=pt, o=onnx_path, s=imgsz: str(export_onnx(pt, o, imgsz=s,
                                                                                  parity_images=val_images)))
-            artifacts.append((f"{name} (FP32 ONNX)", onnx_path, pt))
-        final_name, final_pt = list(weights.items())[-1]  # the distilled student, else the one without KD
-        final_onnx = artifacts[-1][1]
+            artifacts.append((f"{name} ({'INT8 Q/DQ ONNX' if name == QAD else 'FP32 ONNX'})", onnx_path, pt))
+        floats = [(n, pt, a) for (n, pt), (_, a, _) in zip(weights.items(), artifacts) if n != QAD]
+        final_name, final_pt, final_onnx = floats[-1]  # the distilled student, else the one without KD
         int8 = self.cfg["export"]["int8"]
         if int8 is not None:
             artifacts.append((f"{final_name} (INT8 ONNX, {int8['target']})", self.quantize(final_onnx, data, int8), final_pt))
@@ -312,7 +329,7 @@ class Pipeline:
             lat = bench(artifact, data, runs=m["bench_runs"], warmup=5)
             params, gflops = model_stats(source_pt, imgsz)
             return {"map50_95": acc.map50_95, "map50": acc.map50, "latency_ms": lat.median, "params": params,
-                    "gflops": gflops}
+                    "gflops": gflops, "evaluator": acc.evaluator}
 
         result = self.stages.run(f"measure {name}", {"artifact": artifact, "data": data, "measure": m}, [artifact], run)
         self.log(f"      {name:45s} mAP50-95 {result['map50_95']:.3f}  mAP50 {result['map50']:.3f}  "
@@ -370,6 +387,8 @@ class Pipeline:
         kd_data = self.with_unlabeled(data, teacher)
         student = self.student(teacher, data)
         weights = {"teacher": teacher, **self.students(student, data, kd_data, teacher)}
+        if cfg["export"]["int8"] is not None and cfg["export"]["int8"]["qad"] is not None:
+            weights[QAD] = self.qad(list(weights.values())[-1], kd_data, teacher)
         artifacts = self.export(weights, data)
         results = []
         for name, artifact, source in artifacts:
@@ -380,11 +399,12 @@ class Pipeline:
             results.append(ArtifactResult(
                 name=name, kind=artifact.suffix.lstrip("."), path=artifact, size_mb=artifact.stat().st_size / 1e6,
                 params=r["params"], gflops=r["gflops"], map50_95=r["map50_95"], map50=r["map50"],
-                latency_ms=r["latency_ms"], backend="tensorrt" if artifact.suffix == ".engine" else "onnxruntime CPU",
+                latency_ms=r["latency_ms"], backend=r.get("evaluator") or ("tensorrt" if artifact.suffix == ".engine"
+                                                                            else "onnxruntime CPU"),
                 imgsz=self.imgsz_of(name)))
         self.demo([a for _, a, _ in artifacts if a.suffix == ".onnx"][-1], data)
         training = [TrainingRun(n, self.work / d / "results.csv")
-                    for n, d in (("student, no KD", "student-no-kd"), ("student, KD", "student-kd"))
+                    for n, d in (("student, no KD", "student-no-kd"), ("student, KD", "student-kd"), (QAD, "student-qad"))
                     if (self.work / d / "results.csv").is_file()]
         report = PipelineReport(
             title=f"detdistill pipeline: {cfg['name']}", config_text=self.recipe_text,
@@ -414,6 +434,7 @@ class Pipeline:
         inputs = (c["data"]["kind"] != "yaml") + (c["teacher"]["kind"] == "train") + bool(c["data"]["unlabeled"])
         inputs += c["student"]["kind"] == "prune"
         trainings = bool(c["distill"]["baseline"]) + bool(c["distill"]["recipe"])
+        trainings += c["export"]["int8"] is not None and c["export"]["int8"]["qad"] is not None
         engines = len(c["export"]["engines"] or [])
         onnx = 1 + trainings + (c["export"]["int8"] is not None)
         measured = onnx + (engines if _tensorrt_version() and self.gpu else 0)
