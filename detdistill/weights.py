@@ -20,7 +20,6 @@ the search and does the downloading.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .hashing import file_sha256  # noqa: F401  (also part of this module's API: weights verify)
 
 REGISTRY_FILE = Path(__file__).resolve().parent / "registry" / "weights.yaml"
 ENV_DIR = "DETDISTILL_WEIGHTS"
@@ -198,15 +199,6 @@ def _writable_dir(dirs: list[Path]) -> Path | None:
 
 
 # -------------------------------------------------------------------------------------------- checksums
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _quarantine(path: Path) -> Path | None:

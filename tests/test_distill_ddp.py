@@ -30,7 +30,7 @@ def _worker(rank: int, world: int, port: int, teacher: str, out_dir: str) -> Non
     from detdistill.distill import build_class_map, load_recipe, load_teacher
     from detdistill.distill.model import KDModel
     from detdistill.distill.students import scaled_model_yaml
-    from detdistill.distill.teacher import class_names
+    from detdistill.models import class_names
 
     torch.manual_seed(rank)  # different initial weights per rank: DDP must broadcast rank 0's
     t = load_teacher(teacher)

@@ -9,13 +9,13 @@ from ultralytics.nn.tasks import DetectionModel
 from detdistill.distill.adapters import ChannelAdapter, align_spatial
 from detdistill.distill.taps import (
     HeadOutputs,
-    detect_head,
     head_outputs,
     join_levels,
     level_shift,
     probe_feature_channels,
     split_levels,
 )
+from detdistill.models import detect_head
 
 FAMILIES = {  # yaml: (P3-P5 channels, reg_max)
     "yolov8n.yaml": ([64, 128, 256], 16),

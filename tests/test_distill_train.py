@@ -118,7 +118,7 @@ def _kd_model(student, teacher, recipe: dict):
 
     from detdistill.distill import build_class_map, load_recipe
     from detdistill.distill.model import KDModel
-    from detdistill.distill.teacher import class_names
+    from detdistill.models import class_names
 
     student.args = get_cfg()
     names = class_names(teacher)

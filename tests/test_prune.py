@@ -115,7 +115,7 @@ def test_exports_to_onnx_with_parity(pruned, tmp_path):
 
 
 def test_trains_one_step(pruned, coco8_yaml, tmp_path):
-    train = pytest.importorskip("detdistill.train", reason="detdistill.train (StudentTrainer) is not there yet")
+    train = pytest.importorskip("detdistill.distill.student_trainer")
     from ultralytics import YOLO
 
     _, out = pruned

@@ -155,7 +155,7 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
 
     from detdistill.pipeline.runner import run_pipeline
     from detdistill.quickstart import quickstart_recipe
-    from detdistill.train import StudentTrainer
+    from detdistill.distill.student_trainer import StudentTrainer
 
     work = tmp_path / "qs"
     recipe = quickstart_recipe(tiny=True)

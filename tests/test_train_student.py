@@ -9,8 +9,8 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel
 
-from detdistill.distill.taps import detect_head
-from detdistill.train import differs_from_yaml, set_class_count
+from detdistill.models import detect_head
+from detdistill.distill.student_trainer import differs_from_yaml, set_class_count
 
 
 def _model(nc: int = 80) -> DetectionModel:
@@ -60,7 +60,7 @@ def test_frozen_bn_keeps_the_inherited_statistics(mode, teacher_pt, coco8_yaml, 
     from ultralytics import YOLO
 
     from detdistill.distill import DistillationTrainer
-    from detdistill.train import StudentTrainer
+    from detdistill.distill.student_trainer import StudentTrainer
 
     student = tmp_path / "student.pt"
     shutil.copy(teacher_pt, student)

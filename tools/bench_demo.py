@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """End-to-end demo throughput and per-stage latency with the ONNX Runtime backend.
 
-Runs the real demo loop (``detdistill.demo.run_demo``, headless) on a generated 640x480 clip
-for FP32 ONNX models at each image size and reports FPS, p50/p95 end-to-end latency, the mean
-ms of every stage, and the share of the frame time spent outside inference (target <= 15%).
+Runs the real demo loop (``detdistill.demo.run_demo``, headless; pipelined, or serial with
+``--sync``) on a generated 640x480 clip for FP32 ONNX models at each image size and reports FPS,
+p50/p95 end-to-end latency, the mean ms of every stage, and the share of the frame time spent
+outside inference (target <= 15%). For the loop at Jetson engine speed (a simulated engine) see
+``tools/bench_demo_pipeline.py``.
 
     python tools/bench_demo.py                          # exports the teacher fixture at 320 and 640
     python tools/bench_demo.py --onnx a.onnx b.onnx     # your own models
     python tools/bench_demo.py --frames 200 --record --json bench.json
+    python tools/bench_demo.py --sync                   # the serial loop
 
 The teacher is read from ../shared/fixtures/weights/yolov8n-coco.pt (copied to a temporary
 folder first; exporting needs torch, the demo itself does not).
@@ -45,12 +48,13 @@ def export_models(sizes: list[int], folder: Path) -> list[Path]:
     return [Path(export_onnx(weights, folder / f"teacher-{s}.onnx", imgsz=s)) for s in sizes]
 
 
-def bench(model: Path, clip: Path, frames: int, warmup: int, record: Path | None) -> dict:
+def bench(model: Path, clip: Path, frames: int, warmup: int, record: Path | None, sync: bool = False) -> dict:
     from detdistill.runtime import Detector
 
     detector = Detector(str(model))
-    run_demo(detector, str(clip), show=False, max_frames=warmup, log=lambda m: None)   # warm-up
-    summary = run_demo(detector, str(clip), show=False, max_frames=frames, record=record, log=lambda m: None)
+    run_demo(detector, str(clip), show=False, max_frames=warmup, sync=sync, log=lambda m: None)   # warm-up
+    summary = run_demo(detector, str(clip), show=False, max_frames=frames, record=record, sync=sync,
+                       log=lambda m: None)
     frame_ms = 1000.0 / summary.mean_fps
     inference = summary.stage_ms["inference"]
     return {
@@ -64,6 +68,7 @@ def bench(model: Path, clip: Path, frames: int, warmup: int, record: Path | None
         "stage_ms": summary.stage_ms,
         "overhead_ms": frame_ms - inference,
         "overhead_fraction": (frame_ms - inference) / frame_ms,
+        "engine_busy": summary.engine_busy,
     }
 
 
@@ -86,6 +91,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150, help="measured frames per model")
     parser.add_argument("--warmup", type=int, default=15, help="warm-up frames per model")
     parser.add_argument("--record", action="store_true", help="also record the annotated video (adds encoding)")
+    parser.add_argument("--sync", action="store_true", help="the serial loop (default: the pipelined one)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -93,16 +99,17 @@ def main() -> None:
         folder = Path(tmp)
         models = args.onnx or export_models(args.sizes, folder)
         clip = write_clip(folder / "clip.mp4", frames=args.frames, size=(640, 480))
-        rows = [bench(m, clip, args.frames, args.warmup, folder / f"{m.stem}.mp4" if args.record else None)
+        rows = [bench(m, clip, args.frames, args.warmup, folder / f"{m.stem}.mp4" if args.record else None, args.sync)
                 for m in models]
     import onnxruntime
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime {onnxruntime.__version__}"
-    print(f"demo on a 640x480 clip, headless, {args.frames} frames, {machine}"
-          f"{', recording' if args.record else ''}")
+    print(f"demo on a 640x480 clip, headless, {'serial' if args.sync else 'pipelined'} loop, {args.frames} frames, "
+          f"{machine}{', recording' if args.record else ''}")
     print(table(rows))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "record": args.record, "results": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine, "record": args.record, "sync": args.sync,
+                                         "results": rows}, indent=2))
 
 
 if __name__ == "__main__":

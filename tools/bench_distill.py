@@ -114,7 +114,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     from detdistill.distill.students import scaled_model_yaml
     from detdistill.export.evaluate import evaluate
     from detdistill.quickstart import quickstart_recipe
-    from detdistill.train import StudentTrainer
+    from detdistill.distill.student_trainer import StudentTrainer
 
     widths = {"quarter": 0.0625, "half": 0.125}
     student = str(scaled_model_yaml("yolov8", width=widths[args.student])) if args.student in widths else args.student

@@ -31,7 +31,7 @@ def build(method: str, student_cfg: str, teacher: str, imgsz: int, device: str):
 
     from detdistill.distill import build_class_map, load_recipe, load_teacher
     from detdistill.distill.model import KDModel
-    from detdistill.distill.teacher import class_names
+    from detdistill.models import class_names
 
     if student_cfg.endswith(".pt"):  # e.g. a pruned student: its own checkpoint, trainable
         from ultralytics.nn.tasks import load_checkpoint

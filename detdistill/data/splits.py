@@ -50,7 +50,7 @@ def write_half_yaml(data_yaml: str | Path, out_dir: str | Path, split: str = "va
     data_yaml = Path(data_yaml).resolve()
     ds = load_dataset(data_yaml)
     halves = split_halves(ds.images(split))
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     lists = {}
     for h, files in halves.items():

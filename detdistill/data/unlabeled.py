@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from ..hashing import file_sha256
 from .files import link_or_copy
 
 
@@ -36,8 +37,7 @@ def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dic
 
 def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
     h = hashlib.sha256()
-    st = teacher.stat()
-    h.update(f"{teacher.resolve()}|{st.st_size}|{st.st_mtime_ns}|{conf}|{imgsz}|{sorted(mapping.items())}".encode())
+    h.update(f"{file_sha256(teacher)}|{conf}|{imgsz}|{sorted(mapping.items())}".encode())
     for p in images:
         h.update(str(p.resolve()).encode())
     return h.hexdigest()[:16]
@@ -117,7 +117,8 @@ def add_unlabeled(
     from ultralytics.data.utils import check_det_dataset
 
     from ..distill.classmap import resolve_class_map
-    from ..distill.teacher import class_names, load_teacher, teacher_path
+    from ..distill.teacher import load_teacher, teacher_path
+    from ..models import class_names
 
     teacher = teacher_path(teacher)  # a registry name becomes its local file
     dataset = check_det_dataset(str(data))

@@ -1,4 +1,4 @@
-"""Live detection demo: camera/file/stream sources, overlay, recorder, stats.
+"""Live detection demo: camera/file/stream sources, pipelined stages, overlay, recorder, stats.
 
 Runs on a bare Jetson: imports numpy, OpenCV and ``detdistill.runtime`` only (never torch or
 ultralytics). Entry point: :func:`run_demo` (CLI: ``detdistill demo``).

@@ -1,8 +1,16 @@
-"""The demo loop: newest frame -> detector -> overlay -> window / recording / JSON -> stats.
+"""The demo loop: newest frames -> detector -> overlay -> window / recording / JSON -> stats.
+
+Two loops share the sources and the output stage:
+
+* pipelined (default): capture + preprocess, inference and postprocess run in their own threads
+  (``detdistill.demo.pipeline``), overlapping, while this thread draws and writes; frames of
+  several sources are batched into one engine call when the model's batch axis is dynamic;
+* serial (``sync=True``, ``--sync``): one frame after another on this thread, for debugging.
 
 ``run_demo`` takes a model path (loaded with ``detdistill.runtime.Detector``) or any detector
 object with the same shape (``__call__(frame) -> detections``, ``names``, ``last_timings``),
-which is the seam the tests use.
+which is the seam the tests use. A ``detdistill.runtime.Detector`` (any backend) is split into
+its stages; another object runs whole in the inference stage.
 """
 
 from __future__ import annotations
@@ -16,18 +24,21 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Union
 
 import cv2
 import numpy as np
 
-from .capture import FrameSource
-from .overlay import draw_detections, draw_hud, hud_lines
-from .recorder import DetectionLog, VideoRecorder
+from .capture import FrameSource, SourceError
+from .gather import SourceSet
+from .output import Outputs
+from .pipeline import Pipeline
 from .sources import SourceSpec, open_source
-from .stats import RunStats, Summary
+from .stages import stages_for
+from .stats import Summary
 
-QUIT_KEYS = {ord("q"), ord("Q"), 27}
+SourceArg = Union[str, int, SourceSpec, FrameSource, None]
+DRAIN_S = 5.0   # after a stop, how long in-flight frames may take to come out
 
 
 class DetectorLike(Protocol):
@@ -107,16 +118,83 @@ def _stop_on_signals(stop: threading.Event, log: Callable[[str], None]) -> Itera
             signal.signal(sig, old)
 
 
-def _arrays(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    boxes = np.asarray(result.boxes, dtype=np.float32).reshape(-1, 4)
-    scores = np.asarray(result.scores, dtype=np.float32).reshape(-1)
-    class_ids = np.asarray(result.class_ids, dtype=np.int64).reshape(-1)
-    return boxes, scores, class_ids
+def open_sources(sources: Sequence[SourceArg], log: Callable[[str], None], **options: Any) -> list[FrameSource]:
+    """Open every source (already opened ``FrameSource`` objects are started if needed).
+
+    A source that cannot be opened closes the ones already open and raises ``SourceError``
+    naming it.
+    """
+    opened: list[FrameSource] = []
+    try:
+        for i, source in enumerate(sources):
+            if isinstance(source, FrameSource):
+                opened.append(source if source.started else source.start())
+                continue
+            try:
+                opened.append(open_source(source, log=log, **options))
+            except SourceError as exc:
+                if len(sources) == 1:
+                    raise
+                raise SourceError(f"source {i} ({source}): {exc}") from None
+    except BaseException:
+        for src in opened:
+            src.close()
+        raise
+    return opened
+
+
+def _serial_loop(detector: DetectorLike, sources: SourceSet, outputs: Outputs, stop: threading.Event,
+                 max_fps: float) -> None:
+    """Today's loop, kept for debugging: read, detect, draw, write, one frame after another."""
+    period = 1.0 / max_fps if max_fps and max_fps > 0 else 0.0
+    t_wait = time.monotonic()
+    while not stop.is_set() and not sources.finished:
+        frames = sources.read(timeout=0.1)
+        if not frames:
+            outputs.idle()
+            continue
+        t_got = time.monotonic()
+        for number, (i, frame) in enumerate(frames):
+            t0 = time.monotonic()
+            result = detector(frame.image)
+            spent = (time.monotonic() - t0) * 1e3
+            timings = dict(getattr(detector, "last_timings", {}) or {})
+            stage_ms = {
+                "capture": (t_got - t_wait) * 1e3 if number == 0 else 0.0,
+                "preprocess": timings.get("preprocess", 0.0),
+                "inference": timings.get("inference", spent),
+                "postprocess": timings.get("postprocess", 0.0),
+            }
+            outputs.emit([(i, frame)], [result], stage_ms)
+        if period:
+            remaining = t_wait + period - time.monotonic()
+            if remaining > 0:
+                stop.wait(remaining)
+        t_wait = time.monotonic()
+
+
+def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
+                    log: Callable[[str], None]) -> None:
+    """Draw and write what the pipeline finishes until it is drained (or ``DRAIN_S`` after a stop)."""
+    stopped_at = None
+    while True:
+        job = pipeline.get(timeout=0.05)
+        if job is not None:
+            outputs.emit(job.frames, job.results, job.stage_ms)
+        elif pipeline.finished:
+            return
+        else:
+            outputs.idle()
+        if stop.is_set():
+            stopped_at = stopped_at or time.monotonic()
+            if time.monotonic() - stopped_at > DRAIN_S:
+                log(f"the pipeline did not drain within {DRAIN_S:.0f} s of the stop: frames still in it are dropped")
+                return
 
 
 def run_demo(
     model: str | Path | DetectorLike,
-    source: str | int | SourceSpec | FrameSource | None = None,
+    source: SourceArg | Sequence[SourceArg] = None,
     conf: float = 0.25,
     iou: float = 0.7,
     classes: str | Sequence[int | str] | None = None,
@@ -125,6 +203,7 @@ def run_demo(
     record: str | Path | None = None,
     save_json: str | Path | None = None,
     *,
+    sync: bool = False,
     backend: str = "auto",
     max_frames: int = 0,
     stats_every_s: float = 5.0,
@@ -139,13 +218,18 @@ def run_demo(
 
     Args:
         model: ``.onnx``/``.engine`` path, or a detector object (see ``DetectorLike``).
-        source: see ``detdistill.demo.sources``; None = camera 0, else the synthetic clip.
+        source: see ``detdistill.demo.sources``; None = camera 0, else the synthetic clip. A list
+            runs several sources through the one model (batched when its batch axis is dynamic),
+            each with its own stats, window and recording; one that fails leaves the others running.
         conf, iou: score and NMS IoU thresholds (only used when ``model`` is a path).
         classes: keep only these class ids or names (``"bus,car"``).
         max_fps: cap the loop rate (0 = as fast as possible).
         show: open a window (None = when a display exists). Headless runs print a stats line
             every ``stats_every_s`` seconds.
-        record: write the annotated video here. save_json: detections per frame (JSON Lines).
+        record: write the annotated video here (several sources: ``<stem>-<n><suffix>`` each).
+        save_json: detections per frame (JSON Lines).
+        sync: the serial loop (one thread, one frame after another) instead of the pipelined one.
+        max_frames: stop each source after this many frames (0 = no limit).
         on_frame: called after each frame with (frame number, annotated image, detections).
     Returns:
         the run's ``Summary`` (also printed through ``log``).
@@ -166,99 +250,52 @@ def run_demo(
         log("no display found (DISPLAY unset or OpenCV without GUI): running headless")
         show = False
 
-    if isinstance(source, FrameSource):
-        src = source if source.started else source.start()
-    else:
-        src = open_source(source, max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
-                          stall_timeout_s=stall_timeout_s, log=log)
-    log(f"source: {src.description}")
-
-    record_fps = min(filter(None, [src.fps or 30.0, max_fps or None]))
-    recorder = VideoRecorder(record, fps=record_fps) if record else None
-    json_log = DetectionLog(save_json, names) if save_json else None
-    stats = RunStats()
+    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    srcs = open_sources(specs or [None], log, max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
+                        stall_timeout_s=stall_timeout_s)
+    sources = SourceSet(srcs, max_frames=max_frames, log=log)
+    for i, src in enumerate(srcs):
+        log(f"source{f' {i}' if len(srcs) > 1 else ''}: {src.description}")
     stop = threading.Event()
-    interrupted = False
-    window_open = False
-    frame_no = 0
-    last_print = time.monotonic()
-    period = 1.0 / max_fps if max_fps and max_fps > 0 else 0.0
+    pipeline: Pipeline | None = None
+    interrupted = stopped = False
+    try:
+        outputs = Outputs(srcs, names, stop, show=show, record=record, save_json=save_json, window=window,
+                          max_fps=max_fps, post_filter=post_filter, stats_every_s=stats_every_s, log=log,
+                          on_frame=on_frame)
+    except BaseException:
+        sources.close()
+        raise
     try:
         with _stop_on_signals(stop, log):
-            stats.start()
-            t_wait = time.monotonic()
-            while not stop.is_set() and not (max_frames and frame_no >= max_frames):
-                frame = src.read(timeout=0.1)
-                if frame is None:
-                    if src.finished:
-                        break
-                    if show:
-                        cv2.waitKey(1)   # keep the window responsive while waiting
-                    continue
-                t_got = time.monotonic()
-                result = detector(frame.image)
-                boxes, scores, class_ids = _arrays(result)
-                if post_filter is not None:
-                    keep = np.isin(class_ids, post_filter)
-                    boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
-                t_det = time.monotonic()
-                image = frame.image
-                draw_detections(image, boxes, scores, class_ids, names)
-                draw_hud(image, hud_lines(stats.fps(), stats.recent_latency_ms(), stats.recent_stage_ms(),
-                                          src.dropped, len(scores)))
-                t_draw = time.monotonic()
-                if show:
-                    if not window_open:   # 1:1 pixels, no Qt toolbar (WINDOW_NORMAL may never map under Xvfb)
-                        cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-                        window_open = True
-                    cv2.imshow(window, image)
-                    key = cv2.waitKey(1) & 0xFF
-                    if key in QUIT_KEYS or cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
-                        stop.set()
-                if recorder:
-                    recorder.write(image)
-                if json_log:
-                    json_log.write(frame_no, frame.index, frame.t_grabbed - (stats.t_start or 0.0),
-                                   image.shape, boxes, scores, class_ids)
-                t_out = time.monotonic()
-                timings = dict(getattr(detector, "last_timings", {}) or {})
-                stages = {
-                    "capture": (t_got - t_wait) * 1e3,
-                    "preprocess": timings.get("preprocess", 0.0),
-                    "inference": timings.get("inference", (t_det - t_got) * 1e3),
-                    "postprocess": timings.get("postprocess", 0.0),
-                    "draw": (t_draw - t_det) * 1e3,
-                    "output": (t_out - t_draw) * 1e3,
-                }
-                stats.add((t_out - frame.t_grabbed) * 1e3, stages, now=t_out)
-                if on_frame is not None:
-                    on_frame(frame_no, image, result)
-                frame_no += 1
-                if not show and t_out - last_print >= stats_every_s:
-                    log(stats.line(src.dropped))
-                    last_print = t_out
-                if period:
-                    remaining = t_wait + period - time.monotonic()
-                    if remaining > 0:
-                        stop.wait(remaining)
-                t_wait = time.monotonic()
+            outputs.start()
+            if sync:
+                _serial_loop(detector, sources, outputs, stop, max_fps)
+            else:
+                stages = stages_for(detector, max_batch=len(srcs))
+                if len(srcs) > 1 and stages.max_batch == 1:
+                    why = "its batch axis is fixed" if stages.split else "a detector object takes one frame a call"
+                    log(f"the sources take turns in the model ({why}); export with a dynamic batch to batch them")
+                pipeline = Pipeline(stages, sources, stop, max_fps=max_fps).start()
+                _pipelined_loop(pipeline, outputs, stop, log)
+            stopped = stop.is_set()
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        interrupted = interrupted or (stop.is_set() and not src.finished)
-        src.close()
-        if recorder:
-            recorder.close()
-        if json_log:
-            json_log.close()
-        if window_open:
-            cv2.destroyWindow(window)
-            cv2.waitKey(1)
-    summary = stats.summary(dropped=src.dropped, reconnects=src.reconnects, interrupted=interrupted,
-                            error=src.error)
+        if pipeline is not None:
+            hung = pipeline.shutdown()
+            if hung:
+                log(f"threads still busy at exit (abandoned): {', '.join(hung)}")
+            if pipeline.dropped_in_flight:
+                log(f"{pipeline.dropped_in_flight} frames still in the pipeline at the stop were not shown or saved")
+        sources.close()
+        outputs.close()
+    error = pipeline.error if pipeline is not None else None
+    if error is not None and not isinstance(error, KeyboardInterrupt):
+        raise error
+    interrupted = interrupted or error is not None or (stopped and not sources.finished)
+    summary = outputs.summary(mode="serial" if sync else "pipelined", interrupted=interrupted,
+                              queue_high_water=pipeline.high_water if pipeline is not None else None)
     log(summary.format())
-    if recorder:
-        log(f"recording: {recorder.path} ({recorder.frames} frames)")
-    if json_log:
-        log(f"detections: {json_log.path} ({json_log.frames} frames)")
+    outputs.report_files()
     return summary

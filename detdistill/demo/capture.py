@@ -86,6 +86,7 @@ class FrameSource:
         self.description = name
         self.fps: float | None = None
         self.started = False
+        self.ready: threading.Event | None = None   # set on every new frame and at the end (optional)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "FrameSource":
@@ -119,12 +120,12 @@ class FrameSource:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._slot is None and not self.finished:
+                if self._stalled():
+                    self._restart_locked(f"no frame for {self.stall_timeout_s:.1f} s")
                 wait = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
                 if wait <= 0:
                     break
                 self._cond.wait(wait)
-                if self._slot is None and self._stalled():
-                    self._restart_locked(f"no frame for {self.stall_timeout_s:.1f} s")
             frame, self._slot = self._slot, None
             if frame is not None:
                 self.delivered += 1
@@ -154,17 +155,19 @@ class FrameSource:
                 grabber = self._reconnect(gen)
             while grabber is not None and self._current(gen):
                 t0 = time.monotonic()
+                failure = None
                 try:
                     image = grabber.read()
                 except Exception as exc:  # a driver error is a read failure like any other
-                    self._log(f"{self.name}: read error: {exc}")
+                    failure = f"{self.name}: read error: {exc}"
+                    self._log(failure)
                     image = None
                 t1 = time.monotonic()
                 if not self._current(gen):
                     break
                 if image is None:
                     if not self.live or getattr(grabber, "ended", False):
-                        self._finish(None)
+                        self._finish(failure)   # a file that cannot be read on is an error, not its end
                         break
                     self._log(f"{self.name}: read failed, reconnecting")
                     grabber.close()
@@ -190,6 +193,8 @@ class FrameSource:
             self._last_activity = time.monotonic()
             self._failures_in_row = 0
             self._cond.notify_all()
+        if self.ready is not None:
+            self.ready.set()
 
     def _reconnect(self, gen: int) -> Grabber | None:
         """Reopen the source, up to ``max_reconnects`` attempts in a row; None if given up."""
@@ -242,3 +247,5 @@ class FrameSource:
         self.finished = True
         self.error = error
         self._cond.notify_all()
+        if self.ready is not None:
+            self.ready.set()

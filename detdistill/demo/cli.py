@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -38,14 +38,20 @@ Source forms:
   synthetic        generated clip panning over sample photos; ?frames=300&fps=30
 
 Live sources keep only the newest frame (stale frames are dropped and counted) and are reconnected a few times when they fail or stall.
+
+Capture and preprocessing, inference, postprocessing and drawing run as overlapping stages in their own threads, so the next frame is prepared and the last one drawn while the engine works; the summary gives each stage's milliseconds and the engine's busy share. --sync runs them one after another on one thread (for debugging).
+
+Several sources: repeat --source (-s 0 -s csi://0 -s clip.mp4). They share the one model, batched into one engine call when its batch axis is dynamic (detdistill export --dynamic, then detdistill build --batch 1,4,4), and each gets its own window, stats and recording (out-0.mp4, out-1.mp4, ...). A source that fails is reported and the others keep running.
 """
 
 
 def demo(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Exported model: .onnx (ONNX Runtime) or .engine "
-                                        "(TensorRT engine built on this device with `detdistill build`).")],
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Camera, file, folder or URL (see "
-                                                  "above). Default: camera 0, else the synthetic clip.")] = None,
+    model: Annotated[List[Path], typer.Option("--model", "-m", help="Exported model: .onnx (ONNX Runtime) or "
+                                              ".engine (TensorRT engine built on this device with `detdistill "
+                                              "build`). One per run: every source shares it.")],
+    source: Annotated[Optional[List[str]], typer.Option("--source", "-s", help="Camera, file, folder or URL (see "
+                                                        "above); repeat it for several sources. Default: camera "
+                                                        "0, else the synthetic clip.")] = None,
     conf: Annotated[float, typer.Option(help="Minimum score of a box to show.", min=0.0, max=1.0)] = 0.25,
     iou: Annotated[float, typer.Option(help="IoU threshold of non-maximum suppression.", min=0.0, max=1.0)] = 0.7,
     classes: Annotated[Optional[str], typer.Option(help="Keep only these classes: ids or names, comma "
@@ -58,8 +64,10 @@ def demo(
     record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov).")] = None,
     save_json: Annotated[Optional[Path], typer.Option("--save-json", help="Save detections, one JSON object "
                                                       "per frame per line (JSON Lines).")] = None,
-    max_frames: Annotated[int, typer.Option("--max-frames", help="Stop after this many frames (0 = no "
-                                            "limit).", min=0)] = 0,
+    max_frames: Annotated[int, typer.Option("--max-frames", help="Stop each source after this many frames "
+                                            "(0 = no limit).", min=0)] = 0,
+    sync: Annotated[bool, typer.Option("--sync", help="Run the stages one after another on one thread "
+                                       "(slower; for debugging) instead of the pipelined loop.")] = False,
     backend: Annotated[str, typer.Option(help="auto (by file suffix), onnxruntime or tensorrt.")] = "auto",
     stats_every: Annotated[float, typer.Option("--stats-every", help="Seconds between stats lines when "
                                                "headless.", min=0.1)] = 5.0,
@@ -67,9 +75,13 @@ def demo(
     from .app import run_demo
     from .capture import SourceError
 
+    if len(model) != 1:
+        fail(f"--model given {len(model)} times ({', '.join(str(m) for m in model)}): a run has one model, "
+             "shared by all its sources; start one demo per model to compare models")
+    sources = list(source or []) or None
     try:
-        summary = run_demo(model, source, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
-                           record=record, save_json=save_json, backend=backend, max_frames=max_frames,
+        summary = run_demo(model[0], sources, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
+                           record=record, save_json=save_json, sync=sync, backend=backend, max_frames=max_frames,
                            stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
     except (SourceError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))

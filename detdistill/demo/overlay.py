@@ -36,10 +36,11 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, cl
     thick = max(1, round(min(image.shape[:2]) / 360))
     text_thick = max(1, round(font_scale * 1.5) - 1)
     h, w = image.shape[:2]
-    for box, score, cls in zip(np.asarray(boxes), np.asarray(scores), np.asarray(class_ids)):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
-        y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))
+    corners = np.rint(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).astype(np.int64)   # half to even, as round()
+    corners[:, 0::2] = corners[:, 0::2].clip(0, w - 1)
+    corners[:, 1::2] = corners[:, 1::2].clip(0, h - 1)
+    for (x1, y1, x2, y2), score, cls in zip(corners.tolist(), np.asarray(scores).tolist(),
+                                            np.asarray(class_ids).tolist()):
         color = class_color(int(cls))
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thick)
         label = f"{names.get(int(cls), str(int(cls)))} {float(score):.2f}"

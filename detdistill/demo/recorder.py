@@ -86,8 +86,9 @@ class DetectionLog:
     """One JSON object per processed frame, one per line, flushed as it goes.
 
     ``{"frame": 0, "source_index": 0, "time_s": 0.03, "width": 640, "height": 480,
-    "detections": [{"class_id": 5, "name": "bus", "score": 0.87, "box": [x1, y1, x2, y2]}]}``
-    (box in frame pixels).
+    "detections": [{"class_id": 5, "name": "bus", "score": 0.87, "box": [x1, y1, x2, y2]}],
+    "source": 0}`` (box in frame pixels; ``frame`` counts the frames of that ``source``, the
+    number of the ``--source`` it came from, which is only there when the caller passes it).
     """
 
     def __init__(self, path: str | Path, names: dict[int, str] | None = None) -> None:
@@ -98,7 +99,7 @@ class DetectionLog:
         self._file: TextIO | None = self.path.open("w", encoding="utf-8")
 
     def write(self, frame: int, source_index: int, time_s: float, shape: tuple[int, ...],
-              boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> None:
+              boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, source: int | None = None) -> None:
         detections = [
             {"class_id": int(c), "name": self.names.get(int(c), str(int(c))), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in b]}
@@ -106,6 +107,8 @@ class DetectionLog:
         ]
         record = {"frame": frame, "source_index": source_index, "time_s": round(time_s, 4),
                   "width": int(shape[1]), "height": int(shape[0]), "detections": detections}
+        if source is not None:
+            record["source"] = source
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()

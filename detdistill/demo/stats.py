@@ -7,6 +7,7 @@ was shown, recorded and logged: it includes the time the frame waited for the lo
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -22,8 +23,34 @@ def percentile(values, q: float) -> float:
 
 
 @dataclass
+class SourceSummary:
+    """One source's share of a run with several sources."""
+
+    source: int
+    name: str
+    frames: int
+    mean_fps: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    dropped: int = 0
+    reconnects: int = 0
+    error: str | None = None
+
+    def format(self) -> str:
+        text = (f"  source {self.source} ({self.name}): {self.frames} frames, {self.mean_fps:.1f} FPS, "
+                f"latency p50 {self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms, "
+                f"dropped {self.dropped}, reconnects {self.reconnects}")
+        return text + (f", failed: {self.error}" if self.error else "")
+
+
+@dataclass
 class Summary:
-    """What a demo run did; ``format()`` gives the lines printed at the end."""
+    """What a demo run did; ``format()`` gives the lines printed at the end.
+
+    ``stage_ms`` is per frame (a batch's time divided by its frames). ``engine_busy`` is the share
+    of the wall time spent inside the engine (a GPU-utilisation proxy); ``decode_ms`` the mean time
+    a frame took inside its grabber (decoding, or waiting for the sensor).
+    """
 
     frames: int
     seconds: float
@@ -36,6 +63,12 @@ class Summary:
     stage_ms: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
+    mode: str = "serial"
+    engine_busy: float = 0.0
+    batch: float = 1.0
+    decode_ms: float = 0.0
+    queue_high_water: dict[str, int] = field(default_factory=dict)
+    sources: list[SourceSummary] = field(default_factory=list)
 
     def format(self) -> str:
         stages = "  ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
@@ -44,7 +77,11 @@ class Summary:
             f"end-to-end latency p50 {self.latency_p50_ms:.1f} ms p95 {self.latency_p95_ms:.1f} ms, "
             f"dropped frames {self.dropped}, reconnects {self.reconnects}",
             f"mean stage ms: {stages}",
+            f"{self.mode} loop: engine busy {100 * self.engine_busy:.0f}% of the wall time, "
+            f"mean batch {self.batch:.1f}, decode {self.decode_ms:.1f} ms/frame",
         ]
+        if len(self.sources) > 1:
+            lines += [s.format() for s in self.sources]
         if self.interrupted:
             lines.append("stopped by the user")
         if self.error:
@@ -71,6 +108,7 @@ class RunStats:
         self.t_last: float | None = None
         self._times: deque[float] = deque()
         self._recent: deque[dict[str, float]] = deque(maxlen=recent)
+        self._recent_sums: dict[str, float] = {}     # of the stages in _recent: the overlay reads it every frame
         self._recent_latency: deque[float] = deque(maxlen=recent)
         self._latencies: list[float] = []
         self._stage_sums = dict.fromkeys(STAGES, 0.0)
@@ -89,7 +127,12 @@ class RunStats:
         self._times.append(now)
         while self._times and now - self._times[0] > self.window_s:
             self._times.popleft()
+        if len(self._recent) == self._recent.maxlen:
+            for key, value in self._recent[0].items():
+                self._recent_sums[key] -= value
         self._recent.append(stages)
+        for key, value in stages.items():
+            self._recent_sums[key] = self._recent_sums.get(key, 0.0) + value
         self._recent_latency.append(latency_ms)
         for key, value in stages.items():
             self._stage_sums[key] = self._stage_sums.get(key, 0.0) + value
@@ -112,10 +155,10 @@ class RunStats:
         if not self._recent:
             return dict.fromkeys(STAGES, 0.0)
         keys = list(dict.fromkeys([*STAGES, *self._recent[-1]]))
-        return {k: sum(s.get(k, 0.0) for s in self._recent) / len(self._recent) for k in keys}
+        return {k: self._recent_sums.get(k, 0.0) / len(self._recent) for k in keys}
 
     def recent_latency_ms(self) -> float:
-        return percentile(self._recent_latency, 50)
+        return statistics.median(self._recent_latency) if self._recent_latency else 0.0
 
     def elapsed(self) -> float:
         if self.t_start is None or self.t_last is None:
@@ -123,7 +166,8 @@ class RunStats:
         return self.t_last - self.t_start
 
     def summary(self, dropped: int = 0, reconnects: int = 0, interrupted: bool = False,
-                error: str | None = None) -> Summary:
+                error: str | None = None, **extra) -> Summary:
+        """The whole run; ``extra`` fills the other ``Summary`` fields (mode, engine_busy, ...)."""
         seconds = self.elapsed()
         frames = self.frames
         return Summary(
@@ -138,6 +182,7 @@ class RunStats:
             stage_ms={k: v / frames for k, v in self._stage_sums.items()} if frames else {},
             interrupted=interrupted,
             error=error,
+            **extra,
         )
 
     def line(self, dropped: int = 0) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..train import set_class_count
+from .student_trainer import set_class_count
 from .classmap import ClassMap, resolve_class_map
 from .model import KDModel
 from .recipe import Recipe, load_recipe
-from .teacher import TeacherError, class_names, load_teacher
+from ..models import class_names, load_detection_checkpoint
+from .teacher import TeacherError, load_teacher
 from .trainer import DistillationTrainer
 
 
@@ -27,13 +28,13 @@ def _dataset(data: str | Path) -> dict:
 
 def _student_model(student: str | Path, nc: int):
     """Build (YAML) or load (.pt) the student, checking that it is a detection model."""
-    from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
+    from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load
 
     s = str(student)
     if s.endswith(".pt"):
         if not Path(s).is_file():
             raise FileNotFoundError(f"student checkpoint {s!r} does not exist")
-        model = load_checkpoint(s)[0]
+        model = load_detection_checkpoint(s, role="student")[0]
     elif s.endswith((".yaml", ".yml")):
         try:
             cfg = yaml_model_load(s)
@@ -101,7 +102,7 @@ def train(
         class_map: ``{student class: teacher class(es)}``; by default from the data YAML
             (``teacher_classes``/``coco_classes``) or by class name.
         freeze_bn: keep the student's BatchNorm statistics fixed (for students that inherit weights and
-            small datasets; see :class:`detdistill.train.StudentTrainer`).
+            small datasets; see :class:`detdistill.distill.student_trainer.StudentTrainer`).
         **train_args: any ultralytics train argument (epochs, imgsz, batch, device, seed, ...).
     """
     recipe_obj, _ = check_inputs(student, teacher, data, recipe, class_map)

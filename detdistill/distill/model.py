@@ -19,7 +19,8 @@ from ultralytics.utils.torch_utils import copy_attr
 from .classmap import ClassMap
 from .distiller import Distiller
 from .recipe import Recipe, RecipeError
-from .taps import detect_head, head_outputs, level_shift, probe_feature_channels
+from ..models import detect_head
+from .taps import head_outputs, level_shift, probe_feature_channels
 from .teacher import teacher_autocast, teacher_pool, teacher_runs_alongside
 
 

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from ultralytics.nn.modules.head import Detect
 
+from ..models import detect_head
+
 
 @dataclass
 class HeadOutputs:
@@ -84,18 +86,6 @@ def level_shift(teacher_scale: float, strides: list[float]) -> int:
     if k < 1 or 2**k != teacher_scale or not doubling or k >= len(strides):
         return 0
     return k
-
-
-def detect_head(model: nn.Module) -> Detect:
-    """Return the model's Detect head (the last Detect-derived module), or raise a clear error."""
-    model = getattr(model, "module", model)  # DDP / DataParallel
-    heads = [m for m in model.modules() if isinstance(m, Detect)]
-    if not heads:
-        raise ValueError(
-            f"{type(model).__name__} has no YOLO Detect head: detdistill distills detection models "
-            "(ultralytics YOLOv5u/v8/11/12/26 detect, segment, pose or obb checkpoints)."
-        )
-    return heads[-1]
 
 
 def _raw_dict(output) -> dict:

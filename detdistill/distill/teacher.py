@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .taps import detect_head
+from ..models import CheckpointError, detect_head, load_detection_checkpoint
 
 
 class TeacherError(ValueError):
@@ -44,25 +44,18 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     The model is returned in fp32, eval mode, with every parameter frozen, and Conv+BN fused for speed
     (except end-to-end heads, whose one-to-many branch fusion would remove).
     """
-    from ultralytics.nn.tasks import load_checkpoint
-
     path = teacher_path(path)
     if not path.is_file():
         raise TeacherError(
             f"teacher file {str(path)!r} does not exist: pass a trained ultralytics checkpoint (.pt), "
             "e.g. --teacher runs/detect/train/weights/best.pt"
         )
-    if path.suffix != ".pt":
-        raise TeacherError(f"teacher {str(path)!r} is not a PyTorch checkpoint: export-only formats cannot teach; give the .pt")
     try:
-        model, _ = load_checkpoint(path, device="cpu")
-    except Exception as e:  # corrupt file, wrong pickle, not an ultralytics checkpoint
-        raise TeacherError(f"could not load teacher {str(path)!r} as an ultralytics checkpoint: {e}") from e
+        model, _ = load_detection_checkpoint(path, role="teacher", tasks=("detect", "segment", "pose", "obb"))
+    except CheckpointError as e:
+        raise TeacherError(str(e)) from e
     model = _unwrap(model)
-    try:
-        head = detect_head(model)
-    except ValueError as e:
-        raise TeacherError(f"teacher {str(path)!r}: {e}") from e
+    head = detect_head(model)
     if fuse and getattr(head, "one2one_cv2", None) is None and hasattr(model, "fuse"):
         model = model.fuse(verbose=False)
     model = model.float().eval().to(device)
@@ -132,9 +125,3 @@ def teacher_pool() -> ThreadPoolExecutor:
     return _POOLS[pid]
 
 
-def class_names(model: nn.Module) -> list[str]:
-    """A model's class names in id order."""
-    names = getattr(model, "names", None) or {i: str(i) for i in range(detect_head(model).nc)}
-    if isinstance(names, dict):
-        return [str(names[i]) for i in sorted(names)]
-    return [str(n) for n in names]

@@ -1,6 +1,6 @@
 """``DistillationTrainer``: ultralytics' DetectionTrainer with a frozen teacher and a recipe of KD losses.
 
-Checkpoints are written atomically by :meth:`detdistill.train.StudentTrainer.save_model`, which it inherits.
+Checkpoints are written atomically by :meth:`detdistill.distill.student_trainer.StudentTrainer.save_model`, which it inherits.
 :func:`check_train_args` checks trainer arguments before any work starts.
 """
 
@@ -17,12 +17,13 @@ from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..train import StudentTrainer
+from .student_trainer import StudentTrainer
 from .classmap import resolve_class_map
 from .model import KDModel
 from .qad import prepare_student
 from .recipe import load_recipe
-from .teacher import class_names, load_teacher, teacher_path
+from ..models import class_names
+from .teacher import load_teacher, teacher_path
 
 
 class TrainArgumentError(ValueError):
@@ -94,7 +95,7 @@ class DistillationTrainer(StudentTrainer):
         int8: bool = False,
     ) -> type[DistillationTrainer]:
         """A subclass with the KD configuration baked in (picklable for DDP). ``freeze_bn``: keep the student's
-        BatchNorm statistics fixed (see :class:`~detdistill.train.StudentTrainer`); ``int8``: quantization-aware
+        BatchNorm statistics fixed (see :class:`~detdistill.distill.student_trainer.StudentTrainer`); ``int8``: quantization-aware
         distillation (:mod:`detdistill.distill.qad`). Both are kept on resume."""
         kd_config = {
             "teacher": str(teacher_path(teacher).resolve()),

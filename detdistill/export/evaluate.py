@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import corruptions
 from ..runtime import Detector
 from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
@@ -20,6 +21,8 @@ from .dataset import load_dataset, read_labels
 from .images import read_bgr
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+_RECALL_POINTS = np.linspace(0, 1, 101)  # where the precision envelope is sampled (COCO's 101 points)
+_RECALL_STEPS = np.diff(_RECALL_POINTS)
 
 
 @dataclass
@@ -104,8 +107,8 @@ def interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     r = np.concatenate(([0.0], recall, [last, 1.0]))
     p = np.concatenate(([1.0], precision, [0.0, 0.0]))
     p = np.maximum.accumulate(p[::-1])[::-1]
-    x = np.linspace(0, 1, 101)
-    return float(np.trapezoid(np.interp(x, r, p), x))
+    y = np.interp(_RECALL_POINTS, r, p)
+    return float(np.add.reduce(_RECALL_STEPS * (y[1:] + y[:-1]) / 2.0))  # np.trapezoid, without its overhead
 
 
 def average_precision(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, gt_cls: np.ndarray):
@@ -225,6 +228,7 @@ def evaluate(
     int8: str = "auto",
     files: list[Path] | None = None,
     keep_records: bool = False,
+    corrupt: tuple[str, int] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on the ``split`` of a YOLO data YAML. ``limit`` takes the first N images.
 
@@ -235,7 +239,11 @@ def evaluate(
     ``int8``: how an INT8 ONNX runs (``auto``: a tensorrt-target model simulated, a cpu-target one on the
     integer kernels). ``files``: evaluate these images of the dataset instead of the split (e.g. a test half).
     ``keep_records``: keep each image's matches in ``records`` (for :mod:`detdistill.export.compare`).
+    ``corrupt`` (``(name, severity)``, e.g. ``("fog", 3)``): score on the images under that corruption of
+    :mod:`detdistill.data.corruptions`, seeded per file name; labels are unchanged (nothing moves).
     """
+    if corrupt is not None:
+        corruptions.require(*corrupt)  # fail before the model loads
     ds = load_dataset(data)
     det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device,
                                                                   int8=int8)
@@ -250,6 +258,8 @@ def evaluate(
     records: list[ImageRecord] = []
     for f in files:
         img = read_bgr(f)
+        if corrupt is not None:
+            img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
         g_cls, g_box = read_labels(f, img.shape[:2])
         res = det.detect(img, shapes.get(f))
         boxes, scores, ids = res.boxes, res.scores, res.class_ids

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .hashing import file_sha256
+from ..hashing import file_sha256
+from ..models import load_detection_checkpoint
 
 INPUT_NAME = "images"
 FAKE_QUANT_CONF = 0.25  # parity of a fake-quantized (QAT/QAD) model: reported on these anchors, see check_parity
@@ -37,22 +38,7 @@ class ParityReport:
                 f"|scores| diff {self.max_score_diff:.4g}")
 
 
-def _load_detection_model(weights: str | Path):
-    """Load an ultralytics detection checkpoint as a float, fused, eval-mode torch module (not modifying the file)."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise FileNotFoundError(f"weights {weights} not found; pass a trained ultralytics detection .pt")
-    if weights.suffix != ".pt":
-        raise ValueError(f"{weights} is not a .pt checkpoint; `detdistill export` turns a .pt into .onnx")
-    from ultralytics.nn.tasks import load_checkpoint
-
-    model, _ = load_checkpoint(str(weights), device="cpu", fuse=False)
-    if getattr(model, "task", "detect") != "detect":
-        raise ValueError(f"{weights} is a '{model.task}' model; only detection models are supported")
-    return model
-
-
-class _ExportWrapper:
+class ExportWrapper:
     """Built lazily (needs torch): runs the model in export mode and splits boxes from scores."""
 
     @staticmethod
@@ -142,7 +128,7 @@ def export_onnx(
     import torch
 
     weights = Path(weights)
-    model = _load_detection_model(weights)
+    model = load_detection_checkpoint(weights, role="weights")[0]
     hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
     stride = int(max(model.stride))
     if any(v % stride for v in hw) or min(hw) <= 0:
@@ -151,7 +137,7 @@ def export_onnx(
         raise ValueError(f"batch must be >= 1, got {batch}")
     output = Path(output) if output else weights.with_suffix(".onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
-    wrapper, head = _ExportWrapper.build(model, dynamic_shape=False)
+    wrapper, head = ExportWrapper.build(model, dynamic_shape=False)
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():
         wrapper(x)  # builds anchors for this input size
@@ -205,7 +191,7 @@ def check_parity(
         raise ValueError("parity check needs at least one image")
     fake_quant = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(onnx_path)).graph.node)
     ort = OrtBackend(onnx_path, device="cpu", int8_kernels=not fake_quant)
-    model = _model or _ExportWrapper.build(_load_detection_model(weights), dynamic_shape=False)[0]
+    model = _model or ExportWrapper.build(load_detection_checkpoint(weights, role="weights")[0], dynamic_shape=False)[0]
     batch = ort.input_shape[0] if ort.input_shape[0] > 0 else 1
     model.eval()
     box_d = score_d = 0.0

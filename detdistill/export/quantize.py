@@ -30,7 +30,7 @@ import onnx
 
 from ..runtime.letterbox import preprocess
 from ..runtime.metadata import ModelInfo
-from .hashing import file_sha256, files_key
+from ..hashing import file_sha256, files_key
 from .images import image_problem, list_images, read_bgr
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -43,7 +43,7 @@ KEEP_FLOAT = ("head-outputs", "head")
 CALIB_CHUNK = 8  # batches held in memory at once during calibration
 ADVISED_CALIB_IMAGES = 500  # fewer than this earns a note; calibration ranges get noisy below ~100
 SENSITIVITY_IMAGES = 16  # calibration images the per-layer sensitivity probes run on
-_HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
+HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def head_float_nodes(proto: onnx.ModelProto, head_prefix: str, keep_float: str) 
     for n in proto.graph.node:
         layer = layer_of(n.name, head_prefix)
         in_head = layer == head_layer or layer is None
-        if in_head and (keep_float == "head" or not _HEAD_INNER.search(n.name)):
+        if in_head and (keep_float == "head" or not HEAD_INNER.search(n.name)):
             out.append(n.name)
     return out
 
@@ -110,14 +110,14 @@ def layer_nodes(proto: onnx.ModelProto, head_prefix: str) -> dict[str, list[str]
         if layer is None:
             continue
         if layer == head_layer:
-            if not _HEAD_INNER.search(n.name):
+            if not HEAD_INNER.search(n.name):
                 continue
             layer = "head-convs"
         groups.setdefault(layer, []).append(n.name)
     return groups
 
 
-class _Reader:
+class CalibrationReader:
     """ONNX Runtime calibration reader: letterboxed images, one batch at a time."""
 
     def __init__(self, files: Sequence[Path], info: ModelInfo, input_name: str, batch: int = 1) -> None:
@@ -171,7 +171,7 @@ def calibration_cache_path(onnx_path: Path, files: Sequence[Path], method: str, 
     return cache_dir / f"calib-{key}.json"
 
 
-def _quantize_once(src: Path, out: Path, reader: _Reader | None, *, target: str, scheme: str, method: str,
+def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, target: str, scheme: str, method: str,
                    percentile: float, per_channel: bool, exclude: Sequence[str], cache: Path) -> None:
     q = _ort_quant()
     cm = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
@@ -282,7 +282,7 @@ def quantize_onnx(
     cache_dir = Path(cache_dir) if cache_dir else out.parent
     cache = calibration_cache_path(src, files, f"{method}{percentile if method == 'percentile' else ''}-b{batch}",
                                    cache_dir)
-    reader = _Reader(files, info, input_name, batch)
+    reader = CalibrationReader(files, info, input_name, batch)
     base = head_float_nodes(proto, head_prefix, keep_float)
     src_meta = {p.key: p.value for p in proto.metadata_props}
 
@@ -347,7 +347,7 @@ def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[st
     """
     import onnxruntime as ort
 
-    xs = [_Reader([f], info, input_name).get_next() for f in files]
+    xs = [CalibrationReader([f], info, input_name).get_next() for f in files]
 
     def scores(path: Path) -> list[np.ndarray]:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

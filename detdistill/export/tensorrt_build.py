@@ -25,7 +25,7 @@ import onnx
 
 from ..runtime.backends.tensorrt import sidecar_path
 from ..runtime.metadata import ModelInfo
-from .hashing import file_sha256, files_key
+from ..hashing import file_sha256, files_key
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -234,7 +234,7 @@ def build_engine(
     calib_files: list[Path] = []
     if plan.calibrator:
         from .images import list_images
-        from .quantize import _Reader
+        from .quantize import CalibrationReader
 
         calib_files = list_images(calib, limit=num_calib)
         cache = calib_cache_file(onnx_path, calib_files, calib_batch, plan.calibrator, onnx_path.parent)
@@ -242,7 +242,7 @@ def build_engine(
             from ..runtime.backends.cuda_mem import CudaMem
 
             cuda = CudaMem()
-        reader = _Reader(calib_files, info, inp.name, calib_batch)
+        reader = CalibrationReader(calib_files, info, inp.name, calib_batch)
         config.int8_calibrator = make_calibrator(trt, plan.calibrator, reader, calib_batch, cache, cuda)
         if dynamic:
             config.set_calibration_profile(config.get_calibration_profile() or profile)
@@ -284,11 +284,11 @@ def build_engine(
 
 def _pin_head(trt: Any, network: Any, head_prefix: str) -> None:
     """Implicit INT8: keep the head's output layers (last convs, DFL, decode) in FP32."""
-    from .quantize import _HEAD_INNER
+    from .quantize import HEAD_INNER
 
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if head_prefix in layer.name and not _HEAD_INNER.search(layer.name):
+        if head_prefix in layer.name and not HEAD_INNER.search(layer.name):
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
                 layer.set_output_type(j, trt.float32)

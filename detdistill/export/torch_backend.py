@@ -17,10 +17,11 @@ class TorchBackend:
     def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] = 640, device: str = "cpu") -> None:
         import torch
 
-        from .onnx_export import _ExportWrapper, _load_detection_model
+        from ..models import load_detection_checkpoint
+        from .onnx_export import ExportWrapper
 
-        model = _load_detection_model(weights)
-        self.model, _ = _ExportWrapper.build(model, dynamic_shape=False)
+        model = load_detection_checkpoint(weights, role="model")[0]
+        self.model, _ = ExportWrapper.build(model, dynamic_shape=False)
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)

@@ -60,12 +60,12 @@ def check_train_settings(cfg: dict) -> None:
 def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, teacher: Path | None = None,
                   recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False, int8: bool = False) -> Path:
     """Train (with KD when ``teacher`` is given) into ``run_dir``; resume an interrupted run; return best.pt.
-    ``freeze_bn`` keeps the student's BatchNorm statistics fixed (see :class:`detdistill.train.StudentTrainer`);
+    ``freeze_bn`` keeps the student's BatchNorm statistics fixed (see :class:`detdistill.distill.student_trainer.StudentTrainer`);
     ``int8`` (with a teacher): quantization-aware distillation (:mod:`detdistill.distill.qad`)."""
     from ultralytics import YOLO
 
     from ..distill import api
-    from ..train import StudentTrainer
+    from ..distill.student_trainer import StudentTrainer
 
     best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
     if _finished(run_dir):
@@ -84,11 +84,9 @@ def train_student(student: str | Path, data: Path, run_dir: Path, args: dict, te
 
 def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:
     """Parameters and GFLOPs (at ``imgsz``) of a ``.pt`` checkpoint."""
-    from ultralytics.nn.tasks import load_checkpoint
+    from ..models import count_gflops, count_params, load_detection_checkpoint
 
-    from ..prune import count_gflops, count_params
-
-    model = load_checkpoint(weights)[0].float()
+    model = load_detection_checkpoint(weights)[0].float()
     return count_params(model), count_gflops(model, imgsz)
 
 
@@ -189,11 +187,11 @@ class Pipeline:
                 raise PipelineError(f"student.weights: {s['weights']} does not exist; give a .pt file or 'teacher'")
             return str(s["weights"])
         if s["kind"] == "width":
-            from ultralytics.nn.tasks import load_checkpoint
-
             from ..distill.students import scaled_model_yaml
+            from ..models import load_detection_checkpoint
 
-            family = "yolo11" if "yolo11" in str(load_checkpoint(teacher)[0].yaml.get("yaml_file", "")) else "yolov8"
+            model = load_detection_checkpoint(teacher, role="teacher", tasks=("detect", "segment", "pose", "obb"))[0]
+            family = "yolo11" if "yolo11" in str(model.yaml.get("yaml_file", "")) else "yolov8"
             return str(scaled_model_yaml(family, width=s["width"], out=self.work / f"{family}n-student.yaml"))
         from ..prune import prune_checkpoint
 
@@ -346,7 +344,8 @@ class Pipeline:
 
         from ..data.unlabeled import teacher_to_student
         from ..distill.classmap import resolve_class_map
-        from ..distill.teacher import class_names, load_teacher
+        from ..distill.teacher import load_teacher
+        from ..models import class_names
 
         names = class_names(load_teacher(teacher, fuse=False))
         cm = resolve_class_map(names, check_det_dataset(str(data)), self.cfg["distill"]["class_map"] or None)

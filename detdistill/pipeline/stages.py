@@ -22,21 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..export.hashing import file_sha256
+from ..hashing import file_sha256
 
 KEY_VERSION = 2  # 2: files keyed by content; entries without "v" were keyed by size and mtime
-_digests: dict[tuple, str] = {}  # (path, size, mtime, inode) -> SHA-256, so each file is read once per process
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of ``path``'s contents (memoised while the file's size and mtime stay the same)."""
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if memo not in _digests:
-        _digests[memo] = file_sha256(path)
-    return _digests[memo]
-
-
 def fingerprint(value: Any, legacy: bool = False) -> Any:
     """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents) changes.
 
@@ -46,7 +34,7 @@ def fingerprint(value: Any, legacy: bool = False) -> Any:
             if legacy:
                 st = value.stat()
                 return f"{value.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-            return f"{value.resolve()}|sha256:{content_hash(value.resolve())}"
+            return f"{value.resolve()}|sha256:{file_sha256(value)}"
         return f"{value.resolve()}|missing" if not value.exists() else f"{value.resolve()}|dir"
     if isinstance(value, dict):
         return {str(k): fingerprint(v, legacy) for k, v in value.items()}

@@ -21,7 +21,7 @@ How it works:
 
 Do not fine-tune the result with a plain ``YOLO(pruned).train()``: ultralytics rebuilds the model from its YAML
 (full width) and keeps only the weights whose shapes match. Use a trainer whose ``get_model`` keeps the pruned
-module (``detdistill.train.StudentTrainer``).
+module (``detdistill.distill.student_trainer.StudentTrainer``).
 """
 
 from __future__ import annotations
@@ -460,7 +460,7 @@ def prune_checkpoint(
     The checkpoint has ultralytics' keys (``model``, ``train_args``, ``date``, ``version``, ...) plus
     ``detdistill_prune`` (source, target, metric, importance, params/GFLOPs before and after);
     ``model.yaml['pruned']`` is True. Fine-tune it with a trainer that keeps the pruned module
-    (``detdistill.train.StudentTrainer``), not with plain ``YOLO(out).train()``.
+    (``detdistill.distill.student_trainer.StudentTrainer``), not with plain ``YOLO(out).train()``.
     """
     import torch
     from ultralytics import __version__

@@ -7,9 +7,7 @@ the dataset has other classes.
 
 It can also keep BatchNorm statistics fixed (``StudentTrainer.with_frozen_bn()``): a student that inherits
 its weights (pruned, or the teacher at another input size) was trained with population statistics, and
-batch statistics of a few mosaic images drag them away on small datasets. Measured on coco-mini (208
-images), fine-tuning the COCO YOLOv8n at imgsz 224 lost 3.7 mAP points in 6 epochs with training-mode
-BatchNorm and gained 1.4 in its first epoch with frozen BatchNorm (README). This is the "frozen BN" of
+batch statistics of a few mosaic images drag them away on small datasets. This is the "frozen BN" of
 detection fine-tuning (e.g. Detectron's FrozenBatchNorm2d for small per-GPU batches).
 """
 
@@ -23,7 +21,7 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
-from .atomic import staged
+from ..atomic import staged
 
 
 def _class_convs(head: nn.Module) -> list[tuple[nn.Sequential, int]]:
@@ -61,7 +59,7 @@ def set_class_count(model: nn.Module, nc: int, sources: list[tuple[int, ...]] | 
     without sources start from the usual prior, p = 5 objects / nc / cells (Lin et al., "Focal Loss
     for Dense Object Detection", ICCV 2017, sec. 4.1).
     """
-    from .distill.taps import detect_head
+    from ..models import detect_head
 
     head = detect_head(model)
     if head.nc == nc:
@@ -84,8 +82,8 @@ def set_class_count(model: nn.Module, nc: int, sources: list[tuple[int, ...]] | 
 
 def _class_sources(model: nn.Module, data: dict) -> list[tuple[int, ...]] | None:
     """How the dataset's classes relate to the model's, when the data YAML or the names say so."""
-    from .distill.classmap import ClassMapError, resolve_class_map
-    from .distill.teacher import class_names
+    from ..models import class_names
+    from .classmap import ClassMapError, resolve_class_map
 
     try:
         return list(resolve_class_map(class_names(model), data, None).sources)

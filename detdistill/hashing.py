@@ -1,0 +1,35 @@
+"""Content hashes: the one way detdistill keys artifacts, caches and stages (torch-free).
+
+Every key depends on what files hold, never on when they were written, so a file rewritten with the
+same bytes keeps its caches, and one changed in place never reuses a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+_digests: dict[tuple, str] = {}  # (path, size, mtime, inode) -> SHA-256: each file is read once per process
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's contents (memoised while its size, mtime and inode stay the same)."""
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if memo not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _digests[memo] = h.hexdigest()
+    return _digests[memo]
+
+
+def files_key(paths: Iterable[str | Path]) -> str:
+    """Short digest of a set of files (their names and contents), e.g. a calibration image set."""
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        h.update(f"{Path(p).name}|{file_sha256(p)}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,106 @@
+"""YOLO model plumbing shared by distillation, pruning, export and the pipeline: loading a detection
+checkpoint (one error type), finding its Detect head, its class names, and its size (parameters, GFLOPs).
+
+torch and ultralytics are imported inside the functions: the torch-free runtime never imports this module,
+and the CLI starts without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable ultralytics detection checkpoint (missing, truncated, another task)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file is not there."""
+
+
+def detect_head(model: Any) -> Any:
+    """The model's Detect head (the last Detect-derived module, any YOLO family), or a clear ``ValueError``."""
+    from ultralytics.nn.modules import Detect
+
+    model = getattr(model, "module", model)  # DDP / DataParallel
+    heads = [m for m in model.modules() if isinstance(m, Detect)]
+    if not heads:
+        raise ValueError(
+            f"{type(model).__name__} has no YOLO Detect head: detdistill works with detection models "
+            "(ultralytics YOLOv5u/v8/11/12/26 detect, segment, pose or obb checkpoints)."
+        )
+    return heads[-1]
+
+
+def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
+                              tasks: tuple[str, ...] = ("detect",)) -> tuple[Any, dict]:
+    """Load an ultralytics detection ``.pt`` as ``(model, ckpt)`` on the CPU, unfused and unchanged on disk.
+
+    ``role`` names the file in errors (``teacher``, ``student``, ``weights``); ``tasks`` are the ultralytics
+    tasks accepted (a teacher may be a segment/pose/obb model: its Detect head teaches). Every failure is a
+    :class:`CheckpointError` that names the file, the problem and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"{role} {path} not found; pass a trained ultralytics detection checkpoint (.pt)")
+    if path.suffix.lower() != ".pt":
+        raise CheckpointError(f"{role} {path} is not a .pt checkpoint; pass a trained ultralytics detection .pt "
+                              "(exported formats cannot be trained, pruned or exported again)")
+    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
+    except Exception as e:  # truncated file, not a torch file, not an ultralytics checkpoint
+        raise CheckpointError(f"could not load {role} {path} as an ultralytics checkpoint ({type(e).__name__}: "
+                              f"{e}); the file may be truncated or of another kind: re-download or re-train it") from e
+    task = getattr(model, "task", None) or type(model).__name__
+    try:
+        detect_head(model)
+    except ValueError:
+        task = f"{task} (no Detect head)"
+    if task not in tasks:
+        raise CheckpointError(f"{role} {path} is a '{task}' model; only YOLO detection models (a Detect head) "
+                              "are supported")
+    return model, ckpt
+
+
+def class_names(model: Any) -> list[str]:
+    """A model's class names in id order."""
+    names = getattr(model, "names", None) or {i: str(i) for i in range(detect_head(model).nc)}
+    if isinstance(names, dict):
+        return [str(names[i]) for i in sorted(names)]
+    return [str(n) for n in names]
+
+
+def reset_head(model: Any) -> None:
+    """Drop the Detect head's cached anchors so that the next forward recomputes them (new size or layers)."""
+    import torch
+
+    head = detect_head(model)
+    head.shape = None
+    head.anchors = torch.empty(0)
+    head.strides = torch.empty(0)
+
+
+def count_params(model: Any) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_gflops(model: Any, imgsz: int) -> float:
+    """GFLOPs at ``imgsz`` the way ultralytics reports them (2 x MACs), with torch-pruning as a fallback."""
+    import torch
+    from ultralytics.utils.torch_utils import get_flops
+
+    was_training = model.training
+    g = get_flops(model, imgsz)
+    if not g:
+        import torch_pruning as tp
+
+        model.eval()
+        macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, imgsz, imgsz))
+        g = 2 * macs / 1e9
+    reset_head(model)
+    model.train(was_training)
+    return float(g)

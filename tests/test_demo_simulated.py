@@ -1,0 +1,152 @@
+"""The real COCO teacher through both loops on a video of real photos, and the simulated engine
+(fixed latency, outputs recorded from that real model) that tools/bench_demo_pipeline.py uses."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detdistill.demo import run_demo
+from detdistill.demo.simulated import Recording, SimulatedBackend
+from detdistill.runtime.backends import Backend
+from detdistill.runtime.metadata import ModelInfo
+
+FRAMES = 12
+
+
+class TinyBackend:
+    """A real-shaped model of 2 classes on 64x64 inputs: anchor k scores its class by the input's mean."""
+
+    def __init__(self) -> None:
+        self.info = ModelInfo(names={0: "a", 1: "b"}, imgsz=(64, 64))
+        self.input_shape = (1, 3, 64, 64)
+        self.input_dtype = np.float32
+
+    def infer(self, x: np.ndarray) -> list[np.ndarray]:
+        n = 50
+        boxes = np.tile(np.array([32, 32, 10, 10], np.float32)[:, None], (1, n))[None]
+        scores = np.zeros((1, 2, n), np.float32)
+        scores[0, int(x.mean() > 0.5), :5] = np.linspace(0.9, 0.3, 5)
+        return [boxes, scores]
+
+
+def tiny_recording(count: int = 3) -> tuple[Recording, list[np.ndarray]]:
+    inputs = [np.full((1, 3, 64, 64), v, np.float32) for v in np.linspace(0.1, 0.9, count)]
+    return Recording.from_backend(TinyBackend(), inputs), inputs
+
+
+def test_simulated_backend_is_a_backend_with_recorded_outputs(tmp_path):
+    recording, inputs = tiny_recording()
+    backend = SimulatedBackend(recording, latency_ms=1.0)
+    assert isinstance(backend, Backend) and backend.input_shape == (-1, 3, 64, 64)
+    out = backend.infer(np.concatenate(inputs))
+    real = [TinyBackend().infer(x) for x in inputs]
+    assert np.array_equal(out[1], np.concatenate([r[1] for r in real]))
+    kept = real[0][1][0].max(0) > recording.min_score
+    assert np.array_equal(out[0][0][:, kept], real[0][0][0][:, kept]) and not out[0][0][:, ~kept].any()
+    assert backend.misses == 0 and backend.calls == 1 and backend.images == 3
+    backend.infer(np.zeros((1, 3, 64, 64), np.float32))           # never recorded: no detections
+    assert backend.misses == 1
+    loaded = Recording.load(recording.save(tmp_path / "rec.npz"))
+    assert loaded.keys == recording.keys and loaded.info.names == recording.info.names
+    assert np.array_equal(SimulatedBackend(loaded).infer(inputs[2])[1], real[2][1])
+
+
+def test_simulated_latency_is_what_it_says():
+    recording, inputs = tiny_recording(1)
+    backend = SimulatedBackend(recording, latency_ms=4.0, per_image_ms=1.0)
+    times = []
+    for _ in range(25):
+        t0 = time.perf_counter()
+        backend.infer(inputs[0])
+        times.append((time.perf_counter() - t0) * 1e3)
+    assert min(times) >= 4.0 and statistics.median(times) < 4.0 + 1.5     # sleep overshoot on a busy machine
+    t0 = time.perf_counter()
+    backend.infer(np.concatenate([inputs[0]] * 3))
+    assert 6.0 <= (time.perf_counter() - t0) * 1e3 < 6.0 + 3.0            # 4 ms + 2 extra images x 1 ms
+    # it sleeps without holding the GIL: two calls from two threads overlap
+    slow = SimulatedBackend(recording, latency_ms=100.0)
+    threads = [threading.Thread(target=slow.infer, args=(inputs[0],)) for _ in range(2)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - t0 < 0.19
+
+
+# -- the real teacher on a video of real photos -------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher320(teacher_pt, tmp_path_factory) -> Path:
+    pytest.importorskip("onnxruntime")
+    from detdistill.export.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    weights = folder / "teacher.pt"
+    shutil.copy(teacher_pt, weights)          # the fixtures folder is read-only; exporters write beside weights
+    return Path(export_onnx(weights, folder / "teacher-320.onnx", imgsz=320, dynamic=True))
+
+
+@pytest.fixture(scope="module")
+def photo_video(coco_mini_yaml, tmp_path_factory) -> Path:
+    """FRAMES coco-mini val photos, 640x480, as an MPEG-4 video."""
+    images = sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:FRAMES]
+    path = tmp_path_factory.mktemp("video") / "photos.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30, (640, 480))
+    for image in images:
+        writer.write(cv2.resize(cv2.imread(str(image)), (640, 480), interpolation=cv2.INTER_AREA))
+    writer.release()
+    return path
+
+
+def per_frame(model, source, tmp_path: Path, **kwargs) -> tuple[object, dict[int, list]]:
+    """Run the demo; returns the summary and each source's (boxes, scores, class ids) per frame, in order."""
+    import json
+
+    results: list[tuple[np.ndarray, ...]] = []
+    path = tmp_path / f"d{len(list(tmp_path.iterdir()))}.jsonl"
+    summary = run_demo(model, source, show=False, log=lambda m: None, save_json=path,
+                       on_frame=lambda i, image, dets: results.append((dets.boxes, dets.scores, dets.class_ids)),
+                       **kwargs)
+    by_source: dict[int, list] = {}
+    for record, result in zip((json.loads(line) for line in path.read_text().splitlines()), results):
+        assert record["frame"] == len(by_source.get(record["source"], []))        # in order
+        by_source.setdefault(record["source"], []).append(result)
+    return summary, by_source
+
+
+def same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(all(np.array_equal(x, y) for x, y in zip(fa, fb)) for fa, fb in zip(a, b))
+
+
+def test_pipelined_gives_the_serial_detections_on_a_real_video(teacher320, photo_video, tmp_path):
+    serial, ref = per_frame(teacher320, str(photo_video), tmp_path, sync=True)
+    piped, got = per_frame(teacher320, str(photo_video), tmp_path)
+    assert serial.frames == piped.frames == FRAMES and piped.mode == "pipelined"
+    assert sum(len(r[1]) for r in ref[0]) > 2 * FRAMES            # real photos: real detections
+    assert same(ref[0], got[0])
+    assert piped.stage_ms["preprocess"] > 0 and piped.stage_ms["postprocess"] > 0 and piped.engine_busy > 0.3
+
+
+def test_simulated_engine_gives_the_real_detections_batched(teacher320, photo_video, tmp_path):
+    from detdistill.runtime import Detector
+
+    real = Detector(str(teacher320))
+    cap = cv2.VideoCapture(str(photo_video))
+    frames = []
+    while (ok_frame := cap.read())[0]:
+        frames.append(ok_frame[1])
+    recording = Recording.from_backend(real.backend, [real.preprocess(f)[0] for f in frames])
+    _, ref = per_frame(real, str(photo_video), tmp_path, sync=True)
+    backend = SimulatedBackend(recording, latency_ms=2.0)
+    summary, got = per_frame(Detector(backend), [str(photo_video)] * 2, tmp_path)
+    assert backend.misses == 0 and summary.batch == 2.0 and backend.calls == FRAMES
+    assert same(ref[0], got[0]) and same(ref[0], got[1])
+    assert [s.frames for s in summary.sources] == [FRAMES, FRAMES]
