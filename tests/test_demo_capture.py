@@ -147,7 +147,7 @@ def test_stalled_source_is_abandoned_and_reopened():
             assert len(grabbers) >= 2 and int(frames[-1].image[0, 0, 0]) > 100
     finally:
         release.set()                            # let the hung thread return and close its device
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 30  # returns as soon as it is closed; the bound only stops a hang
     while not grabbers[0].closed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert grabbers[0].closed

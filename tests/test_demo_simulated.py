@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -67,19 +65,15 @@ def test_simulated_latency_is_what_it_says():
         t0 = time.perf_counter()
         backend.infer(inputs[0])
         times.append((time.perf_counter() - t0) * 1e3)
-    assert min(times) >= 4.0 and statistics.median(times) < 4.0 + 1.5     # sleep overshoot on a busy machine
+    assert min(times) >= 4.0  # never faster than the engine it stands for (no upper bound: a busy CPU overshoots)
     t0 = time.perf_counter()
     backend.infer(np.concatenate([inputs[0]] * 3))
-    assert 6.0 <= (time.perf_counter() - t0) * 1e3 < 6.0 + 3.0            # 4 ms + 2 extra images x 1 ms
-    # it sleeps without holding the GIL: two calls from two threads overlap
-    slow = SimulatedBackend(recording, latency_ms=100.0)
-    threads = [threading.Thread(target=slow.infer, args=(inputs[0],)) for _ in range(2)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert time.perf_counter() - t0 < 0.19
+    assert (time.perf_counter() - t0) * 1e3 >= 6.0  # 4 ms + 2 extra images x 1 ms
+    # it waits as a GPU engine does, without using the CPU: the process's own CPU time hardly moves
+    slow = SimulatedBackend(recording, latency_ms=200.0)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    slow.infer(inputs[0])
+    assert time.perf_counter() - wall0 >= 0.2 and time.process_time() - cpu0 < 0.05
 
 
 # -- the real teacher on a video of real photos -------------------------------------------------------

@@ -64,7 +64,6 @@ def main() -> None:
     from detdistill.export.bench import bench
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
-    from detdistill.runtime.cpu import instruction_set
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
