@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import atomic
 from .halves import SplitHalves, has_attention, split_blocks
 from .importance import (
     BatchNormMoments,
@@ -528,7 +529,7 @@ def prune_checkpoint(
         "detdistill_prune": result.to_dict(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(record, str(out))
+    atomic.save(out, lambda tmp: torch.save(record, str(tmp)))  # a killed run leaves no half-written student
     result.size_after = out.stat().st_size
     return result
 
