@@ -43,3 +43,16 @@ def coco_mini_yaml() -> Path:
 @pytest.fixture(scope="session")
 def vehicles_yaml() -> Path:
     return _need(FIXTURES / "vehicles" / "data.yaml")
+
+
+def video_frame_count(path: Path) -> int:
+    """Frames OpenCV decodes from a video file (asserting that it opens): a recording is complete and playable."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n

@@ -10,11 +10,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+from conftest import video_frame_count
 import typer
 from typer.testing import CliRunner
 
@@ -55,16 +55,6 @@ exec(FAKE_DETECTOR, namespace)
 FakeDetector = namespace["FakeDetector"]
 
 
-def _count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=40, size=(320, 240))
@@ -84,7 +74,7 @@ def test_headless_run_processes_every_frame_and_records(clip, tmp_path):
     assert 0 < summary.latency_p50_ms <= summary.latency_p95_ms
     assert summary.stage_ms["inference"] == pytest.approx(5.0)
     assert set(summary.stage_ms) == {"capture", "preprocess", "inference", "postprocess", "draw", "output"}
-    assert _count_frames(tmp_path / "out.mp4") == 40
+    assert video_frame_count(tmp_path / "out.mp4") == 40
     records = [json.loads(line) for line in (tmp_path / "dets.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(40))
     assert records[0]["detections"][0]["name"] == "bus" and len(records[0]["detections"]) == 2
@@ -129,7 +119,7 @@ def test_keyboard_interrupt_still_writes_summary_and_recording(clip, tmp_path):
     summary = run_demo(FakeDetector(interrupt_at=10), str(clip), show=False, record=tmp_path / "out.mp4",
                        save_json=tmp_path / "d.jsonl", log=lines.append)
     assert summary.interrupted and summary.frames == 10
-    assert _count_frames(tmp_path / "out.mp4") == 10
+    assert video_frame_count(tmp_path / "out.mp4") == 10
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 10
     assert any("stopped by the user" in line for line in lines)
 
@@ -182,7 +172,7 @@ def test_signal_stops_cleanly_with_playable_recording(tmp_path, signum):
     assert "summary:" in out and "stopped by the user" in out and "dropped frames" in out
     frames = int(out.split("FRAMES ")[1].split()[0])
     assert frames >= 8
-    assert _count_frames(tmp_path / "out.mp4") == frames
+    assert video_frame_count(tmp_path / "out.mp4") == frames
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == frames
 
 

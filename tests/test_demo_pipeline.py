@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from conftest import video_frame_count
 import typer
 from typer.testing import CliRunner
 
@@ -81,16 +82,6 @@ def live_source(name: str = "cam", **kwargs) -> FrameSource:
 
 def demo_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(("demo-", "capture-", "recorder"))]
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +204,7 @@ def test_failing_source_among_two_keeps_the_other_running(clip, tmp_path):
     assert per_source[1] == 30 and 1 <= per_source.get(0, 0) <= 4      # every frame of the clip
     assert summary.sources[1].frames == 30 and summary.sources[0].error and summary.error
     assert "source 1 (" in summary.format() and "failed: usb-cam" in summary.format()
-    assert count_frames(tmp_path / "out-1.avi") == 30 and count_frames(tmp_path / "out-0.avi") == per_source[0]
+    assert video_frame_count(tmp_path / "out-1.avi") == 30 and video_frame_count(tmp_path / "out-0.avi") == per_source[0]
     assert demo_threads() == []
 
 
@@ -247,7 +238,7 @@ def test_keyboard_interrupt_in_the_main_thread_shuts_the_threads_down(tmp_path):
     summary = run_demo(SlowDetector(delay=0.003), source, show=False, record=tmp_path / "o.avi",
                        on_frame=interrupt, log=lines.append)
     assert summary.interrupted and "stopped by the user" in summary.format()
-    assert count_frames(tmp_path / "o.avi") == summary.frames >= 7
+    assert video_frame_count(tmp_path / "o.avi") == summary.frames >= 7
     assert demo_threads() == []
 
 
@@ -329,7 +320,7 @@ def test_sigint_with_two_sources_and_recordings(tmp_path):
     assert "stopped by the user" in out and "Fatal" not in out and "terminate called" not in out
     counts = [int(v) for v in out.split("PER_SOURCE ")[1].split()]
     assert min(counts) >= 5
-    assert [count_frames(tmp_path / f"o-{i}.mp4") for i in range(2)] == counts
+    assert [video_frame_count(tmp_path / f"o-{i}.mp4") for i in range(2)] == counts
 
 
 # -- CLI ----------------------------------------------------------------------------------------
