@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,23 @@ def video_frame_count(path: Path) -> int:
         n += 1
     cap.release()
     return n
+
+
+def export_teacher(tmp_path_factory, teacher_pt: Path, name: str = "teacher320.onnx", **kwargs) -> Path:
+    """Export the teacher once per session (the fixtures folder is read-only: copy the .pt first)."""
+    from detdistill.export.onnx_export import export_onnx  # torch: imported only by the tests that export
+
+    base = tmp_path_factory.getbasetemp() / "exported"
+    out = base / name
+    if not out.exists():
+        base.mkdir(exist_ok=True)
+        pt = base / "teacher.pt"
+        if not pt.exists():
+            shutil.copy(teacher_pt, pt)
+        export_onnx(pt, out, **{"imgsz": 320, **kwargs})
+    return out
+
+
+def val_images(coco_mini_yaml: Path, n: int) -> list[Path]:
+    """The first ``n`` coco-mini val images."""
+    return sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:n]

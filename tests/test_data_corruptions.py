@@ -77,7 +77,7 @@ def test_missing_albumentations_names_the_install_command(monkeypatch):
 
 def test_corrupted_map_is_lower_than_clean(tmp_path_factory, teacher_pt, coco_mini_yaml):
     from detdistill.export.evaluate import evaluate, open_detector
-    from test_export_onnx import export_teacher
+    from conftest import export_teacher
 
     det = open_detector(export_teacher(tmp_path_factory, teacher_pt))
     clean = evaluate(det, coco_mini_yaml, limit=16)
@@ -95,7 +95,7 @@ def test_eval_cli_prints_each_corruption_and_the_mean(tmp_path_factory, teacher_
     from typer.testing import CliRunner
 
     from detdistill.export.cli import register
-    from test_export_onnx import export_teacher
+    from conftest import export_teacher
 
     app = typer.Typer()
     register(app)

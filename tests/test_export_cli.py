@@ -39,7 +39,7 @@ def test_missing_and_wrong_files(app, tmp_path):
 
 
 def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path):
-    from test_export_onnx import export_teacher
+    from conftest import export_teacher
 
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     out = _run(app, "build", onnx_path, "--batch", "1,2")

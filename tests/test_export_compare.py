@@ -6,7 +6,7 @@ import pytest
 
 from detdistill.export.compare import paired_gain
 from detdistill.export.evaluate import evaluate, map_of, open_detector
-from test_export_onnx import export_teacher, val_images
+from conftest import export_teacher, val_images
 
 
 @pytest.fixture(scope="module")

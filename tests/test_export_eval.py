@@ -7,7 +7,7 @@ import pytest
 
 from detdistill.export.bench import bench
 from detdistill.export.evaluate import average_precision, evaluate, match
-from test_export_onnx import export_teacher
+from conftest import export_teacher
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,23 +12,7 @@ import pytest
 from detdistill.export.onnx_export import ParityError, check_parity, export_onnx
 from detdistill.runtime.backends.onnxruntime import OrtBackend
 from detdistill.runtime.letterbox import preprocess
-
-
-def export_teacher(tmp_path_factory, teacher_pt: Path, name: str = "teacher320.onnx", **kwargs) -> Path:
-    """Export the teacher once per session (the fixtures folder is read-only: copy the .pt first)."""
-    base = tmp_path_factory.getbasetemp() / "exported"
-    out = base / name
-    if not out.exists():
-        base.mkdir(exist_ok=True)
-        pt = base / "teacher.pt"
-        if not pt.exists():
-            shutil.copy(teacher_pt, pt)
-        export_onnx(pt, out, **{"imgsz": 320, **kwargs})
-    return out
-
-
-def val_images(coco_mini_yaml: Path, n: int) -> list[Path]:
-    return sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:n]
+from conftest import export_teacher, val_images
 
 
 def test_export_static_outputs_and_metadata(tmp_path_factory, teacher_pt):

@@ -11,7 +11,7 @@ import pytest
 from detdistill.export.evaluate import evaluate
 from detdistill.export.quantize import quantize_onnx
 from detdistill.runtime import Detector
-from test_export_onnx import export_teacher, val_images
+from conftest import export_teacher, val_images
 
 # This test's setup (first 64 coco-mini train images, minmax, cpu target, imgsz 320, the default u8s7 scheme):
 # FP32 0.3447 -> INT8 0.3266 mAP50-95 on the 128 coco-mini val images on an AVX-512 VNNI CPU, and the same

@@ -11,7 +11,7 @@ import pytest
 
 from detdistill.export.platform_info import GpuInfo, jetpack_for, read_l4t, tensorrt_install_hint
 from detdistill.export.tensorrt_build import BuildError, build_engine, calib_cache_file, plan_build
-from test_export_onnx import export_teacher
+from conftest import export_teacher
 
 GPU = GpuInfo("Orin (nvgpu)", "8.7")
 

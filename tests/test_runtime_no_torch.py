@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from test_export_onnx import export_teacher, val_images
+from conftest import export_teacher, val_images
 
 BLOCKER = textwrap.dedent(
     """

@@ -9,7 +9,7 @@ import torchvision
 
 from detdistill.runtime import Detections, Detector
 from detdistill.runtime.postprocess import decode, nms
-from test_export_onnx import export_teacher, val_images
+from conftest import export_teacher, val_images
 
 
 def test_nms_matches_torchvision():
