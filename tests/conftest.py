@@ -77,3 +77,12 @@ def export_teacher(tmp_path_factory, teacher_pt: Path, name: str = "teacher320.o
 def val_images(coco_mini_yaml: Path, n: int) -> list[Path]:
     """The first ``n`` coco-mini val images."""
     return sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:n]
+
+
+class Interrupted(Exception):
+    """A simulated Ctrl-C raised from a training callback."""
+
+
+def stop_after_first_save(trainer) -> None:
+    """An ``on_model_save`` callback: interrupt a training right after its first checkpoint is written."""
+    raise Interrupted("simulated Ctrl-C after epoch 1 was saved")

@@ -11,6 +11,7 @@ import sys
 
 import onnx
 import pytest
+from conftest import Interrupted, stop_after_first_save
 import torch
 
 from detdistill.distill import DistillationTrainer, api
@@ -19,14 +20,6 @@ from detdistill.distill.qad import QADError, is_fake_quantized, require_modelopt
 pytest.importorskip("modelopt.torch.quantization", reason="QAD needs NVIDIA ModelOpt (pip install 'detdistill[qad]')")
 pytestmark = pytest.mark.slow
 TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _stop(trainer) -> None:
-    raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def qad_run(tmp_path_factory, teacher_pt, coco8_yaml):
     teacher = shutil.copy(teacher_pt, tmp / "teacher.pt")
     student = shutil.copy(teacher_pt, tmp / "student.pt")
     model = YOLO(str(student))
-    model.add_callback("on_model_save", _stop)
+    model.add_callback("on_model_save", stop_after_first_save)
     with pytest.raises(Interrupted):
         model.train(trainer=DistillationTrainer.configure(teacher, "default", int8=True), data=str(coco8_yaml),
                     epochs=2, project=str(tmp), name="run", **TRAIN_ARGS)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Interrupted, stop_after_first_save
 import torch
 
 from detdistill.distill import DistillationTrainer, api
@@ -25,17 +26,9 @@ ALL_FAMILIES = {
 }
 
 
-class Interrupted(Exception):
-    pass
-
-
 def _rows(run: Path) -> list[dict]:
     with (run / "results.csv").open() as f:
         return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _stop_after_first_save(trainer) -> None:
-    raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +40,7 @@ def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
     teacher = shutil.copy(teacher_pt, tmp / "teacher.pt")
     student = scaled_model_yaml("yolov8", width=0.0625, out=tmp / "yolov8n-quarter.yaml")
     model = YOLO(str(student))
-    model.add_callback("on_model_save", _stop_after_first_save)
+    model.add_callback("on_model_save", stop_after_first_save)
     with pytest.raises(Interrupted):
         model.train(
             trainer=DistillationTrainer.configure(teacher, ALL_FAMILIES), data=str(coco8_yaml), epochs=2,

@@ -7,15 +7,13 @@ import json
 
 import cv2
 import pytest
+from conftest import Interrupted
 
 from detdistill.pipeline.runner import run_pipeline
 from detdistill.quickstart import quickstart_recipe
 
 pytestmark = pytest.mark.slow
 
-
-class Interrupt(Exception):
-    pass
 
 
 def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(tmp_path):
@@ -26,9 +24,9 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
 
     def stop_at_export(line: str) -> None:  # Ctrl-C as the first export starts
         if "export teacher to ONNX" in line:
-            raise Interrupt
+            raise Interrupted
 
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         run_pipeline(recipe, work, log=stop_at_export)
     kd_best = work / "student-kd" / "weights" / "best.pt"
     stamp = kd_best.stat().st_mtime_ns

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import Interrupted
 
 from detdistill.pipeline.report import PipelineReport, TrainingRun, read_results_csv, write_report
 from detdistill.pipeline.stages import StageCache
@@ -142,9 +143,6 @@ def test_a_resumed_trainings_repeated_epoch_counts_once_with_its_last_row(tmp_pa
 # ------------------------------------------------------------------------------- a real tiny pipeline
 
 
-class Interrupt(Exception):
-    pass
-
 
 @pytest.mark.slow
 def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_reruns_nothing(tmp_path, monkeypatch):
@@ -164,11 +162,11 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
 
     def killed_in_epoch_2(trainer):  # epoch 2's results.csv row is written, its checkpoint is not
         if trainer.wdir.parent.name == "student-kd" and trainer.epoch == 1:
-            raise Interrupt
+            raise Interrupted
         return save_model(trainer)
 
     monkeypatch.setattr(StudentTrainer, "save_model", killed_in_epoch_2)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         run_pipeline(recipe, work, log=lambda line: None)
     monkeypatch.setattr(StudentTrainer, "save_model", save_model)
 

@@ -26,7 +26,6 @@ import gc
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,33 +42,24 @@ import numpy as np  # noqa: E402
 from detdistill.demo import run_demo  # noqa: E402
 from detdistill.demo.simulated import Recording, SimulatedBackend  # noqa: E402
 from detdistill.demo.synthetic import SyntheticCamera  # noqa: E402
+from detdistill.runtime.cpu import instruction_set  # noqa: E402
+
+from bench_demo import export_models  # noqa: E402  (this folder: the teacher exported as the demo bench does)
 
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-TEACHER = FIXTURES / "weights" / "yolov8n-coco.pt"
 COCO_VAL = FIXTURES / "coco-mini" / "images" / "val"
 SIZE = (640, 480)
 
 
 def cpu_info() -> dict:
-    """CPU model, whether it has AVX2 / AVX-512 VNNI, core count and load (from lscpu)."""
+    """CPU model (lscpu), its instruction set as the runtime sees it, core count and load."""
     try:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
     except OSError:
         text = ""
     model = re.search(r"^Model name:\s*(.+)$", text, re.M)
-    flags = set((re.search(r"^Flags:\s*(.+)$", text, re.M) or [None, ""])[1].split())
-    return {"model": model.group(1).strip() if model else "unknown", "avx2": "avx2" in flags,
-            "avx512_vnni": "avx512_vnni" in flags, "cpus": os.cpu_count(), "load": os.getloadavg()}
-
-
-def export_teacher(folder: Path) -> Path:
-    from detdistill.export.onnx_export import export_onnx
-
-    if not TEACHER.exists():
-        raise SystemExit(f"{TEACHER} not found: pass --onnx MODEL")
-    weights = folder / "teacher.pt"
-    shutil.copy(TEACHER, weights)            # the fixtures folder is read-only; exporters write beside weights
-    return Path(export_onnx(weights, folder / "teacher-640.onnx", imgsz=640))
+    return {"model": model.group(1).strip() if model else "unknown", "isa": instruction_set(),
+            "cpus": os.cpu_count(), "load": os.getloadavg()}
 
 
 def scene_of_photos(height: int, count: int = 8) -> np.ndarray | None:
@@ -236,7 +226,7 @@ def main() -> None:
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = args.onnx or export_teacher(folder)
+        model = args.onnx or export_models([640], folder)[0]
         clip = write_clip(folder / "clip.mp4", args.frames, args.period)
         recording = record_model(model, clip, args.period)
         frames = decoded(clip)
@@ -254,9 +244,8 @@ def main() -> None:
                 rows.append(bench(recording, frames, folder, latency, False, 1, False, args.frames))
                 print(f"  {latency:g} ms pipelined, raw frames: {rows[-1]['fps']:.0f} FPS", flush=True)
     load_end = os.getloadavg()
-    print(f"\nCPU: {machine['model']}, {machine['cpus']} CPUs, avx2 {'yes' if machine['avx2'] else 'no'}, "
-          f"avx512_vnni {'yes' if machine['avx512_vnni'] else 'no'}; load average {machine['load'][0]:.1f} at the "
-          f"start, {load_end[0]:.1f} at the end; {args.frames} frames per source; "
+    print(f"\nCPU: {machine['model']}, {machine['cpus']} CPUs, {machine['isa']}; load average "
+          f"{machine['load'][0]:.1f} at the start, {load_end[0]:.1f} at the end; {args.frames} frames per source; "
           f"{time.monotonic() - t_start:.0f} s in all")
     print(table(rows))
     print("\n".join(["", "targets (pipelined, 1 source unless said, no recording):", *targets(rows)]))

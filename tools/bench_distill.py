@@ -89,12 +89,14 @@ def int8_artifact(best: Path, data: str, imgsz: int) -> tuple[Path, str]:
 
     Both are scored as simulated TensorRT INT8 (Q/DQ as float operations, as an int32-accumulating engine computes).
     """
+    import onnx
+
     from detdistill.export.images import list_images
     from detdistill.export.onnx_export import default_parity_images, export_onnx
-    from detdistill.export.quantize import quantize_onnx
+    from detdistill.export.quantize import has_qdq, quantize_onnx
 
     onnx_path = export_onnx(best, best.with_suffix(".onnx"), imgsz=imgsz, parity_images=default_parity_images())
-    if any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(onnx_path)).graph.node):
+    if has_qdq(onnx.load(str(onnx_path))):
         return onnx_path, "qad/qat export"
     res = quantize_onnx(onnx_path, list_images(data, limit=500), target="tensorrt", cache_dir=best.parent)
     return res.path, "ptq tensorrt"

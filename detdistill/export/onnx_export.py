@@ -14,6 +14,7 @@ import numpy as np
 
 from ..hashing import file_sha256
 from ..models import load_detection_checkpoint
+from .quantize import has_qdq
 
 INPUT_NAME = "images"
 FAKE_QUANT_CONF = 0.25  # parity of a fake-quantized (QAT/QAD) model: reported on these anchors, see check_parity
@@ -151,7 +152,7 @@ def export_onnx(
         proto = onnxslim.slim(proto)
     onnx.checker.check_model(proto)
     meta = _metadata(model, weights, hw, _head_prefix(proto, head), batch, dynamic)
-    if any(n.op_type == "QuantizeLinear" for n in proto.graph.node):  # a quantization-aware (QAD/QAT) model
+    if has_qdq(proto):  # a quantization-aware (QAD/QAT) model
         # ModelOpt's INT8: symmetric int8 weights and activations, the explicit form TensorRT builds
         meta["quantization"] = json.dumps({"target": "tensorrt", "scheme": "s8s8", "method": "qad"})
     del proto.metadata_props[:]
@@ -189,7 +190,7 @@ def check_parity(
 
     if not images:
         raise ValueError("parity check needs at least one image")
-    fake_quant = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(onnx_path)).graph.node)
+    fake_quant = has_qdq(onnx.load(str(onnx_path)))
     ort = OrtBackend(onnx_path, device="cpu", int8_kernels=not fake_quant)
     model = _model or ExportWrapper.build(load_detection_checkpoint(weights, role="weights")[0], dynamic_shape=False)[0]
     batch = ort.input_shape[0] if ort.input_shape[0] > 0 else 1

@@ -81,6 +81,12 @@ def _read_info(proto: onnx.ModelProto) -> tuple[ModelInfo, str, str]:
     return info, meta["head"], proto.graph.input[0].name
 
 
+def has_qdq(proto: onnx.ModelProto) -> bool:
+    """Whether the ONNX carries explicit quantization (QuantizeLinear / DequantizeLinear nodes): a PTQ model,
+    or the export of a quantization-aware (QAT/QAD) one."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+
+
 def layer_of(node_name: str, head_prefix: str) -> str | None:
     """The model layer a node belongs to (``model.7``), ``None`` for nodes outside the numbered layers."""
     m = re.search(r"/model\.(\d+)/", node_name)

@@ -26,6 +26,7 @@ import onnx
 from ..runtime.backends.tensorrt import sidecar_path
 from ..runtime.metadata import ModelInfo
 from ..hashing import file_sha256, files_key
+from .quantize import has_qdq
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -51,11 +52,6 @@ class BuildPlan:
 def _version_tuple(v: str) -> tuple[int, int]:
     parts = (v.split(".") + ["0"])[:2]
     return int(parts[0]), int(parts[1])
-
-
-def has_qdq(proto: onnx.ModelProto) -> bool:
-    """Whether the ONNX carries explicit quantization (QuantizeLinear / DequantizeLinear nodes)."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
 
 
 def plan_build(trt_version: str, precision: str, qdq: bool, *, calibrator: str = "entropy",
