@@ -177,7 +177,7 @@ OPTIONAL_DEPENDENCIES = {"cv2": "detdistill[runtime]", "onnxruntime": "detdistil
                          "onnx": "detdistill[export]", "torch": "detdistill[train]",
                          "ultralytics": "detdistill[train]", "tensorrt": "detdistill[tensorrt]"}
 VERB_MODULES = ("detdistill.export.cli", "detdistill.demo.cli", "detdistill.data.cli", "detdistill.prune.cli",
-                "detdistill.weights_cli")
+                "detdistill.registry.cli")
 
 
 def _register_optional() -> None:

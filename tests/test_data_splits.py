@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from detdistill.data.splits import half_of, source_name, split_halves, write_half_yaml
-from detdistill.export.dataset import load_dataset
+from detdistill.data.dataset import load_dataset
 
 
 def test_the_cut_depends_on_the_photo_name_only(tmp_path):

@@ -83,7 +83,9 @@ def test_a_new_loss_is_one_registration(monkeypatch):
         def forward(self, s, t, weight=None):
             return 1 - torch.nn.functional.cosine_similarity(s.flatten(1), t.detach().flatten(1)).mean()
 
-    monkeypatch.setattr(registry, "_LOSSES", dict(registry.loss_types()))
+    from detdistill.distill.losses import loss_types
+
+    monkeypatch.setattr(registry, "_LOSSES", dict(loss_types()))
     registry.register_loss("cosine", "feature", {"eps": 1e-6}, lambda p, ctx: Cosine())
     recipe = parse_recipe({"losses": [{"type": "cosine", "weight": 2.0}]})
     assert recipe.losses[0].family == "feature" and recipe.losses[0].params == {"eps": 1e-6}

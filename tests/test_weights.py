@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from detdistill import weights as W
-from detdistill.weights import ChecksumError, WeightsError, file_sha256, get_entry, list_registry, resolve_weights
+from detdistill.registry import weights as W
+from detdistill.registry.weights import ChecksumError, WeightsError, file_sha256, get_entry, list_registry, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_SHA = "1fbdcda066f64b42309ae9272959a1127c9bed777550409b28623554c77e2a6e"
@@ -233,7 +233,7 @@ def test_download_never_creates_a_weights_folder_in_cwd(tmp_path, teacher_pt, mo
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    from detdistill.weights_cli import register
+    from detdistill.registry.cli import register
 
     app = typer.Typer()
 

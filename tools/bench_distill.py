@@ -74,7 +74,7 @@ def pruned_student(teacher: str, target: float, imgsz: int, data: str, work: Pat
 def sealed_data(track: str, data: str, work: Path) -> tuple[str, dict[str, list[Path]]]:
     """A training YAML that validates on the tuning half, and the images of both halves."""
     from detdistill.data.splits import split_halves, write_half_yaml
-    from detdistill.export.dataset import load_dataset
+    from detdistill.data.dataset import load_dataset
 
     if track == "shapes":
         from detdistill.data.shapes import make_shapes_dataset
@@ -91,7 +91,7 @@ def int8_artifact(best: Path, data: str, imgsz: int) -> tuple[Path, str]:
     """
     import onnx
 
-    from detdistill.export.images import list_images
+    from detdistill.data.image_lists import list_images
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import has_qdq, quantize_onnx
 

@@ -32,7 +32,7 @@ DATA = FIX / "coco-mini" / "data.yaml"
 def score(models: list[str], int8: str) -> dict:
     """mAP50-95 of each model on each half of coco-mini val, and the instruction set that computed it."""
     from detdistill.data.splits import split_halves
-    from detdistill.export.dataset import load_dataset
+    from detdistill.data.dataset import load_dataset
     from detdistill.export.evaluate import evaluate
     from detdistill.runtime.cpu import instruction_set
 

@@ -61,7 +61,7 @@ def pseudo_label(
     from ultralytics import YOLO
     from ultralytics.utils import TQDM
 
-    from ..export.images import list_images
+    from .image_lists import list_images
 
     teacher, files = Path(teacher), list_images(images)
     mapping = teacher_to_student(sources, teacher_nc)

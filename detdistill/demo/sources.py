@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
-from ..export.images import IMG_SUFFIXES
+from ..data.images import IMG_SUFFIXES
 from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
 

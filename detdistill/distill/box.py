@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import LossContext, register_loss
+from .registry import LossContext, RecipeError, register_loss
 from .weighting import weighted_mean
 
 
@@ -92,8 +92,6 @@ def _dfl_pair(ctx: LossContext) -> bool:
 
 def _build_ld(p: dict, ctx: LossContext) -> nn.Module:
     if not _dfl_pair(ctx):
-        from .recipe import RecipeError
-
         raise RecipeError(
             f"loss {ctx.name!r} (ld) needs DFL heads with the same reg_max on both sides (teacher "
             f"{ctx.teacher_reg_max}, student {ctx.student_reg_max}); use type 'box' or 'box_decoded' instead"

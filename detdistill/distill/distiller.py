@@ -11,7 +11,8 @@ from torch import nn
 from .adapters import ChannelAdapter, align_spatial, fit_adapter
 from .classmap import ClassMap
 from .recipe import Recipe
-from .registry import LossContext, loss_types
+from .losses import loss_types
+from .registry import LossContext
 from .taps import HeadOutputs, join_levels, split_levels
 
 

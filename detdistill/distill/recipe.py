@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from .registry import loss_types
+from .losses import loss_types
+from .registry import RecipeError
 from .schedule import KINDS, Schedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -32,10 +33,6 @@ REGIONS = ("teacher", "gt", "teacher+gt", "all")
 ADAPTER_INITS = ("fit", "random")
 # teacher image sizes at which its pyramid levels coincide with the student's (same size, or shifted by 1-2 levels)
 ALIGNED_SCALES = (1.0, 2.0, 4.0)
-
-
-class RecipeError(ValueError):
-    """A recipe field is missing, unknown or out of range."""
 
 
 @dataclass(frozen=True)

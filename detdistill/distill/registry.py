@@ -1,6 +1,6 @@
 """The loss registry: every KD loss type declares its family, its recipe fields with defaults, and how
 to build it. A new loss is one module that calls :func:`register_loss`, plus its import in
-:func:`loss_types`; recipes are validated against the registry and the distiller builds from it.
+:mod:`detdistill.distill.losses`; recipes are validated against the registry and the distiller builds from it.
 
 Families decide which tensors a loss reads:
 
@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+
+class RecipeError(ValueError):
+    """A recipe field is missing, unknown or out of range."""
 
 FAMILIES = ("feature", "logit", "box")
 
@@ -54,8 +58,6 @@ def register_loss(name: str, family: str, defaults: Mapping[str, Any],
     _LOSSES[name] = LossType(family, dict(defaults), build, frozenset(positive), check)
 
 
-def loss_types() -> dict[str, LossType]:
-    """Every registered loss type (importing the modules that register them)."""
-    from . import attention, box, feature, logit  # noqa: F401  (each registers its losses on import)
-
+def registered_losses() -> dict[str, LossType]:
+    """The loss types registered so far (:func:`detdistill.distill.losses.loss_types` registers the built-in ones)."""
     return _LOSSES

@@ -28,7 +28,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def teacher_path(path: str | Path) -> Path:
     """The checkpoint file of a teacher given as a path or as a name from the weights registry (``yolov8s``)."""
-    from ..weights import WeightsError, resolve_weights
+    from ..registry.weights import WeightsError, resolve_weights
 
     if Path(path).is_file() or Path(path).suffix not in {"", ".pt"}:
         return Path(path)

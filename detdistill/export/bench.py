@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime import Detector
-from .images import list_images, read_bgr
+from ..data.image_lists import list_images
+from ..data.images import read_bgr
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 

@@ -34,7 +34,7 @@ def export(
     Example: detdistill export runs/student/best.pt --imgsz 640
     """
     _need_file(weights, "weights", (".pt",), "Pass the best.pt written by training.")
-    from .images import list_images
+    from ..data.image_lists import list_images
     from .onnx_export import ParityError, default_parity_images, export_onnx
 
     try:

@@ -17,8 +17,8 @@ from ..data import corruptions
 from ..runtime import Detector
 from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
-from .dataset import load_dataset, read_labels
-from .images import read_bgr
+from ..data.dataset import load_dataset, read_labels
+from ..data.images import read_bgr
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 _RECALL_POINTS = np.linspace(0, 1, 101)  # where the precision envelope is sampled (COCO's 101 points)

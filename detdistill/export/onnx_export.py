@@ -5,7 +5,6 @@ The only module of detdistill.export that imports torch and ultralytics.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from ..hashing import file_sha256
 from ..models import load_detection_checkpoint
 from .quantize import has_qdq
+from .wrapper import ExportWrapper
 
 INPUT_NAME = "images"
 FAKE_QUANT_CONF = 0.25  # parity of a fake-quantized (QAT/QAD) model: reported on these anchors, see check_parity
@@ -37,43 +37,6 @@ class ParityReport:
     def __str__(self) -> str:
         return (f"parity on {self.images} images ({self.statistic}): |boxes| diff {self.max_box_diff:.4g} px, "
                 f"|scores| diff {self.max_score_diff:.4g}")
-
-
-class ExportWrapper:
-    """Built lazily (needs torch): runs the model in export mode and splits boxes from scores."""
-
-    @staticmethod
-    def build(model, dynamic_shape: bool):
-        import torch
-        from ultralytics.nn.modules import C2f, Detect
-
-        model = copy.deepcopy(model).float().eval()
-        for p in model.parameters():
-            p.requires_grad = False
-        model = model.fuse()
-        head = None
-        for m in model.modules():
-            if isinstance(m, Detect):
-                m.export, m.format, m.dynamic, m.shape = True, "onnx", dynamic_shape, None
-                head = m
-            elif isinstance(m, C2f):
-                m.forward = m.forward_split
-        if head is None:
-            raise ValueError("the model has no YOLO Detect head")
-        if getattr(head, "end2end", False):
-            raise ValueError("end-to-end (NMS-free) heads are not supported yet; export a YOLOv8/11-style head")
-
-        class Split(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x):
-                y = self.inner(x)
-                y = y[0] if isinstance(y, (list, tuple)) else y
-                return y[:, :4], y[:, 4:]
-
-        return Split(model).eval(), head
 
 
 def _head_prefix(proto, head) -> str:
@@ -186,7 +149,7 @@ def check_parity(
 
     from ..runtime.backends.onnxruntime import OrtBackend
     from ..runtime.letterbox import preprocess
-    from .images import read_bgr
+    from ..data.images import read_bgr
 
     if not images:
         raise ValueError("parity check needs at least one image")

@@ -31,7 +31,8 @@ import onnx
 from ..runtime.letterbox import preprocess
 from ..runtime.metadata import ModelInfo
 from ..hashing import file_sha256, files_key
-from .images import image_problem, list_images, read_bgr
+from ..data.images import image_problem, read_bgr
+from ..data.image_lists import list_images
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")

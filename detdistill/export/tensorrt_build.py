@@ -229,7 +229,7 @@ def build_engine(
 
     calib_files: list[Path] = []
     if plan.calibrator:
-        from .images import list_images
+        from ..data.image_lists import list_images
         from .quantize import CalibrationReader
 
         calib_files = list_images(calib, limit=num_calib)

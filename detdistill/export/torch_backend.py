@@ -18,7 +18,7 @@ class TorchBackend:
         import torch
 
         from ..models import load_detection_checkpoint
-        from .onnx_export import ExportWrapper
+        from .wrapper import ExportWrapper
 
         model = load_detection_checkpoint(weights, role="model")[0]
         self.model, _ = ExportWrapper.build(model, dynamic_shape=False)

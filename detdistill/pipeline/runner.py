@@ -150,7 +150,7 @@ class Pipeline:
     def teacher(self, data: Path) -> Path:
         t = self.cfg["teacher"]
         if t["kind"] == "weights":
-            from ..weights import resolve_weights
+            from ..registry.weights import resolve_weights
 
             return resolve_weights(t["weights"]).resolve()
         spec = t["train"]
@@ -251,7 +251,7 @@ class Pipeline:
     # --- deploy ------------------------------------------------------------------------------------------
     def export(self, weights: dict[str, Path], data: Path) -> list[tuple[str, Path, Path]]:
         """ONNX of every model, INT8 ONNX and engines of the final student: ``(name, artifact, source .pt)``."""
-        from ..export.images import list_images
+        from ..data.image_lists import list_images
         from ..export.onnx_export import export_onnx
 
         val_images = list_images(data, limit=4)
@@ -360,7 +360,7 @@ class Pipeline:
         if not frames:
             return
         from ..demo.app import run_demo
-        from ..export.dataset import load_dataset
+        from ..data.dataset import load_dataset
         from .video import video_from_images
 
         def run() -> str:

@@ -357,7 +357,8 @@ def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch:
     import numpy as np
     import torch
 
-    from ..export.images import list_images, read_bgr
+    from ..data.image_lists import list_images
+    from ..data.images import read_bgr
     from ..runtime.letterbox import preprocess
 
     try:

@@ -1,4 +1,4 @@
-"""Image lists for calibration, parity checks and evaluation (torch-free)."""
+"""Image files: which suffixes count, finding them below a folder, reading and checking one (torch-free)."""
 
 from __future__ import annotations
 
@@ -13,32 +13,6 @@ IMG_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 def images_in(folder: Path) -> list[Path]:
     """Image files below ``folder`` (recursive), sorted."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
-
-
-def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
-    """Images from a folder (recursive), a .txt list, a single image, or a dataset YAML's ``train`` split."""
-    source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"image source {source} does not exist: pass a folder of images, an image or a data YAML")
-    if source.suffix.lower() in {".yaml", ".yml"}:
-        from .dataset import load_dataset
-
-        files = load_dataset(source).images("train")
-    elif source.is_dir():
-        files = images_in(source)
-    elif source.suffix.lower() == ".txt":
-        files = [Path(line.strip()) for line in source.read_text().splitlines() if line.strip()]
-        files = [p if p.is_absolute() else source.parent / p for p in files]
-    elif source.suffix.lower() in IMG_SUFFIXES:
-        files = [source]
-    else:
-        raise ValueError(f"{source} is not an image, a folder, a .txt list or a data YAML")
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) found in {source}")
-    if limit is not None and len(files) > limit:
-        idx = np.linspace(0, len(files) - 1, limit).round().astype(int)  # spread over the set, deterministic
-        files = [files[i] for i in idx]
-    return files
 
 
 def image_problem(path: str | Path) -> str | None:

@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from .hashing import file_sha256  # noqa: F401  (also part of this module's API: weights verify)
+from ..hashing import file_sha256  # noqa: F401  (also part of this module's API: weights verify)
 
-REGISTRY_FILE = Path(__file__).resolve().parent / "registry" / "weights.yaml"
+REGISTRY_FILE = Path(__file__).resolve().parent / "weights.yaml"
 ENV_DIR = "DETDISTILL_WEIGHTS"
 FIXTURE_PREFIX = "fixture:"
 COCO80 = "coco80"

@@ -27,7 +27,7 @@ def list_weights(
 
     Example: detdistill weights list
     """
-    from detdistill.weights import find_local, list_registry, search_dirs
+    from detdistill.registry.weights import find_local, list_registry, search_dirs
 
     try:
         entries = list_registry()
@@ -58,7 +58,7 @@ def fetch(
 
     Example: detdistill weights fetch yolov8s --dir weights
     """
-    from detdistill.weights import WeightsError, file_sha256, resolve_weights
+    from detdistill.registry.weights import WeightsError, file_sha256, resolve_weights
 
     try:
         path = resolve_weights(name, weights_dir=dir)

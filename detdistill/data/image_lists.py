@@ -1,0 +1,37 @@
+"""Image lists from a folder, a .txt list, one image or a dataset YAML (torch-free).
+
+Calibration, parity checks, benchmarks and the unlabeled-data builder all take their images from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import load_dataset
+from .images import IMG_SUFFIXES, images_in
+
+
+def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
+    """Images from a folder (recursive), a .txt list, a single image, or a dataset YAML's ``train`` split."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"image source {source} does not exist: pass a folder of images, an image or a data YAML")
+    if source.suffix.lower() in {".yaml", ".yml"}:
+        files = load_dataset(source).images("train")
+    elif source.is_dir():
+        files = images_in(source)
+    elif source.suffix.lower() == ".txt":
+        files = [Path(line.strip()) for line in source.read_text().splitlines() if line.strip()]
+        files = [p if p.is_absolute() else source.parent / p for p in files]
+    elif source.suffix.lower() in IMG_SUFFIXES:
+        files = [source]
+    else:
+        raise ValueError(f"{source} is not an image, a folder, a .txt list or a data YAML")
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) found in {source}")
+    if limit is not None and len(files) > limit:
+        idx = np.linspace(0, len(files) - 1, limit).round().astype(int)  # spread over the set, deterministic
+        files = [files[i] for i in idx]
+    return files
