@@ -1,0 +1,74 @@
+"""tools/gpu_bench.py: the carried folder it prepares, the environment and the jobs it runs on the GPU machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "gpu_bench.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_bench():
+    spec = importlib.util.spec_from_file_location("gpu_bench", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_download(dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / "ultralytics-8.4.190-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    return [wheel]
+
+
+def test_prepare_fills_a_folder_that_travels(gpu_bench, fixtures_dir, tmp_path):
+    out = gpu_bench.prepare(tmp_path / "bench", fixtures_dir, download=fake_download)
+    data = out / "fixtures" / "vehicles"
+    assert (data / "data.yaml").is_file() and (out / "fixtures" / "weights" / "yolov8n-coco.pt").is_file()
+    assert len(list((data / "train" / "images").iterdir())) == len(list((fixtures_dir / "vehicles" / "train" / "images").iterdir()))
+    assert gpu_bench.folder_mib(out) < gpu_bench.LIMIT_MIB - 4
+    # the polars stand-in imports, and reading results.csv back fails the way ultralytics tolerates
+    code = "import polars\ntry:\n    polars.read_csv('results.csv')\nexcept ImportError as e:\n    print('stand-in', e)"
+    res = subprocess.run([sys.executable, "-c", code], cwd=out / "stubs", capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("stand-in"), res.stderr
+
+
+def test_prepare_names_missing_fixtures(gpu_bench, tmp_path):
+    with pytest.raises(SystemExit, match="DETDISTILL_FIXTURES"):
+        gpu_bench.prepare(tmp_path / "bench", tmp_path / "nowhere", download=fake_download)
+
+
+def test_runs_are_dealt_to_jobs_once_each(gpu_bench):
+    shares = gpu_bench.shares(["none", "ultralytics", "default", "at"], [0, 1], 3)
+    runs = [r for share in shares for r in share]
+    assert len(shares) == 3 and sorted(runs) == sorted((m, s) for m in ["none", "ultralytics", "default", "at"] for s in (0, 1))
+    assert gpu_bench.shares(["none"], [0], 4) == [[("none", 0)]]
+
+
+def test_environment_points_at_the_carried_fixtures(gpu_bench, tmp_path):
+    env = gpu_bench.environment(tmp_path, tmp_path / "site")
+    assert env["DETDISTILL_FIXTURES"] == str(tmp_path / "fixtures") and env["YOLO_OFFLINE"] == "1"
+    assert str(tmp_path / "site") in env["PYTHONPATH"].split(":")
+
+
+def test_run_refuses_an_unprepared_folder(tmp_path):
+    res = subprocess.run([sys.executable, str(TOOL), "run", "--dir", str(tmp_path), "--dry-run"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "prepare" in res.stderr
+
+
+def test_dry_run_lists_bench_distill_commands(gpu_bench, fixtures_dir, tmp_path):
+    bench = gpu_bench.prepare(tmp_path / "bench", fixtures_dir, download=fake_download)
+    res = subprocess.run([sys.executable, str(TOOL), "run", "--dir", str(bench), "--out", str(tmp_path / "out"),
+                          "--methods", "none,default", "--seeds", "0,1", "--jobs", "2", "--dry-run"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    commands = [line for line in res.stdout.splitlines() if "bench_distill.py" in line]
+    assert len(commands) == 2 and sum(c.count("--methods") for c in commands) == 4
+    assert all("--imgsz 640" in c and "--epochs 40" in c and "--student yolov8n.yaml" in c for c in commands)

@@ -1,0 +1,189 @@
+"""The GPU distillation benchmark, ready for an offline machine that has only torch.
+
+Two steps:
+
+``prepare`` (here, with pip's package index in reach) fills a git-ignored folder (``.gpu_bench`` by
+default, at most 64 MiB) with what the GPU machine lacks: the ultralytics and ultralytics-thop wheels
+(``--no-deps``: torch, OpenCV, numpy, matplotlib and friends are expected there), a stand-in for polars
+(ultralytics' trainer imports it only to read results.csv back), the vehicles data and the COCO teacher::
+
+    python tools/gpu_bench.py prepare
+
+``run`` (on the GPU machine, from the repository root) installs the wheels into a private folder and runs
+``tools/bench_distill.py`` on the vehicles track under the sealed protocol: imgsz 640, a yolov8n student
+from scratch, 40 epochs, batch 32, with no KD, ultralytics' built-in distillation and detdistill recipes.
+Several runs share the GPU at once (``--jobs``; the data loaders share the CPU cores), then one summary
+gives tuning and test mAP per method and each test gain with its bootstrap interval::
+
+    python tools/gpu_bench.py run --methods none,ultralytics,default,at --seeds 0 --out "$OUT"
+
+Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt)
+fails alone and is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+DEFAULT_DIR = ROOT / ".gpu_bench"
+WHEELS = ("ultralytics==8.4.190", "ultralytics-thop==2.2.3")
+LIMIT_MIB = 64  # what a device call carries, the repository included
+POLARS_STANDIN = '''"""Stand-in for polars on a machine without it: ultralytics reads results.csv back with it only."""
+
+
+def read_csv(*args, **kwargs):
+    raise ImportError("polars is a stand-in here (tools/gpu_bench.py); results.csv is not read back")
+'''
+
+
+def folder_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def download_wheels(dest: Path, requirements: tuple[str, ...] = WHEELS) -> list[Path]:
+    """The pure-Python wheels the GPU machine lacks, without their dependencies."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    "--dest", str(dest), *requirements], check=True)
+    return sorted(dest.glob("*.whl"))
+
+
+def prepare(out: Path, fixtures: Path = FIXTURES, download=download_wheels) -> Path:
+    """Fill ``out`` with wheels, the polars stand-in, the vehicles data and the teacher; return ``out``."""
+    data, teacher = fixtures / "vehicles", fixtures / "weights" / "yolov8n-coco.pt"
+    for need in (data / "data.yaml", teacher):
+        if not need.is_file():
+            raise SystemExit(f"error: {need} is missing: set DETDISTILL_FIXTURES to the folder holding vehicles/ "
+                             "and weights/yolov8n-coco.pt")
+    out.mkdir(parents=True, exist_ok=True)
+    download(out / "wheels")
+    (out / "stubs" / "polars").mkdir(parents=True, exist_ok=True)
+    (out / "stubs" / "polars" / "__init__.py").write_text(POLARS_STANDIN)
+    fx = out / "fixtures"
+    if (fx / "vehicles").exists():
+        shutil.rmtree(fx / "vehicles")  # a fresh copy (ultralytics writes label caches beside the labels)
+    shutil.copytree(data, fx / "vehicles", ignore=shutil.ignore_patterns("*.cache"))
+    (fx / "weights").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(teacher, fx / "weights" / teacher.name)
+    size = folder_mib(out)
+    if size > LIMIT_MIB - 4:  # the repository travels too
+        raise SystemExit(f"error: {out} holds {size:.1f} MiB; a device call carries at most {LIMIT_MIB} MiB")
+    return out
+
+
+def bench_argv(methods: list[str], seeds: list[int], args: argparse.Namespace) -> list[str]:
+    """The ``tools/bench_distill.py`` command of one share of the runs."""
+    return [sys.executable, str(ROOT / "tools" / "bench_distill.py"), "--track", "vehicles",
+            "--student", args.student, "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
+            "--batch", str(args.batch), "--workers", str(args.workers), "--close-mosaic", str(args.close_mosaic),
+            "--device", args.device, "--methods", ",".join(methods), "--seeds", ",".join(map(str, seeds)),
+            "--bootstrap", str(args.bootstrap), "--out", str(args.out)]
+
+
+def environment(bench_dir: Path, site: Path | None) -> dict[str, str]:
+    """Offline ultralytics, the carried fixtures, and the wheels, stand-in and repository on the path."""
+    env = dict(os.environ, YOLO_OFFLINE="1", DETDISTILL_FIXTURES=str(bench_dir / "fixtures"), PYTHONUNBUFFERED="1")
+    paths = [str(ROOT)] + ([str(site)] if site else [])
+    try:
+        import polars  # noqa: F401  (the real one, where installed, wins)
+    except ImportError:
+        paths.append(str(bench_dir / "stubs"))
+    env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def install_wheels(bench_dir: Path, site: Path) -> None:
+    wheels = sorted((bench_dir / "wheels").glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"error: no wheels in {bench_dir / 'wheels'}: run `python tools/gpu_bench.py prepare` first")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(site), *map(str, wheels)], check=True)
+
+
+def shares(methods: list[str], seeds: list[int], jobs: int) -> list[list[tuple[str, int]]]:
+    """(method, seed) runs dealt round-robin to ``jobs`` concurrent processes."""
+    runs = [(m, s) for s in seeds for m in methods]
+    return [runs[i::jobs] for i in range(min(jobs, len(runs)))]
+
+
+def run(args: argparse.Namespace) -> int:
+    bench_dir = args.dir.resolve()
+    if not (bench_dir / "fixtures" / "vehicles" / "data.yaml").is_file():
+        raise SystemExit(f"error: {bench_dir} is not prepared: run `python tools/gpu_bench.py prepare` first")
+    site = None
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        site = Path(args.site)
+        install_wheels(bench_dir, site)
+    env = environment(bench_dir, site)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    procs = []
+    for i, share in enumerate(shares(methods, seeds, args.jobs)):
+        # each process gets one method and one seed per bench_distill call, in sequence
+        cmds = [bench_argv([m], [s], args) for m, s in share]
+        script = " && ".join(subprocess.list2cmdline(c) for c in cmds) if cmds else "true"
+        log = args.out / f"job{i}.log"
+        print(f"job {i}: {', '.join(f'{m} seed {s}' for m, s in share)} -> {log}", flush=True)
+        if not args.dry_run:
+            procs.append(subprocess.Popen(script, shell=True, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT))
+            time.sleep(args.stagger)  # the first run writes the sealed split and the label caches
+        else:
+            print("  " + script)
+    if args.dry_run:
+        return 0
+    t0 = time.time()
+    while any(p.poll() is None for p in procs):
+        time.sleep(15)
+        print(f"  {time.time() - t0:.0f}s: {sum(p.poll() is None for p in procs)} job(s) running", flush=True)
+    summary = subprocess.run(bench_argv(methods, seeds, args), env=env, capture_output=True, text=True)
+    (args.out / "summary.txt").write_text(summary.stdout + summary.stderr)
+    print(summary.stdout[-6000:] + summary.stderr[-2000:])
+    return max([p.returncode for p in procs] + [summary.returncode])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
+    r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
+    r.add_argument("--methods", default="none,ultralytics,default,at")
+    r.add_argument("--seeds", default="0")
+    r.add_argument("--student", default="yolov8n.yaml")
+    r.add_argument("--epochs", type=int, default=40)
+    r.add_argument("--imgsz", type=int, default=640)
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--workers", type=int, default=6)
+    r.add_argument("--close-mosaic", type=int, default=10)
+    r.add_argument("--device", default="0")
+    r.add_argument("--jobs", type=int, default=2, help="runs sharing the GPU at once")
+    r.add_argument("--stagger", type=float, default=20.0, help="seconds between starting the jobs")
+    r.add_argument("--bootstrap", type=int, default=1000)
+    r.add_argument("--site", default="/tmp/detdistill-site", help="where the wheels are installed")
+    r.add_argument("--dry-run", action="store_true", help="print the jobs' commands only")
+    args = ap.parse_args()
+    if args.step == "prepare":
+        out = prepare(args.dir.resolve())
+        rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+        print(f"{out}: {folder_mib(out):.1f} MiB\n"
+              f"on the GPU machine, from the repository root (carry {rel}):\n"
+              f"  python tools/gpu_bench.py run --dir {rel} --out \"$OUT\"")
+        return
+    sys.exit(run(args))
+
+
+if __name__ == "__main__":
+    main()
