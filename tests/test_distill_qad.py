@@ -18,7 +18,6 @@ from detdistill.distill import DistillationTrainer, api
 from detdistill.distill.qad import QADError, is_fake_quantized, require_modelopt
 
 pytest.importorskip("modelopt.torch.quantization", reason="QAD needs NVIDIA ModelOpt (pip install 'detdistill[qad]')")
-pytestmark = pytest.mark.slow
 TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
 
 
@@ -40,6 +39,7 @@ def qad_run(tmp_path_factory, teacher_pt, coco8_yaml):
     return tmp, interrupted, best
 
 
+@pytest.mark.slow
 def test_only_the_student_is_fake_quantized_and_the_ranges_survive_resume(qad_run):
     from ultralytics.nn.tasks import load_checkpoint
 
@@ -57,6 +57,7 @@ def test_only_the_student_is_fake_quantized_and_the_ranges_survive_resume(qad_ru
     assert ckpt["epoch"] == -1 and len(ckpt["train_results"]["epoch"]) == 2  # both epochs, the second resumed
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_plain_ultralytics(qad_run, coco8_yaml):
     _, _, best = qad_run
     image = next((coco8_yaml.parent / "images" / "val").glob("*.jpg"))
@@ -72,6 +73,7 @@ def test_checkpoint_loads_with_plain_ultralytics(qad_run, coco8_yaml):
     assert "OK True" in out.stdout
 
 
+@pytest.mark.slow
 def test_export_is_qdq_onnx_scored_as_simulated_tensorrt_int8(qad_run, coco8_yaml):
     from detdistill.export.evaluate import evaluate
     from detdistill.export.onnx_export import default_parity_images, export_onnx

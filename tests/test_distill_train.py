@@ -16,7 +16,6 @@ import torch
 from detdistill.distill import DistillationTrainer, api
 from detdistill.distill.students import scaled_model_yaml
 
-pytestmark = pytest.mark.slow
 TRAIN_ARGS = dict(imgsz=160, batch=4, workers=0, plots=False, close_mosaic=0, val=True, exist_ok=True, seed=0)
 # One loss of each family (feature, logit, box), so that every path runs in a real training loop.
 ALL_FAMILIES = {
@@ -49,6 +48,7 @@ def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
     return tmp / "run", Path(teacher)
 
 
+@pytest.mark.slow
 def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrupted_run):
     from ultralytics.nn.tasks import load_checkpoint
 
@@ -66,6 +66,7 @@ def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrup
     assert ckpt["epoch"] == 0
 
 
+@pytest.mark.slow
 def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_yaml, tmp_path, monkeypatch):
     from detdistill.distill.distiller import Distiller
 
