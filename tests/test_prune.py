@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from detdistill.prune import PruneError, count_gflops, prune_checkpoint
+from detdistill.prune import PruneConfig, PruneError, count_gflops, prune_checkpoint
 from detdistill.prune.cli import register
 
 TARGET = 0.5
@@ -143,7 +143,7 @@ def test_random_init_families(family, tmp_path):
     torch.manual_seed(0)
     src = tmp_path / f"{family}.pt"
     torch.save({"model": DetectionModel(f"{family}.yaml", nc=3, verbose=False), "train_args": {}}, src)
-    res = prune_checkpoint(src, tmp_path / "p.pt", target=0.6, imgsz=320)
+    res = prune_checkpoint(src, tmp_path / "p.pt", PruneConfig(target=0.6, imgsz=320))
     assert 0.45 < res.ratio <= 0.6
     if family == "yolo11n":
         assert any("C2PSA" in note for note in res.ignored)
@@ -170,6 +170,12 @@ def test_cli_rejects_bad_input(app, tmp_path, coco8_yaml):
     assert out.exit_code == 2 and "--calib-images must be at least 1" in out.output
     out = _run(app, "prune", fake, "--importance", "magic")
     assert out.exit_code == 2 and "--importance must be one of" in out.output
+    for option, value, message in (("--max-layer-ratio", 1, "--max-layer-ratio must be between 0 and 1"),
+                                   ("--round-to", 0, "--round-to must be at least 1, got 0"),
+                                   ("--imgsz", 100, "--imgsz must be a positive multiple of 32"),
+                                   ("--calib", tmp_path / "none", "--calib source")):
+        out = _run(app, "prune", fake, option, value)  # PruneConfig's check, named as the option
+        assert out.exit_code == 2 and message in out.output, out.output
     out = _run(app, "prune", fake)
     assert out.exit_code == 2 and "could not load" in out.output
 

@@ -9,18 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from detdistill.prune.pruner import (
-    calibration_batches,
-    load_detection_model,
-    prune_model,
-)
+from detdistill.prune import PruneConfig, calibration_batches, load_detection_model, prune_model
 from detdistill.prune.reconstruct import KeptChannels, execution_order, reconstruct
 
 
 def _prune(model, target: float):
     original = copy.deepcopy(model).float().eval()
     kept = KeptChannels(model)
-    prune_model(model, target=target, imgsz=320, kept=kept)
+    prune_model(model, PruneConfig(target=target, imgsz=320), kept=kept)
     return original, model.float().eval(), kept.by_name(model)
 
 

@@ -63,11 +63,11 @@ def shapes_track(work: Path) -> tuple[str, str]:
 def pruned_student(teacher: str, target: float, imgsz: int, data: str, work: Path) -> str:
     """The teacher pruned to ``target`` of its GFLOPs and refitted on ``data``'s train images (cached in ``work``):
     a student that inherits its weights."""
-    from detdistill.prune import prune_checkpoint
+    from detdistill.prune import PruneConfig, prune_checkpoint
 
     out = work / f"{Path(teacher).stem}-pruned{target:g}-refit.pt"
     if not out.exists():
-        prune_checkpoint(teacher, out, target=target, imgsz=imgsz, calib=data)
+        prune_checkpoint(teacher, out, PruneConfig(target=target, imgsz=imgsz, calib=data))
     return str(out)
 
 

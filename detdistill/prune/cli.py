@@ -26,7 +26,8 @@ def prune(
         None, help="Images (data YAML = its train split, folder or .txt): refit the pruned layers by least squares to "
                    "reproduce the teacher's outputs. Recommended."),
     calib_images: int = typer.Option(128, help="How many --calib images to use."),
-    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (--no-refit: re-estimate BatchNorm statistics only)."),
+    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (--no-refit: "
+                               "re-estimate BatchNorm statistics only)."),
 ) -> None:
     """Prune channels of a YOLO detector to a GFLOPs/parameter budget; the student keeps the teacher's weights.
 
@@ -38,31 +39,18 @@ def prune(
         fail(f"weights {weights} does not exist. Pass a trained ultralytics detection checkpoint (.pt).")
     if weights.suffix.lower() != ".pt":
         fail(f"weights {weights} should end in .pt. Pass a trained ultralytics detection checkpoint (.pt).")
-    if not 0.0 < target < 1.0:
-        fail(f"--target must be between 0 and 1 (the fraction of {metric} to keep, e.g. 0.5), got {target:g}")
-    if metric not in ("gflops", "params"):
-        fail(f"--metric must be gflops or params, got {metric!r}")
-    if round_to < 1:
-        fail(f"--round-to must be at least 1, got {round_to}")
-    if not 0.0 < max_layer_ratio < 1.0:
-        fail(f"--max-layer-ratio must be between 0 and 1, got {max_layer_ratio:g}")
-    if imgsz < 32 or imgsz % 32:
-        fail(f"--imgsz must be a positive multiple of 32 (e.g. 640), got {imgsz}")
-    if calib_images < 1:
-        fail(f"--calib-images must be at least 1, got {calib_images}")
-    if calib is not None and not calib.exists():
-        fail(f"calibration source {calib} does not exist; pass a data YAML, a folder of images or leave --calib out")
-    from .importance import IMPORTANCES
+    from .checkpoint import prune_checkpoint
+    from .config import PruneConfig, PruneConfigError
     from .models import PruneError
-    from .pruner import prune_checkpoint
 
-    if importance.lower() not in IMPORTANCES:
-        fail(f"--importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
     try:
-        res = prune_checkpoint(weights, output, target=target, metric=metric, importance=importance,
-                               imgsz=imgsz, round_to=round_to, global_pruning=global_pruning,
-                               max_layer_ratio=max_layer_ratio, calib=calib, calib_images=calib_images, refit=refit,
-                               log=typer.echo)
+        config = PruneConfig(target=target, metric=metric, importance=importance, global_pruning=global_pruning,
+                             max_layer_ratio=max_layer_ratio, imgsz=imgsz, round_to=round_to, calib=calib,
+                             calib_images=calib_images, refit=refit)
+    except PruneConfigError as e:  # named as the option that set it
+        fail(f"--{e.field.replace('_', '-')} {e.problem}")
+    try:
+        res = prune_checkpoint(weights, output, config, log=typer.echo)
     except PruneError as e:
         fail(str(e))
     typer.echo(res.summary())

@@ -13,6 +13,7 @@ def split_blocks(model) -> list:
 
 
 def has_attention(module) -> bool:
+    """Whether ``module`` holds an attention block (Attention, PSA, PSABlock): torch-pruning cannot follow its heads."""
     return any("Attention" in type(s).__name__ or "PSA" in type(s).__name__ for s in module.modules())
 
 
@@ -63,6 +64,7 @@ class SplitHalves:
         return [(a.conv, b.conv) for a, b, _, _ in self.pairs.values()]
 
     def restore(self, kept=None) -> None:
+        """Merge every block's (pruned) halves back into its own ``cv1`` and ``forward`` (``kept`` kept in step)."""
         import torch
         from torch import nn
 

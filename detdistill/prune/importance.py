@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .config import IMPORTANCES
 from .models import PruneError, reset_head
 
-IMPORTANCES = ("var", "l1", "l2", "lamp", "bn", "fpgm")
 
-
-def make_importance(name: str):
-    """torch-pruning importance for ``name``: l1/l2 group norms, lamp, bn (BatchNorm scale) or fpgm."""
+def make_importance(name: str) -> Any:
+    """torch-pruning's importance for ``name`` (l1/l2 group norms, lamp, bn = BatchNorm scale, fpgm); ``None`` for
+    ``var``, which :class:`OutputVarianceImportance` computes from the model's :class:`BatchNormMoments`."""
     import torch_pruning as tp
 
-    name = name.lower()
-    if name == "var":
-        return None  # built in prune_model: needs the model's moments
-    if name == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
-    if name == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
-    if name == "lamp":
-        return tp.importance.LAMPImportance(p=2)
-    if name == "bn":
-        return tp.importance.BNScaleImportance()
-    if name == "fpgm":
-        return tp.importance.FPGMImportance(p=2)
-    raise PruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
+    factories = {
+        "var": lambda: None,
+        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        "lamp": lambda: tp.importance.LAMPImportance(p=2),
+        "bn": tp.importance.BNScaleImportance,
+        "fpgm": lambda: tp.importance.FPGMImportance(p=2),
+    }
+    if name.lower() not in factories:
+        raise PruneError(f"unknown importance {name!r}; choose one of {', '.join(IMPORTANCES)}")
+    return factories[name.lower()]()
 
 
 class BatchNormMoments:

@@ -19,10 +19,6 @@ def load_detection_model(weights: str | Path):
         raise PruneError(str(e)) from e
 
 
-def param_count_float(model) -> float:
-    return float(count_params(model))
-
-
 def output_tensors(out) -> list:
     """The raw head tensors of an eval-mode forward ((y, preds) with preds['boxes'/'scores'] ...)."""
     import torch

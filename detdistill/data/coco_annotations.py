@@ -1,0 +1,102 @@
+"""Reading a COCO 2017 download: where each split's annotations and images are, its instances json, and its
+boxes as YOLO label lines (crowd annotations skipped, boxes clipped to the image)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .coco_classes import COCO80_CATEGORY_IDS, COCO80_NAMES, CocoSubsetError, normalized
+
+LAYOUT_HINT = ("expected the COCO 2017 layout: annotations/, train2017/, val2017/ "
+               "(or images/train2017/, images/val2017/)")
+
+
+@dataclass
+class SplitLabels:
+    """The YOLO label lines of one split's images with a chosen class, and what was skipped on the way."""
+
+    lines: dict[int, list[str]] = field(default_factory=dict)  # image id -> label lines
+    touched: set[int] = field(default_factory=set)  # every image with any annotation of the chosen classes
+    crowd: int = 0
+    empty_boxes: int = 0
+
+
+def split_name(source: str) -> str:
+    """Output split of a COCO split folder: ``train2017`` -> ``train``, ``val2017`` -> ``val``."""
+    m = re.match(r"(train|val|test)", source)
+    return m.group(1) if m else source
+
+
+def find_split(coco_dir: Path, source: str) -> tuple[Path, Path]:
+    """The annotation json and image folder of one COCO split, or a CocoSubsetError naming the layout."""
+    ann = coco_dir / "annotations" / f"instances_{source}.json"
+    if not ann.is_file():
+        raise CocoSubsetError(f"no annotations/instances_{source}.json under {coco_dir}; {LAYOUT_HINT}")
+    for images in (coco_dir / source, coco_dir / "images" / source):
+        if images.is_dir():
+            return ann, images
+    raise CocoSubsetError(f"no {source}/ image folder (nor images/{source}/) under {coco_dir}; {LAYOUT_HINT}")
+
+
+def load_instances(path: Path) -> dict:
+    """The parsed instances json, checked to have COCO's top-level keys."""
+    try:
+        coco = json.loads(path.read_bytes())
+    except json.JSONDecodeError as e:
+        raise CocoSubsetError(f"{path} is not valid JSON ({e}); re-download or re-extract the annotations") from e
+    missing = [k for k in ("images", "annotations", "categories") if k not in coco]
+    if missing:
+        raise CocoSubsetError(f"{path} is not a COCO instances file: it lacks {', '.join(missing)}")
+    return coco
+
+
+def category_map(categories: list[dict], subset: Sequence[int], path: Path) -> dict[int, int]:
+    """COCO json category id -> subset class index; checks the json uses the standard COCO ids."""
+    names = {c["id"]: str(c.get("name", "")) for c in categories}
+    out = {}
+    for k, c in enumerate(subset):
+        cat_id, name = COCO80_CATEGORY_IDS[c], COCO80_NAMES[c]
+        if cat_id not in names:
+            raise CocoSubsetError(f"{path} has no category {cat_id} ({name!r}); it is not a COCO 2017 instances file")
+        if normalized(names[cat_id]) != name:
+            raise CocoSubsetError(
+                f"{path}: category {cat_id} is {names[cat_id]!r}, expected {name!r}; the converter needs the "
+                "standard COCO 2017 category ids"
+            )
+        out[cat_id] = k
+    return out
+
+
+def yolo_line(cls: int, bbox: Sequence[float], width: float, height: float) -> str | None:
+    """YOLO label line for a COCO ``[x, y, w, h]`` pixel box clipped to the image; None if nothing is left."""
+    x, y, w, h = map(float, bbox)
+    x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+    return f"{cls} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+
+
+def collect_labels(coco: dict, cat_to_cls: dict[int, int]) -> SplitLabels:
+    """Label lines per image id of the chosen classes (``cat_to_cls``), with the crowd and empty boxes counted."""
+    images = {im["id"]: im for im in coco["images"]}
+    out = SplitLabels()
+    for ann in coco["annotations"]:
+        cls, im = cat_to_cls.get(ann.get("category_id")), images.get(ann.get("image_id"))
+        if cls is None or im is None:
+            continue
+        out.touched.add(im["id"])
+        if ann.get("iscrowd", 0):
+            out.crowd += 1
+            continue
+        line = yolo_line(cls, ann["bbox"], im["width"], im["height"])
+        if line is None:
+            out.empty_boxes += 1
+            continue
+        out.lines.setdefault(im["id"], []).append(line)
+    return out

@@ -1,0 +1,40 @@
+"""Calibration images for a pruned model: loading them as batches, and re-estimating BatchNorm statistics on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .models import PruneError, reset_head
+
+
+def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch: int = 16) -> list:
+    """Batches (torch tensors, RGB in [0, 1], letterboxed to ``imgsz``) of up to ``limit`` images from a folder,
+    a .txt list, an image or a data YAML's train split."""
+    import numpy as np
+    import torch
+
+    from ..data.image_lists import list_images
+    from ..data.images import read_bgr
+    from ..runtime.letterbox import preprocess
+
+    try:
+        files = list_images(source, limit=limit)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise PruneError(f"calibration images: {e}") from e
+    xs = [preprocess(read_bgr(f), imgsz)[0] for f in files]
+    return [torch.from_numpy(np.concatenate(xs[i:i + batch])) for i in range(0, len(xs), batch)]
+
+
+def recalibrate_bn(model: Any, batches: list) -> None:
+    """Re-estimate every BatchNorm's running mean/variance on real images (forward only, no weight changes).
+
+    Pruning leaves the consumers' statistics describing the full-width network; fresh statistics make the
+    pruned model usable right away (and its mAP a fair measure of what the pruning kept).
+    """
+    from torch.optim.swa_utils import update_bn
+
+    try:
+        update_bn(batches, model)  # cumulative averages over all batches, in train mode, without gradients
+    finally:
+        reset_head(model)
