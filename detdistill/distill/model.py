@@ -30,6 +30,8 @@ class KDModel(DistillationModel):
     ``forward(batch_dict)`` returns ``(loss_vector, loss_items)`` like a YOLO model's ``loss``: the
     student's own losses followed by one entry per KD loss, each also reported as ``kd_<name>`` (its
     own column in results.csv and the progress bar).
+    A batch may carry ``img_clean`` (the images before a ``teacher_clean`` augmentation preset): the teacher then
+    reads it while the student, its detection loss included, reads ``img`` (robustness distillation).
     ``forward(images)`` is the student's prediction. The distiller is stored as ``projector`` (the
     attribute name ultralytics' NaN-recovery restores) and exposed as ``distiller``.
     """
@@ -111,11 +113,13 @@ class KDModel(DistillationModel):
             return torch.cat([loss, zeros]), items
 
         images = batch["img"]
+        # the teacher's own view: the image before augmentation when the trainer kept it (teacher_clean)
+        seen = batch.get("img_clean", images)
         # On CPU the teacher runs on a core the trainer leaves idle while the student computes.
-        pending = teacher_pool().submit(self._teacher_forward, images) if teacher_runs_alongside(images.device) else None
+        pending = teacher_pool().submit(self._teacher_forward, seen) if teacher_runs_alongside(images.device) else None
         preds = self.student_model(images)
         loss, items = self.student_model.loss(batch, preds)
-        teacher = self._teacher_forward(images) if pending is None else pending.result()
+        teacher = self._teacher_forward(seen) if pending is None else pending.result()
         student = head_outputs(preds, detect_head(self.student_model))
         with torch.autocast(device_type=images.device.type, enabled=False):  # KD math in fp32
             kd = self.distiller(student.float(), teacher.float(), batch)

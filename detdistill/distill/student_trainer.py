@@ -9,6 +9,10 @@ It can also keep BatchNorm statistics fixed (``StudentTrainer.with_frozen_bn()``
 its weights (pruned, or the teacher at another input size) was trained with population statistics, and
 batch statistics of a few mosaic images drag them away on small datasets. This is the "frozen BN" of
 detection fine-tuning (e.g. Detectron's FrozenBatchNorm2d for small per-GPU batches).
+
+``StudentTrainer.with_options(augment="road")`` adds a road-domain augmentation preset
+(:mod:`detdistill.data.road_augment`) to the training images, after ultralytics' own augmentation; validation
+images stay clean. The preset is stored on the model (``train_augment``), so a resumed run keeps it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
 from ..atomic import staged
+from ..data.road_augment import attach, attached, check_augment
 
 
 def _class_convs(head: nn.Module) -> list[tuple[nn.Sequential, int]]:
@@ -100,11 +105,67 @@ class StudentTrainer(DetectionTrainer):
     """
 
     freeze_bn: bool = False
+    augment: str | None = None
+    teacher_clean: bool = False  # KD only (see DistillationTrainer): the plain student has no teacher
 
     @classmethod
     def with_frozen_bn(cls, freeze_bn: bool = True) -> type:
         """A subclass whose student keeps its BatchNorm running statistics while training."""
         return type(cls.__name__, (cls,), {"freeze_bn": freeze_bn, "__module__": cls.__module__})
+
+    @classmethod
+    def with_options(cls, freeze_bn: bool = False, augment: str | None = None) -> type:
+        """A subclass with frozen BatchNorm statistics (``freeze_bn``) and/or an augmentation preset for the training
+        images (``augment``, e.g. ``"road"``; see :mod:`detdistill.data.road_augment`). The preset is checked here:
+        an unknown name or a missing albumentations raises ``AugmentationError`` before any training."""
+        check_augment(augment)
+        return type(cls.__name__, (cls,), {"freeze_bn": freeze_bn, "augment": augment, "__module__": cls.__module__})
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
+        """ultralytics' dataset; the training split also gets the augmentation preset (validation stays clean)."""
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train" and self.augment:
+            attach(dataset, self.augment, keep_clean=self.teacher_clean)
+            if RANK in {-1, 0}:
+                LOGGER.info(f"detdistill: training images augmented with {attached(dataset)[0]!r}")
+        return dataset
+
+    def _close_dataloader_mosaic(self):
+        """ultralytics' close_mosaic, which rebuilds the dataset's transforms; the preset is put back after them."""
+        super()._close_dataloader_mosaic()
+        if self.augment:
+            attach(self.train_loader.dataset, self.augment, keep_clean=self.teacher_clean)
+
+    def preprocess_batch(self, batch: dict) -> dict:
+        """ultralytics' preprocessing; a clean copy of the images (``img_clean``, kept by a ``teacher_clean`` preset)
+        is stacked, moved and scaled like ``img`` and resized to its size (``multi_scale``)."""
+        clean = batch.pop("img_clean", None)
+        batch = super().preprocess_batch(batch)
+        if clean is not None:
+            clean = torch.stack(list(clean)) if isinstance(clean, (list, tuple)) else clean
+            clean = clean.to(self.device, non_blocking=self.device.type not in {"cpu", "mps"}).float() / 255
+            if clean.shape[-2:] != batch["img"].shape[-2:]:
+                clean = nn.functional.interpolate(clean, size=batch["img"].shape[-2:], mode="bilinear",
+                                                  align_corners=False)
+            batch["img_clean"] = clean
+        return batch
+
+    def setup_model(self):
+        """ultralytics' setup; a resumed run takes its augmentation preset back from the checkpoint."""
+        ckpt = super().setup_model()
+        if self.resume and isinstance(ckpt, dict):
+            model = ckpt.get("ema") if ckpt.get("ema") is not None else ckpt.get("model")
+            stored = getattr(model, "train_augment", None)
+            if stored:
+                self.augment = stored.get("augment")
+        return ckpt
+
+    def set_model_attributes(self):
+        """ultralytics' attributes, plus the augmentation preset (``train_augment``, kept in checkpoints)."""
+        super().set_model_attributes()
+        if self.augment:
+            model = getattr(self.model, "student_model", self.model)
+            model.train_augment = {"augment": self.augment}
 
     def _model_train(self):
         """Training mode (ultralytics' own, per epoch), with the student's BatchNorm in eval mode if frozen."""

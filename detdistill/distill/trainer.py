@@ -18,6 +18,7 @@ from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .student_trainer import StudentTrainer
+from ..data.road_augment import check_augment
 from .classmap import resolve_class_map
 from .model import KDModel
 from .qad import prepare_student
@@ -31,6 +32,7 @@ class TrainArgumentError(ValueError):
 
 
 EXTRA_TRAIN_KEYS = frozenset({"augmentations", "save_dir"})  # accepted by ultralytics beyond its cfg keys
+RESUMED_KEYS = ("augment", "teacher_clean")  # taken from the checkpoint's KD configuration on resume
 
 
 def _closest(word: str, names: set[str]) -> list[str]:
@@ -73,6 +75,10 @@ class DistillationTrainer(StudentTrainer):
 
     With ``int8`` (or ultralytics' ``quantize=8``) the student trains with INT8 fake quantization
     (:mod:`detdistill.distill.qad`): it is quantized before the teacher wraps it, so only the student is.
+
+    With ``augment`` (a preset of :mod:`detdistill.data.road_augment`) the training images are corrupted; with
+    ``teacher_clean`` as well, the teacher reads the clean image and the student (its detection loss included)
+    the corrupted one, as in robustness distillation.
     """
 
     kd_config: dict[str, Any] | None = None
@@ -92,17 +98,22 @@ class DistillationTrainer(StudentTrainer):
     @classmethod
     def configure(
         cls, teacher: str | Path, recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False,
-        int8: bool = False,
+        int8: bool = False, augment: str | None = None, teacher_clean: bool = False,
     ) -> type[DistillationTrainer]:
         """A subclass with the KD configuration baked in (picklable for DDP). ``freeze_bn``: keep the student's
         BatchNorm statistics fixed (see :class:`~detdistill.distill.student_trainer.StudentTrainer`); ``int8``: quantization-aware
-        distillation (:mod:`detdistill.distill.qad`). Both are kept on resume."""
+        distillation (:mod:`detdistill.distill.qad`); ``augment``: an augmentation preset for the training images
+        (e.g. ``"road"``); ``teacher_clean``: the teacher reads the images before the preset, the student after it.
+        All are kept on resume. A bad preset (or ``teacher_clean`` without one) raises ``AugmentationError`` here."""
+        check_augment(augment, teacher_clean)
         kd_config = {
             "teacher": str(teacher_path(teacher).resolve()),
             "recipe": load_recipe(recipe).to_dict(),
             "class_map": class_map,
             "freeze_bn": freeze_bn,
             "int8": int8,
+            "augment": augment,
+            "teacher_clean": bool(teacher_clean),
         }
         return type(cls.__name__, (cls,), {"kd_config": kd_config, "__module__": cls.__module__})
 
@@ -110,6 +121,20 @@ class DistillationTrainer(StudentTrainer):
     def freeze_bn(self) -> bool:
         """Whether the student's BatchNorm statistics stay fixed: part of the KD configuration (kept on resume)."""
         return bool((self.kd_config or {}).get("freeze_bn", False))
+
+    @property
+    def augment(self) -> str | None:
+        """The training images' augmentation preset: part of the KD configuration (kept on resume)."""
+        return (self.kd_config or {}).get("augment")
+
+    @augment.setter
+    def augment(self, value: str | None) -> None:
+        self.kd_config = {**(self.kd_config or {}), "augment": value}
+
+    @property
+    def teacher_clean(self) -> bool:
+        """Whether the teacher reads the images before the augmentation preset (kept on resume)."""
+        return bool((self.kd_config or {}).get("teacher_clean", False)) and bool(self.augment)
 
     def setup_model(self):
         """Build the student; on resume, from the KDModel in ``last.pt`` (its teacher is rebuilt from the path)."""
@@ -119,6 +144,9 @@ class DistillationTrainer(StudentTrainer):
         if not isinstance(weights, KDModel):
             return super().setup_model()
         self.kd_config = self.kd_config or weights.kd_config
+        # the run's augmentation goes on as it started, whichever trainer resumes it
+        stored = {k: weights.kd_config[k] for k in RESUMED_KEYS if k in weights.kd_config}
+        self.kd_config = {**self.kd_config, **stored}
         self._kd_resume_state = weights.projector.state_dict()
         self._qad_state = ckpt.get("modelopt")
         self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
@@ -148,5 +176,8 @@ class DistillationTrainer(StudentTrainer):
         if RANK in {-1, 0}:
             losses = ", ".join(f"{s.name}({s.type}, w={s.weight:g})" for s in recipe.losses)
             LOGGER.info(f"detdistill: teacher {cfg['teacher']}; losses {losses}; schedule {recipe.schedule}")
+            if self.augment:
+                LOGGER.info(f"detdistill: augmentation {self.augment!r}; the teacher reads the "
+                            f"{'clean' if self.teacher_clean else 'augmented'} images, the student the augmented ones")
             if not class_map.is_identity:
                 LOGGER.info(f"detdistill: class map {class_map.describe()}")
