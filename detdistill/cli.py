@@ -70,7 +70,6 @@ def train(
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
     and load with plain YOLO(path)."""
-    from detdistill.distill import ClassMapError, RecipeError, TeacherError
     from detdistill.distill import api
     from detdistill.distill.classmap import parse_class_map_arg
     from detdistill.distill.trainer import check_train_args
@@ -87,32 +86,12 @@ def train(
         missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
         if missing:
             fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
-    try:  # every input is checked before training (plain ValueErrors included: they name the bad input here)
-        if resume is not None:
-            kd_config = api.resume_config(resume)
-        else:
-            spec = parse_class_map_arg(class_map) if class_map else None
-            checked_recipe, _ = api.check_inputs(student, teacher, data, recipe, spec)
-            if unlabeled is not None:
-                data = str(_with_unlabeled(data, teacher, unlabeled, spec, pseudo_conf, overrides))
-    except (TeacherError, RecipeError, ClassMapError, FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    if resume is not None:
-        best = api.resume(resume, kd_config, **overrides)
-    else:
-        best = api.fit(student, teacher, data, checked_recipe, spec, freeze_bn, int8=int8, **overrides)
+    # every input is checked before training; a bad one ends in one `error:` line through the app's ErrorBoundary
+    job = api.TrainJob(student=student, data=data, teacher=teacher, recipe=recipe,
+                       class_map=parse_class_map_arg(class_map) if class_map else None, freeze_bn=freeze_bn,
+                       int8=int8, unlabeled=unlabeled, pseudo_conf=pseudo_conf, resume=resume, train_args=overrides)
+    best = api.run_training(job)
     console.print(f"student checkpoint: [bold]{best}[/]")
-
-
-def _with_unlabeled(data: str, teacher: Path, images: Path, spec, conf: float, overrides: dict[str, Any]) -> Path:
-    """Pseudo-label ``images`` into the run's folder; return the dataset YAML that includes them."""
-    from detdistill.data.unlabeled import add_unlabeled
-
-    if not images.exists():
-        raise FileNotFoundError(f"--unlabeled {images} does not exist: pass a folder of images (or a .txt list)")
-    workdir = Path(overrides.get("project") or "runs/detect") / f"{overrides.get('name') or 'train'}-unlabeled"
-    return add_unlabeled(data, teacher, images, workdir, spec, conf, int(overrides.get("imgsz") or 640),
-                         overrides.get("device"))
 
 
 @app.command()
@@ -157,7 +136,8 @@ def quickstart(
     typer.echo(report.read_text())
 
 
-@app.command(epilog="Example recipe: see `detdistill/pipeline/config.py` or the README's pipeline section.")
+@app.command(epilog="Every recipe key, its type and default: docs/pipeline.md. A ready recipe: "
+             "detdistill/pipeline/recipes/quickstart.yaml.")
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
     workdir: Path = typer.Option(None, help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),

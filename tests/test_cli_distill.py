@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from detdistill.cli import app
@@ -47,3 +48,24 @@ def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
     assert out.exit_code == 2 and "key=value" in out.output
     out = runner.invoke(app, ["train", "--resume", str(tmp_path / "last.pt")], terminal_width=200)
     assert out.exit_code == 2 and "does not exist" in out.output
+
+
+@pytest.mark.slow
+def test_train_distills_with_unlabeled_images_through_the_shared_entry_point(tmp_path, coco8_yaml, teacher_pt):
+    """One epoch of KD on coco8 plus its val images as unlabeled frames: the teacher labels them into
+    <project>/<name>-unlabeled, the student trains on both and its checkpoint holds the student only."""
+    import yaml
+    from ultralytics import YOLO
+
+    unlabeled = coco8_yaml.parent / "images" / "val"
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml",
+                              "--data", str(coco8_yaml), "--unlabeled", str(unlabeled), "epochs=1", "imgsz=64",
+                              "batch=4", "workers=0", "plots=False", "val=False", f"project={tmp_path}", "name=kd"],
+                        terminal_width=200)
+    assert out.exit_code == 0, out.output
+    best = tmp_path / "kd" / "weights" / "best.pt"
+    assert f"student checkpoint: {best}" in " ".join(out.output.split())
+    merged = tmp_path / "kd-unlabeled" / "data-with-unlabeled.yaml"
+    assert yaml.safe_load((tmp_path / "kd" / "args.yaml").read_text())["data"] == str(merged)  # trained on it
+    assert len(list((tmp_path / "kd-unlabeled" / "pseudo").rglob("*.jpg"))) == len(list(unlabeled.glob("*.jpg")))
+    assert type(YOLO(str(best)).model).__name__ == "DetectionModel"  # the student, without the teacher

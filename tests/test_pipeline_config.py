@@ -1,7 +1,10 @@
-"""Pipeline recipes: defaults filled in, and every mistake named by its field."""
+"""Pipeline recipes: typed sections with defaults filled in, every mistake named by its field, and every key
+used by a stage."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,21 +17,29 @@ BASE = {"data": {"yaml": "d.yaml"}, "teacher": {"weights": "yolov8s"}, "student"
 
 def test_defaults_fill_in_and_alternatives_are_recorded():
     cfg = validate(BASE)
-    assert (cfg["data"]["kind"], cfg["teacher"]["kind"], cfg["student"]["kind"]) == ("yaml", "weights", "prune")
-    assert cfg["student"]["prune"] == {"target": 0.4, "metric": "gflops", "importance": None, "refit": True,
-                                       "calib_images": 128}
-    assert cfg["export"]["int8"]["target"] == "cpu" and cfg["distill"]["baseline"] is True
-    assert cfg["data"]["shapes"] is None  # an unchosen alternative stays empty
+    assert (cfg.data.kind, cfg.teacher.kind, cfg.student.kind) == ("yaml", "weights", "prune")
+    assert dataclasses.asdict(cfg.student.prune) == {"target": 0.4, "metric": "gflops", "importance": None,
+                                                     "refit": True, "calib_images": 128}
+    assert cfg.export.int8.target == "cpu" and cfg.distill.baseline is True
+    assert cfg.data.shapes is None  # an unchosen alternative stays empty
+    assert cfg.distill.class_map == {} and cfg.train == {}  # free-form mappings
+    assert (cfg.student.imgsz, cfg.student.freeze_bn) == (640, True)  # resolved: top-level imgsz, inherited weights
+    small = validate({**BASE, "imgsz": 320, "student": {"model": "yolov8n.yaml", "imgsz": 224}}).student
+    assert (small.imgsz, small.freeze_bn) == (224, False)
 
 
-def test_null_turns_a_section_off():
-    assert validate({**BASE, "export": {"int8": None}})["export"]["int8"] is None
+def test_null_turns_a_section_off_and_an_empty_top_level_section_takes_its_defaults():
+    assert validate({**BASE, "export": {"int8": None}}).export.int8 is None
+    cfg = validate({**BASE, "demo": None, "measure": None, "export": None})
+    assert (cfg.demo.frames, cfg.measure.bench_runs, cfg.export.int8.calib_images) == (0, 50, 300)
 
 
 def test_quantization_aware_distillation_is_off_unless_asked_for():
-    assert validate(BASE)["export"]["int8"]["qad"] is None
-    assert validate({**BASE, "export": {"int8": {"qad": {}}}})["export"]["int8"]["qad"] == {"epochs": 10, "recipe": None}
-    assert validate({**BASE, "export": {"int8": {"qad": {"epochs": 3}}}})["export"]["int8"]["qad"]["epochs"] == 3
+    assert validate(BASE).qad is None
+    assert dataclasses.asdict(validate({**BASE, "export": {"int8": {"qad": {}}}}).qad) == {"epochs": 10,
+                                                                                          "recipe": None}
+    assert validate({**BASE, "export": {"int8": {"qad": {"epochs": 3}}}}).export.int8.qad.epochs == 3
+    assert validate({**BASE, "export": {"int8": None}}).qad is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -47,6 +58,16 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"measure": {"bench_runs": 10}}, "measure.bench_runs: must be an integer in [50"),
     ({"train": ["epochs", 3]}, "train: expected a mapping"),
     ({"colour": "red"}, "colour: unknown field; the recipe accepts name,"),
+    ({"export": {"onnx": True}}, "export.onnx: not a setting: every model is always exported to ONNX"),
+    ({"export": {"int8": {"method": "kl"}}}, "export.int8.method: one of minmax, entropy, percentile, got 'kl'"),
+    ({"export": {"int8": {"calib_images": 0}}}, "export.int8.calib_images: must be an integer in [1"),
+    ({"export": {"int8": {"max_drop": 5}}}, "export.int8.max_drop: must be a number in [0, 1]"),
+    ({"export": {"engines": "fp16"}}, "export.engines: a list such as [fp16, int8]"),
+    ({"measure": {"eval_limit": 0}}, "measure.eval_limit: must be an integer in [1"),
+    ({"data": {"shapes": {"n_val": 0}}}, "data.shapes.n_val: must be an integer in [1"),
+    ({"teacher": {"train": {"epochs": 2.5}}}, "teacher.train.epochs: must be an integer in [1"),
+    ({"distill": {"baseline": "no"}}, "distill.baseline: true or false"),
+    ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
 ])
 def test_errors_name_the_field(change, message):
     with pytest.raises(PipelineError) as e:
@@ -56,7 +77,7 @@ def test_errors_name_the_field(change, message):
 
 def test_recipe_files_load_and_bad_yaml_is_named(tmp_path):
     cfg, text = load_pipeline(RECIPE)
-    assert cfg["data"]["kind"] == "shapes" and "quickstart" in text
+    assert cfg.data.kind == "shapes" and "quickstart" in text
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed")
     with pytest.raises(PipelineError, match="is not valid YAML"):
@@ -85,5 +106,39 @@ def test_shipped_benchmark_pipelines_are_valid(recipe):
     from detdistill.distill.recipe import load_recipe
 
     cfg, _ = load_pipeline(recipe)
-    assert cfg["data"]["yaml"].startswith("../shared/fixtures/")  # the fixtures, from the repository root
-    load_recipe(cfg["distill"]["recipe"])  # a built-in recipe name or a file that parses
+    assert cfg.data.yaml.startswith("../shared/fixtures/")  # the fixtures, from the repository root
+    load_recipe(cfg.distill.recipe)  # a built-in recipe name or a file that parses
+
+
+def _leaf_keys(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """``(dotted path, field name)`` of every recipe key, sections included."""
+    out = []
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        out.append((path, f.name))
+        if "section" in f.metadata:
+            out += _leaf_keys(f.metadata["section"], path)
+    return out
+
+
+def test_every_recipe_key_is_read_by_a_stage():
+    """A key that parses but that no stage reads is a setting that silently does nothing (as ``export.onnx`` was):
+    every field of the config must be read as an attribute somewhere in the pipeline outside the config itself."""
+    from detdistill.pipeline import config
+
+    package = Path(config.__file__).parent
+    read = {node.attr for path in package.rglob("*.py") if path.name not in ("config.py", "schema.py")
+            for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Attribute)}
+    unread = [path for path, name in _leaf_keys(config.PipelineConfig) if name not in read]
+    assert unread == []
+    assert [p for p, _ in _leaf_keys(config.PipelineConfig)] == _schema_paths(config.SCHEMA)
+
+
+def _schema_paths(schema: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, default in schema.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out.append(path)
+        if isinstance(default, dict) and default:
+            out += _schema_paths(default, path)
+    return out

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from detdistill.pipeline.artifacts import Artifact
 from detdistill.pipeline.report import ArtifactResult, PipelineReport, TrainingRun, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG_PREFIX = '<img src="data:image/png;base64,'
 ODD_NAME = "student <KD> & co"
 MD_ODD = r"student \<KD\> & co"  # Markdown escapes angle brackets so renderers keep them
+ODD_NOTE = "not evaluated (<no GPU> & no TensorRT)"
+TEACHER, NO_KD, KD = "teacher (FP32 PyTorch)", "student, no KD (FP32 PyTorch)", "student, KD (FP32 PyTorch)"
+INT8, ENGINE = "student, KD (INT8 ONNX, cpu)", "student, KD (FP16 TensorRT)"
 
 HEADER = [
     "epoch", "time", "train/box_loss", "train/cls_loss", "train/dfl_loss", "train/kd_logit",
@@ -43,17 +47,18 @@ def _row(epoch: int, map5095: float, kd_logit: float) -> list[float]:
 
 def _artifacts(tmp: Path) -> list[ArtifactResult]:
     lat = {"preprocess": 1.23, "inference": 12.34, "postprocess": 0.56}
+    teacher, no_kd, kd = (Artifact(role, "pt", tmp / f, tmp / f, size) for role, f, size in
+                          (("teacher", "t.pt", 320), ("student", "s.pt", 224), ("student_kd", "kd.pt", 224)))
     return [
-        ArtifactResult("teacher", "pt", tmp / "t.pt", 6.25, 3_157_200, 8.7, 0.373, 0.528, {}, "pytorch", imgsz=320),
-        ArtifactResult("student (pruned, no KD)", "pt", tmp / "s.pt", 2.61, 1_234_567, 3.1, 0.241, 0.377,
-                       dict(lat), "pytorch"),
-        ArtifactResult(ODD_NAME, "pt", tmp / "kd.pt", 2.63, 1_234_567, 3.1, 0.287, 0.431,
-                       {"preprocess": 1.11, "inference": 10.87, "postprocess": 0.49}, "pytorch", imgsz=224),
-        ArtifactResult("student KD INT8 ONNX", "onnx", tmp / "kd.onnx", 1.42, None, None, 0.279, None,
-                       {"preprocess": 1.05, "inference": 6.66, "postprocess": 0.47}, "onnxruntime CPU"),
-        ArtifactResult("student KD FP16 engine", "engine", tmp / "kd.engine", 3.31, None, None, None, None,
-                       {"preprocess": 0.91, "inference": 2.22, "postprocess": 0.33, "total": 3.75},
-                       "tensorrt", "not evaluated"),
+        ArtifactResult(teacher, 6.25, 3_157_200, 8.7, 0.373, 0.528, {}, "pytorch"),
+        ArtifactResult(no_kd, 2.61, 1_234_567, 3.1, 0.241, 0.377, dict(lat), "pytorch"),
+        ArtifactResult(kd, 2.63, 1_234_567, 3.1, 0.287, 0.431,
+                       {"preprocess": 1.11, "inference": 10.87, "postprocess": 0.49}, "pytorch"),
+        ArtifactResult(kd.exported(tmp / "kd.onnx", precision="int8", method="ptq", target="cpu"), 1.42, None, None,
+                       0.279, None, {"preprocess": 1.05, "inference": 6.66, "postprocess": 0.47}, "onnxruntime CPU"),
+        ArtifactResult(kd.exported(tmp / "kd.engine", precision="fp16", target="tensorrt"), 3.31, None, None, None,
+                       None, {"preprocess": 0.91, "inference": 2.22, "postprocess": 0.33, "total": 3.75},
+                       "tensorrt", ODD_NOTE),
     ]
 
 
@@ -74,7 +79,7 @@ def _report(tmp: Path, training: list[TrainingRun]) -> PipelineReport:
 def _two_runs(tmp: Path) -> list[TrainingRun]:
     no_kd = _csv(tmp / "a" / "results.csv", [_row(e, 0.05 * e, 0.0) for e in (1, 2, 3)], pad=False)
     kd = _csv(tmp / "b" / "results.csv", [_row(e, 0.06 * e, 9.0 - e) for e in (1, 2, 3, 4)], pad=True)
-    return [TrainingRun("student (pruned, no KD)", no_kd), TrainingRun(ODD_NAME, kd)]
+    return [TrainingRun("student, no KD", no_kd), TrainingRun(ODD_NAME, kd)]
 
 
 def _written(tmp: Path, training: list[TrainingRun] | None = None) -> tuple[str, str]:
@@ -121,14 +126,23 @@ def test_every_number_in_both_files_with_relative_columns(tmp_path: Path) -> Non
         want = _expected(a, arts[0])
         assert _md_row(md, a.name) == want
         assert rows[a.name] == want
-    kd = _md_row(md, ODD_NAME)
+    kd = _md_row(md, KD)
     assert kd[-3] == f"{100 * 0.287 / 0.373:.1f}" == "76.9"  # mAP kept %
     assert kd[-2] == f"{100 * 3.1 / 8.7:.1f}" == "35.6"  # GFLOPs %
-    assert _md_row(md, "teacher")[-3:-1] == ["100.0", "100.0"]
-    assert _md_row(md, "student KD FP16 engine")[-1] == "not evaluated"
-    assert _md_row(md, ODD_NAME)[3] == "224" and _md_row(md, "teacher")[3] == "320"  # each at its own input size
-    assert _md_row(md, "teacher")[9:13] == ["—"] * 4  # no latency measured for the .pt
-    assert _md_row(md, "student KD FP16 engine")[12] == "3.75"  # the measured total wins
+    assert _md_row(md, TEACHER)[-3:-1] == ["100.0", "100.0"]
+    assert _md_row(md, ENGINE)[-1] == ODD_NOTE and _md_row(md, ENGINE)[1] == "engine"
+    assert _md_row(md, KD)[3] == "224" and _md_row(md, TEACHER)[3] == "320"  # each at its own input size
+    assert _md_row(md, TEACHER)[9:13] == ["—"] * 4  # no latency measured for the .pt
+    assert _md_row(md, ENGINE)[12] == "3.75"  # the measured total wins
+
+
+def test_the_teacher_is_found_by_its_role_wherever_it_is_listed(tmp_path: Path) -> None:
+    report = _report(tmp_path, [])
+    report.artifacts = report.artifacts[1:] + report.artifacts[:1]  # a student first, the teacher last
+    md, _ = write_report(report, tmp_path / "out")
+    text = md.read_text(encoding="utf-8")
+    assert _md_row(text, KD)[-3:-1] == ["76.9", "35.6"] and _md_row(text, NO_KD)[-3] == f"{100 * 0.241 / 0.373:.1f}"
+    assert f'relative to "{TEACHER}"' in text
 
 
 def test_header_stages_notes_training_and_recipe(tmp_path: Path) -> None:
@@ -140,8 +154,8 @@ def test_header_stages_notes_training_and_recipe(tmp_path: Path) -> None:
     assert _md_row(md, "data") == ["data", "cached", "0.0"]
     assert "```yaml\nteacher: yolov8n.pt\n" in md
     # training summary: final mAP of each run, KD columns found (padded header names stripped)
-    no_kd = _md_row(md, "student (pruned, no KD)", "Training")
-    assert no_kd == ["student (pruned, no KD)", "3", "0.150", "0.210", "0.150 (epoch 3)",
+    no_kd = _md_row(md, "student, no KD", "Training")
+    assert no_kd == ["student, no KD", "3", "0.150", "0.210", "0.150 (epoch 3)",
                      "train/kd_logit 0.0000, train/kd_box 0.1333"]
     kd = _md_row(md, ODD_NAME, "Training")
     assert kd == [ODD_NAME, "4", "0.240", "0.336", "0.240 (epoch 4)", "train/kd_logit 5.0000, train/kd_box 0.1000"]
@@ -171,6 +185,7 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert "Shrink &lt;yolov8n&gt; &amp; friends" in page
     assert "name: a&lt;b&amp;c" in page
     assert f"| {MD_ODD} |" in md and "<KD>" not in md
+    assert "(&lt;no GPU&gt; &amp; no TensorRT)" in page and r"(\<no GPU\> & no TensorRT)" in md  # an artifact's note
     assert r"# Shrink \<yolov8n\> & friends" in md
 
 
@@ -192,18 +207,18 @@ def test_missing_or_empty_csv_gives_a_note_not_a_crash(tmp_path: Path) -> None:
 
 def test_no_artifacts_no_teacher_no_training(tmp_path: Path) -> None:
     report = _report(tmp_path, [])
-    report.artifacts = [a for a in report.artifacts if a.name != "teacher"]
+    report.artifacts = [a for a in report.artifacts if not a.artifact.is_teacher]
     md, page = write_report(report, tmp_path / "deep" / "out")
     text = md.read_text(encoding="utf-8")
-    assert 'No artifact named "teacher"' in text
-    assert _md_row(text, ODD_NAME)[-3:-1] == ["—", "—"]
+    assert "No teacher artifact: relative columns are empty." in text
+    assert _md_row(text, KD)[-3:-1] == ["—", "—"]
     report.artifacts, report.stages, report.notes = [], [], []
     md, page = write_report(report, tmp_path / "bare")
     assert "_none_" in md.read_text(encoding="utf-8") and IMG_PREFIX not in page.read_text(encoding="utf-8")
 
 
 def test_a_failing_plot_becomes_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import detdistill.pipeline.report as report_module
+    import detdistill.pipeline.report.plots as report_module
 
     def broken(_artifacts: object) -> bytes:
         raise ValueError("bad axis")

@@ -1,10 +1,13 @@
-"""Library entry points: ``train`` a student with a teacher, ``resume`` an interrupted run.
+"""Library entry points: ``train`` a student with a teacher, ``resume`` an interrupted run, and
+:func:`run_training`, the one entry point of ``detdistill train`` and ``detdistill run``.
 
 Inputs are checked before any training starts, so a wrong teacher, data or recipe fails in seconds.
 """
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +139,125 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
         **train_args,
     )
     return Path(model.trainer.best)
+
+
+class TrainInputError(ValueError):
+    """An input of a training job (teacher, student, data, recipe, class map, run folder) that cannot be used."""
+
+
+@dataclass
+class TrainJob:
+    """One training run, as :func:`run_training` starts, resumes or reuses it.
+
+    Without ``teacher`` the student trains plainly (:class:`StudentTrainer`); with one it is distilled
+    (``int8``: quantization-aware distillation). ``run_dir`` pins the run folder (``project``/``name``): an
+    interrupted run there resumes from its ``last.pt`` and a finished one is reused. ``resume`` is an
+    interrupted distillation's ``last.pt`` to carry on from (its teacher and recipe come from the checkpoint).
+    ``unlabeled`` images are labelled by the teacher into ``<project>/<name>-unlabeled`` and join the training split.
+    """
+
+    student: str | Path | None = None  # model YAML (from scratch) or .pt (fine-tuned)
+    data: str | Path | None = None
+    teacher: str | Path | None = None
+    recipe: Any = None  # KD recipe name, YAML path or mapping; None: "default"
+    class_map: dict | None = None
+    freeze_bn: bool = False
+    int8: bool = False
+    unlabeled: Path | None = None
+    pseudo_conf: float = 0.4
+    run_dir: Path | None = None
+    resume: Path | None = None
+    train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments
+
+    def args(self) -> dict[str, Any]:
+        """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned."""
+        if self.run_dir is None:
+            return dict(self.train_args)
+        return {**self.train_args, "project": str(self.run_dir.parent), "name": self.run_dir.name, "exist_ok": True}
+
+
+def run_training(job: TrainJob) -> Path:
+    """Run ``job``; return the path of its student-only ``best.pt``.
+
+    A finished run in ``job.run_dir`` is reused and an interrupted one resumed. Otherwise every input is checked
+    first: a bad one raises :class:`TrainInputError` (naming it) before anything trains.
+    """
+    if job.resume is not None:
+        return _resume_kd(Path(job.resume), job)
+    if job.run_dir is not None:
+        best, last = job.run_dir / "weights" / "best.pt", job.run_dir / "weights" / "last.pt"
+        if finished_run(job.run_dir):
+            return best
+        if last.is_file():
+            return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
+    if job.teacher is None:
+        if job.int8 or job.unlabeled is not None:
+            raise TrainInputError(f"{'int8 (quantization-aware distillation)' if job.int8 else 'unlabeled images'} "
+                                  "needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
+        return _fit_plain(job)
+    try:
+        recipe, _ = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)
+        data = _with_unlabeled(job) if job.unlabeled is not None else job.data
+    except (FileNotFoundError, ValueError) as e:
+        if type(e).__module__.startswith("detdistill."):  # TeacherError, RecipeError, ...: they name the input
+            raise
+        raise TrainInputError(str(e)) from e
+    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, **job.args())
+
+
+def finished_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a finished ultralytics run (its last.pt was stripped of the optimizer)."""
+    import torch
+
+    last = Path(run_dir) / "weights" / "last.pt"
+    if not last.is_file():
+        return False
+    try:
+        return torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise TrainInputError(f"{last} is not a loadable checkpoint (truncated or corrupted: {str(e).split('.')[0]}); "
+                              f"delete {run_dir} and rerun to train this stage again") from e
+
+
+def _resume_kd(last: Path, job: TrainJob) -> Path:
+    """Carry on with a distillation; only an explicit ``job.resume`` passes ``train_args`` (e.g. a smaller batch):
+    a pinned run folder resumes the run as it started."""
+    try:
+        config = resume_config(last)
+    except (FileNotFoundError, ValueError) as e:
+        if type(e).__module__.startswith("detdistill."):
+            raise
+        raise TrainInputError(str(e)) from e
+    return resume(last, config, **(job.train_args if job.resume is not None else {}))
+
+
+def _resume_plain(last: Path, job: TrainJob) -> Path:
+    from ultralytics import YOLO
+
+    from .student_trainer import StudentTrainer
+
+    YOLO(str(last)).train(trainer=StudentTrainer.with_frozen_bn(job.freeze_bn), resume=True)
+    return last.parent / "best.pt"
+
+
+def _fit_plain(job: TrainJob) -> Path:
+    from ultralytics import YOLO
+
+    from .student_trainer import StudentTrainer
+
+    model = YOLO(str(job.student))
+    model.train(trainer=StudentTrainer.with_frozen_bn(job.freeze_bn), data=str(job.data), **job.args())
+    return job.run_dir / "weights" / "best.pt" if job.run_dir is not None else Path(model.trainer.best)
+
+
+def _with_unlabeled(job: TrainJob) -> Path:
+    """Label ``job.unlabeled`` with the teacher; return the dataset YAML whose train split includes them."""
+    from ..data.unlabeled import add_unlabeled
+
+    images = Path(job.unlabeled)
+    if not images.exists():
+        raise FileNotFoundError(f"--unlabeled {images} does not exist: pass a folder of images (or a .txt list)")
+    args = job.args()
+    workdir = Path(args.get("project") or "runs/detect") / f"{args.get('name') or 'train'}-unlabeled"
+    return add_unlabeled(job.data, job.teacher, images, workdir, job.class_map or None, job.pseudo_conf,
+                         int(args.get("imgsz") or 640), args.get("device"))

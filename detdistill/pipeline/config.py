@@ -1,6 +1,7 @@
-"""The pipeline recipe: one YAML that says what to shrink, how, and what to measure.
+"""The pipeline recipe: one YAML that says what to shrink, how, and what to measure, read into one dataclass per
+section (:class:`PipelineConfig` holds them).
 
-Example (every section but ``data`` and ``teacher`` is optional)::
+Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
 
     name: road                        # work folder: runs/pipeline/road
     imgsz: 640
@@ -15,163 +16,326 @@ Example (every section but ``data`` and ``teacher`` is optional)::
     export: {int8: {target: tensorrt, calib_images: 500}, engines: [fp16, int8]}
                                       # int8.qad: {epochs: 10} adds quantization-aware distillation
 
-Errors name the field, e.g. ``student.prune.target: must be in (0, 1)``.
+Errors name the field, e.g. ``student.prune.target: must be in (0, 1)``. Values keep the types the YAML gave
+them (paths stay strings): the stage keys of existing work folders are computed from them.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-# section -> {key: default}; a nested dict default is itself a schema, None means "no default".
-SCHEMA: dict[str, Any] = {
-    "name": "pipeline",
-    "workdir": None,
-    "imgsz": 640,
-    "seed": 0,
-    "device": None,
-    "data": {
-        "yaml": None,
-        "coco_subset": {"coco": None, "classes": None, "preset": None, "max_images": None, "negatives": 0.1},
-        "shapes": {"n_train": 300, "n_val": 60, "size": 192},
-        "unlabeled": None,
-        "pseudo_conf": 0.4,
-    },
-    "teacher": {
-        "weights": None,
-        "train": {"model": "yolov8n.yaml", "epochs": 50, "args": {}},
-    },
-    "student": {
-        "prune": {"target": 0.5, "metric": "gflops", "importance": None, "refit": True, "calib_images": 128},
-        "model": None,
-        "width": None,
-        "weights": None,
-        "imgsz": None,
-        "freeze_bn": None,
-    },
-    "train": {},
-    "distill": {"recipe": "default", "class_map": None, "baseline": True},
-    "export": {
-        "onnx": True,
-        "int8": {"target": "cpu", "calib_images": 300, "method": "minmax", "max_drop": None,
-                 "qad": {"epochs": 10, "recipe": None}},
-        "engines": ["fp16", "int8"],
-    },
-    "measure": {"bench_runs": 50, "eval_limit": None},
-    "demo": {"frames": 0},
-}
-ONE_OF = {"data": ("yaml", "coco_subset", "shapes"), "teacher": ("weights", "train"),
-          "student": ("prune", "model", "width", "weights")}
-FREE_FORM = {"train", "teacher.train.args", "distill.class_map"}
-OPTIONAL = {"export.int8.qad"}  # sub-sections that are off unless given (given empty: on, with their defaults)
+from .schema import PipelineError, build, free_form, paths_where, schema_of, section
+
+__all__ = ["PipelineConfig", "PipelineError", "SCHEMA", "FREE_FORM", "ONE_OF", "OPTIONAL", "load_pipeline",
+           "validate"]
 
 
-class PipelineError(ValueError):
-    """A pipeline recipe field is missing, unknown or out of range."""
+class _OneOf:
+    """A section that takes exactly one of its ``ALTERNATIVES``; :attr:`kind` is the one given."""
+
+    ALTERNATIVES: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def kind(self) -> str:
+        present = [k for k in self.ALTERNATIVES if getattr(self, k) is not None]
+        return present[0] if len(present) == 1 else ""
 
 
-def _merge(schema: dict, given: Any, where: str) -> dict:
-    """``given`` checked against ``schema`` (unknown keys are errors) with defaults filled in."""
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        raise PipelineError(f"{where or 'the recipe'}: expected a mapping, got {type(given).__name__} {given!r}")
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        raise PipelineError(f"{where + '.' if where else ''}{unknown[0]}: unknown field; "
-                            f"{where or 'the recipe'} accepts {', '.join(schema)}")
-    out = {}
-    for key, default in schema.items():
-        path = f"{where}.{key}" if where else key
-        value = given.get(key)
-        if isinstance(default, dict) and default and path not in FREE_FORM:
-            # a sub-section: an alternative of a ONE_OF section exists only when given; others get their
-            # defaults when absent, and `key: null` turns them off
-            if key not in given:
-                out[key] = None if where in ONE_OF or path in OPTIONAL else _merge(default, None, path)
-            else:
-                out[key] = None if value is None else _merge(default, value, path)
-        elif path in FREE_FORM:
-            if value is not None and not isinstance(value, dict):
-                raise PipelineError(f"{path}: expected a mapping of key: value, got {value!r}")
-            out[key] = dict(value or {})
-        else:
-            out[key] = copy.deepcopy(default) if value is None else value
-    return out
+@dataclass(frozen=True)
+class CocoSubsetSpec:
+    """``data.coco_subset``: a YOLO dataset of some COCO classes, built from a COCO 2017 download."""
+
+    coco: str | None = None
+    classes: list | str | None = None
+    preset: str | None = None
+    max_images: int | None = None
+    negatives: float = 0.1
 
 
-def _one_of(cfg: dict, section: str) -> str:
-    present = [k for k in ONE_OF[section] if cfg[section].get(k) is not None]
-    if len(present) != 1:
-        raise PipelineError(f"{section}: give exactly one of {', '.join(ONE_OF[section])} (got {present or 'none'})")
-    return present[0]
+@dataclass(frozen=True)
+class ShapesSpec:
+    """``data.shapes``: a generated dataset of coloured shapes."""
+
+    n_train: int = 300
+    n_val: int = 60
+    size: int = 192
 
 
-def _number(cfg: dict, path: str, lo: float, hi: float, *, integer: bool = False, open_lo: bool = False) -> None:
-    node = cfg
-    for part in path.split(".")[:-1]:
-        node = node[part]
-    value = node[path.split(".")[-1]]
+@dataclass(frozen=True)
+class DataSection(_OneOf):
+    """``data``: the dataset, and optional unlabeled images for the distilled student."""
+
+    ALTERNATIVES: ClassVar[tuple[str, ...]] = ("yaml", "coco_subset", "shapes")
+    yaml: str | None = None
+    coco_subset: CocoSubsetSpec | None = section(CocoSubsetSpec, off_unless_given=True)
+    shapes: ShapesSpec | None = section(ShapesSpec, off_unless_given=True)
+    unlabeled: str | None = None
+    pseudo_conf: float = 0.4
+
+
+@dataclass(frozen=True)
+class TeacherTrainSpec:
+    """``teacher.train``: a teacher trained on the dataset first."""
+
+    model: str = "yolov8n.yaml"
+    epochs: int = 50
+    args: dict = free_form()
+
+
+@dataclass(frozen=True)
+class TeacherSection(_OneOf):
+    """``teacher``: a registry name or ``.pt``, or a teacher to train."""
+
+    ALTERNATIVES: ClassVar[tuple[str, ...]] = ("weights", "train")
+    weights: str | None = None
+    train: TeacherTrainSpec | None = section(TeacherTrainSpec, off_unless_given=True)
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """``student.prune``: the teacher pruned to a budget, keeping its weights."""
+
+    target: float = 0.5
+    metric: str = "gflops"
+    importance: str | None = None
+    refit: bool = True
+    calib_images: int = 128
+
+
+@dataclass(frozen=True)
+class StudentSection(_OneOf):
+    """``student``: what the student is (pruned teacher, model YAML, width multiple or checkpoint), its input size
+    and BatchNorm handling. After :func:`validate`, ``imgsz`` and ``freeze_bn`` are never None."""
+
+    ALTERNATIVES: ClassVar[tuple[str, ...]] = ("prune", "model", "width", "weights")
+    prune: PruneSpec | None = section(PruneSpec, off_unless_given=True)
+    model: str | None = None
+    width: float | None = None
+    weights: str | None = None
+    imgsz: int | None = None
+    freeze_bn: bool | None = None
+
+
+@dataclass(frozen=True)
+class DistillSection:
+    """``distill``: the KD recipe (None: no distilled student) and whether to train the no-KD baseline."""
+
+    recipe: str | None = "default"
+    class_map: dict = free_form()
+    baseline: bool = True
+
+
+@dataclass(frozen=True)
+class QadSpec:
+    """``export.int8.qad``: quantization-aware distillation of the final student."""
+
+    epochs: int = 10
+    recipe: str | None = None
+
+
+@dataclass(frozen=True)
+class Int8Spec:
+    """``export.int8``: post-training INT8 of the final student (and, with ``qad``, a quantization-aware one)."""
+
+    target: str = "cpu"
+    calib_images: int = 300
+    method: str = "minmax"
+    max_drop: float | None = None
+    qad: QadSpec | None = section(QadSpec, off_unless_given=True)
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    """``export``: INT8 and TensorRT engines (ONNX export of every model always runs)."""
+
+    int8: Int8Spec | None = section(Int8Spec, null_turns_off=True)
+    engines: list = field(default_factory=lambda: ["fp16", "int8"])
+
+
+@dataclass(frozen=True)
+class MeasureSection:
+    """``measure``: how artifacts are timed and scored."""
+
+    bench_runs: int = 50
+    eval_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class DemoSection:
+    """``demo``: the headless demo on a video of validation images (0 frames: no demo)."""
+
+    frames: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole, checked pipeline recipe (see the module docstring)."""
+
+    name: str = "pipeline"
+    workdir: str | None = None
+    imgsz: int = 640
+    seed: int = 0
+    device: str | None = None
+    data: DataSection = section(DataSection)
+    teacher: TeacherSection = section(TeacherSection)
+    student: StudentSection = section(StudentSection)
+    train: dict = free_form()
+    distill: DistillSection = section(DistillSection)
+    export: ExportSection = section(ExportSection)
+    measure: MeasureSection = section(MeasureSection)
+    demo: DemoSection = section(DemoSection)
+
+    @property
+    def qad(self) -> QadSpec | None:
+        """The quantization-aware distillation settings, None when it is off."""
+        return self.export.int8.qad if self.export.int8 is not None else None
+
+
+# {key: default} of every recipe key (docs/pipeline.md documents each; tests/test_docs.py checks it)
+SCHEMA: dict[str, Any] = schema_of(PipelineConfig)
+FREE_FORM: set[str] = paths_where(PipelineConfig, lambda m: bool(m.get("free_form")))
+OPTIONAL: set[str] = paths_where(PipelineConfig, lambda m: m.get("off_unless_given", False))
+ONE_OF = {"data": DataSection.ALTERNATIVES, "teacher": TeacherSection.ALTERNATIVES,
+          "student": StudentSection.ALTERNATIVES}
+# keys that are not settings, with why: refused with this message instead of "unknown field"
+REFUSED = {"export.onnx": "not a setting: every model is always exported to ONNX (every later stage reads the "
+                          "ONNX); remove this key"}
+INT8_METHODS = ("minmax", "entropy", "percentile")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _number(value: Any, path: str, lo: float, hi: float, *, integer: bool = False, open_lo: bool = False,
+            optional: bool = False) -> None:
+    if optional and value is None:
+        return
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     ok = ok and (lo < value if open_lo else lo <= value) and value <= hi
     if not ok:
         lo_b = "(" if open_lo else "["
-        raise PipelineError(f"{path}: must be {'an integer' if integer else 'a number'} in {lo_b}{lo}, {hi}], got {value!r}")
+        raise PipelineError(f"{path}: must be {'an integer' if integer else 'a number'} in {lo_b}{lo}, {hi}], "
+                            f"got {value!r}")
 
 
-def validate(raw: dict) -> dict:
-    """A complete, checked pipeline config from a (partial) recipe mapping."""
-    cfg = _merge(SCHEMA, raw, "")
-    for section in ONE_OF:
-        kind = _one_of(cfg, section)
-        cfg[section]["kind"] = kind
-    _number(cfg, "imgsz", 32, 4096, integer=True)
-    if cfg["imgsz"] % 32:
-        raise PipelineError(f"imgsz: must be a multiple of 32 (the largest stride), got {cfg['imgsz']}")
-    if cfg["student"]["kind"] == "prune":
-        _number(cfg, "student.prune.target", 0, 1, open_lo=True)
-        if cfg["student"]["prune"]["target"] >= 1:
-            raise PipelineError("student.prune.target: must be below 1 (the fraction of the teacher to keep, e.g. 0.5)")
-        if cfg["student"]["prune"]["metric"] not in ("gflops", "params"):
-            raise PipelineError(f"student.prune.metric: gflops or params, got {cfg['student']['prune']['metric']!r}")
-        if not isinstance(cfg["student"]["prune"]["refit"], bool):
-            raise PipelineError("student.prune.refit: true (refit the pruned layers on the train images) or false")
-        _number(cfg, "student.prune.calib_images", 1, 100000, integer=True)
-    if cfg["student"]["kind"] == "width":
-        _number(cfg, "student.width", 0, 1, open_lo=True)
-    if cfg["student"]["imgsz"] is not None:
-        _number(cfg, "student.imgsz", 32, 4096, integer=True)
-        if cfg["student"]["imgsz"] % 32:
-            raise PipelineError(f"student.imgsz: must be a multiple of 32, got {cfg['student']['imgsz']}")
-    else:
-        cfg["student"]["imgsz"] = cfg["imgsz"]
-    if cfg["student"]["freeze_bn"] is None:  # students that inherit weights keep their BatchNorm statistics
-        cfg["student"]["freeze_bn"] = cfg["student"]["kind"] in ("prune", "weights")
-    elif not isinstance(cfg["student"]["freeze_bn"], bool):
-        raise PipelineError("student.freeze_bn: true, false, or leave it out (true for prune and weights students)")
-    if cfg["data"]["kind"] == "coco_subset":
-        sub = cfg["data"]["coco_subset"]
-        if not sub["coco"] or not (sub["classes"] or sub["preset"]):
+def _text(value: Any, path: str, what: str, optional: bool = True) -> None:
+    if (value is None and optional) or isinstance(value, str):
+        return
+    raise PipelineError(f"{path}: expected {what}, got {value!r}")
+
+
+def _imgsz(value: Any, path: str) -> None:
+    _number(value, path, 32, 4096, integer=True)
+    if value % 32:
+        raise PipelineError(f"{path}: must be a multiple of 32 (the largest stride), got {value}")
+
+
+def _check_data(d: DataSection) -> None:
+    if d.coco_subset is not None:
+        s = d.coco_subset
+        if not s.coco or not (s.classes or s.preset):
             raise PipelineError("data.coco_subset: needs coco (the COCO folder) and classes or preset")
-    if cfg["export"]["int8"] is not None and cfg["export"]["int8"]["target"] not in ("cpu", "tensorrt"):
-        raise PipelineError(f"export.int8.target: cpu or tensorrt, got {cfg['export']['int8']['target']!r}")
-    if cfg["export"]["int8"] is not None and cfg["export"]["int8"]["qad"] is not None:
-        _number(cfg, "export.int8.qad.epochs", 1, 100000, integer=True)
-    bad = [e for e in cfg["export"]["engines"] or [] if e not in ("fp32", "fp16", "int8")]
+        _number(s.max_images, "data.coco_subset.max_images", 1, 10**7, integer=True, optional=True)
+        _number(s.negatives, "data.coco_subset.negatives", 0, 10**7)
+    if d.shapes is not None:
+        _number(d.shapes.n_train, "data.shapes.n_train", 1, 100000, integer=True)
+        _number(d.shapes.n_val, "data.shapes.n_val", 1, 100000, integer=True)
+        _number(d.shapes.size, "data.shapes.size", 32, 4096, integer=True)
+    _text(d.yaml, "data.yaml", "a path to a data YAML")
+    _text(d.unlabeled, "data.unlabeled", "a folder or .txt list of images")
+    _number(d.pseudo_conf, "data.pseudo_conf", 0, 1, open_lo=True)
+
+
+def _check_student(s: StudentSection) -> None:
+    if s.prune is not None:
+        p = s.prune
+        _number(p.target, "student.prune.target", 0, 1, open_lo=True)
+        if p.target >= 1:
+            raise PipelineError("student.prune.target: must be below 1 (the fraction of the teacher to keep, e.g. 0.5)")
+        if p.metric not in ("gflops", "params"):
+            raise PipelineError(f"student.prune.metric: gflops or params, got {p.metric!r}")
+        if not isinstance(p.refit, bool):
+            raise PipelineError("student.prune.refit: true (refit the pruned layers on the train images) or false")
+        _number(p.calib_images, "student.prune.calib_images", 1, 100000, integer=True)
+        _text(p.importance, "student.prune.importance", "a channel ranking name (var, l1, l2, lamp, bn, fpgm)")
+    if s.width is not None:
+        _number(s.width, "student.width", 0, 1, open_lo=True)
+    _text(s.model, "student.model", "a model YAML such as yolov8n.yaml")
+    _text(s.weights, "student.weights", "a .pt path or 'teacher'")
+    if s.imgsz is not None:
+        _imgsz(s.imgsz, "student.imgsz")
+    if s.freeze_bn is not None and not isinstance(s.freeze_bn, bool):
+        raise PipelineError("student.freeze_bn: true, false, or leave it out (true for prune and weights students)")
+
+
+def _check_export(e: ExportSection) -> None:
+    if e.int8 is not None:
+        i = e.int8
+        if i.target not in ("cpu", "tensorrt"):
+            raise PipelineError(f"export.int8.target: cpu or tensorrt, got {i.target!r}")
+        if i.method not in INT8_METHODS:
+            raise PipelineError(f"export.int8.method: one of {', '.join(INT8_METHODS)}, got {i.method!r}")
+        _number(i.calib_images, "export.int8.calib_images", 1, 100000, integer=True)
+        _number(i.max_drop, "export.int8.max_drop", 0, 1, optional=True)
+        if i.qad is not None:
+            _number(i.qad.epochs, "export.int8.qad.epochs", 1, 100000, integer=True)
+            _text(i.qad.recipe, "export.int8.qad.recipe", "a recipe name or YAML path")
+    if not isinstance(e.engines, list):
+        raise PipelineError(f"export.engines: a list such as [fp16, int8] (or []), got {e.engines!r}")
+    bad = [p for p in e.engines if p not in PRECISIONS]
     if bad:
         raise PipelineError(f"export.engines: each of fp32, fp16, int8; got {bad[0]!r}")
-    _number(cfg, "data.pseudo_conf", 0, 1, open_lo=True)
-    _number(cfg, "measure.bench_runs", 50, 100000, integer=True)
-    _number(cfg, "demo.frames", 0, 100000, integer=True)
-    if cfg["distill"]["recipe"] is None and not cfg["distill"]["baseline"]:
+
+
+def _check(cfg: PipelineConfig) -> None:
+    for name in ONE_OF:
+        part = getattr(cfg, name)
+        if not part.kind:
+            present = [k for k in part.ALTERNATIVES if getattr(part, k) is not None]
+            raise PipelineError(f"{name}: give exactly one of {', '.join(part.ALTERNATIVES)} "
+                                f"(got {present or 'none'})")
+    _text(cfg.name, "name", "a name (it names the work folder)", optional=False)
+    _text(cfg.workdir, "workdir", "a folder path")
+    _imgsz(cfg.imgsz, "imgsz")
+    _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
+    if cfg.device is not None and (isinstance(cfg.device, bool) or not isinstance(cfg.device, (str, int, list))):
+        raise PipelineError(f"device: cpu, 0, 0,1 ... or leave it out, got {cfg.device!r}")
+    _check_data(cfg.data)
+    _text(cfg.teacher.weights, "teacher.weights", "a registry name or a .pt path")
+    if cfg.teacher.train is not None:
+        _number(cfg.teacher.train.epochs, "teacher.train.epochs", 1, 100000, integer=True)
+        _text(cfg.teacher.train.model, "teacher.train.model", "a model YAML or .pt", optional=False)
+    _check_student(cfg.student)
+    _text(cfg.distill.recipe, "distill.recipe", "a recipe name or YAML path (or null)")
+    if not isinstance(cfg.distill.baseline, bool):
+        raise PipelineError(f"distill.baseline: true or false, got {cfg.distill.baseline!r}")
+    _check_export(cfg.export)
+    _number(cfg.measure.bench_runs, "measure.bench_runs", 50, 100000, integer=True)
+    _number(cfg.measure.eval_limit, "measure.eval_limit", 1, 10**7, integer=True, optional=True)
+    _number(cfg.demo.frames, "demo.frames", 0, 100000, integer=True)
+    if cfg.distill.recipe is None and not cfg.distill.baseline:
         raise PipelineError("distill: with no recipe, set baseline: true (otherwise nothing is trained)")
-    return cfg
 
 
-def load_pipeline(source: str | Path | dict) -> tuple[dict, str]:
+def validate(raw: dict) -> PipelineConfig:
+    """A complete, checked pipeline config from a (partial) recipe mapping.
+
+    ``student.imgsz`` left out becomes ``imgsz``; ``student.freeze_bn`` left out becomes true for students that
+    inherit weights (``prune``, ``weights``), whose BatchNorm statistics their weights expect.
+    """
+    cfg = build(PipelineConfig, raw, "", REFUSED)
+    _check(cfg)
+    s = cfg.student
+    student = dataclasses.replace(
+        s, imgsz=cfg.imgsz if s.imgsz is None else s.imgsz,
+        freeze_bn=s.kind in ("prune", "weights") if s.freeze_bn is None else s.freeze_bn)
+    return dataclasses.replace(cfg, student=student)
+
+
+def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
     """Read and check a pipeline recipe; return ``(config, recipe text as given)``.
 
     Relative paths in the file (data.yaml, teacher.weights, ...) stay relative to the current folder,

@@ -1,0 +1,104 @@
+"""The stages before the students train: the dataset, the teacher, teacher labels for unlabeled images, and the
+student to start from (a model YAML, a checkpoint, a width multiple of the teacher's family, or the pruned
+teacher)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .context import StageContext
+from .schema import PipelineError, as_dict
+
+
+def dataset(ctx: StageContext) -> Path:
+    """The data YAML: the recipe's own, or one generated (shapes) or built (COCO subset) in ``<work>/data``."""
+    d, out = ctx.cfg.data, ctx.work / "data"
+    if d.kind == "yaml":
+        path = Path(d.yaml)
+        if not path.is_file():
+            raise FileNotFoundError(f"data.yaml: {path} does not exist")
+        return path.resolve()
+    if d.kind == "shapes":
+        from ..data.shapes import make_shapes_dataset
+
+        s = d.shapes
+        return Path(ctx.stages.run("data", as_dict(s), [out / "data.yaml"], lambda: str(make_shapes_dataset(
+            out, n_train=s.n_train, n_val=s.n_val, size=s.size, seed=ctx.cfg.seed))))
+    from ..data.coco_subset import chosen_classes, make_coco_subset
+
+    s = d.coco_subset
+    classes, _ = chosen_classes(s.classes, s.preset)
+    return Path(ctx.stages.run("data", {**as_dict(s), "classes": classes}, [out / "data.yaml"], lambda: str(
+        make_coco_subset(Path(s.coco), out, classes, max_images=s.max_images, include_empty=s.negatives,
+                         seed=ctx.cfg.seed))))
+
+
+def teacher(ctx: StageContext, data: Path) -> Path:
+    """The teacher's ``.pt``: resolved from the registry or a path, or trained in ``<work>/teacher``."""
+    t = ctx.cfg.teacher
+    if t.kind == "weights":
+        from ..registry.weights import resolve_weights
+
+        return resolve_weights(t.weights).resolve()
+    from ..distill.api import TrainJob, run_training
+
+    spec, run_dir = t.train, ctx.work / "teacher"
+    args = ctx.train_args(run_dir, {"epochs": spec.epochs, **spec.args})
+    job = TrainJob(student=spec.model, data=data, run_dir=run_dir, train_args=args)
+    return Path(ctx.stages.run("teacher", {"spec": as_dict(spec), "data": data, "args": args},
+                               [run_dir / "weights" / "best.pt"], lambda: str(run_training(job)), clean=(run_dir,)))
+
+
+def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
+    """``data`` plus the recipe's unlabeled images labelled by the teacher (the distilled student's data)."""
+    d = ctx.cfg.data
+    if not d.unlabeled:
+        return data
+    from ..data.unlabeled import add_unlabeled
+
+    images = Path(d.unlabeled)
+    out = ctx.work / "unlabeled" / "data-with-unlabeled.yaml"
+    key = {"images": images, "teacher": teacher_pt, "data": data, "conf": d.pseudo_conf}
+    merged = Path(ctx.stages.run("label unlabeled images with the teacher", key, [out], lambda: str(add_unlabeled(
+        data, teacher_pt, images, ctx.work / "unlabeled", ctx.cfg.distill.class_map or None, d.pseudo_conf,
+        ctx.cfg.imgsz, ctx.cfg.device))))
+    ctx.note(f"The distilled student also trained on the images in {images}, labelled by the teacher "
+             f"(confidence >= {d.pseudo_conf}); the student without KD saw the labelled data only.")
+    return merged
+
+
+def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
+    """What the students start from: a model YAML or a ``.pt`` (the pruned teacher, a checkpoint, the teacher)."""
+    s = ctx.cfg.student
+    if s.kind == "model":
+        return s.model
+    if s.kind == "weights":  # fine-tune a checkpoint as it is (with student.imgsz: the teacher, smaller input)
+        if str(s.weights) == "teacher":
+            return str(teacher_pt)
+        if not Path(s.weights).is_file():
+            raise PipelineError(f"student.weights: {s.weights} does not exist; give a .pt file or 'teacher'")
+        return str(s.weights)
+    if s.kind == "width":
+        from ..distill.students import scaled_model_yaml
+        from ..models import load_detection_checkpoint
+
+        model = load_detection_checkpoint(teacher_pt, role="teacher", tasks=("detect", "segment", "pose", "obb"))[0]
+        family = "yolo11" if "yolo11" in str(model.yaml.get("yaml_file", "")) else "yolov8"
+        return str(scaled_model_yaml(family, width=s.width, out=ctx.work / f"{family}n-student.yaml"))
+    return pruned_teacher(ctx, teacher_pt, data)
+
+
+def pruned_teacher(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
+    """``student.prune``: the teacher pruned to its budget (and refitted on the train images) in
+    ``<work>/student-pruned.pt``. The pipeline's one call into :mod:`detdistill.prune`."""
+    from ..prune import prune_checkpoint
+
+    s = ctx.cfg.student
+    p, out = s.prune, ctx.work / "student-pruned.pt"
+    kwargs = {"target": p.target, "metric": p.metric, "imgsz": s.imgsz}
+    if p.importance:
+        kwargs["importance"] = p.importance
+    if p.refit:  # least-squares refit of the pruned layers on the train images (prune/reconstruct.py)
+        kwargs.update(calib=data, calib_images=p.calib_images)
+    return ctx.stages.run("prune", {"teacher": teacher_pt, **kwargs}, [out],
+                          lambda: str(prune_checkpoint(teacher_pt, out, **kwargs).path))

@@ -1,0 +1,83 @@
+"""The measurement stages: accuracy, latency, parameters and GFLOPs of every artifact through
+``detdistill.runtime``, and the headless demo on a video of the validation images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .artifacts import Artifact
+from .context import StageContext
+from .report.records import ArtifactResult
+from .schema import as_dict
+
+
+def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:
+    """Parameters and GFLOPs (at ``imgsz``) of a ``.pt`` checkpoint."""
+    from ..models import count_gflops, count_params, load_detection_checkpoint
+
+    model = load_detection_checkpoint(weights)[0].float()
+    return count_params(model), count_gflops(model, imgsz)
+
+
+def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult:
+    """mAP, median latency per stage, parameters and GFLOPs of ``artifact`` at its input size."""
+    from ..export.bench import bench
+    from ..export.evaluate import evaluate
+
+    m = ctx.cfg.measure
+    class_map = teacher_class_map(ctx, artifact.source, data) if artifact.is_teacher else None
+
+    def run() -> dict:
+        acc = evaluate(artifact.path, data, imgsz=artifact.imgsz, limit=m.eval_limit, class_map=class_map)
+        lat = bench(artifact.path, data, runs=m.bench_runs, warmup=5)
+        params, gflops = model_stats(artifact.source, artifact.imgsz)
+        return {"map50_95": acc.map50_95, "map50": acc.map50, "latency_ms": lat.median, "params": params,
+                "gflops": gflops, "evaluator": acc.evaluator}
+
+    r = ctx.stages.run(f"measure {artifact.label}", {"artifact": artifact.path, "data": data, "measure": as_dict(m)},
+                       [artifact.path], run)
+    ctx.log(f"      {artifact.label:45s} mAP50-95 {r['map50_95']:.3f}  mAP50 {r['map50']:.3f}  "
+            f"inference {r['latency_ms']['inference']:.1f} ms")
+    backend = r.get("evaluator") or ("tensorrt" if artifact.format == "engine" else "onnxruntime CPU")
+    return ArtifactResult(artifact, artifact.path.stat().st_size / 1e6, r["params"], r["gflops"], r["map50_95"],
+                          r["map50"], r["latency_ms"], backend)
+
+
+def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[int, int] | None:
+    """How the teacher's detections count on a dataset of other classes (None: same classes)."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from ..data.unlabeled import teacher_to_student
+    from ..distill.classmap import resolve_class_map
+    from ..distill.teacher import load_teacher
+    from ..models import class_names
+
+    names = class_names(load_teacher(teacher_pt, fuse=False))
+    cm = resolve_class_map(names, check_det_dataset(str(data)), ctx.cfg.distill.class_map or None)
+    if cm.is_identity:
+        return None
+    ctx.note("The teacher's mAP counts its detections of the mapped classes as the dataset's classes "
+             f"({cm.describe()}); a class shared by several dataset classes counts for none.")
+    return teacher_to_student(cm.sources, len(names))
+
+
+def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
+    """The headless demo on a video of ``demo.frames`` validation images; its summary becomes a note."""
+    frames = ctx.cfg.demo.frames
+    if not frames:
+        return
+    from ..data.dataset import load_dataset
+    from ..demo.app import run_demo
+    from .video import video_from_images
+
+    def run() -> str:
+        images = load_dataset(data).images("val")[:frames]
+        video = video_from_images(images, ctx.work / "demo-input.mp4")
+        summary = run_demo(artifact.path, str(video), show=False, record=ctx.work / "demo.mp4",
+                           save_json=ctx.work / "demo.jsonl", log=lambda line: None)
+        return summary.format()
+
+    text = ctx.stages.run("demo (headless, on a video of the val images)", {"artifact": artifact.path,
+                                                                            "frames": frames},
+                          [ctx.work / "demo.mp4"], run)
+    ctx.note(f"Demo ({artifact.path.name}, headless, recorded to demo.mp4): {' '.join(text.split())}")

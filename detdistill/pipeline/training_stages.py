@@ -1,0 +1,83 @@
+"""The training stages: the student without KD, the distilled student and the quantization-aware distilled one,
+each a :class:`~detdistill.distill.api.TrainJob` run through the stage cache (a finished run is reused, an
+interrupted one resumes from its ``last.pt``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .artifacts import Artifact
+from .context import StageContext
+
+RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
+
+
+def check_train_settings(ctx: StageContext) -> None:
+    """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``)."""
+    from ..distill.trainer import check_train_args
+
+    check_train_args(ctx.cfg.train, " in the recipe's train: section")
+    if ctx.cfg.teacher.train is not None:
+        check_train_args(ctx.cfg.teacher.train.args, " in the recipe's teacher.train.args")
+
+
+def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, job: Any) -> Path:
+    from ..distill.api import run_training
+
+    return Path(ctx.stages.run(stage, key, [run_dir / "weights" / "best.pt"], lambda: str(run_training(job)),
+                               clean=(run_dir,)))
+
+
+def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_pt: Path) -> list[Artifact]:
+    """The no-KD baseline (on the labelled data) and the distilled student (on ``kd_data``: the labelled data
+    plus any teacher-labelled images), as configured."""
+    from ..distill.api import TrainJob
+
+    cfg, out = ctx.cfg, []
+    dist, imgsz, freeze = cfg.distill, cfg.student.imgsz, cfg.student.freeze_bn
+    start_key = Path(start) if Path(start).is_file() else start
+    size = {"imgsz": imgsz}  # the teacher reads the student's batches at this size too
+    if dist.baseline:
+        run_dir = ctx.work / RUN_DIRS["student"]
+        args = ctx.train_args(run_dir, size)
+        job = TrainJob(student=start, data=data, freeze_bn=freeze, run_dir=run_dir, train_args=args)
+        key = {"student": start_key, "data": data, "args": args, "freeze_bn": freeze}
+        best = _train(ctx, "train student without KD", key, run_dir, job)
+        out.append(Artifact("student", "pt", best, best, imgsz))
+    if dist.recipe:
+        run_dir = ctx.work / RUN_DIRS["student_kd"]
+        args = ctx.train_args(run_dir, size)
+        job = TrainJob(student=start, data=kd_data, teacher=teacher_pt, recipe=dist.recipe, class_map=dist.class_map,
+                       freeze_bn=freeze, run_dir=run_dir, train_args=args)
+        key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": dist.recipe,
+               "class_map": dist.class_map, "freeze_bn": freeze}
+        best = _train(ctx, f"distill student ({dist.recipe})", key, run_dir, job)
+        out.append(Artifact("student_kd", "pt", best, best, imgsz))
+    return out
+
+
+def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> Artifact:
+    """The final student fine-tuned with INT8 fake quantization under the KD losses (``export.int8.qad``)."""
+    from ..distill.api import TrainJob
+
+    cfg = ctx.cfg
+    q, dist, freeze = cfg.qad, cfg.distill, cfg.student.freeze_bn
+    recipe = q.recipe or dist.recipe or "default"
+    run_dir = ctx.work / RUN_DIRS["qad"]
+    args = ctx.train_args(run_dir, {"imgsz": cfg.student.imgsz, "epochs": q.epochs})
+    job = TrainJob(student=final.path, data=kd_data, teacher=teacher_pt, recipe=recipe, class_map=dist.class_map,
+                   freeze_bn=freeze, int8=True, run_dir=run_dir, train_args=args)
+    key = {"student": final.path, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": recipe,
+           "class_map": dist.class_map, "freeze_bn": freeze, "int8": True}
+    best = _train(ctx, f"quantization-aware distillation ({recipe}, {q.epochs} epochs)", key, run_dir, job)
+    return Artifact("student_kd", "pt", best, best, cfg.student.imgsz, precision="int8", method="qad")
+
+
+def training_runs(ctx: StageContext) -> list[tuple[str, Path]]:
+    """``(name, results.csv)`` of every student training found in the work folder, for the report's curves."""
+    from .artifacts import QAD_NAME, ROLE_NAMES
+
+    names = {"student": ROLE_NAMES["student"], "student_kd": ROLE_NAMES["student_kd"], "qad": QAD_NAME}
+    found = [(names[k], ctx.work / d / "results.csv") for k, d in RUN_DIRS.items()]
+    return [(name, csv) for name, csv in found if csv.is_file()]

@@ -1,0 +1,75 @@
+"""run_training, the one training entry point of `detdistill train` and `detdistill run`: which runs it reuses,
+resumes or refuses before anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from detdistill.distill import api
+from detdistill.distill.api import TrainInputError, TrainJob, run_training
+
+
+def _run_dir(tmp_path: Path, last: dict | bytes | None) -> Path:
+    run_dir = tmp_path / "run"
+    (run_dir / "weights").mkdir(parents=True)
+    if isinstance(last, bytes):
+        (run_dir / "weights" / "last.pt").write_bytes(last)
+    elif last is not None:
+        torch.save(last, run_dir / "weights" / "last.pt")
+    return run_dir
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Record resume calls; fail on anything that would start a training."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(api, "resume_config", lambda last: {"teacher": "t.pt", "recipe": "default"})
+    monkeypatch.setattr(api, "resume", lambda last, cfg, **args: calls.append((Path(last), cfg, args)) or Path("b.pt"))
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("a training started"))
+    monkeypatch.setattr(api, "check_inputs", lambda *a, **k: pytest.fail("inputs checked for a run to reuse"))
+    return calls
+
+
+def test_a_finished_run_is_reused(tmp_path, no_training):
+    run_dir = _run_dir(tmp_path, {"epoch": -1, "optimizer": None})
+    for teacher in (None, "t.pt"):
+        assert run_training(TrainJob("s.yaml", "d.yaml", teacher, run_dir=run_dir)) == run_dir / "weights" / "best.pt"
+    assert no_training == []
+
+
+def test_an_interrupted_distillation_resumes_as_it_started_and_an_explicit_resume_takes_new_arguments(
+        tmp_path, no_training):
+    run_dir = _run_dir(tmp_path, {"epoch": 3, "optimizer": {"state": {}}})
+    last = run_dir / "weights" / "last.pt"
+    assert run_training(TrainJob("s.yaml", "d.yaml", "t.pt", run_dir=run_dir, train_args={"epochs": 9})) == Path("b.pt")
+    run_training(TrainJob(resume=last, train_args={"batch": 4}))
+    assert no_training == [(last, {"teacher": "t.pt", "recipe": "default"}, {}),
+                           (last, {"teacher": "t.pt", "recipe": "default"}, {"batch": 4})]
+
+
+def test_a_damaged_last_pt_is_named_with_the_fix(tmp_path, no_training):
+    run_dir = _run_dir(tmp_path, b"PK\x03\x04 cut short")
+    with pytest.raises(TrainInputError, match=f"delete {run_dir} and rerun"):
+        run_training(TrainJob("s.yaml", "d.yaml", "t.pt", run_dir=run_dir))
+
+
+def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_pt, coco8_yaml):
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("a training started"))
+    with pytest.raises(TrainInputError, match="must be a model YAML"):
+        run_training(TrainJob("student.txt", coco8_yaml, teacher_pt))
+    with pytest.raises(TrainInputError, match="does not exist: pass a folder of images"):
+        run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, unlabeled=tmp_path / "missing"))
+    with pytest.raises(TrainInputError, match="does not exist"):
+        run_training(TrainJob(resume=tmp_path / "gone" / "last.pt"))
+    for job in (TrainJob("s.pt", coco8_yaml, int8=True), TrainJob("s.yaml", coco8_yaml, unlabeled=tmp_path)):
+        with pytest.raises(TrainInputError, match="needs a teacher"):
+            run_training(job)
+
+
+def test_the_job_pins_its_run_folder_in_the_train_arguments(tmp_path):
+    job = TrainJob("s.yaml", "d.yaml", run_dir=tmp_path / "student-kd", train_args={"epochs": 3, "name": "x"})
+    assert job.args() == {"epochs": 3, "name": "student-kd", "project": str(tmp_path), "exist_ok": True}
+    assert TrainJob(train_args={"epochs": 3}).args() == {"epochs": 3}
