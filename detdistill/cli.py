@@ -66,6 +66,12 @@ def train(
         False, "--int8", help="Quantization-aware distillation: fine-tune the student with INT8 fake quantization "
         "(NVIDIA ModelOpt) under the KD losses; `detdistill export` then writes a Q/DQ ONNX with the learned scales. "
         "Without --teacher, a .pt student is its own FP32 teacher."),
+    augment: str = typer.Option(
+        None, help="Road-domain augmentation of the training images: 'road' (weather, low light, blur, sensor "
+        "noise, JPEG; needs the robust extra). Validation images stay clean."),
+    teacher_clean: bool = typer.Option(
+        False, "--teacher-clean", help="With --augment: the teacher sees each image before the augmentation, the "
+        "student after it (robustness distillation)."),
 ) -> None:
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
@@ -89,7 +95,8 @@ def train(
     # every input is checked before training; a bad one ends in one `error:` line through the app's ErrorBoundary
     job = api.TrainJob(student=student, data=data, teacher=teacher, recipe=recipe,
                        class_map=parse_class_map_arg(class_map) if class_map else None, freeze_bn=freeze_bn,
-                       int8=int8, unlabeled=unlabeled, pseudo_conf=pseudo_conf, resume=resume, train_args=overrides)
+                       int8=int8, augment=augment, teacher_clean=teacher_clean, unlabeled=unlabeled,
+                       pseudo_conf=pseudo_conf, resume=resume, train_args=overrides)
     best = api.run_training(job)
     console.print(f"student checkpoint: [bold]{best}[/]")
 

@@ -64,9 +64,12 @@ def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_p
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, unlabeled=tmp_path / "missing"))
     with pytest.raises(TrainInputError, match="does not exist"):
         run_training(TrainJob(resume=tmp_path / "gone" / "last.pt"))
-    for job in (TrainJob("s.pt", coco8_yaml, int8=True), TrainJob("s.yaml", coco8_yaml, unlabeled=tmp_path)):
+    for job in (TrainJob("s.pt", coco8_yaml, int8=True), TrainJob("s.yaml", coco8_yaml, unlabeled=tmp_path),
+                TrainJob("s.yaml", coco8_yaml, augment="road", teacher_clean=True)):
         with pytest.raises(TrainInputError, match="needs a teacher"):
             run_training(job)
+    with pytest.raises(ValueError, match="unknown augmentation preset 'fog'"):
+        run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, augment="fog"))
 
 
 def test_the_job_pins_its_run_folder_in_the_train_arguments(tmp_path):

@@ -67,6 +67,9 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"data": {"shapes": {"n_val": 0}}}, "data.shapes.n_val: must be an integer in [1"),
     ({"teacher": {"train": {"epochs": 2.5}}}, "teacher.train.epochs: must be an integer in [1"),
     ({"distill": {"baseline": "no"}}, "distill.baseline: true or false"),
+    ({"distill": {"augment": "raod"}}, "distill.augment: unknown augmentation preset 'raod': choose from road"),
+    ({"distill": {"teacher_clean": True}}, "distill.augment: teacher_clean needs an augmentation preset"),
+    ({"distill": {"teacher_clean": "yes"}}, "distill.teacher_clean: true or false"),
     ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
 ])
 def test_errors_name_the_field(change, message):

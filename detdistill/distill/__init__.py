@@ -1,6 +1,6 @@
 """Detection distillation on ultralytics YOLO: feature, logit and box distillers, recipes, trainer."""
 
-from .api import check_inputs, fit, resume, train
+from .api import TrainJob, check_inputs, fit, resume, run_training, train
 from .classmap import ClassMap, ClassMapError, build_class_map
 from .recipe import Recipe, RecipeError, load_recipe
 from .teacher import TeacherError, load_teacher
@@ -13,11 +13,13 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "TeacherError",
+    "TrainJob",
     "build_class_map",
     "check_inputs",
     "fit",
     "load_recipe",
     "load_teacher",
     "resume",
+    "run_training",
     "train",
 ]

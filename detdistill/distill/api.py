@@ -75,13 +75,16 @@ def check_inputs(
 
 
 def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | None = None,
-        freeze_bn: bool = False, int8: bool = False, **train_args: Any) -> Path:
+        freeze_bn: bool = False, int8: bool = False, augment: str | None = None, teacher_clean: bool = False,
+        **train_args: Any) -> Path:
     """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``.
-    ``int8``: quantization-aware distillation (:mod:`detdistill.distill.qad`)."""
+    ``int8``: quantization-aware distillation (:mod:`detdistill.distill.qad`); ``augment``: a training
+    augmentation preset (:mod:`detdistill.data.road_augment`), ``teacher_clean``: the teacher sees the image
+    before it."""
     from ultralytics import YOLO
 
     model = YOLO(str(student))
-    trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn, int8)
+    trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn, int8, augment, teacher_clean)
     model.train(trainer=trainer, data=str(data), **train_args)
     return Path(model.trainer.best)
 
@@ -163,6 +166,8 @@ class TrainJob:
     class_map: dict | None = None
     freeze_bn: bool = False
     int8: bool = False
+    augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), e.g. "road"
+    teacher_clean: bool = False  # with a teacher and a preset: the teacher sees the image before the preset
     unlabeled: Path | None = None
     pseudo_conf: float = 0.4
     run_dir: Path | None = None
@@ -190,11 +195,15 @@ def run_training(job: TrainJob) -> Path:
             return best
         if last.is_file():
             return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
+    from ..data.road_augment import check_augment
+
     if job.teacher is None:
-        if job.int8 or job.unlabeled is not None:
-            raise TrainInputError(f"{'int8 (quantization-aware distillation)' if job.int8 else 'unlabeled images'} "
-                                  "needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
-        return _fit_plain(job)
+        if job.int8 or job.unlabeled is not None or job.teacher_clean:
+            need = ("int8 (quantization-aware distillation)" if job.int8 else
+                    "unlabeled images" if job.unlabeled is not None else "teacher_clean")
+            raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
+        return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+    check_augment(job.augment, job.teacher_clean)
     try:
         recipe, _ = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)
         data = _with_unlabeled(job) if job.unlabeled is not None else job.data
@@ -202,7 +211,8 @@ def run_training(job: TrainJob) -> Path:
         if type(e).__module__.startswith("detdistill."):  # TeacherError, RecipeError, ...: they name the input
             raise
         raise TrainInputError(str(e)) from e
-    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, **job.args())
+    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, job.augment,
+               job.teacher_clean, **job.args())
 
 
 def finished_run(run_dir: Path) -> bool:
@@ -246,7 +256,7 @@ def _fit_plain(job: TrainJob) -> Path:
     from .student_trainer import StudentTrainer
 
     model = YOLO(str(job.student))
-    model.train(trainer=StudentTrainer.with_frozen_bn(job.freeze_bn), data=str(job.data), **job.args())
+    model.train(trainer=StudentTrainer.with_options(job.freeze_bn, job.augment), data=str(job.data), **job.args())
     return job.run_dir / "weights" / "best.pt" if job.run_dir is not None else Path(model.trainer.best)
 
 

@@ -128,6 +128,8 @@ class DistillSection:
     recipe: str | None = "default"
     class_map: dict = free_form()
     baseline: bool = True
+    augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), both students
+    teacher_clean: bool = False  # with augment: the KD teacher sees each image before the preset
 
 
 @dataclass(frozen=True)
@@ -310,8 +312,16 @@ def _check(cfg: PipelineConfig) -> None:
         _text(cfg.teacher.train.model, "teacher.train.model", "a model YAML or .pt", optional=False)
     _check_student(cfg.student)
     _text(cfg.distill.recipe, "distill.recipe", "a recipe name or YAML path (or null)")
-    if not isinstance(cfg.distill.baseline, bool):
-        raise PipelineError(f"distill.baseline: true or false, got {cfg.distill.baseline!r}")
+    for key in ("baseline", "teacher_clean"):
+        if not isinstance(getattr(cfg.distill, key), bool):
+            raise PipelineError(f"distill.{key}: true or false, got {getattr(cfg.distill, key)!r}")
+    if cfg.distill.augment is not None or cfg.distill.teacher_clean:
+        from ..data.road_augment import AugmentationError, check_augment
+
+        try:
+            check_augment(cfg.distill.augment, cfg.distill.teacher_clean)
+        except AugmentationError as e:
+            raise PipelineError(f"distill.augment: {e}") from e
     _check_export(cfg.export)
     _number(cfg.measure.bench_runs, "measure.bench_runs", 50, 100000, integer=True)
     _number(cfg.measure.eval_limit, "measure.eval_limit", 1, 10**7, integer=True, optional=True)

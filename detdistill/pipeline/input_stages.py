@@ -91,7 +91,7 @@ def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
 def pruned_teacher(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     """``student.prune``: the teacher pruned to its budget (and refitted on the train images) in
     ``<work>/student-pruned.pt``. The pipeline's one call into :mod:`detdistill.prune`."""
-    from ..prune import prune_checkpoint
+    from ..prune import PruneConfig, prune_checkpoint
 
     s = ctx.cfg.student
     p, out = s.prune, ctx.work / "student-pruned.pt"
@@ -101,4 +101,4 @@ def pruned_teacher(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     if p.refit:  # least-squares refit of the pruned layers on the train images (prune/reconstruct.py)
         kwargs.update(calib=data, calib_images=p.calib_images)
     return ctx.stages.run("prune", {"teacher": teacher_pt, **kwargs}, [out],
-                          lambda: str(prune_checkpoint(teacher_pt, out, **kwargs).path))
+                          lambda: str(prune_checkpoint(teacher_pt, out, PruneConfig(**kwargs)).path))

@@ -29,6 +29,12 @@ def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, jo
                                clean=(run_dir,)))
 
 
+def _augment_key(dist, teacher_clean: bool = False) -> dict:
+    """The augmentation settings in a training stage's key, only when set (finished work folders keep their keys)."""
+    key = {"augment": dist.augment} if dist.augment else {}
+    return {**key, "teacher_clean": True} if teacher_clean and dist.teacher_clean else key
+
+
 def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_pt: Path) -> list[Artifact]:
     """The no-KD baseline (on the labelled data) and the distilled student (on ``kd_data``: the labelled data
     plus any teacher-labelled images), as configured."""
@@ -41,17 +47,19 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
     if dist.baseline:
         run_dir = ctx.work / RUN_DIRS["student"]
         args = ctx.train_args(run_dir, size)
-        job = TrainJob(student=start, data=data, freeze_bn=freeze, run_dir=run_dir, train_args=args)
-        key = {"student": start_key, "data": data, "args": args, "freeze_bn": freeze}
+        job = TrainJob(student=start, data=data, freeze_bn=freeze, augment=dist.augment, run_dir=run_dir,
+                       train_args=args)
+        key = {"student": start_key, "data": data, "args": args, "freeze_bn": freeze, **_augment_key(dist)}
         best = _train(ctx, "train student without KD", key, run_dir, job)
         out.append(Artifact("student", "pt", best, best, imgsz))
     if dist.recipe:
         run_dir = ctx.work / RUN_DIRS["student_kd"]
         args = ctx.train_args(run_dir, size)
         job = TrainJob(student=start, data=kd_data, teacher=teacher_pt, recipe=dist.recipe, class_map=dist.class_map,
-                       freeze_bn=freeze, run_dir=run_dir, train_args=args)
+                       freeze_bn=freeze, augment=dist.augment, teacher_clean=dist.teacher_clean, run_dir=run_dir,
+                       train_args=args)
         key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": dist.recipe,
-               "class_map": dist.class_map, "freeze_bn": freeze}
+               "class_map": dist.class_map, "freeze_bn": freeze, **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, run_dir, job)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
     return out
