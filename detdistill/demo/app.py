@@ -33,7 +33,7 @@ from .capture import FrameSource, SourceError
 from .gather import SourceSet
 from .output import Outputs
 from .pipeline import Pipeline
-from .sources import SourceSpec, open_source
+from .sources import SourceSpec, at_frame_size, open_source
 from .stages import stages_for
 from .stats import Summary
 
@@ -251,6 +251,9 @@ def run_demo(
         show = False
 
     specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    frame_hw = getattr(detector, "frame", None)
+    if frame_hw is not None:  # the model's letterbox is in its graph: it takes frames of one size
+        specs = [s if isinstance(s, FrameSource) else at_frame_size(s, frame_hw) for s in (specs or [None])]
     srcs = open_sources(specs or [None], log, max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
                         stall_timeout_s=stall_timeout_s)
     sources = SourceSet(srcs, max_frames=max_frames, log=log)

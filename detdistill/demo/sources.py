@@ -302,6 +302,19 @@ def grabber_factory(spec: SourceSpec, *, realtime: bool = True) -> Callable[[], 
     return lambda: CvGrabber(spec, attempts).open()
 
 
+def at_frame_size(source: str | int | SourceSpec | None, frame_hw: tuple[int, int]) -> str | int | SourceSpec | None:
+    """Ask a camera, CSI sensor or the synthetic clip for ``(h, w)`` frames (a model with its letterbox in the graph
+    takes one size), unless the source names its own width or height; other sources are returned as they are."""
+    if isinstance(source, str) and re.search(r"[?&#](width|height)=", source):
+        return source
+    spec = source if isinstance(source, SourceSpec) else parse_source(source)
+    if spec.kind not in ("auto", "camera", "csi", "synthetic"):
+        return source
+    spec.height, spec.width = frame_hw
+    spec.options["fit"] = "1"  # for auto: the camera or clip it resolves to gets the size too
+    return spec
+
+
 def open_source(
     source: str | int | SourceSpec | None,
     *,
@@ -318,9 +331,10 @@ def open_source(
     spec = source if isinstance(source, SourceSpec) else parse_source(source)
     log = log or (lambda message: None)
     if spec.kind == "auto":
+        size = {"width": spec.width, "height": spec.height} if spec.options.get("fit") else {}
         if sys.platform.startswith("linux") and os.path.exists("/dev/video0"):
             try:
-                return open_source(SourceSpec("camera", "/dev/video0", index=0),
+                return open_source(SourceSpec("camera", "/dev/video0", index=0, **size),
                                    max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
                                    stall_timeout_s=stall_timeout_s, log=log)
             except SourceError as exc:
@@ -328,6 +342,8 @@ def open_source(
         else:
             log("no camera and no --source: using the synthetic clip")
         spec = parse_source("synthetic")
+        if size:
+            spec.width, spec.height = size["width"], size["height"]
     source_obj = FrameSource(
         grabber_factory(spec),
         live=spec.live,

@@ -19,9 +19,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from detdistill.runtime.detector import Detections, Detector
+from detdistill.runtime.detector import Detections, Detector, to_frame
 from detdistill.runtime.letterbox import LetterboxInfo, letterbox, preprocess
-from detdistill.runtime.postprocess import decode, scale_boxes, split_head
 
 _F32_255 = np.float32(255)
 
@@ -81,6 +80,10 @@ class RuntimeStages:
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo], float]:
         """Letterbox ``images`` into one input batch; returns (batch, letterbox infos, ms)."""
         t0 = time.perf_counter()
+        if self.detector.frame is not None:  # letterbox in the graph: the frames themselves, checked for size
+            inputs = [self.detector.preprocess(image) for image in images]
+            batch = inputs[0][0] if len(inputs) == 1 else np.concatenate([x for x, _ in inputs])
+            return batch, [info for _, info in inputs], (time.perf_counter() - t0) * 1e3
         batch = self.pool.take(len(images))
         infos = []
         for i, image in enumerate(images):
@@ -99,19 +102,18 @@ class RuntimeStages:
         t0 = time.perf_counter()
         outputs = self.backend.infer(batch)
         ms = (time.perf_counter() - t0) * 1e3
-        self.pool.give(batch)
+        if self.detector.frame is None:
+            self.pool.give(batch)
         return outputs, {"inference": ms}
 
     def finish(self, outputs: list[np.ndarray], infos: list[LetterboxInfo]) -> tuple[list[Any], float]:
-        """Decode + NMS each frame of the batch, boxes in frame pixels; returns (detections, ms)."""
+        """Decode + NMS (or the model's own postprocess mode) each frame of the batch, boxes in frame pixels;
+        returns (detections, ms)."""
         t0 = time.perf_counter()
-        d = self.detector
-        boxes, scores = split_head(outputs, len(self.names) or None)
         results = []
         for i, info in enumerate(infos):
-            xyxy, score, cls = decode(boxes[i], scores[i], conf=d.conf, iou=d.iou, classes=d.classes,
-                                      multi_label=d.multi_label, max_det=d.max_det)
-            results.append(Detections(scale_boxes(xyxy, info), score, cls))
+            xyxy, score, cls = self.detector.postprocess(outputs, i)
+            results.append(Detections(to_frame(xyxy, info), score, cls))
         return results, (time.perf_counter() - t0) * 1e3
 
 

@@ -28,19 +28,33 @@ def export(
     simplify: bool = typer.Option(True, help="Simplify the graph with onnxslim."),
     parity: Optional[Path] = typer.Option(
         None, help="Folder/list of real images for the ONNX-vs-PyTorch parity check (default: 2 sample photos)."),
+    nms: bool = typer.Option(
+        False, help="Decode and class-aware NMS in the graph (ONNX NonMaxSuppression; EfficientNMS in `build`): "
+        "fixed-shape outputs num_dets, det_boxes, det_scores, det_classes."),
+    max_det: int = typer.Option(300, help="--nms: boxes kept per image (the fixed top-k)."),
+    nms_conf: float = typer.Option(0.001, help="--nms: score threshold in the graph (eval's 0.001 by default; the "
+                                   "runtime's --conf filters further)."),
+    nms_iou: float = typer.Option(0.7, help="--nms: IoU threshold in the graph."),
+    frame: Optional[str] = typer.Option(
+        None, help="Camera frame size WIDTHxHEIGHT, e.g. 1280x720: the input becomes that uint8 BGR frame, with "
+        "letterbox, BGR->RGB, /255 and HWC->CHW in the graph."),
 ) -> None:
     """Export a .pt to ONNX with separate boxes/scores outputs, metadata, and a parity check.
 
-    Example: detdistill export runs/student/best.pt --imgsz 640
+    A YOLOv10 / YOLO26 (NMS-free) head is exported through its one-to-one branch: no NMS anywhere.
+
+    Example: detdistill export runs/student/best.pt --imgsz 640 --nms --frame 1280x720
     """
     _need_file(weights, "weights", (".pt",), "Pass the best.pt written by training.")
     from ..data.image_lists import list_images
-    from .onnx_export import ParityError, default_parity_images, export_onnx
+    from .onnx_export import ParityError, default_parity_images, export_onnx, parse_frame
 
     try:
+        frame_hw = parse_frame(frame) if frame else None
         images = list_images(parity, limit=8) if parity else default_parity_images()
         out = export_onnx(weights, output, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
-                          simplify=simplify, parity_images=images)
+                          simplify=simplify, parity_images=images, nms=nms, max_det=max_det, nms_conf=nms_conf,
+                          nms_iou=nms_iou, frame=frame_hw)
     except (ValueError, FileNotFoundError, ParityError) as e:
         fail(str(e))
     typer.echo(f"wrote {out}")
@@ -204,7 +218,7 @@ def bench_cmd(
 
     kwargs = {"device": device} if model.suffix == ".onnx" else {}
     try:
-        det = Detector(model, **kwargs)
+        det = Detector(model, fit_frames=True, **kwargs)  # a --frame model: other-size frames fitted on the host
         _warn(det)
         r = bench(det, images, runs=runs, warmup=warmup)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -60,10 +60,48 @@ def _metadata(model, weights: Path, imgsz: tuple[int, int], head_prefix: str, ba
         "preprocess": json.dumps({"letterbox": "val", "pad_value": 114, "scale": 1 / 255, "channels": "RGB",
                                   "layout": "NCHW"}),
         "outputs": json.dumps({"boxes": "xywh pixels (B,4,N)", "scores": "class probabilities (B,nc,N)"}),
+        "postprocess": "host_nms",
         "head": head_prefix,
         "source": weights.name,
         "source_sha256": file_sha256(weights),
     }
+
+
+def _add_tails(proto, meta: dict, *, nms_free: bool, nms: dict | None, frame: tuple[int, int] | None,
+               imgsz: tuple[int, int]):
+    """Write the NMS-free / in-graph NMS / in-graph preprocessing variants into ``proto`` and ``meta``."""
+    from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
+
+    if nms_free:
+        meta["postprocess"] = "none"
+        meta["outputs"] = json.dumps({"boxes": "xywh pixels (B,4,N), one-to-one head",
+                                      "scores": "class probabilities (B,nc,N), one-to-one head: top-k, no NMS"})
+    if nms is not None:
+        proto = add_graph_nms(proto, conf=nms["conf"], iou=nms["iou"], max_det=nms["max_det"])
+        meta["postprocess"] = "graph_nms"
+        meta["nms"] = json.dumps({**nms, "class_aware": True, "multi_label": True, "boxes": NMS_BOXES,
+                                  "scores": OUTPUT_NAMES[1]})
+        meta["outputs"] = json.dumps({"num_dets": "int32 (B,1)", "det_boxes": "xyxy pixels (B,K,4)",
+                                      "det_scores": "(B,K)", "det_classes": "int32 (B,K)"})
+    if frame is not None:
+        geo = letterbox_geometry(frame, imgsz)
+        proto = add_graph_preprocess(proto, geo, pad_value=114, images=INPUT_NAME)
+        pre = json.loads(meta["preprocess"])
+        meta["preprocess"] = json.dumps({**pre, "in_graph": True, "frame": list(frame), "input": FRAME_INPUT,
+                                         "input_format": "uint8 (B,H,W,3) BGR", "resized": list(geo.resized),
+                                         "pad": list(geo.pad)})
+    return proto
+
+
+def parse_frame(text: str) -> tuple[int, int]:
+    """``"1280x720"`` (width x height, as cameras name it) -> ``(720, 1280)`` (h, w)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--frame must be WIDTHxHEIGHT like 1280x720, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--frame must be positive, got {text!r}")
+    return h, w
 
 
 def export_onnx(
@@ -77,6 +115,12 @@ def export_onnx(
     simplify: bool = True,
     parity_images: list[str | Path] | None = None,
     parity_atol: tuple[float, float] = (0.05, 1e-3),
+    nms: bool = False,
+    max_det: int = 300,
+    nms_conf: float = 0.001,
+    nms_iou: float = 0.7,
+    frame: tuple[int, int] | None = None,
+    one2one: bool = True,
 ) -> Path:
     """Export ``weights`` to ONNX and (with ``parity_images``) check ONNX Runtime against PyTorch.
 
@@ -87,6 +131,10 @@ def export_onnx(
         dynamic: make the batch dimension dynamic (input size stays static).
         parity_images: real images to compare raw outputs on; raises :class:`ParityError`
             when boxes differ by more than ``parity_atol[0]`` pixels or scores by more than ``parity_atol[1]``.
+        nms: decode and class-aware NMS in the graph (``nms_conf``, ``nms_iou``), fixed top-``max_det`` outputs.
+        frame: ``(h, w)`` of the camera frames: the input becomes that uint8 BGR frame, letterboxed in the graph.
+        one2one: export a YOLOv10 / YOLO26 head through its NMS-free one-to-one branch (``False``: one-to-many).
+    The network itself is checked for parity before the in-graph pre/post-processing is added.
     """
     import onnx
     import torch
@@ -99,16 +147,23 @@ def export_onnx(
         raise ValueError(f"imgsz {hw} must be positive multiples of the model stride {stride} (e.g. 320, 640)")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if nms and not (0 <= nms_conf <= 1 and 0 <= nms_iou <= 1 and max_det >= 1):
+        raise ValueError(f"NMS needs conf and iou in [0, 1] and max_det >= 1, got {nms_conf}, {nms_iou}, {max_det}")
     output = Path(output) if output else weights.with_suffix(".onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
-    wrapper, head = ExportWrapper.build(model, dynamic_shape=False)
+    wrapper, head = ExportWrapper.build(model, dynamic_shape=False, one2one=one2one)
+    if nms and wrapper.nms_free:
+        raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
+                         "(its outputs are ranked by score on the host)")
+    tails = wrapper.nms_free or nms or frame is not None
+    core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():
         wrapper(x)  # builds anchors for this input size
         dyn = {n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None
-        torch.onnx.export(wrapper, x, str(output), opset_version=opset, input_names=[INPUT_NAME],
+        torch.onnx.export(wrapper, x, str(core), opset_version=opset, input_names=[INPUT_NAME],
                           output_names=list(OUTPUT_NAMES), dynamic_axes=dyn, dynamo=False)
-    proto = onnx.load(str(output))
+    proto = onnx.load(str(core))
     if simplify:
         import onnxslim
 
@@ -118,14 +173,29 @@ def export_onnx(
     if has_qdq(proto):  # a quantization-aware (QAD/QAT) model
         # ModelOpt's INT8: symmetric int8 weights and activations, the explicit form TensorRT builds
         meta["quantization"] = json.dumps({"target": "tensorrt", "scheme": "s8s8", "method": "qad"})
+    _write(proto, meta, core)
+    try:
+        if parity_images:
+            report = check_parity(weights, core, parity_images, atol=parity_atol, _model=wrapper)
+            print(report)
+        if tails:
+            settings = {"conf": float(nms_conf), "iou": float(nms_iou), "max_det": int(max_det)} if nms else None
+            proto = _add_tails(proto, meta, nms_free=wrapper.nms_free, nms=settings, frame=frame, imgsz=hw)
+            onnx.checker.check_model(proto)
+            _write(proto, meta, output)
+    finally:
+        if tails:
+            core.unlink(missing_ok=True)
+    return output
+
+
+def _write(proto, meta: dict, path: Path) -> None:
+    import onnx
+
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
-    onnx.save(proto, str(output))
-    if parity_images:
-        report = check_parity(weights, output, parity_images, atol=parity_atol, _model=wrapper)
-        print(report)
-    return output
+    onnx.save(proto, str(path))
 
 
 def check_parity(

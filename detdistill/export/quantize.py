@@ -267,6 +267,9 @@ def quantize_onnx(
         raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
+    if info.frame is not None:
+        raise ValueError(f"{src} takes uint8 camera frames (preprocessing in the graph); calibration feeds letterboxed "
+                         "images: quantize the export without --frame (with --nms if wanted) instead")
     if info.quantization.get("method") == "qad":
         raise ValueError(f"{src} is already quantized: a quantization-aware (QAD) export carries its learned INT8 "
                          "scales; evaluate it or build its engine as it is")

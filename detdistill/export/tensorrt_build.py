@@ -8,6 +8,12 @@ Decisions (pure, unit-tested through :func:`plan_build`):
 * TensorRT 11+: strongly typed networks only. INT8 needs a Q/DQ ONNX (``detdistill quantize --target
   tensorrt``); the FP16/INT8 flags and calibrators no longer exist.
 
+* An ONNX with NMS in its graph (``detdistill export --nms``) is built from its network up to the NMS inputs,
+  followed by TensorRT's ``EfficientNMS_TRT`` plugin with the exported settings: fixed-shape outputs
+  (``num_dets``, ``det_boxes``, ``det_scores``, ``det_classes``) and no data-dependent shapes. TensorRT would
+  parse ONNX ``NonMaxSuppression`` into its ``INMSLayer``, whose data-dependent output shape TensorRT 10 runs
+  markedly slower than 8.6 did (a known regression), and which still needs the scatter/top-k tail.
+
 The ``trt`` argument of :func:`build_engine` is the seam: tests inject a fake module object.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -195,9 +202,17 @@ def build_engine(
         net_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(net_flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    graph_nms = info.postprocess == "graph_nms"
+    if info.frame is not None and plan.calibrator:
+        raise BuildError("implicit INT8 calibration feeds letterboxed images, but this ONNX takes uint8 camera frames "
+                         "(--frame): build --precision fp16, or calibrate the export without --frame")
+    with tempfile.TemporaryDirectory() as tmp:
+        parsed = pre_nms_onnx(proto, Path(tmp) / "pre_nms.onnx", info.nms) if graph_nms else onnx_path
+        if not parser.parse_from_file(str(parsed)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    if graph_nms:
+        add_efficient_nms(trt, network, logger, info.nms)
     config = builder.create_builder_config()
     if workspace_gb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
@@ -266,6 +281,8 @@ def build_engine(
         "names": {str(k): v for k, v in info.names.items()},
         "stride": info.stride,
         "preprocess": json.loads(meta.get("preprocess", "{}") or "{}"),
+        "postprocess": info.postprocess,
+        "nms": info.nms or None,
         "source_onnx": onnx_path.name,
         "source_onnx_sha256": file_sha256(onnx_path),
         "calib_images": len(calib_files) or None,
@@ -288,3 +305,48 @@ def _pin_head(trt: Any, network: Any, head_prefix: str) -> None:
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
                 layer.set_output_type(j, trt.float32)
+
+
+def pre_nms_onnx(proto: onnx.ModelProto, dst: Path, nms: dict) -> Path:
+    """The network of an ``export --nms`` ONNX up to its NMS inputs (``nms['boxes']`` (B,N,4) xywh, ``nms['scores']``)."""
+    from onnx.utils import Extractor
+
+    sub = Extractor(proto).extract_model([proto.graph.input[0].name], [nms["boxes"], nms["scores"]])
+    sub.metadata_props.extend(proto.metadata_props)
+    onnx.save(sub, str(dst))
+    return dst
+
+
+def add_efficient_nms(trt: Any, network: Any, logger: Any, nms: dict) -> None:
+    """Replace the network's (boxes, scores) outputs by TensorRT's EfficientNMS_TRT plugin and its four outputs."""
+    from ..runtime.postprocess import NMS_OUTPUTS
+
+    fix = ("install TensorRT's plugin library (libnvinfer-plugin10, part of JetPack's nvidia-tensorrt and of "
+           "`pip install tensorrt`), or export without --nms and let the runtime run NMS on the host")
+    if not trt.init_libnvinfer_plugins(logger, ""):
+        raise BuildError(f"TensorRT {trt.__version__} could not load its plugin library (libnvinfer_plugin) that "
+                         f"holds EfficientNMS_TRT, which this --nms model needs: {fix}")
+    registry = trt.get_plugin_registry()
+    find = getattr(registry, "get_creator", None) or registry.get_plugin_creator
+    creator = find("EfficientNMS_TRT", "1", "")
+    if creator is None:
+        raise BuildError(f"TensorRT {trt.__version__} has no EfficientNMS_TRT plugin (version 1) in its registry, "
+                         f"which this --nms model needs: {fix}")
+    outputs = {network.get_output(i).name: network.get_output(i) for i in range(network.num_outputs)}
+    boxes, scores = outputs[nms["boxes"]], outputs[nms["scores"]]
+    to_bnc = network.add_shuffle(scores)  # (B, nc, N) -> (B, N, nc)
+    to_bnc.second_transpose = (0, 2, 1)
+    i32, f32 = trt.PluginFieldType.INT32, trt.PluginFieldType.FLOAT32
+    fields = [("background_class", -1, i32), ("max_output_boxes", int(nms["max_det"]), i32),
+              ("score_threshold", float(nms["conf"]), f32), ("iou_threshold", float(nms["iou"]), f32),
+              ("score_activation", 0, i32), ("class_agnostic", 0, i32), ("box_coding", 1, i32)]  # 1: xywh in
+    collection = trt.PluginFieldCollection([
+        trt.PluginField(name, np.array([v], np.int32 if t is i32 else np.float32), t) for name, v, t in fields])
+    plugin = creator.create_plugin("detdistill_efficient_nms", collection)
+    layer = network.add_plugin_v2([boxes, to_bnc.get_output(0)], plugin)
+    network.unmark_output(boxes)
+    network.unmark_output(scores)
+    for i, name in enumerate(NMS_OUTPUTS):  # num_detections, detection_boxes (xyxy), scores, classes
+        out = layer.get_output(i)
+        out.name = name
+        network.mark_output(out)

@@ -5,34 +5,52 @@ from __future__ import annotations
 import copy
 
 
+def has_one2one(head) -> bool:
+    """Whether a Detect head carries an NMS-free one-to-one branch (YOLOv10, YOLO26)."""
+    return getattr(head, "one2one_cv2", None) is not None
+
+
 class ExportWrapper:
-    """Built lazily (needs torch): runs the model in export mode and splits boxes from scores."""
+    """Built lazily (needs torch): runs the model in export mode and splits boxes from scores.
+
+    A head with a one-to-one branch (YOLOv10, YOLO26) is exported through that branch (``one2one=True``,
+    the default): the same two outputs, ``boxes`` xywh and ``scores``, whose top-k needs no NMS. The built
+    module's ``nms_free`` attribute says which branch it runs.
+    """
 
     @staticmethod
-    def build(model, dynamic_shape: bool):
+    def build(model, dynamic_shape: bool, one2one: bool = True):
         import torch
         from ultralytics.nn.modules import C2f, Detect
 
         model = copy.deepcopy(model).float().eval()
         for p in model.parameters():
             p.requires_grad = False
+        heads = [m for m in model.modules() if isinstance(m, Detect)]
+        if not heads:
+            raise ValueError("the model has no YOLO Detect head")
+        head = heads[-1]
+        nms_free = one2one and has_one2one(head)
+        if has_one2one(head):
+            head.end2end = nms_free  # which branch fuse() keeps
         model = model.fuse()
-        head = None
+        if nms_free and head.cv2 is None:
+            # run the one-to-one branch as a plain head: decoded xywh boxes and sigmoid scores, no top-k
+            head.cv2, head.cv3 = head.one2one_cv2, head.one2one_cv3
+            head.one2one_cv2 = head.one2one_cv3 = None
         for m in model.modules():
             if isinstance(m, Detect):
                 m.export, m.format, m.dynamic, m.shape = True, "onnx", dynamic_shape, None
-                head = m
             elif isinstance(m, C2f):
                 m.forward = m.forward_split
-        if head is None:
-            raise ValueError("the model has no YOLO Detect head")
         if getattr(head, "end2end", False):
-            raise ValueError("end-to-end (NMS-free) heads are not supported yet; export a YOLOv8/11-style head")
+            raise ValueError("could not select the one-to-one branch of this end-to-end head")
 
         class Split(torch.nn.Module):
             def __init__(self, inner):
                 super().__init__()
                 self.inner = inner
+                self.nms_free = nms_free
 
             def forward(self, x):
                 y = self.inner(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, load_backend
-from .letterbox import preprocess
-from .postprocess import decode, scale_boxes, split_head
+from .letterbox import LetterboxInfo, preprocess
+from .letterbox import letterbox as fit_letterbox
+from .postprocess import NMS_OUTPUTS, decode, decode_topk, graph_detections, scale_boxes, split_head
 
 
 @dataclass
@@ -29,12 +31,19 @@ class Detections:
 class Detector:
     """Run an exported YOLO detector (``.onnx`` via ONNX Runtime, ``.engine`` via TensorRT) on BGR frames.
 
+    The model's metadata says what runs on the host: decode + NMS (``postprocess: host_nms``), a top-k of an
+    NMS-free head (``none``; ``iou`` and ``multi_label`` do not apply), or nothing but a ``conf`` / ``classes`` /
+    ``max_det`` filter of the graph's own NMS (``graph_nms``; its IoU is the one it was exported with). A model
+    with in-graph preprocessing takes uint8 frames of one size as they are.
+
     Args:
         model: path to ``.onnx`` / ``.engine``, or an already built backend object.
         conf: score threshold. iou: NMS IoU threshold. classes: keep only these class ids.
         backend: ``auto`` (by file suffix), ``onnxruntime`` or ``tensorrt``.
         max_det: most boxes per frame. multi_label: one box per (anchor, class) above ``conf``.
         letterbox: ``val`` / ``predict`` to override the model's letterbox mode (metadata, default ``val``).
+        fit_frames: for a model with in-graph preprocessing, letterbox frames of another size to its frame size
+            on the host first (evaluation on images of many sizes) instead of refusing them.
         **backend_kwargs: passed to the backend, e.g. ``device="cuda"`` for ONNX Runtime.
     """
 
@@ -49,6 +58,7 @@ class Detector:
         max_det: int = 300,
         multi_label: bool = False,
         letterbox: str | None = None,
+        fit_frames: bool = False,
         **backend_kwargs,
     ) -> None:
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
@@ -69,13 +79,54 @@ class Detector:
             raise ValueError(f"classes {list(classes)} not all in the model's class ids 0..{len(self.names) - 1}")
         self.conf, self.iou, self.classes = conf, iou, classes
         self.max_det, self.multi_label = max_det, multi_label
+        self.postprocess_mode = info.postprocess
+        if self.postprocess_mode not in ("host_nms", "none", "graph_nms"):
+            raise ValueError(f"unknown postprocess {self.postprocess_mode!r} in the model's metadata; re-export it")
+        nms = info.nms
+        if self.postprocess_mode == "graph_nms":
+            if abs(float(nms.get("iou", iou)) - iou) > 1e-6:
+                warnings.warn(f"this model runs NMS in its graph at IoU {nms.get('iou')}; iou={iou} does not apply "
+                              "(export again with --nms-iou to change it)", stacklevel=2)
+            if conf < float(nms.get("conf", 0.0)) or max_det > int(nms.get("max_det", max_det)):
+                warnings.warn(f"this model's graph keeps scores above {nms.get('conf')} and at most "
+                              f"{nms.get('max_det')} boxes; conf={conf}, max_det={max_det} cannot go past them",
+                              stacklevel=2)
+        self.frame: tuple[int, int] | None = info.frame
+        self.fit_frames = fit_frames
+        self._frame_box: LetterboxInfo | None = None
+        if self.frame is not None:  # the graph's letterbox, to map its boxes back to the frame
+            self._frame_box = fit_letterbox(np.zeros((*self.frame, 3), np.uint8), self.imgsz, mode=info.letterbox,
+                                        pad_value=info.pad_value)[1]
         self.last_timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
 
     def preprocess(self, frame_bgr: np.ndarray, imgsz: tuple[int, int] | None = None):
-        """Letterbox exactly as the model was validated; returns ``(input, LetterboxInfo)``."""
+        """Letterbox exactly as the model was validated; returns ``(input, LetterboxInfo)``.
+
+        A model with in-graph preprocessing gets the frame itself (``LetterboxInfo`` is then a list: the
+        host's fit to the frame size, if any, then the graph's letterbox).
+        """
         info = self.backend.info
+        if self.frame is not None:
+            return self._frame_input(frame_bgr)
         return preprocess(frame_bgr, imgsz or self.imgsz, mode=info.letterbox, pad_value=info.pad_value,
                           dtype=self.backend.input_dtype, long_side=max(self.imgsz) if imgsz else None)
+
+    def _frame_input(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 \
+                or frame_bgr.dtype != np.uint8:
+            got = f"{type(frame_bgr).__name__} {getattr(frame_bgr, 'shape', '')} {getattr(frame_bgr, 'dtype', '')}"
+            raise ValueError(f"expected a uint8 HxWx3 BGR frame, got {got}")
+        (h, w), (fh, fw) = frame_bgr.shape[:2], self.frame
+        boxes = [self._frame_box]
+        if (h, w) != (fh, fw):
+            if not self.fit_frames:
+                raise ValueError(
+                    f"this model takes {fw}x{fh} frames (its letterbox is in the graph), got a {w}x{h} frame: set the "
+                    f"source to {fw}x{fh}, or export the model again with --frame {w}x{h}")
+            info = self.backend.info
+            frame_bgr, fit = fit_letterbox(frame_bgr, (fh, fw), mode=info.letterbox, pad_value=info.pad_value)
+            boxes.append(fit)
+        return np.ascontiguousarray(frame_bgr[None], dtype=self.backend.input_dtype), boxes
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         """Detect objects in one uint8 HxWx3 BGR frame."""
@@ -88,11 +139,32 @@ class Detector:
         t1 = time.perf_counter()
         outs = self.backend.infer(x)
         t2 = time.perf_counter()
-        boxes, scores = split_head(outs, len(self.names) or None)
-        xyxy, score, cls = decode(boxes[0], scores[0], conf=self.conf, iou=self.iou, classes=self.classes,
-                                  multi_label=self.multi_label, max_det=self.max_det)
-        res = Detections(scale_boxes(xyxy, lb), score, cls)
+        xyxy, score, cls = self.postprocess(outs)
+        res = Detections(to_frame(xyxy, lb), score, cls)
         t3 = time.perf_counter()
         self.last_timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                              "postprocess": (t3 - t2) * 1e3}
         return res
+
+    def postprocess(self, outs: list[np.ndarray], image: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw outputs of one image of the batch -> xyxy boxes in input pixels, scores, class ids.
+
+        What runs is the model's ``postprocess_mode``: decode + NMS, the top-k of an NMS-free head, or the
+        filter of the graph's NMS outputs.
+        """
+        if self.postprocess_mode == "graph_nms":
+            names = getattr(self.backend, "output_names", None) or getattr(self.backend, "outputs", None)
+            named = dict(zip(names if names and set(NMS_OUTPUTS) <= set(names) else NMS_OUTPUTS, outs))
+            return graph_detections(named, conf=self.conf, classes=self.classes, max_det=self.max_det, image=image)
+        boxes, scores = split_head(outs, len(self.names) or None)
+        if self.postprocess_mode == "none":
+            return decode_topk(boxes[image], scores[image], conf=self.conf, classes=self.classes, max_det=self.max_det)
+        return decode(boxes[image], scores[image], conf=self.conf, iou=self.iou, classes=self.classes,
+                      multi_label=self.multi_label, max_det=self.max_det)
+
+
+def to_frame(xyxy: np.ndarray, lb: LetterboxInfo | list[LetterboxInfo]) -> np.ndarray:
+    """Boxes in model-input pixels -> frame pixels, through one letterbox or the chain :meth:`Detector.preprocess` gives."""
+    for step in lb if isinstance(lb, list) else [lb]:
+        xyxy = scale_boxes(xyxy, step)
+    return xyxy

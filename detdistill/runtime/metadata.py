@@ -37,6 +37,25 @@ class ModelInfo:
         q = self.extra.get("quantization")
         return q if isinstance(q, dict) else {}
 
+    @property
+    def postprocess(self) -> str:
+        """``host_nms`` (decode + NMS on the host), ``none`` (NMS-free head: top-k on the host) or ``graph_nms``."""
+        return str(self.extra.get("postprocess") or "host_nms")
+
+    @property
+    def nms(self) -> dict[str, Any]:
+        """The in-graph NMS settings (conf, iou, max_det) of a ``graph_nms`` model; empty otherwise."""
+        n = self.extra.get("nms")
+        return n if isinstance(n, dict) else {}
+
+    @property
+    def frame(self) -> tuple[int, int] | None:
+        """``(h, w)`` of the uint8 BGR frames a model with in-graph preprocessing takes; ``None`` otherwise."""
+        pre = self.extra.get("preprocess")
+        if isinstance(pre, dict) and pre.get("in_graph") and pre.get("frame"):
+            return int(pre["frame"][0]), int(pre["frame"][1])
+        return None
+
     @classmethod
     def from_mapping(cls, meta: dict[str, Any]) -> "ModelInfo":
         """Build from a metadata mapping whose values may be JSON / literal strings."""

@@ -3,7 +3,9 @@
 Head layouts understood:
 
 * two outputs, ``boxes`` ``(B, 4, N)`` xywh pixels and ``scores`` ``(B, nc, N)`` (detdistill export);
-* one output ``(B, 4 + nc, N)`` (ultralytics' own ONNX/engine export).
+  :func:`decode` runs NMS on them, :func:`decode_topk` ranks them without NMS (NMS-free one-to-one heads);
+* one output ``(B, 4 + nc, N)`` (ultralytics' own ONNX/engine export);
+* ``num_dets`` / ``det_boxes`` / ``det_scores`` / ``det_classes`` (NMS in the graph): :func:`graph_detections`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from .letterbox import LetterboxInfo
 
 MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
+NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # a model with NMS in its graph
 
 
 def split_head(outputs: Sequence[np.ndarray], nc: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +107,69 @@ def decode(
     offset = 0 if agnostic else cls[:, None].astype(np.float32) * MAX_WH
     keep = nms(xyxy + offset, score, iou, max_det)
     return xyxy[keep], score[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+def decode_topk(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    conf: float = 0.25,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image of an NMS-free head: ``boxes (4, N)`` xywh, ``scores (nc, N)`` -> the best (box, class) pairs.
+
+    The ``max_det`` anchors with the highest class score, then the ``max_det`` best (anchor, class) pairs among
+    them, highest first, those above ``conf`` kept: the one-to-one head's own top-k (an anchor may carry several
+    classes), with no NMS.
+    """
+    if not 0 <= conf <= 1:
+        raise ValueError(f"conf must lie in [0, 1], got conf={conf}")
+    scores = scores.T  # (N, nc)
+    if classes is not None:
+        keep = np.zeros(scores.shape[1], bool)
+        keep[np.asarray(classes, np.int64)] = True
+        scores = np.where(keep[None], scores, 0)
+    k = min(max_det, scores.shape[0])
+    best = scores.max(1)
+    anchors = _top(best, k)
+    pairs = scores[anchors].ravel()
+    top = _top(pairs, min(k, pairs.size))
+    anchor, cls = anchors[top // scores.shape[1]], top % scores.shape[1]
+    score = pairs[top]
+    ok = score > conf
+    xyxy = xywh2xyxy(boxes.T[anchor[ok]].astype(np.float32, copy=False))
+    return xyxy, score[ok].astype(np.float32), cls[ok].astype(np.int64)
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first."""
+    if k < values.size:
+        part = np.argpartition(-values, k - 1)[:k]
+        return part[np.argsort(-values[part], kind="stable")]
+    return np.argsort(-values, kind="stable")
+
+
+def graph_detections(
+    outputs: dict[str, np.ndarray],
+    *,
+    conf: float = 0.25,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+    image: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image of a model with NMS in the graph: its fixed-size outputs -> xyxy boxes, scores, class ids.
+
+    Keeps the first ``num_dets`` rows (already ranked), those above ``conf`` and of ``classes``, at most ``max_det``.
+    """
+    n = int(np.asarray(outputs["num_dets"]).reshape(-1)[image])
+    boxes = np.asarray(outputs["det_boxes"][image][:n], np.float32)
+    score = np.asarray(outputs["det_scores"][image][:n], np.float32)
+    cls = np.asarray(outputs["det_classes"][image][:n]).astype(np.int64)
+    ok = score > conf
+    if classes is not None:
+        ok &= np.isin(cls, np.asarray(classes))
+    return boxes[ok][:max_det], score[ok][:max_det], cls[ok][:max_det]
 
 
 def scale_boxes(xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
