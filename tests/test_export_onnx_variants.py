@@ -125,6 +125,21 @@ def test_nms_free_eval_runs_through_detdistill_eval(nms_free, coco_mini_yaml):
         export_onnx(path.with_name("model.pt"), path.with_name("x.onnx"), imgsz=320, nms=True)
 
 
+def test_nms_free_checkpoint_evaluates_in_pytorch_as_its_onnx(nms_free, coco_mini_yaml):
+    """A YOLO26/YOLOv10 ``.pt`` evaluates through the one-to-one branch with top-k, as its export does."""
+    from detdistill.export.evaluate import open_detector
+
+    pt, path = nms_free
+    torch_det, onnx_det = open_detector(pt, imgsz=320), open_detector(path)
+    assert torch_det.postprocess_mode == onnx_det.postprocess_mode == "none"
+    for f in val_images(coco_mini_yaml, 2):
+        frame = cv2.imread(str(f))
+        a, b = torch_det(frame), onnx_det(frame)
+        keep_a, keep_b = a.scores > 0.3, b.scores > 0.3  # clear of the top-k cut's near-ties
+        _match(a.boxes[keep_a], a.scores[keep_a], a.class_ids[keep_a], b.boxes[keep_b], b.scores[keep_b],
+               b.class_ids[keep_b], 0.01, 1e-4)
+
+
 @pytest.fixture(scope="module")
 def teacher_variants(tmp_path_factory, teacher_pt):
     host = export_teacher(tmp_path_factory, teacher_pt)

@@ -27,7 +27,8 @@ class TorchBackend:
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
         names = {int(k): str(v) for k, v in model.names.items()}
         self.info = ModelInfo.from_mapping({"names": json.dumps(names), "imgsz": json.dumps(list(hw)),
-                                            "stride": str(int(max(model.stride)))})
+                                            "stride": str(int(max(model.stride))),
+                                            "postprocess": "none" if self.model.nms_free else "host_nms"})
         self.input_shape = (1, 3, *hw)
         self.input_dtype = np.float32
 
