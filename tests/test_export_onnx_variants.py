@@ -269,6 +269,18 @@ def test_demo_runs_a_frame_model_and_opens_the_clip_at_its_size(teacher_variants
     assert at_frame_size(str(tmp_path), (720, 1280)) == str(tmp_path)  # an image folder is not resized
 
 
+def test_bench_times_a_frame_model_on_frames_of_its_size(teacher_variants, coco_mini_yaml):
+    """bench feeds a --frame model camera-sized frames (no host letterbox): a strict Detector takes them as they are."""
+    from detdistill.export.bench import bench
+
+    _, _, frame = teacher_variants
+    det = Detector(frame, conf=0.25)  # fit_frames off: a frame of another size would be refused
+    with pytest.raises(ValueError, match="640x480"):
+        det(cv2.imread(str(val_images(coco_mini_yaml, 1)[0])))
+    for images in (None, coco_mini_yaml.parent / "images" / "val"):
+        assert bench(det, images, runs=50, warmup=1).fps > 0
+
+
 def test_export_cli_rejects_a_bad_frame_size(teacher_pt, tmp_path):
     from typer.testing import CliRunner
 

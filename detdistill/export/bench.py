@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..runtime import Detector
@@ -46,10 +47,13 @@ def bench(
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     det = model if isinstance(model, Detector) else Detector(model, conf=conf, backend=backend, **backend_kwargs)
+    size = det.frame or (480, 640)  # (h, w): a model with in-graph preprocessing takes its camera's frames
     if images is None:
-        frames = [np.full((480, 640, 3), 114, np.uint8)]
+        frames = [np.full((*size, 3), 114, np.uint8)]
     else:
         frames = [read_bgr(p) for p in list_images(images, limit=16)]
+        if det.frame:  # as the camera delivers them: at the model's frame size, no host letterbox timed
+            frames = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
     for i in range(warmup):
         det(frames[i % len(frames)])
     t = {s: [] for s in STAGES}
