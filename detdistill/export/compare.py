@@ -5,6 +5,10 @@ the images with replacement (Efron and Tibshirani, *An Introduction to the Boots
 every run's mAP50-95 on that sample, and takes the difference of the two methods' means over seeds.
 The percentile interval of those differences says how much the gain could move with other images of
 the same kind; a gain is claimed only where the interval excludes zero.
+
+Boxes are matched once per image (COCO's protocol, by :mod:`detdistill.export.coco_metrics`); a sample only
+re-accumulates precision and recall from the stored matches of the images it drew, each counted as often
+as it was drawn (:class:`~detdistill.export.coco_metrics.MatchTable`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import ImageRecord, map_of
+from .coco_metrics import ImageRecord, MatchTable
 
 
 @dataclass
@@ -48,12 +52,13 @@ def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], 
     n = len(a[0])
     if any(len(r) != n for r in (*a, *b)):
         raise ValueError("every run must be scored on the same images")
-    per_seed = [map_of(x)[0] - map_of(y)[0] for x, y in zip(a, b)]
+    tables = [(MatchTable(x), MatchTable(y)) for x, y in zip(a, b)]
+    per_seed = [ta.map()[0] - tb.map()[0] for ta, tb in tables]
     rng = np.random.default_rng(seed)
     diffs = np.empty(samples)
     for i in range(samples):
-        idx = rng.integers(0, n, n)
-        diffs[i] = np.mean([map_of(x, idx)[0] - map_of(y, idx)[0] for x, y in zip(a, b)])
+        weights = np.bincount(rng.integers(0, n, n), minlength=n)  # how many times each image is drawn
+        diffs[i] = np.mean([ta.map(weights)[0] - tb.map(weights)[0] for ta, tb in tables])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Gain(float(np.mean(per_seed)), float(low), float(high), per_seed, confidence)

@@ -1,9 +1,11 @@
-"""mAP50-95 / mAP50 of any artifact (.pt, .onnx, INT8 .onnx, .engine) through the deployed runtime pipeline.
+"""COCO mAP50-95, mAP50 and AP of small, medium and large objects of any artifact (.pt, .onnx, INT8 .onnx,
+.engine) through the deployed runtime pipeline.
 
 Predictions go through :class:`detdistill.runtime.Detector` (same letterbox, decode and NMS as on the
-device) and are matched to YOLO labels in original-image pixels. The AP math follows the usual
-ultralytics conventions (IoU thresholds 0.50:0.05:0.95, 101-point interpolated AP, classes present in
-the labels), so numbers agree with ``YOLO(pt).val()``. torch is imported only for ``.pt`` inputs.
+device) and are scored against the YOLO labels in original-image pixels by COCO's detection evaluation
+(cocodataset.org/#detection-eval: IoU thresholds 0.50:0.05:0.95, the top 100 detections per image and
+class, 101-point interpolated AP, classes with ground truth), computed by faster-coco-eval, see
+:mod:`detdistill.export.coco_metrics`. torch is imported only for ``.pt`` inputs.
 """
 
 from __future__ import annotations
@@ -19,115 +21,47 @@ from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset, read_labels
 from ..data.images import read_bgr
+from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-_RECALL_POINTS = np.linspace(0, 1, 101)  # where the precision envelope is sampled (COCO's 101 points)
-_RECALL_STEPS = np.diff(_RECALL_POINTS)
-
-
-@dataclass
-class ImageRecord:
-    """One image's matched predictions: what mAP needs to be recomputed on any resample of images."""
-
-    tp: np.ndarray  # (P, 10) bool
-    conf: np.ndarray  # (P,)
-    pred_cls: np.ndarray  # (P,)
-    gt_cls: np.ndarray  # (M,)
-
-
-def class_ap(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class AP ``(C, 10)`` of the images ``records[index]`` (all by default; repeats count again)."""
-    rs = records if index is None else [records[i] for i in index]
-    if not rs:
-        return np.zeros(0, np.int64), np.zeros((0, len(IOU_THRESHOLDS)))
-    return average_precision(*(np.concatenate([getattr(r, k) for r in rs]) for k in ("tp", "conf", "pred_cls", "gt_cls")))
+__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "describe_evaluator", "evaluate",
+           "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
 
 
 def map_of(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[float, float]:
-    """(mAP50-95, mAP50) of the images ``records[index]``; 0 where they hold no labelled object."""
-    classes, ap = class_ap(records, index)
-    return (float(ap.mean()), float(ap[:, 0].mean())) if len(classes) else (0.0, 0.0)
+    """(mAP50-95, mAP50) of the images ``records[index]`` (all by default; repeats count again), accumulated from
+    the stored matches as COCOeval would; 0 where they hold no labelled object. For many resamples of the same
+    records build one :class:`~detdistill.export.coco_metrics.MatchTable` and call its ``map``."""
+    weights = None if index is None else np.bincount(np.asarray(index, np.int64), minlength=len(records))
+    return MatchTable(records).map(weights)
 
 
 @dataclass
 class EvalResult:
-    """Detection accuracy on one split."""
+    """Detection accuracy on one split: COCO's AP metrics; ``ap_small`` etc. are None where no object has that size."""
 
     map50_95: float
     map50: float
     images: int
     instances: int
-    per_class_ap: dict[int, float] = field(default_factory=dict)
+    per_class_ap: dict[int, float] = field(default_factory=dict)  # AP50-95 of each labelled class
     evaluator: str = ""  # what computed the predictions, e.g. "ONNX Runtime CPU INT8 kernels (avx2)"
     records: list[ImageRecord] | None = None  # per image, with keep_records=True (bootstrap intervals)
+    map75: float = 0.0
+    ap_small: float | None = None  # objects under 32x32 pixels of box area
+    ap_medium: float | None = None  # 32x32 to 96x96
+    ap_large: float | None = None  # over 96x96
 
     def as_dict(self) -> dict:
-        return {"mAP50-95": self.map50_95, "mAP50": self.map50, "images": self.images, "instances": self.instances,
+        return {"mAP50-95": self.map50_95, "mAP50": self.map50, "mAP75": self.map75, "APs": self.ap_small,
+                "APm": self.ap_medium, "APl": self.ap_large, "images": self.images, "instances": self.instances,
                 "evaluator": self.evaluator}
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``(len(a), len(b))`` of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(1)
-    return inter / (area_a[:, None] + area_b[None] - inter + 1e-7)
-
-
-def match(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np.ndarray, gt_cls: np.ndarray,
-          pred_scores: np.ndarray | None = None) -> np.ndarray:
-    """``(P, 10)`` bool: is prediction p a true positive at each IoU threshold.
-
-    COCO-style greedy matching: predictions in decreasing score, each claims the unclaimed
-    same-class ground truth it overlaps most, separately at every threshold.
-    """
-    tp = np.zeros((len(pred_boxes), len(IOU_THRESHOLDS)), dtype=bool)
-    if not len(pred_boxes) or not len(gt_boxes):
-        return tp
-    order = np.argsort(-pred_scores, kind="stable") if pred_scores is not None else np.arange(len(pred_boxes))
-    iou = box_iou(gt_boxes, pred_boxes) * (gt_cls[:, None] == pred_cls[None, :])
-    claimed = np.zeros((len(gt_boxes), len(IOU_THRESHOLDS)), dtype=bool)
-    cols = np.arange(len(IOU_THRESHOLDS))
-    for j in order:
-        if iou[:, j].max() < IOU_THRESHOLDS[0]:
-            continue
-        free = np.where(claimed, 0.0, iou[:, j, None])  # (G, T)
-        best = free.argmax(0)
-        hit = free[best, cols] >= IOU_THRESHOLDS
-        tp[j] = hit
-        claimed[best[hit], cols[hit]] = True
-    return tp
-
-
-def interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """101-point interpolated area under the precision envelope; precision is 0 beyond the last recall."""
-    last = recall[-1] if len(recall) else 1.0
-    r = np.concatenate(([0.0], recall, [last, 1.0]))
-    p = np.concatenate(([1.0], precision, [0.0, 0.0]))
-    p = np.maximum.accumulate(p[::-1])[::-1]
-    y = np.interp(_RECALL_POINTS, r, p)
-    return float(np.add.reduce(_RECALL_STEPS * (y[1:] + y[:-1]) / 2.0))  # np.trapezoid, without its overhead
-
-
-def average_precision(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, gt_cls: np.ndarray):
-    """Per-class AP ``(C, 10)`` for the classes present in ``gt_cls``; returns (classes, ap)."""
-    order = np.argsort(-conf, kind="stable")
-    tp, pred_cls = tp[order], pred_cls[order]
-    classes, counts = np.unique(gt_cls, return_counts=True)
-    ap = np.zeros((len(classes), tp.shape[1]))
-    for ci, (c, n_gt) in enumerate(zip(classes, counts)):
-        sel = pred_cls == c
-        if not sel.any():
-            continue
-        tpc = tp[sel].cumsum(0)
-        fpc = (1 - tp[sel]).cumsum(0)
-        recall = tpc / (n_gt + 1e-16)
-        precision = tpc / (tpc + fpc)
-        for k in range(tp.shape[1]):
-            ap[ci, k] = interpolated_ap(recall[:, k], precision[:, k])
-    return classes, ap
+    def summary(self) -> str:
+        """One line: the metrics ("-" for a size without objects), images, instances and the evaluator."""
+        size = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        return (f"mAP50-95 {self.map50_95:.4f}  mAP50 {self.map50:.4f}  APs {size(self.ap_small)}  "
+                f"APm {size(self.ap_medium)}  APl {size(self.ap_large)}  ({self.images} images, "
+                f"{self.instances} instances; {self.evaluator})")
 
 
 def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[Path, tuple[int, int]]:
@@ -238,7 +172,7 @@ def evaluate(
     teacher on a vehicles dataset): its detections of mapped classes are relabelled, the rest dropped.
     ``int8``: how an INT8 ONNX runs (``auto``: a tensorrt-target model simulated, a cpu-target one on the
     integer kernels). ``files``: evaluate these images of the dataset instead of the split (e.g. a test half).
-    ``keep_records``: keep each image's matches in ``records`` (for :mod:`detdistill.export.compare`).
+    ``keep_records``: keep each image's COCO matches in ``records`` (for :mod:`detdistill.export.compare`).
     ``corrupt`` (``(name, severity)``, e.g. ``("fog", 3)``): score on the images under that corruption of
     :mod:`detdistill.data.corruptions`, seeded per file name; labels are unchanged (nothing moves).
     """
@@ -255,24 +189,20 @@ def evaluate(
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")
     shapes = rect_shapes(files, max(det.imgsz), rect_batch, det.backend.info.stride) if rect else {}
-    records: list[ImageRecord] = []
+    ground_truth, detections, sizes = [], [], []
     for f in files:
         img = read_bgr(f)
         if corrupt is not None:
             img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
-        g_cls, g_box = read_labels(f, img.shape[:2])
+        ground_truth.append(read_labels(f, img.shape[:2]))
+        sizes.append(img.shape[:2])
         res = det.detect(img, shapes.get(f))
         boxes, scores, ids = res.boxes, res.scores, res.class_ids
         if class_map is not None:
             keep = np.isin(ids, list(class_map))
             boxes, scores = boxes[keep], scores[keep]
             ids = np.array([class_map[int(c)] for c in ids[keep]], np.int64)
-        records.append(ImageRecord(match(boxes, ids, g_box, g_cls, scores), scores, ids, g_cls))
-    classes, ap = class_ap(records)
-    instances = sum(len(r.gt_cls) for r in records)
-    evaluator = describe_evaluator(det)
-    kept = records if keep_records else None
-    if not len(classes):
-        return EvalResult(0.0, 0.0, len(files), instances, evaluator=evaluator, records=kept)
-    return EvalResult(float(ap.mean()), float(ap[:, 0].mean()), len(files), instances,
-                      {int(c): float(a) for c, a in zip(classes, ap.mean(1))}, evaluator, kept)
+        detections.append((boxes, scores, ids))
+    m = coco_metrics(ground_truth, detections, sizes, keep_records=keep_records)
+    return EvalResult(m.map50_95, m.map50, len(files), sum(len(c) for c, _ in ground_truth), m.per_class_ap,
+                      describe_evaluator(det), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large)
