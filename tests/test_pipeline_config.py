@@ -70,6 +70,9 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"distill": {"augment": "raod"}}, "distill.augment: unknown augmentation preset 'raod': choose from road"),
     ({"distill": {"teacher_clean": True}}, "distill.augment: teacher_clean needs an augmentation preset"),
     ({"distill": {"teacher_clean": "yes"}}, "distill.teacher_clean: true or false"),
+    ({"measure": {"corrupt": "fog:9"}}, "measure.corrupt: corruption 'fog': severity must be an integer from 1"),
+    ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),
+    ({"measure": {"corrupt": ["fog"]}}, "measure.corrupt: a string such as 'all'"),
     ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
 ])
 def test_errors_name_the_field(change, message):

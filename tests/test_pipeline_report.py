@@ -227,3 +227,24 @@ def test_a_failing_plot_becomes_a_note(tmp_path: Path, monkeypatch: pytest.Monke
     _, page = _written(tmp_path, [])
     assert "no plot: file size (plotting failed: ValueError: bad axis)" in page
     assert page.count(IMG_PREFIX) == 2
+
+
+def test_robustness_table_and_plot_when_artifacts_were_scored_under_corruption(tmp_path: Path) -> None:
+    from detdistill.export.robustness import Robustness
+
+    report = _report(tmp_path, [])
+    md, page = write_report(report, tmp_path / "clean")
+    assert "Robustness" not in md.read_text(encoding="utf-8") and "Robustness" not in page.read_text(encoding="utf-8")
+    teacher, _, kd = report.artifacts[:3]
+    teacher.robustness = Robustness(0.373, {"fog": 0.30, "noise:3": 0.20}, {"fog": [0.34, 0.32, 0.30, 0.28, 0.26],
+                                                                            "noise:3": [0.20]})
+    kd.robustness = Robustness(0.287, {"fog": 0.25, "noise:3": 0.11}, {"fog": [0.25] * 5, "noise:3": [0.11]})
+    md, page = write_report(report, tmp_path / "robust")
+    text, page_text = md.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")
+    assert _md_row(text, TEACHER, "Robustness") == [TEACHER, "0.373", "0.300", "0.200", "0.250", "67.0", "100.0"]
+    assert _md_row(text, KD, "Robustness") == [KD, "0.287", "0.250", "0.110", "0.180", f"{100 * 0.18 / 0.287:.1f}",
+                                               "72.0"]
+    assert NO_KD not in text.split("## Robustness")[1].split("##")[0]  # not scored: no row
+    assert _html_rows(page_text.split("<h2>Robustness</h2>")[1].split("<h2>")[0])[KD][1:3] == ["0.287", "0.250"]
+    if pytest.importorskip("matplotlib"):
+        assert page_text.count(IMG_PREFIX) == 4  # latency, GFLOPs, size, robustness

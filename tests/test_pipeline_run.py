@@ -83,10 +83,16 @@ def test_student_at_a_smaller_input_size(tmp_path):
     recipe["distill"]["baseline"] = False
     recipe["export"]["int8"] = None
     recipe["demo"]["frames"] = 0
+    recipe["measure"] = {"corrupt": "noise:2,dark:4"}  # the report's robustness table, at each artifact's imgsz
     report = run_pipeline(recipe, work)
 
     manifest = json.loads((work / "stages.json").read_text())
     assert yaml.safe_load((work / "student-kd" / "args.yaml").read_text())["imgsz"] == 96
+    for name in ("teacher", "student, KD"):
+        robust = manifest[f"robustness {name} (FP32 ONNX)"]["result"]
+        assert set(robust["per_corruption"]) == {"noise:2", "dark:4"}
+        assert robust["clean"] == manifest[f"measure {name} (FP32 ONNX)"]["result"]["map50_95"]
+    assert "## Robustness" in report.read_text()
     dims = onnx.load(str(work / "artifacts" / "student-KD.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims][2:] == [96, 96]
     teacher, student = (manifest[f"measure {n} (FP32 ONNX)"]["result"] for n in ("teacher", "student, KD"))

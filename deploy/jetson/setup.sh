@@ -211,7 +211,7 @@ main() {
     local pip="$venv/bin/pip"
     run "$pip" install --upgrade pip
     # base package only: the [runtime] extra would pull pip's opencv-python, which has no GStreamer
-    run "$pip" install "numpy<2" "$src"
+    run "$pip" install "numpy<2" "$src" faster-coco-eval
     if [[ "$pip_binding" == pycuda ]]; then
         # pycuda compiles against the CUDA toolkit: nvcc and headers under /usr/local/cuda
         PATH="/usr/local/cuda/bin:$PATH" CUDA_ROOT=/usr/local/cuda run "$pip" install "$pip_binding"

@@ -161,8 +161,7 @@ def eval_cmd(
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
         _warn(det)
         r = evaluate(det, data, split=split, limit=limit, rect=rect)
-        typer.echo(f"{model.name}: mAP50-95 {r.map50_95:.4f}  mAP50 {r.map50:.4f}  ({r.images} images, "
-                   f"{r.instances} instances; {r.evaluator})")
+        typer.echo(f"{model.name}: {r.summary()}")
         if specs:
             _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c).map50_95,
                             specs, r.map50_95)
@@ -182,22 +181,20 @@ def _corruption_specs(spec: Optional[str]) -> list[tuple[str, int | None]]:
 
 
 def _eval_corrupted(score, specs: list[tuple[str, int | None]], clean: float) -> None:
-    """Print mAP50-95 under each corruption (``score((name, severity))``; the mean over severities 1-5 where none is
-    given), then their mean, mPC, with rPC = mPC / clean (Michaelis et al. 2019)."""
-    from ..data.corruptions import SEVERITIES
+    """Print mAP50-95 under each corruption (the mean over severities 1-5 where none is given), then their mean,
+    mPC, with rPC = mPC / clean (:mod:`detdistill.export.robustness`)."""
+    from .robustness import robustness
 
     def rel(v: float) -> str:
         return f"{100 * v / clean:.1f}% of clean" if clean > 0 else "clean is 0"
 
-    means = []
-    for name, severity in specs:
-        maps = [score((name, s)) for s in ([severity] if severity else SEVERITIES)]
-        means.append(sum(maps) / len(maps))
-        label = f"{name}:{severity}" if severity else f"{name} (mean of 1-5)"
-        each = "" if severity else "; severities 1-5: " + " ".join(f"{m:.4f}" for m in maps)
-        typer.echo(f"  {label:<26} mAP50-95 {means[-1]:.4f}  ({rel(means[-1])}{each})")
-    mpc = sum(means) / len(means)
-    typer.echo(f"  {'mean under corruption':<26} mAP50-95 {mpc:.4f}  (mPC; rPC {rel(mpc)})")
+    r = robustness(score, specs, clean)
+    for name, value in r.per_corruption.items():
+        maps = r.per_severity[name]
+        label = name if ":" in name else f"{name} (mean of 1-5)"
+        each = "" if ":" in name else "; severities 1-5: " + " ".join(f"{m:.4f}" for m in maps)
+        typer.echo(f"  {label:<26} mAP50-95 {value:.4f}  ({rel(value)}{each})")
+    typer.echo(f"  {'mean under corruption':<26} mAP50-95 {r.mpc:.4f}  (mPC; rPC {rel(r.mpc)})")
 
 
 def bench_cmd(

@@ -133,7 +133,8 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     model = Path(model)
     if not model.is_file():
         raise FileNotFoundError(f"model {model} not found")
-    kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True}
+    # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size
+    kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
     if model.suffix == ".pt":
         from .torch_backend import TorchBackend
 

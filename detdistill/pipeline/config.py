@@ -165,6 +165,7 @@ class MeasureSection:
 
     bench_runs: int = 50
     eval_limit: int | None = None
+    corrupt: str | None = None  # e.g. "all" or "fog,rain:3": each ONNX artifact also scored under corruptions
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,16 @@ def _check(cfg: PipelineConfig) -> None:
     _check_export(cfg.export)
     _number(cfg.measure.bench_runs, "measure.bench_runs", 50, 100000, integer=True)
     _number(cfg.measure.eval_limit, "measure.eval_limit", 1, 10**7, integer=True, optional=True)
+    if cfg.measure.corrupt is not None:
+        from ..data.corruptions import CorruptionError, albumentations, parse_spec
+
+        try:
+            if not isinstance(cfg.measure.corrupt, str):
+                raise CorruptionError(f"a string such as 'all' or 'fog,rain:3', got {cfg.measure.corrupt!r}")
+            parse_spec(cfg.measure.corrupt)
+            albumentations()
+        except CorruptionError as e:
+            raise PipelineError(f"measure.corrupt: {e}") from e
     _number(cfg.demo.frames, "demo.frames", 0, 100000, integer=True)
     if cfg.distill.recipe is None and not cfg.distill.baseline:
         raise PipelineError("distill: with no recipe, set baseline: true (otherwise nothing is trained)")

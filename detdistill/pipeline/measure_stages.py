@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..export.robustness import Robustness
 from .artifacts import Artifact
 from .context import StageContext
 from .report.records import ArtifactResult
@@ -41,6 +42,29 @@ def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult
     backend = r.get("evaluator") or ("tensorrt" if artifact.format == "engine" else "onnxruntime CPU")
     return ArtifactResult(artifact, artifact.path.stat().st_size / 1e6, r["params"], r["gflops"], r["map50_95"],
                           r["map50"], r["latency_ms"], backend)
+
+
+def robustness(ctx: StageContext, artifact: Artifact, data: Path) -> Robustness:
+    """mAP50-95 of ``artifact`` under the corruptions of ``measure.corrupt``, on the images its mAP is measured on."""
+    from ..data.corruptions import parse_spec
+    from ..export.evaluate import evaluate, open_detector
+    from ..export.robustness import robustness as score_under
+
+    m = ctx.cfg.measure
+    class_map = teacher_class_map(ctx, artifact.source, data) if artifact.is_teacher else None
+
+    def run() -> dict:
+        det = open_detector(artifact.path, imgsz=artifact.imgsz)
+
+        def score(corrupt: tuple[str, int] | None) -> float:
+            return evaluate(det, data, limit=m.eval_limit, class_map=class_map, corrupt=corrupt).map50_95
+
+        return score_under(score, parse_spec(m.corrupt), progress=lambda line: ctx.log(f"      {line}")).as_dict()
+
+    r = Robustness.from_dict(ctx.stages.run(f"robustness {artifact.label}", {
+        "artifact": artifact.path, "data": data, "corrupt": m.corrupt, "eval_limit": m.eval_limit}, [artifact.path], run))
+    ctx.log(f"      {artifact.label:45s} clean {r.clean:.3f}  mPC {r.mpc:.3f}  (rPC {100 * r.rpc:.1f}%)")
+    return r
 
 
 def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[int, int] | None:

@@ -63,6 +63,8 @@ class Pipeline:
                 self.stages.skip(f"measure {artifact.label}", "no GPU here")
                 continue
             results.append(measure_stages.measure(self.ctx, artifact, data))
+            if self.cfg.measure.corrupt and artifact.format == "onnx":
+                results[-1].robustness = measure_stages.robustness(self.ctx, artifact, data)
         return results
 
     def run(self) -> Path:
@@ -103,7 +105,8 @@ class Pipeline:
         engines = len(c.export.engines)
         onnx = 1 + trainings + (c.export.int8 is not None)
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
-        return inputs + trainings + onnx + engines + measured + bool(c.demo.frames)
+        robust = onnx if c.measure.corrupt else 0
+        return inputs + trainings + onnx + engines + measured + robust + bool(c.demo.frames)
 
 
 def run_pipeline(recipe: str | Path | dict, workdir: Path | None = None, log: Log = print) -> Path:

@@ -7,7 +7,8 @@ import html
 
 from .curves import Curves
 from .records import PipelineReport
-from .tables import Table, artifact_table, relative_caption, stage_table, training_table
+from .tables import (Table, artifact_table, relative_caption, robustness_caption, robustness_table, stage_table,
+                     training_table)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
@@ -67,6 +68,9 @@ def render_html(
     )
     note_items = "".join(f"<li>{_esc(n)}</li>" for n in notes) or "<li>none</li>"
     figures = "\n".join(html_figure(c, p) for c, p in plots) or '<p class="muted">no plots</p>'
+    table = robustness_table(report)
+    robust = (f'<h2>Robustness</h2>\n{html_table(table)}\n<p class="muted">{_esc(robustness_caption(report))}</p>'
+              if table else "")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -81,6 +85,7 @@ def render_html(
 <h2>Artifacts</h2>
 {html_table(artifact_table(report))}
 <p class="muted">{_esc(relative_caption(report))}</p>
+{robust}
 <h2>Plots</h2>
 {figures}
 <h2>Stages</h2>

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .curves import Curves, training_notes
 from .records import PipelineReport
-from .tables import Table, artifact_table, relative_caption, stage_table, training_table
+from .tables import (Table, artifact_table, relative_caption, robustness_caption, robustness_table, stage_table,
+                     training_table)
 
 
 def md_text(text: object) -> str:
@@ -40,6 +41,8 @@ def render_markdown(report: PipelineReport, curves: list[Curves]) -> str:
         "## Artifacts",
         md_table(artifact_table(report)),
         md_text(relative_caption(report)),
+        *(["## Robustness", md_table(robust), md_text(robustness_caption(report))]
+          if (robust := robustness_table(report)) else []),
         "## Stages",
         md_table(stage_table(report)),
         "## Notes",

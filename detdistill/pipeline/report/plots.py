@@ -92,6 +92,24 @@ def plot_sizes(artifacts: list[ArtifactResult]) -> bytes | None:
     return png_bytes(fig)
 
 
+def plot_robustness(artifacts: list[ArtifactResult]) -> bytes | None:
+    """Paired bars: clean mAP50-95 and mean mAP50-95 under corruption (mPC) per artifact; None when none was scored."""
+    scored = [a for a in artifacts if a.robustness is not None]
+    if not scored:
+        return None
+    fig = _new_figure(7.0, 1.4 + 0.55 * len(scored))
+    ax = fig.add_subplot()
+    y = list(range(len(scored)))[::-1]
+    clean = [a.robustness.clean for a in scored]
+    mpc = [a.robustness.mpc for a in scored]
+    ax.barh([v + 0.2 for v in y], clean, height=0.4, color=_color(0), alpha=0.8, label="clean")
+    ax.barh([v - 0.2 for v in y], mpc, height=0.4, color=_color(3), alpha=0.8, label="under corruption (mPC)")
+    ax.set_yticks(y, [_label(a.name) for a in scored])
+    ax.set(xlabel="mAP50-95", title="accuracy clean and under corruption")
+    ax.legend(fontsize=8, loc="lower right")
+    return png_bytes(fig)
+
+
 def plot_training(curves: Curves) -> bytes | None:
     """Val mAP50-95 per epoch, then one panel per training loss; None when nothing to draw."""
     key = map_column(curves, MAP5095_PREFIX)
@@ -140,6 +158,8 @@ def make_plots(report: PipelineReport, curves: list[Curves]) -> tuple[list[tuple
         ("mAP50-95 vs GFLOPs", plot_map_vs_gflops, arts),
         ("file size", plot_sizes, arts),
     ]
+    if any(a.robustness is not None for a in arts):
+        wanted.append(("robustness: clean and under corruption", plot_robustness, arts))
     wanted += [(f"training curves: {c.name}", plot_training, c) for c in curves if not c.problem]
     plots: list[tuple[str, bytes]] = []
     notes: list[str] = []

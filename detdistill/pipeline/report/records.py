@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...export.robustness import Robustness
 from ..artifacts import Artifact
 
 
@@ -21,6 +22,7 @@ class ArtifactResult:
     latency_ms: dict[str, float] = field(default_factory=dict)  # median ms per stage
     backend: str = ""  # e.g. "onnxruntime CPU", "tensorrt", "pytorch"
     note: str = ""
+    robustness: Robustness | None = None  # mAP50-95 under image corruptions (measure.corrupt)
 
     @property
     def name(self) -> str:

@@ -78,6 +78,28 @@ def _artifact_row(a: ArtifactResult, stages: list[str], teacher: ArtifactResult 
     return row + [percent_of(a.map50_95, t_map), percent_of(a.gflops, t_flops), a.note]
 
 
+def robustness_table(report: PipelineReport) -> Table | None:
+    """mAP50-95 of each artifact clean and under each corruption, mPC and rPC (None: nothing was corrupted)."""
+    scored = [a for a in report.artifacts if a.robustness is not None]
+    if not scored:
+        return None
+    names = list(scored[0].robustness.per_corruption)
+    header = ["artifact", "clean"] + names + ["mPC", "rPC %", "mPC kept %"]
+    teacher = report.teacher.robustness if report.teacher and report.teacher.robustness else None
+    rows = []
+    for a in scored:
+        r = a.robustness
+        rows.append([a.name, fmt(r.clean, 3)] + [fmt(r.per_corruption.get(n), 3) for n in names]
+                    + [fmt(r.mpc, 3), fmt(100 * r.rpc, 1), percent_of(r.mpc, teacher.mpc if teacher else None)])
+    return Table(header, rows)
+
+
+def robustness_caption(report: PipelineReport) -> str:
+    return ("mAP50-95 on the same images under each corruption (a name alone: the mean over severities 1-5), mPC "
+            "their mean, rPC = mPC / clean; mPC kept %: of the teacher's mPC. Seeded albumentations corruptions "
+            "(detdistill eval --corrupt).")
+
+
 def stage_table(report: PipelineReport) -> Table:
     """Pipeline stages with their status and wall time, and a total row."""
     rows = [[name, status, fmt(seconds, 1)] for name, status, seconds in report.stages]
