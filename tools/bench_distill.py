@@ -182,8 +182,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
 
 
 def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
-    """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval."""
+    """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval.
+
+    Every number is computed here from the runs' stored per-image matches (one metric, COCO's, whichever
+    version of the evaluator scored the run)."""
     from detdistill.export.compare import paired_gain
+    from detdistill.export.evaluate import map_of
 
     by_method: dict[str, dict[int, dict]] = {}
     for r in rows:
@@ -195,6 +199,10 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
 
     def test_records(r: dict, key: str) -> list:
         return pickle.loads(records_path(out, r).read_bytes())[key]
+
+    def scores(rs: list[dict], key: str, which: int = 0) -> list[float]:
+        """mAP50-95 (``which`` 0) or mAP50 (1) of each run's ``key`` half, from its matches."""
+        return [map_of(test_records(r, key))[which] for r in rs]
 
     def gain(method: str, base: str, key: str = "test") -> str:
         if base not in by_method or method == base:
@@ -217,8 +225,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
         t = statistics.mean(r["epoch_s"] for r in rs)
         ratio = f" ({t / base_t:.2f}x)" if base_t else ""
         lines.append(
-            f"| {method} | {','.join(str(r['seed']) for r in rs)} | {spread([r['tune_map'] for r in rs])} | "
-            f"{spread([r['test_map'] for r in rs])} | {spread([r['test_map50'] for r in rs])} | "
+            f"| {method} | {','.join(str(r['seed']) for r in rs)} | {spread(scores(rs, 'tune'))} | "
+            f"{spread(scores(rs, 'test'))} | {spread(scores(rs, 'test', 1))} | "
             f"{gain(method, 'none')} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
     if all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
@@ -229,9 +237,9 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
                   "|---|---|---|---|---|---|"]
         for method, runs in by_method.items():
             rs = [runs[s] for s in sorted(runs)]
-            drop = statistics.mean(100 * (r["test_map"] - r["test_int8_map"]) for r in rs)
-            lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread([r['tune_int8_map'] for r in rs])} | "
-                         f"{spread([r['test_int8_map'] for r in rs])} | {drop:+.1f} | "
+            drop = statistics.mean(100 * (a - b) for a, b in zip(scores(rs, "test"), scores(rs, "test_int8")))
+            lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
+                         f"{spread(scores(rs, 'test_int8'))} | {drop:+.1f} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
     return "\n".join(lines)
 
