@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from .capture import FrameSource, SourceError
+from .encoders import plan_video
 from .gather import SourceSet
 from .output import Outputs
 from .pipeline import Pipeline
@@ -205,6 +206,9 @@ def run_demo(
     *,
     sync: bool = False,
     backend: str = "auto",
+    encoder: str = "auto",
+    bitrate: float = 0.0,
+    stream: str | None = None,
     max_frames: int = 0,
     stats_every_s: float = 5.0,
     window: str = "detdistill demo",
@@ -228,6 +232,11 @@ def run_demo(
             every ``stats_every_s`` seconds.
         record: write the annotated video here (several sources: ``<stem>-<n><suffix>`` each).
         save_json: detections per frame (JSON Lines).
+        encoder: ``auto``, ``nvv4l2h264enc``, ``nvv4l2h265enc``, ``x264enc`` or ``opencv`` (see
+            ``detdistill.demo.encoders``); one that cannot run raises ``EncoderError`` before the run.
+        bitrate: Mbit/s of a GStreamer encoder (0 = from the frame size).
+        stream: ``udp://HOST:PORT`` (RTP) or ``rtsp://SERVER:PORT/PATH`` (pushed to an RTSP server);
+            several sources use PORT, PORT+1, ... (PATH-0, PATH-1, ...).
         sync: the serial loop (one thread, one frame after another) instead of the pipelined one.
         max_frames: stop each source after this many frames (0 = no limit).
         on_frame: called after each frame with (frame number, annotated image, detections).
@@ -235,6 +244,7 @@ def run_demo(
         the run's ``Summary`` (also printed through ``log``).
     """
     log = log or (lambda message: print(message, flush=True))
+    video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
     wanted = parse_classes(classes)
     if isinstance(model, (str, Path)):
         ids_only = wanted is not None and all(isinstance(c, int) for c in wanted)
@@ -265,7 +275,7 @@ def run_demo(
     try:
         outputs = Outputs(srcs, names, stop, show=show, record=record, save_json=save_json, window=window,
                           max_fps=max_fps, post_filter=post_filter, stats_every_s=stats_every_s, log=log,
-                          on_frame=on_frame)
+                          on_frame=on_frame, video=video)
     except BaseException:
         sources.close()
         raise

@@ -27,6 +27,8 @@ Examples:
   detdistill demo -m student.engine -s /dev/video0 --classes bus,car
   detdistill demo -m student.onnx -s clip.mp4 --no-show --record out.mp4 --save-json dets.jsonl
   detdistill demo -m student.onnx -s "rtsp://cam.local/stream#codec=h265"
+  detdistill demo -m student.engine -s csi://0 --no-show --record run.mp4 --stream udp://192.168.1.20:5000
+      Jetson: record and stream with the hardware encoder (nvv4l2h264enc)
 
 Source forms:
 
@@ -41,7 +43,9 @@ Live sources keep only the newest frame (stale frames are dropped and counted) a
 
 Capture and preprocessing, inference, postprocessing and drawing run as overlapping stages in their own threads, so the next frame is prepared and the last one drawn while the engine works; the summary gives each stage's milliseconds and the engine's busy share. --sync runs them one after another on one thread (for debugging).
 
-Several sources: repeat --source (-s 0 -s csi://0 -s clip.mp4). They share the one model, batched into one engine call when its batch axis is dynamic (detdistill export --dynamic, then detdistill build --batch 1,4,4), and each gets its own window, stats and recording (out-0.mp4, out-1.mp4, ...). A source that fails is reported and the others keep running.
+Recording and streaming: --encoder auto records with the Jetson's hardware encoder (GStreamer nvv4l2h264enc) where OpenCV has GStreamer and the element exists, else with OpenCV's writer; it streams with nvv4l2h264enc, else x264enc. An encoder named with --encoder that cannot run here stops the demo before it starts, saying what to install. --stream udp://HOST:PORT sends RTP H.264 (payload 96) to HOST, the machine that watches; --stream rtsp://SERVER:8554/PATH pushes to an RTSP server (e.g. mediamtx) that others read from. Both need OpenCV with GStreamer.
+
+Several sources: repeat --source (-s 0 -s csi://0 -s clip.mp4). They share the one model, batched into one engine call when its batch axis is dynamic (detdistill export --dynamic, then detdistill build --batch 1,4,4), and each gets its own window, stats, recording (out-0.mp4, out-1.mp4, ...) and stream (UDP port PORT, PORT+1, ...; RTSP path PATH-0, PATH-1, ...). A source that fails is reported and the others keep running.
 """
 
 
@@ -61,7 +65,16 @@ def demo(
     show: Annotated[Optional[bool], typer.Option("--show/--no-show", help="Open a window (default: when a "
                                                  "display exists). --no-show prints a stats line every "
                                                  "few seconds instead.")] = None,
-    record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov).")] = None,
+    record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov; see "
+                                                  "--encoder).")] = None,
+    encoder: Annotated[str, typer.Option(help="Video encoder of --record and --stream: auto, nvv4l2h264enc, "
+                                         "nvv4l2h265enc (Jetson hardware), x264enc (GStreamer software) or "
+                                         "opencv (OpenCV's writer; files only).")] = "auto",
+    bitrate: Annotated[float, typer.Option(help="Mbit/s of a GStreamer encoder (0 = from the frame size: 0.1 "
+                                           "bit per pixel per frame, at least 1).", min=0.0)] = 0.0,
+    stream: Annotated[Optional[str], typer.Option(help="Send the annotated video to udp://HOST:PORT (RTP H.264) "
+                                                  "or rtsp://SERVER:PORT/PATH (an RTSP server). Needs OpenCV "
+                                                  "with GStreamer.")] = None,
     save_json: Annotated[Optional[Path], typer.Option("--save-json", help="Save detections, one JSON object "
                                                       "per frame per line (JSON Lines).")] = None,
     max_frames: Annotated[int, typer.Option("--max-frames", help="Stop each source after this many frames "
@@ -81,7 +94,8 @@ def demo(
     sources = list(source or []) or None
     try:
         summary = run_demo(model[0], sources, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
-                           record=record, save_json=save_json, sync=sync, backend=backend, max_frames=max_frames,
+                           record=record, save_json=save_json, sync=sync, backend=backend, encoder=encoder,
+                           bitrate=bitrate, stream=stream, max_frames=max_frames,
                            stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
     except (SourceError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))

@@ -1,8 +1,9 @@
-"""The output stage: draw, show, record and log each frame, and keep the run's statistics.
+"""The output stage: draw, show, record, stream and log each frame, and keep the run's statistics.
 
-One window, recording and ``RunStats`` per source (``--record out.mp4`` with several sources
-writes ``out-0.mp4``, ``out-1.mp4``, ...); one JSON Lines file for all, each record naming its
-source. Used by both loops, always on the caller's (main) thread, where OpenCV's GUI must run.
+One window, recording, stream and ``RunStats`` per source (``--record out.mp4`` with several sources
+writes ``out-0.mp4``, ``out-1.mp4``, ...; ``--stream udp://H:5000`` sends to ports 5000, 5001, ...);
+one JSON Lines file for all, each record naming its source. Used by both loops, always on the
+caller's (main) thread, where OpenCV's GUI must run.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import cv2
 import numpy as np
 
 from .capture import Frame, FrameSource
+from .encoders import CODEC, VideoPlan, receiver_command, stream_targets
 from .overlay import draw_detections, draw_hud, hud_lines
-from .recorder import DetectionLog, VideoRecorder
+from .recorder import DetectionLog, VideoRecorder, VideoStreamer
 from .stats import RunStats, SourceSummary, Summary
 
 QUIT_KEYS = {ord("q"), ord("Q"), 27}
@@ -57,6 +59,7 @@ class Outputs:
         stats_every_s: float = 5.0,
         log: Callable[[str], None] = print,
         on_frame: Callable[[int, np.ndarray, Any], None] | None = None,
+        video: VideoPlan | None = None,
     ) -> None:
         self.sources = list(sources)
         self.names = names
@@ -70,10 +73,21 @@ class Outputs:
         self.windows = [window] if count == 1 else [f"{window} [{i}]" for i in range(count)]
         self.open_windows: set[str] = set()
         self.recorders: list[VideoRecorder | None] = [None] * count
+        self.streamers: list[VideoStreamer | None] = [None] * count
+        video = video or VideoPlan()
+        rates = [min(filter(None, [src.fps or 30.0, max_fps or None])) for src in self.sources]
         if record:
-            for i, (src, path) in enumerate(zip(self.sources, recording_paths(record, count))):
-                fps = min(filter(None, [src.fps or 30.0, max_fps or None]))
-                self.recorders[i] = VideoRecorder(path, fps=fps)
+            for i, path in enumerate(recording_paths(record, count)):
+                self.recorders[i] = VideoRecorder(path, fps=rates[i], encoder=video.record_encoder,
+                                                  fallback=video.record_fallback, bitrate=video.bitrate, log=log)
+                log(f"recording: {path} with {self.recorders[i].describe()}")
+        if video.stream is not None and video.stream_encoder is not None:
+            for i, target in enumerate(stream_targets(video.stream, count)):
+                self.streamers[i] = VideoStreamer(target, fps=rates[i], encoder=video.stream_encoder,
+                                                  fallback=video.stream_fallback, bitrate=video.bitrate, log=log)
+                log(f"streaming: {target.url} with {self.streamers[i].describe()}")
+                if target.scheme == "udp":
+                    log(f"  watch it on {target.host} with: {receiver_command(target, CODEC[video.stream_encoder])}")
         self.json_log = DetectionLog(save_json, names) if save_json else None
         self.stats = RunStats()
         self.source_stats = [RunStats() for _ in range(count)]
@@ -110,9 +124,9 @@ class Outputs:
         for (i, frame), (boxes, scores, class_ids) in zip(frames, drawn):
             if self.show:
                 self._imshow(self.windows[i], frame.image)
-            recorder = self.recorders[i]
-            if recorder is not None:
-                recorder.write(frame.image)
+            for writer in (self.recorders[i], self.streamers[i]):
+                if writer is not None:
+                    writer.write(frame.image)
             if self.json_log is not None:
                 self.json_log.write(self.frame_numbers[i], frame.index, frame.t_grabbed - (self.stats.t_start or 0.0),
                                     frame.image.shape, boxes, scores, class_ids, source=i)
@@ -169,10 +183,10 @@ class Outputs:
     def close(self) -> None:
         """Finalise recordings and the detections file, close the windows (all of it, even on errors)."""
         errors = []
-        for recorder in self.recorders:
-            if recorder is not None:
+        for writer in [*self.recorders, *self.streamers]:
+            if writer is not None:
                 try:
-                    recorder.close()
+                    writer.close()
                 except RuntimeError as exc:
                     errors.append(exc)
         if self.json_log is not None:
@@ -208,9 +222,12 @@ class Outputs:
         )
 
     def report_files(self) -> None:
-        """Log where the recordings and detections went."""
+        """Log where the recordings, streams and detections went, and with which encoder."""
         for recorder in self.recorders:
             if recorder is not None:
-                self.log(f"recording: {recorder.path} ({recorder.frames} frames)")
+                self.log(f"recording: {recorder.path} ({recorder.frames} frames, {recorder.describe()})")
+        for streamer in self.streamers:
+            if streamer is not None:
+                self.log(f"stream: {streamer.target.url} ({streamer.frames} frames, {streamer.describe()})")
         if self.json_log is not None:
             self.log(f"detections: {self.json_log.path} ({self.json_log.frames} frames)")

@@ -1,7 +1,8 @@
-"""Write the annotated frames to a video file and the detections to a JSON Lines file.
+"""Write the annotated frames to a video file or a network stream, and the detections to JSON Lines.
 
-Both files are closed by ``close()``, which the demo loop always reaches (Ctrl-C and
-SIGTERM included): an MP4 is only playable once its index has been written at close.
+Every writer is closed by ``close()``, which the demo loop always reaches (Ctrl-C and SIGTERM
+included): an MP4 is only playable once its index has been written at close (a GStreamer writer
+sends end-of-stream there, which makes its muxer write the index).
 """
 
 from __future__ import annotations
@@ -10,45 +11,88 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import cv2
 import numpy as np
 
+from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipeline, stream_pipeline
+
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
-class VideoRecorder:
-    """Annotated frames to ``path`` (``.mp4``/``.mov``/``.mkv``: MPEG-4, ``.avi``: MJPEG).
+def open_gstreamer_writer(pipeline: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An OpenCV writer feeding ``pipeline``'s ``appsrc`` with BGR frames (fourcc 0: raw video)."""
+    return cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, size, True)
 
-    Encoding runs in a background thread (a bounded queue; ``write`` blocks only when the
-    encoder falls ``queue_size`` frames behind, so no frame is ever lost). The writer opens
-    on the first frame: its size fixes the video size, later frames of another size (e.g.
-    after a camera reconnect) are resized to it. ``write`` must not be given an array that
-    the caller modifies afterwards.
+
+class FrameWriter:
+    """Encodes frames in a background thread through an OpenCV ``VideoWriter``.
+
+    A bounded queue: ``write`` blocks only when the encoder falls ``queue_size`` frames behind, so
+    no frame is ever lost. The writer opens on the first frame: its size fixes the video size, later
+    frames of another size (e.g. after a camera reconnect) are resized to it. ``write`` must not be
+    given an array that the caller modifies afterwards. ``encoder`` is ``opencv`` or a GStreamer
+    encoder (see ``detdistill.demo.encoders``); when it does not open, ``fallback`` is used instead
+    (logged) where there is one.
     """
 
-    def __init__(self, path: str | Path, fps: float = 30.0, queue_size: int = 32) -> None:
-        self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in FOURCC_BY_SUFFIX:
-            raise ValueError(f"--record: use one of {', '.join(sorted(FOURCC_BY_SUFFIX))}, not {self.path.name!r}")
-        self.codec = FOURCC_BY_SUFFIX[suffix]
+    kind = "video"
+    thread_name = "recorder"
+
+    def __init__(self, label: str, fps: float = 30.0, queue_size: int = 32, *, encoder: str = "opencv",
+                 fallback: str | None = None, bitrate: int = 0, log: Callable[[str], None] | None = None) -> None:
+        self.label = label
         self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.encoder = encoder
+        self.fallback = fallback
+        self.bitrate = bitrate
+        self.log = log or (lambda message: None)
+        self.pipeline: str | None = None      # the GStreamer pipeline that opened, if any
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def _open(self, image: np.ndarray) -> cv2.VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.size = (image.shape[1], image.shape[0])
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.codec), self.fps, self.size)
+    # -- what a subclass provides --------------------------------------------------------------
+    def _pipeline(self, encoder: str, width: int, height: int) -> str:
+        raise NotImplementedError
+
+    def _opencv_writer(self) -> cv2.VideoWriter:
+        raise RuntimeError(f"{self.label}: OpenCV's writer only writes files")
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open_with(self, encoder: str) -> cv2.VideoWriter:
+        if encoder == "opencv":
+            return self._opencv_writer()
+        assert self.size is not None
+        pipeline = self._pipeline(encoder, *self.size)
+        writer = open_gstreamer_writer(pipeline, self.fps, self.size)
         if not writer.isOpened():
-            raise RuntimeError(f"cannot open {self.path} for writing (codec {self.codec})")
+            raise RuntimeError(f"GStreamer could not start the {encoder} pipeline for {self.label} (run it with "
+                               f"gst-launch-1.0 to see why, videotestsrc in place of appsrc): {pipeline}")
+        self.pipeline = pipeline
         return writer
 
+    def _open(self, image: np.ndarray) -> cv2.VideoWriter:
+        self.size = (image.shape[1], image.shape[0])
+        try:
+            return self._open_with(self.encoder)
+        except RuntimeError as exc:
+            if self.fallback is None:
+                raise
+            self.log(f"{self.label}: {self.encoder} did not open ({exc}); using {describe(self.fallback)} instead")
+            self.encoder, self.fallback = self.fallback, None
+            return self._open_with(self.encoder)
+
+    def describe(self) -> str:
+        """The encoder and its bitrate (the default one once the frame size is known)."""
+        if self.encoder in CODEC and self.size is not None:
+            return describe(self.encoder, self.bitrate or default_bitrate(*self.size, self.fps))
+        return describe(self.encoder, self.bitrate if self.encoder in CODEC else None)
+
+    # -- encoding thread -----------------------------------------------------------------------
     def _encode(self, writer: cv2.VideoWriter) -> None:
         try:
             while (image := self._queue.get()) is not None:
@@ -59,27 +103,80 @@ class VideoRecorder:
         except BaseException as exc:  # reported by the next write() or close()
             self._error = exc
         finally:
-            writer.release()     # writes the MP4 index: the file is playable from here on
+            writer.release()     # writes the MP4 index / sends end-of-stream
 
     def write(self, image: np.ndarray) -> None:
         """Queue one BGR frame for encoding."""
         if self._error is not None:
-            raise RuntimeError(f"recording {self.path} failed: {self._error}")
+            raise RuntimeError(f"{self.kind} {self.label} failed: {self._error}")
         if self._thread is None:
             writer = self._open(image)
-            self._thread = threading.Thread(target=self._encode, args=(writer,), name="recorder", daemon=True)
+            self._thread = threading.Thread(target=self._encode, args=(writer,), name=self.thread_name, daemon=True)
             self._thread.start()
         self._queue.put(image)
         self.frames += 1
 
     def close(self) -> None:
-        """Encode what is queued and finalise the file (idempotent)."""
+        """Encode what is queued and finalise the output (idempotent)."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            raise RuntimeError(f"recording {self.path} failed: {self._error}")
+            raise RuntimeError(f"{self.kind} {self.label} failed: {self._error}")
+
+
+class VideoRecorder(FrameWriter):
+    """Annotated frames to ``path``.
+
+    ``encoder="opencv"``: OpenCV's writer (``.mp4``/``.mov``/``.mkv``: MPEG-4, ``.avi``: MJPEG);
+    a GStreamer encoder: H.264/H.265 in the container of the suffix (``mp4mux``, ``qtmux``,
+    ``matroskamux``, ``avimux``).
+    """
+
+    kind = "recording"
+
+    def __init__(self, path: str | Path, fps: float = 30.0, queue_size: int = 32, *, encoder: str = "opencv",
+                 fallback: str | None = None, bitrate: int = 0, log: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in FOURCC_BY_SUFFIX:
+            raise ValueError(f"--record: use one of {', '.join(sorted(FOURCC_BY_SUFFIX))}, not {self.path.name!r}")
+        self.codec = FOURCC_BY_SUFFIX[suffix]
+        super().__init__(str(self.path), fps, queue_size, encoder=encoder, fallback=fallback, bitrate=bitrate,
+                         log=log)
+
+    def _open(self, image: np.ndarray) -> cv2.VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return super()._open(image)
+
+    def _opencv_writer(self) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.codec), self.fps, self.size)
+        if not writer.isOpened():
+            raise RuntimeError(f"cannot open {self.path} for writing (codec {self.codec})")
+        return writer
+
+    def _pipeline(self, encoder: str, width: int, height: int) -> str:
+        return file_pipeline(self.path, encoder, width, height, self.fps, self.bitrate)
+
+    def describe(self) -> str:
+        return f"opencv ({self.codec}, software)" if self.encoder == "opencv" else super().describe()
+
+
+class VideoStreamer(FrameWriter):
+    """Annotated frames to the network: RTP over UDP, or pushed to an RTSP server (GStreamer only)."""
+
+    kind = "stream"
+    thread_name = "recorder-stream"
+
+    def __init__(self, target: StreamTarget, fps: float = 30.0, queue_size: int = 32, *,
+                 encoder: str = "nvv4l2h264enc", fallback: str | None = None, bitrate: int = 0,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.target = target
+        super().__init__(target.url, fps, queue_size, encoder=encoder, fallback=fallback, bitrate=bitrate, log=log)
+
+    def _pipeline(self, encoder: str, width: int, height: int) -> str:
+        return stream_pipeline(self.target, encoder, width, height, self.fps, self.bitrate)
 
 
 class DetectionLog:
