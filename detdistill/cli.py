@@ -6,6 +6,7 @@ group): bad input and unreadable files end in one ``error: ...`` line, Ctrl-C in
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def train(
     """Distill a teacher into a smaller student. Extra key=value arguments go to ultralytics' trainer
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
     and load with plain YOLO(path)."""
-    from detdistill.distill import api
+    from detdistill.distill import api  # lazy: torch, ultralytics (the CLI starts without them)
     from detdistill.distill.classmap import parse_class_map_arg
     from detdistill.distill.trainer import check_train_args
 
@@ -98,7 +99,7 @@ def train(
                        int8=int8, augment=augment, teacher_clean=teacher_clean, unlabeled=unlabeled,
                        pseudo_conf=pseudo_conf, resume=resume, train_args=overrides)
     best = api.run_training(job)
-    console.print(f"student checkpoint: [bold]{best}[/]")
+    console.print(f"student checkpoint: [bold]{best}[/]", soft_wrap=True)  # a path to copy, never wrapped
 
 
 @app.command()
@@ -112,7 +113,7 @@ def val(
     """Validate a PyTorch checkpoint with ultralytics' validator and print mAP50-95 and mAP50."""
     if not model.is_file():
         fail(f"model {str(model)!r} does not exist")
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
     metrics = YOLO(str(model)).val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
@@ -121,7 +122,7 @@ def val(
 @app.command()
 def recipes() -> None:
     """List the built-in distillation recipes and what each one does."""
-    from detdistill.distill.recipe import RECIPES_DIR, builtin_recipes
+    from detdistill.distill.recipe import RECIPES_DIR, builtin_recipes  # lazy: torch (the CLI starts without it)
 
     for name in builtin_recipes():
         text = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
@@ -137,7 +138,7 @@ def quickstart(
     """Run the whole pipeline offline on generated data: train a teacher, train a half-width student
     without and with distillation, export ONNX + INT8, measure accuracy and latency of each artifact,
     run the demo headless on a video, and write report.md/report.html."""
-    from detdistill.quickstart import run_quickstart
+    from detdistill.quickstart import run_quickstart  # lazy: the CLI starts fast without the pipeline
 
     report = run_quickstart(workdir, tiny, log=lambda line: console.print(line, highlight=False))
     typer.echo(report.read_text())
@@ -152,7 +153,7 @@ def run(
     """Shrink a detector in one command: dataset (COCO subset), teacher, pruning, distillation, ONNX,
     INT8, TensorRT engines where TensorRT is installed, then accuracy and latency of every artifact in
     report.md and a self-contained report.html. Rerun the same command to resume an interrupted run."""
-    from detdistill.pipeline.runner import run_pipeline
+    from detdistill.pipeline.runner import run_pipeline  # lazy: the CLI starts fast without the pipeline
 
     # bad recipes, inputs and files end in one `error:` line through the app's ErrorBoundary
     report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False))
@@ -172,8 +173,6 @@ def _register_optional() -> None:
 
     A broken import inside detdistill fails loudly; a missing third-party package skips that module's
     verbs with a note saying what to install."""
-    import importlib
-
     for module in VERB_MODULES:
         try:
             verbs = importlib.import_module(module)

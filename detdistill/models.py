@@ -21,7 +21,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 def detect_head(model: Any) -> Any:
     """The model's Detect head (the last Detect-derived module, any YOLO family), or a clear ``ValueError``."""
-    from ultralytics.nn.modules import Detect
+    from ultralytics.nn.modules import Detect  # lazy: ultralytics (eval and the CLI start without it)
 
     model = getattr(model, "module", model)  # DDP / DataParallel
     heads = [m for m in model.modules() if isinstance(m, Detect)]
@@ -47,7 +47,7 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
     if path.suffix.lower() != ".pt":
         raise CheckpointError(f"{role} {path} is not a .pt checkpoint; pass a trained ultralytics detection .pt "
                               "(exported formats cannot be trained, pruned or exported again)")
-    from ultralytics.nn.tasks import load_checkpoint
+    from ultralytics.nn.tasks import load_checkpoint  # lazy: ultralytics (eval and the CLI start without it)
 
     try:
         model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
@@ -75,7 +75,7 @@ def class_names(model: Any) -> list[str]:
 
 def reset_head(model: Any) -> None:
     """Drop the Detect head's cached anchors so that the next forward recomputes them (new size or layers)."""
-    import torch
+    import torch  # lazy: torch (eval and the CLI start without it)
 
     head = detect_head(model)
     head.shape = None
@@ -90,7 +90,7 @@ def count_params(model: Any) -> int:
 
 def count_gflops(model: Any, imgsz: int) -> float:
     """GFLOPs at ``imgsz`` the way ultralytics reports them (2 x MACs), with torch-pruning as a fallback."""
-    import torch
+    import torch  # lazy: torch, ultralytics, torch_pruning (eval and the CLI start without them)
     from ultralytics.utils.torch_utils import get_flops
 
     was_training = model.training

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from .pipeline.runner import run_pipeline
+
 RECIPE = Path(__file__).parent / "pipeline" / "recipes" / "quickstart.yaml"
 
 
@@ -35,6 +37,4 @@ def quickstart_recipe(tiny: bool = False) -> dict:
 def run_quickstart(workdir: Path = Path("runs/quickstart"), tiny: bool = False,
                    log: Callable[[str], None] = print) -> Path:
     """Run the quickstart in ``workdir`` (finished stages found there are reused); return report.md."""
-    from .pipeline.runner import run_pipeline
-
     return run_pipeline(quickstart_recipe(tiny), workdir, log)

@@ -17,7 +17,7 @@ data_app = typer.Typer(help="Build YOLO datasets (e.g. a COCO class subset) for 
 
 def _class_list(classes: Optional[str], preset: Optional[str]) -> tuple[list[str], str]:
     """The classes to keep and a short name for the default output folder."""
-    from .coco_classes import CocoSubsetError, chosen_classes, list_presets
+    from .coco_classes import CocoSubsetError, chosen_classes, list_presets  # lazy: the CLI starts fast without it
 
     if classes and preset:
         fail("pass either --classes or --preset, not both")
@@ -54,7 +54,7 @@ def coco_subset(
 
     Example: detdistill data coco-subset --coco ~/data/coco --preset road --max-images 5000
     """
-    from .coco_classes import COCO80_NAMES, CocoSubsetError, resolve_classes
+    from .coco_classes import COCO80_NAMES, CocoSubsetError, resolve_classes  # lazy: the CLI starts fast without it
     from .coco_subset import make_coco_subset
     from .coco_subset_writer import MARKER_KEY
 
@@ -75,7 +75,7 @@ def coco_subset(
 
 def presets() -> None:
     """List the built-in class presets for `detdistill data coco-subset --preset`."""
-    from .coco_classes import list_presets, load_preset
+    from .coco_classes import list_presets, load_preset  # lazy: the CLI starts fast without it
 
     for name in list_presets():
         typer.echo(f"{name:10s} {', '.join(load_preset(name))}")

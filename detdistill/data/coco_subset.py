@@ -20,8 +20,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from .coco_annotations import (
     LAYOUT_HINT,
@@ -130,10 +133,6 @@ def _check_found(
 
 def _reading(ann: Path, enabled: bool) -> Any:
     """A spinner while a (large: 450 MB for train2017) annotation file is read, when progress is on."""
-    from contextlib import nullcontext
-
-    from rich.console import Console
-
     if not enabled:
         return nullcontext()
     return Console(stderr=True).status(f"reading {ann.name} ({ann.stat().st_size / 1e6:.0f} MB) ...")

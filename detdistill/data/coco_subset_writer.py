@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .coco_classes import COCO80_NAMES, CocoSubsetError
 from .files import link_or_copy
@@ -103,8 +105,5 @@ def data_yaml(subset: Sequence[int], plans: Sequence[SplitPlan], provenance: dic
 
 def progress_bar(enabled: bool) -> Any:
     """A rich progress bar on stderr (disabled: draws nothing)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, console=Console(stderr=True), disable=not enabled)

@@ -116,7 +116,7 @@ def albumentations() -> ModuleType:
     """Import albumentations (without its online version check), or say how to install it."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     try:
-        import albumentations as A
+        import albumentations as A  # lazy: albumentations (optional: the robust extra)
     except ImportError as e:
         raise CorruptionError(f"image corruptions need albumentations, which is not installed ({e}): "
                               f"{INSTALL_HINT}") from e

@@ -43,7 +43,7 @@ def write_half_yaml(data_yaml: str | Path, out_dir: str | Path, split: str = "va
 
     Training on it lets ultralytics pick best.pt on the tuning half; ``test:`` holds the other half.
     """
-    from .dataset import load_dataset
+    from .dataset import load_dataset  # lazy: cv2 (the hash split needs none)
 
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")

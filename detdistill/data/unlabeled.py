@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..hashing import file_sha256
+from ..models import class_names
 from .files import link_or_copy
 
 
@@ -58,7 +59,7 @@ def pseudo_label(
     Writes ``out/images`` (links to the originals) and ``out/labels`` in YOLO format; a rerun with the
     same teacher, images and settings reuses them.
     """
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # lazy: ultralytics (data/ stays torch-free)
     from ultralytics.utils import TQDM
 
     from .image_lists import list_images
@@ -114,18 +115,17 @@ def add_unlabeled(
     device: str | None = None,
 ) -> Path:
     """Pseudo-label ``images`` with ``teacher`` and return a dataset YAML whose train split includes them."""
-    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.data.utils import check_det_dataset  # lazy: torch, ultralytics (as in pseudo_label)
 
     from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher, teacher_path
-    from ..models import class_names
 
     teacher = teacher_path(teacher)  # a registry name becomes its local file
     dataset = check_det_dataset(str(data))
     t_names = class_names(load_teacher(teacher, fuse=False))
     cm = resolve_class_map(t_names, dataset, class_map)
     img_dir, n, boxes = pseudo_label(teacher, images, workdir / "pseudo", cm.sources, len(t_names), conf, imgsz, device)
-    from ultralytics.utils import LOGGER
+    from ultralytics.utils import LOGGER  # lazy: ultralytics (as above)
 
     LOGGER.info(f"detdistill: {n} unlabeled images join the training split with {boxes} teacher boxes (conf >= {conf})")
     return data_with_extra_train(dataset, img_dir, workdir / "data-with-unlabeled.yaml")

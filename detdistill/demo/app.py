@@ -29,6 +29,7 @@ from typing import Any, Iterator, Protocol, Union
 import cv2
 import numpy as np
 
+from ..runtime import Detector
 from .capture import FrameSource, SourceError
 from .encoders import plan_video
 from .gather import SourceSet
@@ -84,8 +85,6 @@ def load_detector(model: str | Path, conf: float, iou: float, classes: list[int]
     if not path.exists():
         raise FileNotFoundError(f"model {path} not found (export one with `detdistill export`, "
                                 "build an engine on the device with `detdistill build`)")
-    from detdistill.runtime import Detector
-
     return Detector(str(path), conf=conf, iou=iou, classes=classes, backend=backend)
 
 

@@ -8,6 +8,8 @@ from typing import List, Optional
 import typer
 
 from ..cli_errors import fail
+from .app import run_demo
+from .capture import SourceError
 
 try:
     from typing import Annotated
@@ -85,9 +87,6 @@ def demo(
     stats_every: Annotated[float, typer.Option("--stats-every", help="Seconds between stats lines when "
                                                "headless.", min=0.1)] = 5.0,
 ) -> None:
-    from .app import run_demo
-    from .capture import SourceError
-
     if len(model) != 1:
         fail(f"--model given {len(model)} times ({', '.join(str(m) for m in model)}): a run has one model, "
              "shared by all its sources; start one demo per model to compare models")

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 
+import cv2
+
 APPSINK = "appsink drop=1 max-buffers=1 sync=false"
 TO_BGR_FROM_NVMM = "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR"
 TO_BGR = "videoconvert ! video/x-raw,format=BGR"
@@ -19,8 +21,6 @@ TO_BGR = "videoconvert ! video/x-raw,format=BGR"
 @functools.lru_cache(maxsize=1)
 def opencv_has_gstreamer() -> bool:
     """True when the imported OpenCV was built with the GStreamer video backend."""
-    import cv2
-
     info = cv2.getBuildInformation()
     match = re.search(r"^\s*GStreamer:\s*(\S+)", info, flags=re.MULTILINE)
     return bool(match) and match.group(1).upper() != "NO"

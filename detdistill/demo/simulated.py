@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -92,8 +93,6 @@ class Recording:
 
     def save(self, path: str | Path) -> Path:
         """Write to ``.npz`` (the model's names/imgsz travel as metadata)."""
-        import json
-
         keys = np.frombuffer(b"".join(self.keys), np.uint8).reshape(-1, 16)   # S16 would strip trailing NULs
         arrays = {"keys": keys, "key_entries": np.array(list(self.keys.values()), np.int64)}
         for i, (keep, values) in enumerate(self.entries):
@@ -110,8 +109,6 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":
-        import json
-
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             info = ModelInfo(names={int(k): v for k, v in meta["names"].items()},

@@ -30,6 +30,7 @@ import numpy as np
 from ..data.images import IMG_SUFFIXES
 from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
+from .synthetic import SyntheticCamera
 
 LIVE_KINDS = {"camera", "csi", "rtsp", "stream", "synthetic"}
 
@@ -294,8 +295,6 @@ def grabber_factory(spec: SourceSpec, *, realtime: bool = True) -> Callable[[], 
     if spec.kind == "images":
         return lambda: ImageGrabber(spec.target)
     if spec.kind == "synthetic":
-        from .synthetic import SyntheticCamera
-
         frames = int(spec.options.get("frames", 300))
         return lambda: SyntheticCamera((spec.width, spec.height), fps=spec.fps, frames=frames, realtime=realtime)
     attempts = capture_attempts(spec)

@@ -11,18 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .student_trainer import set_class_count
+import torch
+from ultralytics import YOLO
+from ultralytics.data.utils import check_det_dataset
+from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
+
+from .student_trainer import StudentTrainer, set_class_count
 from .classmap import ClassMap, resolve_class_map
 from .model import KDModel
 from .recipe import Recipe, load_recipe
 from ..models import class_names, load_detection_checkpoint
 from .teacher import TeacherError, load_teacher
 from .trainer import DistillationTrainer
+from ..data.road_augment import check_augment
+from ..data.unlabeled import add_unlabeled
 
 
 def _dataset(data: str | Path) -> dict:
-    from ultralytics.data.utils import check_det_dataset
-
     try:
         return check_det_dataset(str(data))
     except Exception as e:
@@ -31,8 +36,6 @@ def _dataset(data: str | Path) -> dict:
 
 def _student_model(student: str | Path, nc: int):
     """Build (YAML) or load (.pt) the student, checking that it is a detection model."""
-    from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load
-
     s = str(student)
     if s.endswith(".pt"):
         if not Path(s).is_file():
@@ -81,8 +84,6 @@ def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Reci
     ``int8``: quantization-aware distillation (:mod:`detdistill.distill.qad`); ``augment``: a training
     augmentation preset (:mod:`detdistill.data.road_augment`), ``teacher_clean``: the teacher sees the image
     before it."""
-    from ultralytics import YOLO
-
     model = YOLO(str(student))
     trainer = DistillationTrainer.configure(teacher, recipe, class_map, freeze_bn, int8, augment, teacher_clean)
     model.train(trainer=trainer, data=str(data), **train_args)
@@ -117,8 +118,6 @@ def train(
 
 def resume_config(last: str | Path) -> dict[str, Any]:
     """The KD configuration of an unfinished run's ``last.pt``, checked so that it can be resumed."""
-    from ultralytics.nn.tasks import load_checkpoint
-
     last = Path(last)
     if not last.is_file():
         raise FileNotFoundError(f"checkpoint {str(last)!r} does not exist (expected runs/.../weights/last.pt)")
@@ -132,8 +131,6 @@ def resume_config(last: str | Path) -> dict[str, Any]:
 
 def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_args: Any) -> Path:
     """Resume an interrupted distillation run from its ``last.pt`` (teacher and recipe come from the checkpoint)."""
-    from ultralytics import YOLO
-
     cfg = kd_config or resume_config(last)
     model = YOLO(str(last))
     model.train(
@@ -195,7 +192,6 @@ def run_training(job: TrainJob) -> Path:
             return best
         if last.is_file():
             return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
-    from ..data.road_augment import check_augment
 
     if job.teacher is None:
         if job.int8 or job.unlabeled is not None or job.teacher_clean:
@@ -217,8 +213,6 @@ def run_training(job: TrainJob) -> Path:
 
 def finished_run(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a finished ultralytics run (its last.pt was stripped of the optimizer)."""
-    import torch
-
     last = Path(run_dir) / "weights" / "last.pt"
     if not last.is_file():
         return False
@@ -242,19 +236,11 @@ def _resume_kd(last: Path, job: TrainJob) -> Path:
 
 
 def _resume_plain(last: Path, job: TrainJob) -> Path:
-    from ultralytics import YOLO
-
-    from .student_trainer import StudentTrainer
-
     YOLO(str(last)).train(trainer=StudentTrainer.with_frozen_bn(job.freeze_bn), resume=True)
     return last.parent / "best.pt"
 
 
 def _fit_plain(job: TrainJob) -> Path:
-    from ultralytics import YOLO
-
-    from .student_trainer import StudentTrainer
-
     model = YOLO(str(job.student))
     model.train(trainer=StudentTrainer.with_options(job.freeze_bn, job.augment), data=str(job.data), **job.args())
     return job.run_dir / "weights" / "best.pt" if job.run_dir is not None else Path(model.trainer.best)
@@ -262,8 +248,6 @@ def _fit_plain(job: TrainJob) -> Path:
 
 def _with_unlabeled(job: TrainJob) -> Path:
     """Label ``job.unlabeled`` with the teacher; return the dataset YAML whose train split includes them."""
-    from ..data.unlabeled import add_unlabeled
-
     images = Path(job.unlabeled)
     if not images.exists():
         raise FileNotFoundError(f"--unlabeled {images} does not exist: pass a folder of images (or a .txt list)")

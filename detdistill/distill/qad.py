@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from ultralytics.utils.torch_utils import is_qat, prepare_qat, restore_qat
 
 INSTALL = "pip install 'detdistill[qad]' (or: pip install nvidia-modelopt huggingface_hub)"
 CALIBRATION_BATCHES = 8  # training batches the activation ranges are calibrated on, as ultralytics' QAT does
@@ -34,6 +35,7 @@ class QADError(ValueError):
 def require_modelopt() -> None:
     """Raise :class:`QADError` with the install command when NVIDIA ModelOpt is not importable."""
     try:
+        # lazy: modelopt (only --int8 needs it)
         import modelopt.torch.quantization  # noqa: F401
     except ImportError as e:
         raise QADError(f"--int8 (quantization-aware distillation) needs NVIDIA ModelOpt, which is not installed "
@@ -42,16 +44,12 @@ def require_modelopt() -> None:
 
 def is_fake_quantized(model: nn.Module) -> bool:
     """Whether ``model`` (or a KD wrapper's student) carries ModelOpt fake-quantization."""
-    from ultralytics.utils.torch_utils import is_qat
-
     return is_qat(getattr(model, "student_model", model))
 
 
 def prepare_student(trainer: Any, student: nn.Module, state: dict | None = None) -> nn.Module:
     """``student`` with INT8 fake quantization: restored from a checkpoint's ``state`` (resume), kept where
     it is already quantized (a QAD checkpoint fine-tuned again), else calibrated on training batches."""
-    from ultralytics.utils.torch_utils import prepare_qat, restore_qat
-
     require_modelopt()
     if state:
         restore_qat(student, state)

@@ -25,8 +25,10 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
+from .classmap import ClassMapError, resolve_class_map
 from ..atomic import staged
 from ..data.road_augment import attach, attached, check_augment
+from ..models import class_names, detect_head
 
 
 def _class_convs(head: nn.Module) -> list[tuple[nn.Sequential, int]]:
@@ -64,8 +66,6 @@ def set_class_count(model: nn.Module, nc: int, sources: list[tuple[int, ...]] | 
     without sources start from the usual prior, p = 5 objects / nc / cells (Lin et al., "Focal Loss
     for Dense Object Detection", ICCV 2017, sec. 4.1).
     """
-    from ..models import detect_head
-
     head = detect_head(model)
     if head.nc == nc:
         return
@@ -87,9 +87,6 @@ def set_class_count(model: nn.Module, nc: int, sources: list[tuple[int, ...]] | 
 
 def _class_sources(model: nn.Module, data: dict) -> list[tuple[int, ...]] | None:
     """How the dataset's classes relate to the model's, when the data YAML or the names say so."""
-    from ..models import class_names
-    from .classmap import ClassMapError, resolve_class_map
-
     try:
         return list(resolve_class_map(class_names(model), data, None).sources)
     except ClassMapError:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import ultralytics
+import yaml
+
 
 def scaled_model_yaml(family: str = "yolov8", width: float = 0.0625, depth: float = 0.33, out: str | Path | None = None) -> Path:
     """Write ``family`` (e.g. ``yolov8``, ``yolo11``) at the given width/depth multiples as a model YAML.
@@ -13,9 +16,6 @@ def scaled_model_yaml(family: str = "yolov8", width: float = 0.0625, depth: floa
     the family's own layer definition (read from the installed ultralytics) and replaces its scale
     table with one row, ``n``; the file name starts with ``<family>n`` so ultralytics selects that row.
     """
-    import ultralytics
-    import yaml
-
     cfg_root = Path(ultralytics.__file__).parent / "cfg" / "models"
     matches = sorted(cfg_root.glob(f"*/{family}.yaml"))
     if not matches:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..models import CheckpointError, detect_head, load_detection_checkpoint
+from ..registry.weights import WeightsError, resolve_weights
 
 
 class TeacherError(ValueError):
@@ -28,8 +29,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def teacher_path(path: str | Path) -> Path:
     """The checkpoint file of a teacher given as a path or as a name from the weights registry (``yolov8s``)."""
-    from ..registry.weights import WeightsError, resolve_weights
-
     if Path(path).is_file() or Path(path).suffix not in {"", ".pt"}:
         return Path(path)
     try:

@@ -46,7 +46,7 @@ def export(
     Example: detdistill export runs/student/best.pt --imgsz 640 --nms --frame 1280x720
     """
     _need_file(weights, "weights", (".pt",), "Pass the best.pt written by training.")
-    from ..data.image_lists import list_images
+    from ..data.image_lists import list_images  # lazy: cv2, onnx (the CLI starts without them)
     from .onnx_export import ParityError, default_parity_images, export_onnx, parse_frame
 
     try:
@@ -83,7 +83,7 @@ def quantize(
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
-    from .quantize import quantize_onnx
+    from .quantize import quantize_onnx  # lazy: cv2, onnx (the CLI starts without them)
 
     try:
         res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method, percentile=percentile,
@@ -115,7 +115,7 @@ def build(
     Example: detdistill build student.int8-tensorrt.onnx --precision int8
     """
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
-    from .tensorrt_build import BuildError, build_engine
+    from .tensorrt_build import BuildError, build_engine  # lazy: cv2, onnx (the CLI starts without them)
 
     rng = None
     if batch:
@@ -154,7 +154,7 @@ def eval_cmd(
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import evaluate, open_detector
+    from .evaluate import evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
 
     try:
         specs = _corruption_specs(corrupt)
@@ -173,7 +173,7 @@ def _corruption_specs(spec: Optional[str]) -> list[tuple[str, int | None]]:
     """The parsed ``--corrupt`` spec (empty without one); checks that albumentations is installed."""
     if spec is None:
         return []
-    from ..data.corruptions import albumentations, parse_spec
+    from ..data.corruptions import albumentations, parse_spec  # lazy: the CLI starts fast without it
 
     specs = parse_spec(spec)
     albumentations()
@@ -183,7 +183,7 @@ def _corruption_specs(spec: Optional[str]) -> list[tuple[str, int | None]]:
 def _eval_corrupted(score, specs: list[tuple[str, int | None]], clean: float) -> None:
     """Print mAP50-95 under each corruption (the mean over severities 1-5 where none is given), then their mean,
     mPC, with rPC = mPC / clean (:mod:`detdistill.export.robustness`)."""
-    from .robustness import robustness
+    from .robustness import robustness  # lazy: the CLI starts fast without it
 
     def rel(v: float) -> str:
         return f"{100 * v / clean:.1f}% of clean" if clean > 0 else "clean is 0"
@@ -209,7 +209,7 @@ def bench_cmd(
     Example: detdistill bench student.engine --images samples/
     """
     _need_file(model, "model", (".onnx", ".engine"), "Pass an exported .onnx or a built .engine.")
-    from ..runtime import Detector
+    from ..runtime import Detector  # lazy: cv2 (the CLI starts without it)
     from .bench import bench
     from .evaluate import describe_evaluator
 

@@ -57,7 +57,7 @@ class CocoMetrics:
 
 def _load_library():
     try:
-        from faster_coco_eval import COCO, COCOeval_faster
+        from faster_coco_eval import COCO, COCOeval_faster  # lazy: faster_coco_eval (optional on a device)
     except ImportError as e:  # the base install of a device has no evaluator
         raise ImportError("mAP is computed by faster-coco-eval: pip install faster-coco-eval "
                           "(it comes with detdistill[runtime] and detdistill[export])") from e

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..data import corruptions
@@ -22,6 +23,7 @@ from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset, read_labels
 from ..data.images import read_bgr
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
+from .torch_backend import TorchBackend
 
 __all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "describe_evaluator", "evaluate",
            "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
@@ -67,8 +69,6 @@ class EvalResult:
 def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[Path, tuple[int, int]]:
     """Per-image input shapes of rectangular validation: images sorted by aspect ratio, batched, and each batch
     letterboxed to the smallest stride-multiple rectangle (plus half a stride) that holds all of them."""
-    import cv2
-
     hw = []
     for f in files:
         img = cv2.imread(str(f))
@@ -101,7 +101,7 @@ def int8_kernels_for(model: str | Path, int8: str = "auto") -> bool:
         raise ValueError(f"int8 must be one of {INT8_MODES}, got {int8!r}")
     if int8 != "auto":
         return int8 == "kernels"
-    import onnx
+    import onnx  # lazy: onnx (eval needs only the runtime extra)
 
     meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     return ModelInfo.from_mapping(meta).quantization.get("target") != "tensorrt"
@@ -136,8 +136,6 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size
     kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
     if model.suffix == ".pt":
-        from .torch_backend import TorchBackend
-
         return Detector(TorchBackend(model, imgsz or 640, device=device), **kwargs)
     if model.suffix not in {".onnx", ".engine", ".plan"}:
         raise ValueError(f"{model}: expected a .pt, .onnx or .engine file")

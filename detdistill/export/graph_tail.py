@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..runtime.letterbox import letterbox
 from ..runtime.postprocess import NMS_OUTPUTS
 NMS_BOXES = "nms_boxes"  # (B,N,4) xywh: the boxes input of the NMS (TensorRT's EfficientNMS starts here)
 FRAME_INPUT = "frames"
@@ -39,8 +40,6 @@ class LetterboxGeometry:
 
 def letterbox_geometry(frame_hw: tuple[int, int], imgsz: tuple[int, int], mode: str = "val") -> LetterboxGeometry:
     """What :func:`detdistill.runtime.letterbox.letterbox` does to a frame of this size (measured on a blank frame)."""
-    from ..runtime.letterbox import letterbox
-
     blank = np.full((*frame_hw, 3), 255, np.uint8)
     out, info = letterbox(blank, imgsz, mode=mode, pad_value=0)
     rows = np.nonzero(out[:, :, 0].max(1) == 255)[0]

@@ -10,9 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from ..data.images import read_bgr
 from ..hashing import file_sha256
 from ..models import load_detection_checkpoint
+from ..runtime.backends.onnxruntime import OrtBackend
+from ..runtime.letterbox import preprocess
+from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
 from .quantize import has_qdq
 from .wrapper import ExportWrapper
 
@@ -70,8 +75,6 @@ def _metadata(model, weights: Path, imgsz: tuple[int, int], head_prefix: str, ba
 def _add_tails(proto, meta: dict, *, nms_free: bool, nms: dict | None, frame: tuple[int, int] | None,
                imgsz: tuple[int, int]):
     """Write the NMS-free / in-graph NMS / in-graph preprocessing variants into ``proto`` and ``meta``."""
-    from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
-
     if nms_free:
         meta["postprocess"] = "none"
         meta["outputs"] = json.dumps({"boxes": "xywh pixels (B,4,N), one-to-one head",
@@ -136,8 +139,7 @@ def export_onnx(
         one2one: export a YOLOv10 / YOLO26 head through its NMS-free one-to-one branch (``False``: one-to-many).
     The network itself is checked for parity before the in-graph pre/post-processing is added.
     """
-    import onnx
-    import torch
+    import torch  # lazy: torch (only exporting needs it, not the ONNX helpers here)
 
     weights = Path(weights)
     model = load_detection_checkpoint(weights, role="weights")[0]
@@ -165,7 +167,7 @@ def export_onnx(
                           output_names=list(OUTPUT_NAMES), dynamic_axes=dyn, dynamo=False)
     proto = onnx.load(str(core))
     if simplify:
-        import onnxslim
+        import onnxslim  # lazy: onnxslim (only --simplify needs it)
 
         proto = onnxslim.slim(proto)
     onnx.checker.check_model(proto)
@@ -190,8 +192,6 @@ def export_onnx(
 
 
 def _write(proto, meta: dict, path: Path) -> None:
-    import onnx
-
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
@@ -214,12 +214,7 @@ def check_parity(
     the mean differences on those anchors are reported, not enforced; its accuracy is what to compare
     (``detdistill eval`` of the .pt and of the .onnx).
     """
-    import onnx
-    import torch
-
-    from ..runtime.backends.onnxruntime import OrtBackend
-    from ..runtime.letterbox import preprocess
-    from ..data.images import read_bgr
+    import torch  # lazy: torch (only exporting needs it, not the ONNX helpers here)
 
     if not images:
         raise ValueError("parity check needs at least one image")
@@ -250,6 +245,6 @@ def check_parity(
 
 def default_parity_images() -> list[Path]:
     """Two real photos shipped with ultralytics (bus.jpg, zidane.jpg)."""
-    from ultralytics.utils import ASSETS
+    from ultralytics.utils import ASSETS  # lazy: ultralytics (as torch above)
 
     return sorted(Path(ASSETS).glob("*.jpg"))[:2]

@@ -46,7 +46,7 @@ def tensorrt_install_hint(l4t: str | None) -> str:
 def detect_gpu() -> GpuInfo | None:
     """The first CUDA GPU via cuda-python, pycuda or nvidia-smi; on Jetson the device-tree model name."""
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import runtime as cudart  # lazy: cuda (optional; pycuda or nvidia-smi instead)
 
         err, prop = cudart.cudaGetDeviceProperties(0)
         if int(err) == 0:

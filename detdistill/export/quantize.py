@@ -33,6 +33,7 @@ from ..runtime.metadata import ModelInfo
 from ..hashing import file_sha256, files_key
 from ..data.images import image_problem, read_bgr
 from ..data.image_lists import list_images
+from .evaluate import evaluate
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
@@ -68,7 +69,7 @@ class QuantizeResult:
 
 def _ort_quant():
     try:
-        from onnxruntime import quantization as q
+        from onnxruntime import quantization as q  # lazy: onnxruntime (missing, it says what to install)
     except ImportError as e:  # pragma: no cover
         raise ImportError("INT8 quantization needs onnxruntime: pip install 'detdistill[export]'") from e
     return q
@@ -309,7 +310,6 @@ def quantize_onnx(
     result = QuantizeResult(out, target, chosen, scheme=scheme, notes=notes)
     if max_drop is None:
         return result
-    from .evaluate import evaluate
 
     def score(path: Path) -> float:
         return evaluate(path, val_data, split=val_split, limit=val_limit).map50_95
@@ -355,7 +355,7 @@ def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[st
     that stays put across image sets (the stem convolutions lead on YOLOv8), where probing "all but one
     layer in INT8" drowns each layer's share in the others' error.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: onnxruntime (tensorrt_build imports this module without it)
 
     xs = [CalibrationReader([f], info, input_name).get_next() for f in files]
 

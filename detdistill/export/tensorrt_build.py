@@ -29,11 +29,15 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx.utils import Extractor
 
+from ..data.image_lists import list_images
+from ..runtime.backends.cuda_mem import CudaMem
 from ..runtime.backends.tensorrt import sidecar_path
 from ..runtime.metadata import ModelInfo
+from ..runtime.postprocess import NMS_OUTPUTS
 from ..hashing import file_sha256, files_key
-from .quantize import has_qdq
+from .quantize import HEAD_INNER, CalibrationReader, has_qdq
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -179,7 +183,7 @@ def build_engine(
     l4t = l4t if l4t is not None else read_l4t()
     if trt is None:
         try:
-            import tensorrt as trt
+            import tensorrt as trt  # lazy: tensorrt (missing, a BuildError with the install hint)
         except ImportError:
             raise BuildError(f"TensorRT is not installed. {tensorrt_install_hint(l4t)}") from None
     gpu = gpu or detect_gpu()
@@ -244,14 +248,9 @@ def build_engine(
 
     calib_files: list[Path] = []
     if plan.calibrator:
-        from ..data.image_lists import list_images
-        from .quantize import CalibrationReader
-
         calib_files = list_images(calib, limit=num_calib)
         cache = calib_cache_file(onnx_path, calib_files, calib_batch, plan.calibrator, onnx_path.parent)
         if cuda is None:
-            from ..runtime.backends.cuda_mem import CudaMem
-
             cuda = CudaMem()
         reader = CalibrationReader(calib_files, info, inp.name, calib_batch)
         config.int8_calibrator = make_calibrator(trt, plan.calibrator, reader, calib_batch, cache, cuda)
@@ -297,8 +296,6 @@ def build_engine(
 
 def _pin_head(trt: Any, network: Any, head_prefix: str) -> None:
     """Implicit INT8: keep the head's output layers (last convs, DFL, decode) in FP32."""
-    from .quantize import HEAD_INNER
-
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if head_prefix in layer.name and not HEAD_INNER.search(layer.name):
@@ -309,8 +306,6 @@ def _pin_head(trt: Any, network: Any, head_prefix: str) -> None:
 
 def pre_nms_onnx(proto: onnx.ModelProto, dst: Path, nms: dict) -> Path:
     """The network of an ``export --nms`` ONNX up to its NMS inputs (``nms['boxes']`` (B,N,4) xywh, ``nms['scores']``)."""
-    from onnx.utils import Extractor
-
     sub = Extractor(proto).extract_model([proto.graph.input[0].name], [nms["boxes"], nms["scores"]])
     sub.metadata_props.extend(proto.metadata_props)
     onnx.save(sub, str(dst))
@@ -319,8 +314,6 @@ def pre_nms_onnx(proto: onnx.ModelProto, dst: Path, nms: dict) -> Path:
 
 def add_efficient_nms(trt: Any, network: Any, logger: Any, nms: dict) -> None:
     """Replace the network's (boxes, scores) outputs by TensorRT's EfficientNMS_TRT plugin and its four outputs."""
-    from ..runtime.postprocess import NMS_OUTPUTS
-
     fix = ("install TensorRT's plugin library (libnvinfer-plugin10, part of JetPack's nvidia-tensorrt and of "
            "`pip install tensorrt`), or export without --nms and let the runtime run NMS on the host")
     if not trt.init_libnvinfer_plugins(logger, ""):

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models import load_detection_checkpoint
 from ..runtime.metadata import ModelInfo
+from .wrapper import ExportWrapper
 
 
 class TorchBackend:
     """Backend protocol over a PyTorch detection model (CPU or CUDA), static square ``imgsz``."""
 
     def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] = 640, device: str = "cpu") -> None:
-        import torch
-
-        from ..models import load_detection_checkpoint
-        from .wrapper import ExportWrapper
+        import torch  # lazy: torch (export.evaluate imports this module and stays torch-free)
 
         model = load_detection_checkpoint(weights, role="model")[0]
         self.model, _ = ExportWrapper.build(model, dynamic_shape=False)
@@ -34,7 +33,7 @@ class TorchBackend:
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one batch in PyTorch."""
-        import torch
+        import torch  # lazy: torch (as in __init__)
 
         with torch.no_grad():
             return [t.cpu().numpy() for t in self.model(torch.from_numpy(x).to(self.device))]

@@ -20,7 +20,7 @@ class ExportWrapper:
 
     @staticmethod
     def build(model, dynamic_shape: bool, one2one: bool = True):
-        import torch
+        import torch  # lazy: torch, ultralytics (export.evaluate imports this module and stays torch-free)
         from ultralytics.nn.modules import C2f, Detect
 
         model = copy.deepcopy(model).float().eval()

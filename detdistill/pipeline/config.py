@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from ..data.corruptions import CorruptionError, albumentations, parse_spec
 from .schema import PipelineError, build, free_form, paths_where, schema_of, section
 
 __all__ = ["PipelineConfig", "PipelineError", "SCHEMA", "FREE_FORM", "ONE_OF", "OPTIONAL", "load_pipeline",
@@ -317,7 +318,7 @@ def _check(cfg: PipelineConfig) -> None:
         if not isinstance(getattr(cfg.distill, key), bool):
             raise PipelineError(f"distill.{key}: true or false, got {getattr(cfg.distill, key)!r}")
     if cfg.distill.augment is not None or cfg.distill.teacher_clean:
-        from ..data.road_augment import AugmentationError, check_augment
+        from ..data.road_augment import AugmentationError, check_augment  # lazy: torch (only augment needs it)
 
         try:
             check_augment(cfg.distill.augment, cfg.distill.teacher_clean)
@@ -327,8 +328,6 @@ def _check(cfg: PipelineConfig) -> None:
     _number(cfg.measure.bench_runs, "measure.bench_runs", 50, 100000, integer=True)
     _number(cfg.measure.eval_limit, "measure.eval_limit", 1, 10**7, integer=True, optional=True)
     if cfg.measure.corrupt is not None:
-        from ..data.corruptions import CorruptionError, albumentations, parse_spec
-
         try:
             if not isinstance(cfg.measure.corrupt, str):
                 raise CorruptionError(f"a string such as 'all' or 'fog,rain:3', got {cfg.measure.corrupt!r}")

@@ -44,7 +44,7 @@ class StageContext:
 def tensorrt_version() -> str | None:
     """The installed TensorRT's version, None where there is none."""
     try:
-        import tensorrt
+        import tensorrt  # lazy: tensorrt (optional: reported where installed)
 
         return tensorrt.__version__
     except ImportError:
@@ -55,7 +55,7 @@ def describe_machine(gpu_name: str | None) -> str:
     """CPU, GPU and runtime versions, for the report."""
     parts = [f"{platform.machine()}, {os.cpu_count()} CPU cores", gpu_name or "no GPU"]
     try:
-        import onnxruntime
+        import onnxruntime  # lazy: onnxruntime (optional: reported where installed)
 
         parts.append(f"onnxruntime {onnxruntime.__version__}")
     except ImportError:

@@ -14,7 +14,7 @@ BUDGET_IMAGES = 500  # train images on which export.int8.max_drop is checked
 
 def export_all(ctx: StageContext, checkpoints: list[Artifact], data: Path) -> list[Artifact]:
     """ONNX of every checkpoint, then the INT8 ONNX and the engines of the final student."""
-    from ..data.image_lists import list_images
+    from ..data.image_lists import list_images  # lazy: cv2, onnx (only this stage needs them)
     from ..export.onnx_export import export_onnx
 
     val_images = list_images(data, limit=4)
@@ -39,7 +39,7 @@ def export_all(ctx: StageContext, checkpoints: list[Artifact], data: Path) -> li
 
 def quantize(ctx: StageContext, onnx: Artifact, data: Path, int8: Int8Spec) -> Artifact:
     """Post-training INT8 of ``onnx`` as ``detdistill quantize`` makes it; an unmet ``max_drop`` becomes a note."""
-    from ..export.quantize import quantize_onnx
+    from ..export.quantize import quantize_onnx  # lazy: cv2, onnx (only this stage needs them)
 
     out = onnx.path.with_name(onnx.path.stem + "-int8.onnx")
     kwargs = {"target": int8.target, "method": int8.method, "num_images": int8.calib_images}
@@ -67,7 +67,7 @@ def build_engine(ctx: StageContext, onnx: Artifact, data: Path, precision: str) 
         ctx.note("TensorRT is not installed on this machine: the engine stages were skipped. Run the same "
                  "recipe on the Jetson (see deploy/jetson/README.md) to build and measure them.")
         return None
-    from ..export.tensorrt_build import build_engine as build
+    from ..export.tensorrt_build import build_engine as build  # lazy: cv2, onnx (only this stage needs them)
 
     out = onnx.path.with_name(f"{onnx.path.stem}-{precision}.engine")
     calib = str(data) if precision == "int8" else None

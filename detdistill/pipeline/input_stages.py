@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.coco_subset import chosen_classes, make_coco_subset
+from ..data.unlabeled import add_unlabeled
+from ..models import load_detection_checkpoint
+from ..prune import PruneConfig, prune_checkpoint
+from ..registry.weights import resolve_weights
 from .context import StageContext
 from .schema import PipelineError, as_dict
 
@@ -19,12 +24,11 @@ def dataset(ctx: StageContext) -> Path:
             raise FileNotFoundError(f"data.yaml: {path} does not exist")
         return path.resolve()
     if d.kind == "shapes":
-        from ..data.shapes import make_shapes_dataset
+        from ..data.shapes import make_shapes_dataset  # lazy: cv2 (only this data source needs it)
 
         s = d.shapes
         return Path(ctx.stages.run("data", as_dict(s), [out / "data.yaml"], lambda: str(make_shapes_dataset(
             out, n_train=s.n_train, n_val=s.n_val, size=s.size, seed=ctx.cfg.seed))))
-    from ..data.coco_subset import chosen_classes, make_coco_subset
 
     s = d.coco_subset
     classes, _ = chosen_classes(s.classes, s.preset)
@@ -37,10 +41,8 @@ def teacher(ctx: StageContext, data: Path) -> Path:
     """The teacher's ``.pt``: resolved from the registry or a path, or trained in ``<work>/teacher``."""
     t = ctx.cfg.teacher
     if t.kind == "weights":
-        from ..registry.weights import resolve_weights
-
         return resolve_weights(t.weights).resolve()
-    from ..distill.api import TrainJob, run_training
+    from ..distill.api import TrainJob, run_training  # lazy: torch, ultralytics (only this stage needs them)
 
     spec, run_dir = t.train, ctx.work / "teacher"
     args = ctx.train_args(run_dir, {"epochs": spec.epochs, **spec.args})
@@ -54,7 +56,6 @@ def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
     d = ctx.cfg.data
     if not d.unlabeled:
         return data
-    from ..data.unlabeled import add_unlabeled
 
     images = Path(d.unlabeled)
     out = ctx.work / "unlabeled" / "data-with-unlabeled.yaml"
@@ -79,8 +80,7 @@ def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
             raise PipelineError(f"student.weights: {s.weights} does not exist; give a .pt file or 'teacher'")
         return str(s.weights)
     if s.kind == "width":
-        from ..distill.students import scaled_model_yaml
-        from ..models import load_detection_checkpoint
+        from ..distill.students import scaled_model_yaml  # lazy: torch, ultralytics (only this stage needs them)
 
         model = load_detection_checkpoint(teacher_pt, role="teacher", tasks=("detect", "segment", "pose", "obb"))[0]
         family = "yolo11" if "yolo11" in str(model.yaml.get("yaml_file", "")) else "yolov8"
@@ -91,8 +91,6 @@ def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
 def pruned_teacher(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     """``student.prune``: the teacher pruned to its budget (and refitted on the train images) in
     ``<work>/student-pruned.pt``. The pipeline's one call into :mod:`detdistill.prune`."""
-    from ..prune import PruneConfig, prune_checkpoint
-
     s = ctx.cfg.student
     p, out = s.prune, ctx.work / "student-pruned.pt"
     kwargs = {"target": p.target, "metric": p.metric, "imgsz": s.imgsz}

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..export.robustness import Robustness
+from ..data.corruptions import parse_spec
+from ..data.unlabeled import teacher_to_student
+from ..export.robustness import Robustness, robustness as score_under
+from ..models import class_names, count_gflops, count_params, load_detection_checkpoint
 from .artifacts import Artifact
 from .context import StageContext
 from .report.records import ArtifactResult
 from .schema import as_dict
+from .video import video_from_images
 
 
 def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:
     """Parameters and GFLOPs (at ``imgsz``) of a ``.pt`` checkpoint."""
-    from ..models import count_gflops, count_params, load_detection_checkpoint
-
     model = load_detection_checkpoint(weights)[0].float()
     return count_params(model), count_gflops(model, imgsz)
 
 
 def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult:
     """mAP, median latency per stage, parameters and GFLOPs of ``artifact`` at its input size."""
-    from ..export.bench import bench
+    from ..export.bench import bench  # lazy: cv2 (only this stage needs it)
     from ..export.evaluate import evaluate
 
     m = ctx.cfg.measure
@@ -46,9 +48,7 @@ def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult
 
 def robustness(ctx: StageContext, artifact: Artifact, data: Path) -> Robustness:
     """mAP50-95 of ``artifact`` under the corruptions of ``measure.corrupt``, on the images its mAP is measured on."""
-    from ..data.corruptions import parse_spec
-    from ..export.evaluate import evaluate, open_detector
-    from ..export.robustness import robustness as score_under
+    from ..export.evaluate import evaluate, open_detector  # lazy: cv2 (only this stage needs it)
 
     m = ctx.cfg.measure
     class_map = teacher_class_map(ctx, artifact.source, data) if artifact.is_teacher else None
@@ -69,12 +69,10 @@ def robustness(ctx: StageContext, artifact: Artifact, data: Path) -> Robustness:
 
 def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[int, int] | None:
     """How the teacher's detections count on a dataset of other classes (None: same classes)."""
-    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.data.utils import check_det_dataset  # lazy: torch, ultralytics (only this stage needs them)
 
-    from ..data.unlabeled import teacher_to_student
     from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher
-    from ..models import class_names
 
     names = class_names(load_teacher(teacher_pt, fuse=False))
     cm = resolve_class_map(names, check_det_dataset(str(data)), ctx.cfg.distill.class_map or None)
@@ -90,9 +88,8 @@ def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
     frames = ctx.cfg.demo.frames
     if not frames:
         return
-    from ..data.dataset import load_dataset
+    from ..data.dataset import load_dataset  # lazy: cv2 (only this stage needs it)
     from ..demo.app import run_demo
-    from .video import video_from_images
 
     def run() -> str:
         images = load_dataset(data).images("val")[:frames]

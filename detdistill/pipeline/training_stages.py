@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact
+from .artifacts import QAD_NAME, ROLE_NAMES, Artifact
 from .context import StageContext
 
 RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
@@ -15,7 +15,7 @@ RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "stud
 
 def check_train_settings(ctx: StageContext) -> None:
     """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``)."""
-    from ..distill.trainer import check_train_args
+    from ..distill.trainer import check_train_args  # lazy: torch, ultralytics (only this stage needs them)
 
     check_train_args(ctx.cfg.train, " in the recipe's train: section")
     if ctx.cfg.teacher.train is not None:
@@ -23,7 +23,7 @@ def check_train_settings(ctx: StageContext) -> None:
 
 
 def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, job: Any) -> Path:
-    from ..distill.api import run_training
+    from ..distill.api import run_training  # lazy: torch, ultralytics (only this stage needs them)
 
     return Path(ctx.stages.run(stage, key, [run_dir / "weights" / "best.pt"], lambda: str(run_training(job)),
                                clean=(run_dir,)))
@@ -38,7 +38,7 @@ def _augment_key(dist, teacher_clean: bool = False) -> dict:
 def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_pt: Path) -> list[Artifact]:
     """The no-KD baseline (on the labelled data) and the distilled student (on ``kd_data``: the labelled data
     plus any teacher-labelled images), as configured."""
-    from ..distill.api import TrainJob
+    from ..distill.api import TrainJob  # lazy: torch, ultralytics (only this stage needs them)
 
     cfg, out = ctx.cfg, []
     dist, imgsz, freeze = cfg.distill, cfg.student.imgsz, cfg.student.freeze_bn
@@ -67,7 +67,7 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
 
 def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> Artifact:
     """The final student fine-tuned with INT8 fake quantization under the KD losses (``export.int8.qad``)."""
-    from ..distill.api import TrainJob
+    from ..distill.api import TrainJob  # lazy: torch, ultralytics (only this stage needs them)
 
     cfg = ctx.cfg
     q, dist, freeze = cfg.qad, cfg.distill, cfg.student.freeze_bn
@@ -84,8 +84,6 @@ def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> 
 
 def training_runs(ctx: StageContext) -> list[tuple[str, Path]]:
     """``(name, results.csv)`` of every student training found in the work folder, for the report's curves."""
-    from .artifacts import QAD_NAME, ROLE_NAMES
-
     names = {"student": ROLE_NAMES["student"], "student_kd": ROLE_NAMES["student_kd"], "qad": QAD_NAME}
     found = [(names[k], ctx.work / d / "results.csv") for k, d in RUN_DIRS.items()]
     return [(name, csv) for name, csv in found if csv.is_file()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def video_from_images(images: Sequence[Path], out: Path, fps: float = 10.0) -> Path:
     """Write ``images`` (resized to the first one's size) as an mp4 at ``fps``; reuse ``out`` if it exists."""
-    import cv2
+    import cv2  # lazy: cv2 (only the demo stage needs it)
 
     if out.exists():
         return out

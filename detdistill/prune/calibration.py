@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .models import PruneError, reset_head
 
 
 def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch: int = 16) -> list:
     """Batches (torch tensors, RGB in [0, 1], letterboxed to ``imgsz``) of up to ``limit`` images from a folder,
     a .txt list, an image or a data YAML's train split."""
-    import numpy as np
-    import torch
+    import torch  # lazy: torch, cv2 (the CLI loads prune's verbs without them)
 
     from ..data.image_lists import list_images
     from ..data.images import read_bgr
@@ -32,7 +33,7 @@ def recalibrate_bn(model: Any, batches: list) -> None:
     Pruning leaves the consumers' statistics describing the full-width network; fresh statistics make the
     pruned model usable right away (and its mAP a fair measure of what the pruning kept).
     """
-    from torch.optim.swa_utils import update_bn
+    from torch.optim.swa_utils import update_bn  # lazy: torch (the CLI loads prune's verbs without it)
 
     try:
         update_bn(batches, model)  # cumulative averages over all batches, in train mode, without gradients

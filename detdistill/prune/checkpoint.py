@@ -85,14 +85,14 @@ def _merged(config: PruneConfig | None, settings: dict[str, Any]) -> PruneConfig
 
 def conv_widths(model: Any) -> dict[str, int]:
     """Output channels of every ``nn.Conv2d``, by module name."""
-    from torch import nn
+    from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
     return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
 def check_outputs(original: Any, pruned: Any, imgsz: int) -> None:
     """The pruned model's raw head outputs have the teacher's shapes (same boxes, classes, anchors)."""
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
     s = max(64, min(imgsz, 128))
     x = torch.zeros(1, 3, s, s)
@@ -109,7 +109,7 @@ def check_outputs(original: Any, pruned: Any, imgsz: int) -> None:
 def save_student(model: Any, ckpt: dict, result: PruneResult, out: Path, half: bool = True) -> None:
     """Write ``model`` as an ultralytics checkpoint (the teacher's ``train_args``, ultralytics' keys) with the
     ``detdistill_prune`` record, atomically: a killed run leaves no half-written student."""
-    import torch
+    import torch  # lazy: torch, ultralytics (the CLI loads prune's verbs without them)
     from ultralytics import __version__
 
     train_args = dict(ckpt.get("train_args") or {})

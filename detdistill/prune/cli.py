@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from ..cli_errors import fail
+from .checkpoint import prune_checkpoint
+from .config import PruneConfig, PruneConfigError
+from .models import PruneError
 
 
 def prune(
@@ -39,9 +42,6 @@ def prune(
         fail(f"weights {weights} does not exist. Pass a trained ultralytics detection checkpoint (.pt).")
     if weights.suffix.lower() != ".pt":
         fail(f"weights {weights} should end in .pt. Pass a trained ultralytics detection checkpoint (.pt).")
-    from .checkpoint import prune_checkpoint
-    from .config import PruneConfig, PruneConfigError
-    from .models import PruneError
 
     try:
         config = PruneConfig(target=target, metric=metric, importance=importance, global_pruning=global_pruning,

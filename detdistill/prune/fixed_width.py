@@ -16,7 +16,7 @@ def ignored_layers(model: Any) -> tuple[list, list[str]]:
     * attention blocks (C2PSA, PSA, C3k2 with PSABlock) and layer types not known here: their input
       projection and inner modules keep their width; their output conv ``cv2`` (if any) is pruned.
     """
-    from torch import nn
+    from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
     head = model.model[-1]
     ignored, notes = [], []

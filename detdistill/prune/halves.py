@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import types
 
 
 def split_blocks(model) -> list:
     """C2f-style blocks whose ``cv1`` output is cut in two equal halves (C2f and C3k2 without attention)."""
-    from ultralytics.nn.modules import C2f, C3k2
+    from ultralytics.nn.modules import C2f, C3k2  # lazy: ultralytics (the CLI loads prune's verbs without it)
 
     return [m for m in model.modules() if type(m) in (C2f, C3k2) and not has_attention(m)]
 
@@ -32,8 +33,6 @@ class SplitHalves:
 
     def apply(self, kept=None) -> None:
         """Split every block's ``cv1`` (``kept``: a :class:`KeptChannels` to keep in step)."""
-        import types
-
         for blk in self.blocks:
             cv1, c = blk.cv1, blk.cv1.conv.out_channels // 2
             a, b = self._half(cv1, slice(0, c)), self._half(cv1, slice(c, 2 * c))
@@ -47,7 +46,7 @@ class SplitHalves:
 
     @staticmethod
     def _half(conv_block, sl: slice):
-        from torch import nn
+        from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
         h = copy.deepcopy(conv_block)
         h.conv.weight = nn.Parameter(conv_block.conv.weight.data[sl].clone())
@@ -65,7 +64,7 @@ class SplitHalves:
 
     def restore(self, kept=None) -> None:
         """Merge every block's (pruned) halves back into its own ``cv1`` and ``forward`` (``kept`` kept in step)."""
-        import torch
+        import torch  # lazy: torch (the CLI loads prune's verbs without it)
         from torch import nn
 
         for blk, (a, b, cv1, order) in self.pairs.items():
@@ -92,7 +91,7 @@ class SplitHalves:
 
 def forward_halves(self, x):
     """C2f.forward with ``cv1`` held as two half convs (used only while pruning)."""
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
     y = [self.tp_half_a(x), self.tp_half_b(x)]
     y.extend(m(y[-1]) for m in self.m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from .config import IMPORTANCES
@@ -11,7 +12,7 @@ from .models import PruneError, reset_head
 def make_importance(name: str) -> Any:
     """torch-pruning's importance for ``name`` (l1/l2 group norms, lamp, bn = BatchNorm scale, fpgm); ``None`` for
     ``var``, which :class:`OutputVarianceImportance` computes from the model's :class:`BatchNormMoments`."""
-    import torch_pruning as tp
+    import torch_pruning as tp  # lazy: torch_pruning (the CLI loads prune's verbs without it)
 
     factories = {
         "var": lambda: None,
@@ -53,9 +54,7 @@ class BatchNormMoments:
 
     def probe(self) -> None:
         """Measure the moments of the current model (one forward pass; Conv blocks are not computed)."""
-        import types
-
-        import torch
+        import torch  # lazy: torch (the CLI loads prune's verbs without it)
         from torch import nn
 
         gen = torch.Generator().manual_seed(self.seed)
@@ -120,7 +119,7 @@ class BatchNormMoments:
 
     def before_prune(self, dg, group) -> None:
         """Fold the mean of every input channel ``group`` removes into its consumer; keep the moments in step."""
-        import torch
+        import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
         removed: dict = {}  # a conv can appear more than once in a group (e.g. a concat's two inputs)
         for dep, idxs in group:
@@ -183,7 +182,7 @@ class OutputVarianceImportance:
         return imp
 
     def _damage(self, group):
-        import torch
+        import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
         dg = group._DG
         n = len(group[0].idxs)
@@ -205,7 +204,7 @@ class FlopCounter:
     widths change in place, spatial sizes do not, so one traced forward is enough."""
 
     def __init__(self, model, imgsz: int):
-        import torch
+        import torch  # lazy: torch (the CLI loads prune's verbs without it)
         from torch import nn
 
         self.hw: dict = {}

@@ -21,7 +21,7 @@ def load_detection_model(weights: str | Path):
 
 def output_tensors(out) -> list:
     """The raw head tensors of an eval-mode forward ((y, preds) with preds['boxes'/'scores'] ...)."""
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
     preds = out[1] if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict) else out
     found = []

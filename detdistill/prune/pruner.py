@@ -50,7 +50,7 @@ def prune_model(model: Any, config: PruneConfig, kept: KeptChannels | None = Non
     The channel pruning ratio grows in ``iterative_steps`` equal steps up to ``max_layer_ratio``, re-ranking
     channels after each step, and stops at the first step whose measured ratio is ``<= target``.
     """
-    import torch
+    import torch  # lazy: torch, torch_pruning (the CLI loads prune's verbs without them)
     import torch_pruning as tp
 
     c = config

@@ -23,7 +23,7 @@ def prune_step(pruner: Any, pairs: list[tuple], round_to: int, reached: Callable
     one, ``reached()`` may end the step early (the target is met). ``observers`` (compensation, channel
     bookkeeping) see every group just before it is applied. Returns the number of channels removed.
     """
-    import torch
+    import torch  # lazy: torch, torch_pruning (the CLI loads prune's verbs without them)
     import torch_pruning as tp
 
     dg = pruner.DG

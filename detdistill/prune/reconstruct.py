@@ -31,7 +31,7 @@ class KeptChannels:
     """
 
     def __init__(self, model):
-        from torch import nn
+        from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
         self.out: dict = {}
         self.inp: dict = {}
@@ -71,7 +71,7 @@ class KeptChannels:
 
     def by_name(self, model) -> dict[str, tuple[list[int], list[int]]]:
         """``{module name: (kept output channels, kept input channels)}``; checked against the modules' widths."""
-        from torch import nn
+        from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
         kept = {}
         for name, m in model.named_modules():
@@ -94,7 +94,7 @@ class _Stop(Exception):
 
 def _capture(model, module, x, want: str):
     """Run ``model`` on ``x`` until ``module`` runs; return its input (``want='in'``) or output (``'out'``)."""
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
 
     box = {}
 
@@ -122,7 +122,7 @@ def _capture(model, module, x, want: str):
 
 def execution_order(model, imgsz: int = 64) -> list[str]:
     """Names of the ``nn.Conv2d`` modules in the order a forward pass first runs them."""
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
     from torch import nn
 
     order, hooks = [], []
@@ -141,7 +141,7 @@ def execution_order(model, imgsz: int = 64) -> list[str]:
 
 def _bn_of(model) -> dict:
     """``conv -> BatchNorm`` for ultralytics' Conv blocks (conv, bn, act)."""
-    from torch import nn
+    from torch import nn  # lazy: torch (the CLI loads prune's verbs without it)
 
     return {m.conv: m.bn for m in model.modules()
             if isinstance(getattr(m, "conv", None), nn.Conv2d) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d)}
@@ -173,7 +173,7 @@ def reconstruct(original, pruned, kept: dict[str, tuple[list[int], list[int]]], 
     and layers with fewer than ``MIN_SAMPLES_PER_WEIGHT`` samples (pixels x images) per input weight are left
     as they are.
     """
-    import torch
+    import torch  # lazy: torch (the CLI loads prune's verbs without it)
     import torch.nn.functional as F
 
     from ..ridge import RidgeFit

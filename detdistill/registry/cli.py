@@ -27,6 +27,7 @@ def list_weights(
 
     Example: detdistill weights list
     """
+    # lazy: the CLI starts fast without it
     from detdistill.registry.weights import find_local, list_registry, search_dirs
 
     try:
@@ -58,7 +59,7 @@ def fetch(
 
     Example: detdistill weights fetch yolov8s --dir weights
     """
-    from detdistill.registry.weights import WeightsError, file_sha256, resolve_weights
+    from detdistill.registry.weights import WeightsError, file_sha256, resolve_weights  # lazy: as in list_weights
 
     try:
         path = resolve_weights(name, weights_dir=dir)

@@ -154,7 +154,7 @@ def offline() -> bool:
 
 def _ultralytics_weights_dir() -> Path | None:
     try:
-        from ultralytics.utils import SETTINGS
+        from ultralytics.utils import SETTINGS  # lazy: ultralytics (optional: the deploy install has none)
     except ImportError:  # the base (deploy) install has no ultralytics
         return None
     value = SETTINGS.get("weights_dir")
@@ -236,7 +236,7 @@ def _check(path: Path, entry: WeightsEntry, how: str) -> Path:
 
 def _download(url: str, dest: Path) -> None:
     """Download ``url`` to ``dest`` with ultralytics' downloader (retries, resume, size check)."""
-    from ultralytics.utils.downloads import safe_download
+    from ultralytics.utils.downloads import safe_download  # lazy: ultralytics (as above)
 
     safe_download(url=url, file=dest, unzip=False, min_bytes=1e5, progress=True)
 

@@ -20,15 +20,16 @@ import platform
 from functools import lru_cache
 from pathlib import Path
 
+try:
+    from numpy._core._multiarray_umath import __cpu_features__  # numpy >= 2
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core._multiarray_umath import __cpu_features__
+
 # Schemes exact on every ISA, and those that saturate on some.
 SATURATING = {"u8s8": ("avx2", "avx512")}
 
 
 def _numpy_features() -> dict[str, bool]:
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core._multiarray_umath import __cpu_features__
     return {k: bool(v) for k, v in __cpu_features__.items()}
 
 

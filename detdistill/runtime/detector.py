@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, load_backend
-from .letterbox import LetterboxInfo, preprocess
+from .letterbox import MODES, LetterboxInfo, preprocess
 from .letterbox import letterbox as fit_letterbox
 from .postprocess import NMS_OUTPUTS, decode, decode_topk, graph_detections, scale_boxes, split_head
 
@@ -66,8 +66,6 @@ class Detector:
         self.backend = model if isinstance(model, Backend) else load_backend(str(model), backend, **backend_kwargs)
         info = self.backend.info
         if letterbox is not None:
-            from .letterbox import MODES
-
             if letterbox not in MODES:
                 raise ValueError(f"letterbox must be one of {MODES}, got {letterbox!r}")
             info.letterbox = letterbox

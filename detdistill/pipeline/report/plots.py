@@ -17,7 +17,7 @@ from .tables import is_missing
 
 def _new_figure(width: float, height: float, layout: str | None = "constrained"):
     """A matplotlib Figure on the Agg canvas (no pyplot, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib (optional: no plots without it)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=96, layout=layout)
@@ -130,7 +130,7 @@ def plot_training(curves: Curves) -> bytes | None:
 
 def _training_panel(ax, curves: Curves, column: str) -> None:
     """One panel: a training loss (with its val counterpart where it is nonzero) or val mAP."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib (as above)
 
     epochs = curves.epochs
     is_train = column.startswith("train/")
@@ -149,6 +149,7 @@ def _training_panel(ax, curves: Curves, column: str) -> None:
 def make_plots(report: PipelineReport, curves: list[Curves]) -> tuple[list[tuple[str, bytes]], list[str]]:
     """Every plot as (caption, PNG bytes), and notes on what could not be drawn."""
     try:
+        # lazy: matplotlib (optional: no plots without it)
         import matplotlib  # noqa: F401
     except ImportError:
         return [], ["matplotlib is not installed: no plots (pip install matplotlib)"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -24,8 +25,6 @@ class Backend(Protocol):
 
 def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
     """Open ``path`` with the named backend (``auto``: ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt)."""
-    from pathlib import Path
-
     suffix = Path(path).suffix.lower()
     if backend == "auto":
         backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix, "")
@@ -35,11 +34,11 @@ def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
                 "(export a .pt first with `detdistill export`), or pass backend='onnxruntime'/'tensorrt'"
             )
     if backend == "onnxruntime":
-        from .onnxruntime import OrtBackend
+        from .onnxruntime import OrtBackend  # lazy: loaded when picked (the CLI starts fast)
 
         return OrtBackend(path, **kwargs)
     if backend == "tensorrt":
-        from .tensorrt import TrtBackend
+        from .tensorrt import TrtBackend  # lazy: as above
 
         return TrtBackend(path, **kwargs)
     raise ValueError(f"unknown backend {backend!r}: use 'auto', 'onnxruntime' or 'tensorrt'")

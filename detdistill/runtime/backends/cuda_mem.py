@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 import numpy as np
@@ -77,8 +78,6 @@ def _push_primary_context(drv: Any) -> None:
     """
     global _primary_context
     if _primary_context is None:
-        import atexit
-
         drv.init()
         _primary_context = drv.Device(0).retain_primary_context()
         _primary_context.push()
@@ -88,7 +87,7 @@ def _push_primary_context(drv: Any) -> None:
 def _load(impl: str | None) -> tuple[str, Any]:
     if impl in (None, "pycuda"):
         try:
-            import pycuda.driver as drv
+            import pycuda.driver as drv  # lazy: pycuda, cuda (optional: either one serves TensorRT)
 
             _push_primary_context(drv)
             return "pycuda", drv

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import saturation_warning
 from ..metadata import ModelInfo
 
 PROVIDERS = {
@@ -46,7 +47,7 @@ class OrtBackend:
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None,
                  int8_kernels: bool = True) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # lazy: onnxruntime (missing, it says what to install)
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError("onnxruntime is not installed: pip install 'detdistill[runtime]'") from e
         path = Path(path)
@@ -75,7 +76,6 @@ class OrtBackend:
         q = self.info.quantization
         if not q or not self.int8_kernels or self.providers[0] != "CPUExecutionProvider":
             return None
-        from ..cpu import saturation_warning
 
         return saturation_warning(q.get("scheme", "u8s8"))  # models made before schemes were recorded: u8s8
 

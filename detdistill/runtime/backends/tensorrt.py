@@ -51,7 +51,7 @@ def check_version(meta: dict[str, Any], installed: str, path: Path) -> None:
 def import_tensorrt() -> Any:
     """Import ``tensorrt`` or explain how to get it."""
     try:
-        import tensorrt as trt
+        import tensorrt as trt  # lazy: tensorrt (the onnxruntime backend runs without it)
     except ImportError:
         raise ImportError(
             "TensorRT is not importable. On Jetson it ships with JetPack (sudo apt install nvidia-jetpack, or "
