@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,35 @@ class Interrupted(Exception):
 def stop_after_first_save(trainer) -> None:
     """An ``on_model_save`` callback: interrupt a training right after its first checkpoint is written."""
     raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
+
+
+# Prepended to a ``python -c`` script: any import of torch, torchvision or ultralytics fails, as on a bare Jetson.
+TORCH_BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"torch", "torchvision", "ultralytics"}:
+                raise ImportError(f"{name} is blocked: the runtime must not need it")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+def demo_cli():
+    """A typer app with the ``demo`` verb registered (and a second verb, so typer keeps ``demo`` a sub-command)."""
+    import typer
+
+    from detdistill.demo.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:
+        pass
+
+    return app

@@ -14,13 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import video_frame_count
-import typer
+from conftest import demo_cli, video_frame_count
 from typer.testing import CliRunner
 
 from detdistill.demo import run_demo
 from detdistill.demo.app import parse_classes, resolve_classes
-from detdistill.demo.cli import register
 from detdistill.demo.overlay import class_color, draw_detections, draw_hud, hud_lines
 from detdistill.demo.stats import RunStats
 from detdistill.demo.synthetic import write_clip
@@ -229,22 +227,11 @@ def test_overlay_draws_boxes_labels_and_panel():
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def version() -> None:  # a second verb so typer keeps `demo` as a sub-command
-        pass
-
-    return app
-
-
 def test_cli_help_and_errors(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(_cli(), ["demo", "--help"], env={"COLUMNS": "120"})
+    result = runner.invoke(demo_cli(), ["demo", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     for text in ("--model", "--source", "--no-show", "--record", "--save-json", "--max-fps", "--classes", "csi://0"):
         assert text in result.output
-    result = runner.invoke(_cli(), ["demo", "--model", str(tmp_path / "missing.onnx"), "--no-show"])
+    result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "missing.onnx"), "--no-show"])
     assert result.exit_code == 2 and "not found" in result.output

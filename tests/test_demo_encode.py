@@ -9,8 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import typer
-from conftest import video_frame_count
+from conftest import demo_cli, video_frame_count
 from typer.testing import CliRunner
 
 from detdistill.demo import app as demo_app
@@ -18,7 +17,6 @@ from detdistill.demo import encoders as enc
 from detdistill.demo import gstreamer as gst
 from detdistill.demo import recorder as rec
 from detdistill.demo import run_demo
-from detdistill.demo.cli import register
 from detdistill.demo.encoders import EncoderError
 from detdistill.demo.synthetic import write_clip
 
@@ -279,21 +277,10 @@ def test_auto_falls_back_to_opencv_when_the_hardware_pipeline_does_not_open(clip
 
 
 # -- CLI ------------------------------------------------------------------------------------------------
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def version() -> None:  # a second verb so typer keeps `demo` as a sub-command
-        pass
-
-    return app
-
-
 def test_cli_records_with_the_opencv_encoder(clip, tmp_path, monkeypatch):
     monkeypatch.setattr(demo_app, "load_detector", lambda *args, **kwargs: Detector())
     out = tmp_path / "out.mp4"
-    result = CliRunner().invoke(_cli(), ["demo", "-m", str(tmp_path / "m.onnx"), "-s", str(clip), "--no-show",
+    result = CliRunner().invoke(demo_cli(), ["demo", "-m", str(tmp_path / "m.onnx"), "-s", str(clip), "--no-show",
                                          "--record", str(out), "--encoder", "opencv"])
     assert result.exit_code == 0, result.output
     assert f"recording: {out} with opencv (mp4v, software)" in result.output
@@ -308,11 +295,11 @@ def test_cli_refuses_an_encoder_that_cannot_run_before_the_model_loads(clip, tmp
     gstreamer(opencv=False)
     runner = CliRunner()
     base = ["demo", "-m", str(tmp_path / "m.onnx"), "-s", str(clip), "--no-show"]
-    result = runner.invoke(_cli(), base + ["--record", str(tmp_path / "o.mp4"), "--encoder", "nvv4l2h264enc"])
+    result = runner.invoke(demo_cli(), base + ["--record", str(tmp_path / "o.mp4"), "--encoder", "nvv4l2h264enc"])
     assert result.exit_code == 2 and "OpenCV built with GStreamer" in result.output
-    result = runner.invoke(_cli(), base + ["--stream", "udp://127.0.0.1:5000"])
+    result = runner.invoke(demo_cli(), base + ["--stream", "udp://127.0.0.1:5000"])
     assert result.exit_code == 2 and "--stream" in result.output and "GStreamer" in result.output
     gstreamer(opencv=True, missing={"nvv4l2h264enc"})
-    result = runner.invoke(_cli(), base + ["--record", str(tmp_path / "o.mp4"), "--encoder", "nvv4l2h264enc"])
+    result = runner.invoke(demo_cli(), base + ["--record", str(tmp_path / "o.mp4"), "--encoder", "nvv4l2h264enc"])
     assert result.exit_code == 2 and "no nvv4l2h264enc" in result.output
     assert not (tmp_path / "o.mp4").exists()

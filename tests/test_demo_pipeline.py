@@ -11,14 +11,12 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from conftest import video_frame_count
-import typer
+from conftest import demo_cli, video_frame_count
 from typer.testing import CliRunner
 
 from detdistill.demo import run_demo
 from detdistill.demo.capture import FrameSource, SourceError
 from detdistill.demo.channel import Channel
-from detdistill.demo.cli import register
 from detdistill.demo.gather import SourceSet
 from detdistill.demo.pipeline import Pipeline
 from detdistill.demo.stages import CallStages, to_input_into
@@ -324,21 +322,10 @@ def test_sigint_with_two_sources_and_recordings(tmp_path):
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command()
-    def version() -> None:
-        pass
-
-    return app
-
-
 def test_cli_one_model_several_sources_and_sync(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(_cli(), ["demo", "--help"], env={"COLUMNS": "150"})
+    result = runner.invoke(demo_cli(), ["demo", "--help"], env={"COLUMNS": "150"})
     assert result.exit_code == 0 and "--sync" in result.output and "repeat --source" in result.output
-    result = runner.invoke(_cli(), ["demo", "-m", "a.onnx", "-m", "b.onnx", "-s", "0", "-s", "1"])
+    result = runner.invoke(demo_cli(), ["demo", "-m", "a.onnx", "-m", "b.onnx", "-s", "0", "-s", "1"])
     assert result.exit_code == 2
     assert "--model given 2 times" in result.output and "one model" in result.output

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import TORCH_BLOCKER
 
 PACKAGE = Path(__file__).resolve().parents[1] / "detdistill"
 MAX_LINES = 400
@@ -297,24 +298,10 @@ def test_lazy_imports_put_off_a_heavy_package_or_say_why():
     assert bad == [], "move these imports to the module's top, or say why they wait with a `# lazy:` comment"
 
 
-BLOCK_TORCH = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "torchvision", "ultralytics"}:
-                raise ImportError(f"{name} is blocked")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    """
-)
-
 
 @pytest.mark.parametrize("module", ["detdistill.runtime", "detdistill.demo.app", "detdistill.data.image_lists",
                                     "detdistill.data.dataset", "detdistill.export.evaluate", "detdistill.export.bench"])
 def test_torch_free_rooms_import_without_torch(module):
     """What a Jetson without torch runs (runtime, demo, eval, bench) and the readers they share."""
-    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH + f"import {module}"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", TORCH_BLOCKER + f"import {module}"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

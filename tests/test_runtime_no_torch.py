@@ -6,27 +6,13 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import export_teacher, val_images
-
-BLOCKER = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "torchvision", "ultralytics"}:
-                raise ImportError(f"{name} is blocked: the runtime must not need it")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    """
-)
+from conftest import TORCH_BLOCKER, export_teacher, val_images
 
 
 def test_runtime_runs_without_torch(tmp_path_factory, teacher_pt, coco_mini_yaml):
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     image = val_images(coco_mini_yaml, 1)[0]
-    code = BLOCKER + textwrap.dedent(
+    code = TORCH_BLOCKER + textwrap.dedent(
         f"""
         import cv2
         from detdistill.runtime import Detector, Detections
@@ -44,5 +30,5 @@ def test_runtime_runs_without_torch(tmp_path_factory, teacher_pt, coco_mini_yaml
 
 
 def test_blocker_really_blocks():
-    out = subprocess.run([sys.executable, "-c", BLOCKER + "import torch"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", TORCH_BLOCKER + "import torch"], capture_output=True, text=True)
     assert out.returncode != 0 and "blocked" in out.stderr
