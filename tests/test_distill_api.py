@@ -68,6 +68,8 @@ def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_p
                 TrainJob("s.yaml", coco8_yaml, augment="road", teacher_clean=True)):
         with pytest.raises(TrainInputError, match="needs a teacher"):
             run_training(job)
+    with pytest.raises(ValueError, match="'augment' is ultralytics' test-time augmentation"):
+        run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, train_args={"augment": True}))
     with pytest.raises(ValueError, match="unknown augmentation preset 'fog'"):
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, augment="fog"))
 

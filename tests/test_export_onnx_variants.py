@@ -275,6 +275,8 @@ def test_bench_times_a_frame_model_on_frames_of_its_size(teacher_variants, coco_
 
     _, _, frame = teacher_variants
     det = Detector(frame, conf=0.25)  # fit_frames off: a frame of another size would be refused
+    with pytest.raises(ValueError, match="letterboxes in its graph"):
+        Detector(frame, letterbox="predict")  # the graph's geometry is fixed
     with pytest.raises(ValueError, match="640x480"):
         det(cv2.imread(str(val_images(coco_mini_yaml, 1)[0])))
     for images in (None, coco_mini_yaml.parent / "images" / "val"):

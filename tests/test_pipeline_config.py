@@ -47,6 +47,7 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be below 1"),
     ({"student": {"prune": {"taget": 0.5}}}, "student.prune.taget: unknown field"),
     ({"student": {"prune": {"refit": "yes"}}}, "student.prune.refit: true (refit the pruned layers"),
+    ({"student": {"prune": {"target": 0.5, "importance": "foo"}}}, "student.prune.importance: must be one of var"),
     ({"student": {"model": "a.yaml", "width": 0.5}}, "student: give exactly one of prune, model, width"),
     ({"data": {}}, "data: give exactly one of yaml, coco_subset, shapes"),
     ({"data": {"coco_subset": {"coco": "/c"}}}, "data.coco_subset: needs coco"),

@@ -268,6 +268,7 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="also score every run in INT8 (methods qat and qad train "
                     "in INT8; the others are quantized after training)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
+    ap.add_argument("--summary-only", action="store_true", help="train nothing: summarize the finished runs in --out")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -290,6 +291,9 @@ def main() -> None:
     for i, (method, seed) in enumerate(plan, 1):
         if (method, seed, args.track, args.student, args.epochs, args.imgsz) in have:
             print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused", flush=True)
+            continue
+        if args.summary_only:
+            print(f"[{i}/{len(plan)}] {method} seed {seed}: not run (summary only)", flush=True)
             continue
         print(f"[{i}/{len(plan)}] {method} seed {seed} ...", flush=True)
         t0 = time.time()

@@ -15,7 +15,7 @@ from scratch, 40 epochs, batch 32, with no KD, ultralytics' built-in distillatio
 Several runs share the GPU at once (``--jobs``; the data loaders share the CPU cores), then one summary
 gives tuning and test mAP per method and each test gain with its bootstrap interval::
 
-    python tools/gpu_bench.py run --methods none,ultralytics,default,at --seeds 0 --out "$OUT"
+    python tools/gpu_bench.py run --methods none,ultralytics,default,at --seeds 0 --out results/
 
 Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt)
 fails alone and is reported as such.
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 DEFAULT_DIR = ROOT / ".gpu_bench"
 WHEELS = ("ultralytics==8.4.190", "ultralytics-thop==2.2.3")
-LIMIT_MIB = 64  # what a device call carries, the repository included
+LIMIT_MIB = 64  # the most the carried folder and the repository may hold together on their way to the GPU machine
 POLARS_STANDIN = '''"""Stand-in for polars on a machine without it: ultralytics reads results.csv back with it only."""
 
 
@@ -75,7 +75,8 @@ def prepare(out: Path, fixtures: Path = FIXTURES, download=download_wheels) -> P
     shutil.copy2(teacher, fx / "weights" / teacher.name)
     size = folder_mib(out)
     if size > LIMIT_MIB - 4:  # the repository travels too
-        raise SystemExit(f"error: {out} holds {size:.1f} MiB; a device call carries at most {LIMIT_MIB} MiB")
+        raise SystemExit(f"error: {out} holds {size:.1f} MiB; the GPU machine takes at most {LIMIT_MIB} MiB "
+                         "with the repository")
     return out
 
 
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     while any(p.poll() is None for p in procs):
         time.sleep(15)
         print(f"  {time.time() - t0:.0f}s: {sum(p.poll() is None for p in procs)} job(s) running", flush=True)
-    summary = subprocess.run(bench_argv(methods, seeds, args), env=env, capture_output=True, text=True)
+    summary = subprocess.run(bench_argv(methods, seeds, args) + ["--summary-only"], env=env, capture_output=True,
+                             text=True)  # a run that failed in its job is reported, not trained again here
     (args.out / "summary.txt").write_text(summary.stdout + summary.stderr)
     print(summary.stdout[-6000:] + summary.stderr[-2000:])
     return max([p.returncode for p in procs] + [summary.returncode])
@@ -180,7 +182,7 @@ def main() -> None:
         rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
         print(f"{out}: {folder_mib(out):.1f} MiB\n"
               f"on the GPU machine, from the repository root (carry {rel}):\n"
-              f"  python tools/gpu_bench.py run --dir {rel} --out \"$OUT\"")
+              f"  python tools/gpu_bench.py run --dir {rel}")
         return
     sys.exit(run(args))
 

@@ -22,7 +22,7 @@ from .model import KDModel
 from .recipe import Recipe, load_recipe
 from ..models import class_names, load_detection_checkpoint
 from .teacher import TeacherError, load_teacher
-from .trainer import DistillationTrainer
+from .trainer import DistillationTrainer, check_train_args
 from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 
@@ -184,6 +184,7 @@ def run_training(job: TrainJob) -> Path:
     A finished run in ``job.run_dir`` is reused and an interrupted one resumed. Otherwise every input is checked
     first: a bad one raises :class:`TrainInputError` (naming it) before anything trains.
     """
+    check_train_args(job.train_args)
     if job.resume is not None:
         return _resume_kd(Path(job.resume), job)
     if job.run_dir is not None:

@@ -108,7 +108,7 @@ class StudentTrainer(DetectionTrainer):
     @classmethod
     def with_frozen_bn(cls, freeze_bn: bool = True) -> type:
         """A subclass whose student keeps its BatchNorm running statistics while training."""
-        return type(cls.__name__, (cls,), {"freeze_bn": freeze_bn, "__module__": cls.__module__})
+        return cls.with_options(freeze_bn)
 
     @classmethod
     def with_options(cls, freeze_bn: bool = False, augment: str | None = None) -> type:

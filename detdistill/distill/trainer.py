@@ -47,6 +47,10 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
     (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one. ``where`` says where it was given."""
     valid = set(DEFAULT_CFG_DICT) | EXTRA_TRAIN_KEYS
     for key in args:
+        if key == "augment":  # ultralytics' test-time augmentation: a predict/val setting, and detdistill's option name
+            raise TrainArgumentError(f"training argument 'augment'{where} is ultralytics' test-time augmentation, which "
+                                     "training does not use; for road-domain augmentation use --augment road "
+                                     "(pipeline: distill.augment)")
         if key in valid:
             continue
         close = _closest(str(key), valid)

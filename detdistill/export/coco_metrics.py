@@ -112,7 +112,7 @@ def coco_metrics(
     stats = [float(s) for s in ev.stats]
     areas = {a: (None if stats[3 + k] < 0 else stats[3 + k]) for k, a in enumerate(AREAS)}
     precision = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K): area "all", 100 detections
-    per_class = {c: float(precision[:, :, k].mean()) for k, c in enumerate(ev.params.catIds)
+    per_class = {int(c): float(precision[:, :, k].mean()) for k, c in enumerate(ev.params.catIds)
                  if (precision[:, :, k] > -1).all()}
     records = _records(ev, len(images)) if keep_records else None
     out = CocoMetrics(stats[0], stats[1], stats[2], areas["small"], areas["medium"], areas["large"], per_class, records)
@@ -163,8 +163,7 @@ class MatchTable:
     by decreasing score, ties in image order. :meth:`map` accumulates precision and recall of any multiset of the
     images (a bootstrap resample) from the stored matches, as COCOeval's ``accumulate`` would on those images.
 
-    Records of another origin (e.g. pickled by an earlier version, which kept up to 300 detections per image) are
-    cut to COCO's 100 best per image and class first.
+    Records holding more than COCO's 100 detections per image and class are cut to the 100 best first.
     """
 
     def __init__(self, records: Sequence[ImageRecord]):

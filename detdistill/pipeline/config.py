@@ -265,6 +265,13 @@ def _check_student(s: StudentSection) -> None:
             raise PipelineError("student.prune.refit: true (refit the pruned layers on the train images) or false")
         _number(p.calib_images, "student.prune.calib_images", 1, 100000, integer=True)
         _text(p.importance, "student.prune.importance", "a channel ranking name (var, l1, l2, lamp, bn, fpgm)")
+        from ..prune import PruneConfig, PruneConfigError  # lazy: torch (a recipe is checked before anything loads)
+
+        try:  # the rest of pruning's own checks, before any stage runs (calib is the dataset, known later)
+            PruneConfig(target=p.target, metric=p.metric, imgsz=s.imgsz or 640, refit=p.refit,
+                        calib_images=p.calib_images, **({"importance": p.importance} if p.importance else {}))
+        except PruneConfigError as e:
+            raise PipelineError(f"student.prune.{e.field}: {e.problem}") from e
     if s.width is not None:
         _number(s.width, "student.width", 0, 1, open_lo=True)
     _text(s.model, "student.model", "a model YAML such as yolov8n.yaml")

@@ -12,7 +12,8 @@ from ..models import class_names, count_gflops, count_params, load_detection_che
 from .artifacts import Artifact
 from .context import StageContext
 from .report.records import ArtifactResult
-from .schema import as_dict
+
+METRIC = "coco"  # in the measure keys: numbers of another metric are measured again
 from .video import video_from_images
 
 
@@ -37,8 +38,9 @@ def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult
         return {"map50_95": acc.map50_95, "map50": acc.map50, "latency_ms": lat.median, "params": params,
                 "gflops": gflops, "evaluator": acc.evaluator}
 
-    r = ctx.stages.run(f"measure {artifact.label}", {"artifact": artifact.path, "data": data, "measure": as_dict(m)},
-                       [artifact.path], run)
+    key = {"artifact": artifact.path, "data": data, "measure": {"bench_runs": m.bench_runs, "eval_limit": m.eval_limit},
+           "metric": METRIC}
+    r = ctx.stages.run(f"measure {artifact.label}", key, [artifact.path], run)
     ctx.log(f"      {artifact.label:45s} mAP50-95 {r['map50_95']:.3f}  mAP50 {r['map50']:.3f}  "
             f"inference {r['latency_ms']['inference']:.1f} ms")
     backend = r.get("evaluator") or ("tensorrt" if artifact.format == "engine" else "onnxruntime CPU")
@@ -46,8 +48,9 @@ def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult
                           r["map50"], r["latency_ms"], backend)
 
 
-def robustness(ctx: StageContext, artifact: Artifact, data: Path) -> Robustness:
-    """mAP50-95 of ``artifact`` under the corruptions of ``measure.corrupt``, on the images its mAP is measured on."""
+def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) -> Robustness:
+    """mAP50-95 of ``artifact`` under the corruptions of ``measure.corrupt``, on the images its ``clean`` mAP50-95
+    was measured on."""
     from ..export.evaluate import evaluate, open_detector  # lazy: cv2 (only this stage needs it)
 
     m = ctx.cfg.measure
@@ -59,10 +62,11 @@ def robustness(ctx: StageContext, artifact: Artifact, data: Path) -> Robustness:
         def score(corrupt: tuple[str, int] | None) -> float:
             return evaluate(det, data, limit=m.eval_limit, class_map=class_map, corrupt=corrupt).map50_95
 
-        return score_under(score, parse_spec(m.corrupt), progress=lambda line: ctx.log(f"      {line}")).as_dict()
+        return score_under(score, parse_spec(m.corrupt), clean,
+                           progress=lambda line: ctx.log(f"      {line}")).as_dict()
 
-    r = Robustness.from_dict(ctx.stages.run(f"robustness {artifact.label}", {
-        "artifact": artifact.path, "data": data, "corrupt": m.corrupt, "eval_limit": m.eval_limit}, [artifact.path], run))
+    key = {"artifact": artifact.path, "data": data, "corrupt": m.corrupt, "eval_limit": m.eval_limit, "metric": METRIC}
+    r = Robustness.from_dict(ctx.stages.run(f"robustness {artifact.label}", key, [artifact.path], run))
     ctx.log(f"      {artifact.label:45s} clean {r.clean:.3f}  mPC {r.mpc:.3f}  (rPC {100 * r.rpc:.1f}%)")
     return r
 

@@ -64,7 +64,7 @@ class Pipeline:
                 continue
             results.append(measure_stages.measure(self.ctx, artifact, data))
             if self.cfg.measure.corrupt and artifact.format == "onnx":
-                results[-1].robustness = measure_stages.robustness(self.ctx, artifact, data)
+                results[-1].robustness = measure_stages.robustness(self.ctx, artifact, data, results[-1].map50_95)
         return results
 
     def run(self) -> Path:

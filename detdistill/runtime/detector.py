@@ -68,6 +68,9 @@ class Detector:
         if letterbox is not None:
             if letterbox not in MODES:
                 raise ValueError(f"letterbox must be one of {MODES}, got {letterbox!r}")
+            if info.frame is not None and letterbox != info.letterbox:
+                raise ValueError(f"this model letterboxes in its graph ({info.letterbox}); its letterbox cannot be "
+                                 f"changed to {letterbox!r}: export it again without --frame to choose one")
             info.letterbox = letterbox
         if info.imgsz is None:
             raise ValueError("the model has a dynamic input size and no 'imgsz' metadata; re-export it with detdistill")
@@ -101,7 +104,7 @@ class Detector:
         """Letterbox exactly as the model was validated; returns ``(input, LetterboxInfo)``.
 
         A model with in-graph preprocessing gets the frame itself (``LetterboxInfo`` is then a list: the
-        host's fit to the frame size, if any, then the graph's letterbox).
+        graph's letterbox, then the host's fit to the frame size, if any: the order that maps boxes back).
         """
         info = self.backend.info
         if self.frame is not None:
