@@ -144,7 +144,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     starts: dict[str, float] = {}
     model.add_callback("on_train_epoch_start", lambda t: starts.__setitem__("t", time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda t: epoch_times.append(time.perf_counter() - starts["t"]))
-    plain = StudentTrainer.with_frozen_bn(args.freeze_bn)  # keeps a pruned student's own layers
+    # a "+road" suffix trains with the road augmentation preset, "+road-clean" with the teacher on clean images
+    full_method, (method_name, _, augment) = method, method.partition("+")
+    teacher_clean = augment == "road-clean"
+    augment = "road" if augment else None
+    plain = StudentTrainer.with_options(args.freeze_bn, augment)  # keeps a pruned student's own layers
+    method = method_name
     if method == "none":
         metrics = model.train(trainer=plain, **train_args)
     elif method == "ultralytics":
@@ -155,11 +160,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         int8 = method.split(":")[0] == "qad"
         recipe, _ = check_inputs(student, teacher, data, method.split(":", 1)[1] if ":" in method else
                                  ("default" if int8 else method))
-        metrics = model.train(trainer=DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn, int8=int8),
-                              **train_args)
+        trainer = DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn, int8=int8, augment=augment,
+                                                teacher_clean=teacher_clean)
+        metrics = model.train(trainer=trainer, **train_args)
     n_params = sum(p.numel() for p in model.model.parameters())
     row = {
-        "protocol": PROTOCOL, "method": method, "seed": seed, "track": args.track, "student": args.student,
+        "protocol": PROTOCOL, "method": full_method, "seed": seed, "track": args.track, "student": args.student,
         "epochs": args.epochs, "imgsz": args.imgsz, "val_map": float(metrics.box.map),
         "epoch_s": statistics.median(epoch_times) if epoch_times else float("nan"), "params": n_params,
         "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
@@ -253,7 +259,8 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes, qat (ultralytics' INT8 QAT) or qad[:recipe] "
-                    "(detdistill's quantization-aware distillation, default recipe)")
+                    "(detdistill's quantization-aware distillation, default recipe); a suffix +road trains with "
+                    "the road augmentation, +road-clean also shows the KD teacher the clean images")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)

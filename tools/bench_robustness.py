@@ -1,0 +1,125 @@
+"""Robustness of the runs of a ``tools/bench_distill.py`` folder: mAP50-95 of each run's ``best.pt`` (and of
+the teacher) on the sealed test half, clean and under each corruption of ``detdistill eval --corrupt``
+(mean over severities 1-5), their mean mPC and rPC = mPC / clean (the COCO-C protocol, see
+``detdistill.export.robustness``).
+
+Example (after the vehicles benchmark, with road-augmented arms)::
+
+    YOLO_OFFLINE=1 python tools/bench_robustness.py --out runs/bench_vehicles_p50 --student pruned0.5 --epochs 6 \\
+        --methods none,default,default+road,default+road-clean --seeds 0 --teacher
+
+Results are written as JSON lines (``robustness.jsonl`` in --out) and reused when the tool runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_distill import PROTOCOL, TEACHER, TRACKS  # noqa: E402  (the benchmark's tracks and teacher)
+
+
+def teacher_class_map(teacher: Path, data: str) -> dict[int, int] | None:
+    """How a teacher of other classes scores on ``data`` (None: the same classes)."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from detdistill.data.unlabeled import teacher_to_student
+    from detdistill.distill.classmap import resolve_class_map
+    from detdistill.distill.teacher import load_teacher
+    from detdistill.models import class_names
+
+    names = class_names(load_teacher(teacher, fuse=False))
+    cm = resolve_class_map(names, check_det_dataset(data), None)
+    return None if cm.is_identity else teacher_to_student(cm.sources, len(names))
+
+
+def score_model(weights: Path, data: str, files: list[Path], imgsz: int, corrupt: str,
+                class_map: dict[int, int] | None) -> dict:
+    from detdistill.data.corruptions import parse_spec
+    from detdistill.export.evaluate import evaluate, open_detector
+    from detdistill.export.robustness import robustness
+
+    det = open_detector(weights, imgsz=imgsz)
+
+    def score(c):
+        return evaluate(det, data, files=files, class_map=class_map, corrupt=c).map50_95
+
+    r = robustness(score, parse_spec(corrupt), progress=lambda line: print(f"    {line}", flush=True))
+    return {**r.as_dict(), "mpc": r.mpc, "rpc": r.rpc}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="the bench_distill.py --out folder")
+    ap.add_argument("--track", default="vehicles")
+    ap.add_argument("--student", default="pruned0.5")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--methods", default="none,default")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--teacher", action="store_true", help="also score the benchmark's teacher")
+    ap.add_argument("--corrupt", default="all")
+    args = ap.parse_args()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from detdistill.data.dataset import load_dataset
+    from detdistill.data.splits import split_halves
+    from detdistill.runtime.cpu import instruction_set
+
+    out = args.out.resolve()
+    data = str(TRACKS.get(args.track, args.track))
+    files = split_halves(load_dataset(data).images("val"))["test"]
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
+            (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
+    wanted = [(m, int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]
+    jobs = [("teacher", -1, Path(TEACHER))] if args.teacher else []
+    for m, s in wanted:
+        if not any(r["method"] == m and r["seed"] == s for r in rows):
+            print(f"{m} seed {s}: no finished run in {out}, skipped", flush=True)
+            continue
+        jobs.append((m, s, out / "runs" / f"{m}-s{s}" / "weights" / "best.pt"))
+    done_file = out / "robustness.jsonl"
+    done = {(d["method"], d["seed"], d["corrupt"]): d for d in
+            (json.loads(x) for x in done_file.read_text().splitlines())} if done_file.exists() else {}
+    for i, (method, seed, weights) in enumerate(jobs, 1):
+        if (method, seed, args.corrupt) in done:
+            print(f"[{i}/{len(jobs)}] {method} seed {seed}: done earlier, reused", flush=True)
+            continue
+        print(f"[{i}/{len(jobs)}] {method} seed {seed} ({weights}) ...", flush=True)
+        t0 = time.time()
+        cmap = teacher_class_map(weights, data) if method == "teacher" else None
+        res = {"method": method, "seed": seed, "corrupt": args.corrupt, "images": len(files),
+               **score_model(weights, data, files, args.imgsz, args.corrupt, cmap)}
+        with done_file.open("a") as f:
+            f.write(json.dumps(res) + "\n")
+        done[(method, seed, args.corrupt)] = res
+        print(f"    clean {res['clean']:.3f}  mPC {res['mpc']:.3f}  in {time.time() - t0:.0f}s", flush=True)
+
+    print(f"\n{args.track} test half ({len(files)} images), imgsz {args.imgsz}, corruptions {args.corrupt} "
+          f"(a name alone: the mean over severities 1-5), CPU {instruction_set()}; mean over the seeds given:\n")
+    names = None
+    lines = []
+    for method in (["teacher"] if args.teacher else []) + args.methods.split(","):
+        rs = [d for (m, _, c), d in done.items() if m == method and c == args.corrupt
+              and (m == "teacher" or str(d["seed"]) in args.seeds.split(","))]
+        if not rs:
+            continue
+        names = names or list(rs[0]["per_corruption"])
+        mean = lambda key: statistics.mean(r[key] for r in rs)  # noqa: E731
+        per = [statistics.mean(r["per_corruption"][n] for r in rs) for n in names]
+        lines.append(f"| {method} | {len(rs)} | {mean('clean'):.3f} | " + " | ".join(f"{v:.3f}" for v in per)
+                     + f" | {mean('mpc'):.3f} | {100 * (mean('clean') - mean('mpc')):.1f} | {100 * mean('rpc'):.1f} |")
+    if names:
+        print("| model | runs | clean | " + " | ".join(names) + " | mPC | clean - mPC (points) | rPC % |")
+        print("|---" * (len(names) + 6) + "|")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
