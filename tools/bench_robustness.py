@@ -5,7 +5,7 @@ the teacher) on the sealed test half, clean and under each corruption of ``detdi
 
 Example (after the vehicles benchmark, with road-augmented arms)::
 
-    YOLO_OFFLINE=1 python tools/bench_robustness.py --out runs/bench_vehicles_p50 --student pruned0.5 --epochs 6 \\
+    YOLO_OFFLINE=1 python tools/bench_robustness.py --out BENCH_OUT --student pruned0.5 --epochs 6 \\
         --methods none,default,default+road,default+road-clean --seeds 0 --teacher
 
 Results are written as JSON lines (``robustness.jsonl`` in --out) and reused when the tool runs again.
