@@ -127,11 +127,18 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def file_pipeline(path: str | Path, encoder: str, width: int, height: int, fps: float, bitrate: int = 0) -> str:
-    """GStreamer writer pipeline recording to ``path``; the muxer follows its suffix."""
+def video_suffix(path: str | Path) -> str:
+    """The lower-case suffix of a recording path; :class:`EncoderError` for one that no writer records
+    (the GStreamer muxers and OpenCV's fourccs cover the same suffixes)."""
     suffix = Path(path).suffix.lower()
     if suffix not in MUX_BY_SUFFIX:
         raise EncoderError(f"--record: use one of {', '.join(sorted(MUX_BY_SUFFIX))}, not {Path(path).name!r}")
+    return suffix
+
+
+def file_pipeline(path: str | Path, encoder: str, width: int, height: int, fps: float, bitrate: int = 0) -> str:
+    """GStreamer writer pipeline recording to ``path``; the muxer follows its suffix."""
+    suffix = video_suffix(path)
     chain = _encode_chain(encoder, width, height, fps, bitrate)
     return " ! ".join(chain + [MUX_BY_SUFFIX[suffix], f"filesink location={_quoted(str(path))}"])
 
@@ -214,8 +221,8 @@ def choose_encoder(requested: str, *, record: str | Path | None = None,
         raise EncoderError(f"--encoder {requested!r}: use one of {', '.join(ENCODERS)}")
     path = Path(record) if record is not None else None
     what = f"--record {path.name}" if path is not None else f"--stream {stream.url if stream else ''}"
-    if path is not None and path.suffix.lower() not in MUX_BY_SUFFIX:
-        raise EncoderError(f"--record: use one of {', '.join(sorted(MUX_BY_SUFFIX))}, not {path.name!r}")
+    if path is not None:
+        video_suffix(path)
     if requested == "opencv":
         if path is None:
             raise EncoderError(f"{what}: streaming needs a GStreamer encoder (--encoder auto, nvv4l2h264enc, "

@@ -16,7 +16,7 @@ from typing import Callable, TextIO
 import cv2
 import numpy as np
 
-from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipeline, stream_pipeline
+from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipeline, stream_pipeline, video_suffix
 
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
@@ -139,10 +139,7 @@ class VideoRecorder(FrameWriter):
     def __init__(self, path: str | Path, fps: float = 30.0, queue_size: int = 32, *, encoder: str = "opencv",
                  fallback: str | None = None, bitrate: int = 0, log: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in FOURCC_BY_SUFFIX:
-            raise ValueError(f"--record: use one of {', '.join(sorted(FOURCC_BY_SUFFIX))}, not {self.path.name!r}")
-        self.codec = FOURCC_BY_SUFFIX[suffix]
+        self.codec = FOURCC_BY_SUFFIX[video_suffix(self.path)]
         super().__init__(str(self.path), fps, queue_size, encoder=encoder, fallback=fallback, bitrate=bitrate,
                          log=log)
 
