@@ -25,20 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import PROTOCOL, TEACHER, TRACKS  # noqa: E402  (the benchmark's tracks and teacher)
 
 
-def teacher_class_map(teacher: Path, data: str) -> dict[int, int] | None:
-    """How a teacher of other classes scores on ``data`` (None: the same classes)."""
-    from ultralytics.data.utils import check_det_dataset
-
-    from detdistill.data.unlabeled import teacher_to_student
-    from detdistill.distill.classmap import resolve_class_map
-    from detdistill.distill.teacher import load_teacher
-    from detdistill.models import class_names
-
-    names = class_names(load_teacher(teacher, fuse=False))
-    cm = resolve_class_map(names, check_det_dataset(data), None)
-    return None if cm.is_identity else teacher_to_student(cm.sources, len(names))
-
-
 def score_model(weights: Path, data: str, files: list[Path], imgsz: int, corrupt: str,
                 class_map: dict[int, int] | None) -> dict:
     from detdistill.data.corruptions import parse_spec
@@ -69,6 +55,7 @@ def main() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import split_halves
+    from detdistill.pipeline.measure_stages import teacher_score_map
     from detdistill.runtime.cpu import instruction_set
 
     out = args.out.resolve()
@@ -93,7 +80,7 @@ def main() -> None:
             continue
         print(f"[{i}/{len(jobs)}] {method} seed {seed} ({weights}) ...", flush=True)
         t0 = time.time()
-        cmap = teacher_class_map(weights, data) if method == "teacher" else None
+        cmap = teacher_score_map(weights, data)[0] if method == "teacher" else None
         res = {"method": method, "seed": seed, "corrupt": args.corrupt, "images": len(files),
                **score_model(weights, data, files, args.imgsz, args.corrupt, cmap)}
         with done_file.open("a") as f:

@@ -72,19 +72,28 @@ def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) 
 
 
 def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[int, int] | None:
-    """How the teacher's detections count on a dataset of other classes (None: same classes)."""
+    """How the teacher's detections count on a dataset of other classes (None: same classes); the report says so."""
+    score_map, described = teacher_score_map(teacher_pt, data, ctx.cfg.distill.class_map or None)
+    if score_map is not None:
+        ctx.note("The teacher's mAP counts its detections of the mapped classes as the dataset's classes "
+                 f"({described}); a class shared by several dataset classes counts for none.")
+    return score_map
+
+
+def teacher_score_map(teacher_pt: Path, data: str | Path, class_map: dict | None = None
+                      ) -> tuple[dict[int, int] | None, str]:
+    """The teacher's class ids -> the dataset's, for scoring a teacher of other classes on it (None: the same
+    classes), and the mapping in words."""
     from ultralytics.data.utils import check_det_dataset  # lazy: torch, ultralytics (only this stage needs them)
 
     from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher
 
     names = class_names(load_teacher(teacher_pt, fuse=False))
-    cm = resolve_class_map(names, check_det_dataset(str(data)), ctx.cfg.distill.class_map or None)
+    cm = resolve_class_map(names, check_det_dataset(str(data)), class_map)
     if cm.is_identity:
-        return None
-    ctx.note("The teacher's mAP counts its detections of the mapped classes as the dataset's classes "
-             f"({cm.describe()}); a class shared by several dataset classes counts for none.")
-    return teacher_to_student(cm.sources, len(names))
+        return None, cm.describe()
+    return teacher_to_student(cm.sources, len(names)), cm.describe()
 
 
 def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
