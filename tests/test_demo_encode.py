@@ -158,12 +158,11 @@ def test_stream_targets_per_source():
             enc.parse_stream(bad)
 
 
-def test_receiver_line_and_sdp_match_the_stream():
+def test_receiver_line_matches_the_stream():
     target = enc.parse_stream("udp://192.168.1.20:5002")
     line = enc.receiver_command(target)
     assert "udpsrc port=5002" in line and "encoding-name=H264" in line and "rtph264depay" in line
-    sdp = enc.sdp_text(target, "h265").splitlines()
-    assert "m=video 5002 RTP/AVP 96" in sdp and "a=rtpmap:96 H265/90000" in sdp
+    assert "encoding-name=H265" in enc.receiver_command(target, "h265")
 
 
 # -- choosing the encoder -------------------------------------------------------------------------

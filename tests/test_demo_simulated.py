@@ -144,3 +144,31 @@ def test_simulated_engine_gives_the_real_detections_batched(teacher320, photo_vi
     assert backend.misses == 0 and summary.batch == 2.0 and backend.calls == FRAMES
     assert same(ref[0], got[0]) and same(ref[0], got[1])
     assert [s.frames for s in summary.sources] == [FRAMES, FRAMES]
+
+
+def test_simulated_engine_stands_in_for_a_model_with_frames_in_and_nms_in_the_graph(teacher_pt, photo_video,
+                                                                                     tmp_path):
+    """A ``--nms --frame`` model: uint8 frames in, fixed top-k out; the stand-in replays it, batched."""
+    pytest.importorskip("onnxruntime")
+    from detdistill.export.onnx_export import export_onnx
+    from detdistill.runtime import Detector
+
+    weights = tmp_path / "teacher.pt"
+    shutil.copy(teacher_pt, weights)
+    model = export_onnx(weights, tmp_path / "both.onnx", imgsz=320, nms=True, frame=(480, 640))
+    real = Detector(str(model))
+    cap = cv2.VideoCapture(str(photo_video))
+    frames = []
+    while (ok_frame := cap.read())[0]:
+        frames.append(ok_frame[1])
+    recording = Recording.from_backend(real.backend, [real.preprocess(f)[0] for f in frames])
+    assert recording.input_shape == (480, 640, 3) and recording.input_dtype is np.uint8 and not recording.sparse
+    loaded = Recording.load(recording.save(tmp_path / "rec.npz"))
+    assert loaded.info.frame == (480, 640) and loaded.info.postprocess == "graph_nms"
+    assert loaded.output_dtypes == recording.output_dtypes and loaded.output_names == real.backend.output_names
+    _, ref = per_frame(real, str(photo_video), tmp_path, sync=True)
+    assert sum(len(r[1]) for r in ref[0]) > 2 * FRAMES
+    backend = SimulatedBackend(loaded, latency_ms=2.0)
+    summary, got = per_frame(Detector(backend), [str(photo_video)] * 2, tmp_path)
+    assert backend.misses == 0 and summary.batch == 2.0
+    assert same(ref[0], got[0]) and same(ref[0], got[1])

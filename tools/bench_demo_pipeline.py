@@ -12,7 +12,9 @@ clip opened N times, batched into one engine call) and recording on/off it repor
 end-to-end latency p50/p95, ms per frame of each stage, the engine's busy share, and the host
 CPU time per frame (all threads, less the engine's own copy-out; recording rows include encoding).
 A "raw frames" row per latency feeds the clip's frames already decoded (as a camera delivers
-them), which takes the software video decoding out of the host time.
+them), which takes the software video decoding out of the host time. The "in-graph" rows record the
+same teacher exported with ``--nms --frame 640x480`` (letterbox, normalisation, decode and NMS in the
+graph): the host only stacks the frames, filters the fixed top-k and draws.
 
     python tools/bench_demo_pipeline.py                       # 2, 4, 8 ms; 1 and 4 sources; +/- recording
     python tools/bench_demo_pipeline.py --latency 4 --sources 1 --no-record --frames 600
@@ -26,6 +28,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,7 +47,7 @@ from detdistill.demo.simulated import Recording, SimulatedBackend  # noqa: E402
 from detdistill.demo.synthetic import SyntheticCamera  # noqa: E402
 from detdistill.runtime.cpu import instruction_set  # noqa: E402
 
-from bench_demo import export_models  # noqa: E402  (this folder: the teacher exported as the demo bench does)
+from bench_demo import TEACHER, export_models  # noqa: E402  (this folder: the teacher exported as the demo bench does)
 
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 COCO_VAL = FIXTURES / "coco-mini" / "images" / "val"
@@ -84,6 +87,15 @@ def write_clip(path: Path, frames: int, period: int) -> Path:
         writer.write(camera.frame(i % period))
     writer.release()
     return path
+
+
+def export_in_graph(folder: Path) -> Path:
+    """The teacher fixture at 640 with preprocessing and NMS in the graph, for 640x480 frames."""
+    from detdistill.export.onnx_export import export_onnx
+
+    weights = folder / "teacher-graph.pt"
+    shutil.copy(TEACHER, weights)
+    return Path(export_onnx(weights, folder / "teacher-640-graph.onnx", imgsz=640, nms=True, frame=(SIZE[1], SIZE[0])))
 
 
 def record_model(model: Path, clip: Path, period: int) -> Recording:
@@ -132,7 +144,7 @@ def decoded(clip: Path) -> list[np.ndarray]:
 
 
 def bench(recording: Recording, clip: Path | list[np.ndarray], folder: Path, latency: float, sync: bool,
-          sources: int, record: bool, frames: int) -> dict:
+          sources: int, record: bool, frames: int, model: str = "host") -> dict:
     """One run of the demo; ``clip`` is the video, or its decoded frames (the "raw frames" rows)."""
     from detdistill.demo.capture import FrameSource
     from detdistill.runtime import Detector
@@ -153,7 +165,8 @@ def bench(recording: Recording, clip: Path | list[np.ndarray], folder: Path, lat
         path.unlink()
     host = {k: v for k, v in summary.stage_ms.items() if k not in ("capture", "inference")}
     return {
-        "latency_ms": latency, "loop": "serial" if sync else "pipelined", "sources": sources, "record": record,
+        "latency_ms": latency, "model": model, "loop": "serial" if sync else "pipelined", "sources": sources,
+        "record": record,
         "input": "raw frames" if isinstance(clip, list) else "video",
         "frames": summary.frames, "fps": summary.mean_fps, "p50_ms": summary.latency_p50_ms,
         "p95_ms": summary.latency_p95_ms, "stage_ms": summary.stage_ms, "decode_ms": summary.decode_ms,
@@ -168,13 +181,13 @@ STAGE_KEYS = ("capture", "preprocess", "inference", "postprocess", "draw", "outp
 
 
 def table(rows: list[dict]) -> str:
-    head = ["engine ms", "loop", "input", "sources", "record", "FPS", "FPS x engine s", "p50 ms", "p95 ms",
+    head = ["engine ms", "pre/post", "loop", "input", "sources", "record", "FPS", "FPS x engine s", "p50 ms", "p95 ms",
             "p50 / engine", "capture / pre / infer / post / draw / out ms", "decode ms", "engine busy", "batch",
             "host CPU ms/frame"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         stages = " / ".join(f"{r['stage_ms'][k]:.2f}" for k in STAGE_KEYS)
-        cells = [f"{r['latency_ms']:g}", r["loop"], r["input"], str(r["sources"]), "yes" if r["record"] else "no",
+        cells = [f"{r['latency_ms']:g}", r.get("model", "host"), r["loop"], r["input"], str(r["sources"]), "yes" if r["record"] else "no",
                  f"{r['fps']:.0f}", f"{r['fps'] * r['latency_ms'] / 1e3:.2f}", f"{r['p50_ms']:.1f}",
                  f"{r['p95_ms']:.1f}", f"{r['p50_ms'] / r['latency_ms']:.1f}x", stages, f"{r['decode_ms']:.2f}",
                  f"{100 * r['engine_busy']:.0f}%", f"{r['batch']:.1f}", f"{r['cpu_ms_per_frame']:.2f}"]
@@ -184,9 +197,10 @@ def table(rows: list[dict]) -> str:
 
 def targets(rows: list[dict]) -> list[str]:
     """The issue's targets against what was measured (pipelined loop, no recording)."""
-    def find(latency, sources, source="video"):
-        return next((r for r in rows if (r["latency_ms"], r["sources"], r["loop"], r["record"], r["input"])
-                     == (latency, sources, "pipelined", False, source)), None)
+    def find(latency, sources, source="video", model="host"):
+        return next((r for r in rows if (r["latency_ms"], r["sources"], r["loop"], r["record"], r["input"],
+                                         r.get("model", "host"))
+                     == (latency, sources, "pipelined", False, source, model)), None)
 
     def check(value: float, limit: float, at_least: bool = False) -> str:
         return "met" if (value >= limit if at_least else value <= limit) else "missed"
@@ -207,6 +221,16 @@ def targets(rows: list[dict]) -> list[str]:
             ratio = four["fps"] / one["fps"]
             out.append(f"{latency:g} ms: 4 sources {four['fps']:.0f} FPS = {ratio:.2f}x one source "
                        f"(batch {four['batch']:.1f}) vs >= 3x ({check(ratio, 3.0, True)})")
+        for source in ("video", "raw frames"):
+            g1, g4 = find(latency, 1, source, "in-graph"), find(latency, 4, source, "in-graph")
+            if g1:
+                cpu, limit = g1["cpu_ms_per_frame"], 1.0 if source == "raw frames" else 2.0
+                out.append(f"{latency:g} ms, in-graph, {source}: FPS {g1['fps']:.0f}, p50 {g1['p50_ms']:.1f} ms, "
+                           f"host CPU {cpu:.2f} ms/frame vs <= {limit:g} ({check(cpu, limit)})")
+            if g1 and g4:
+                ratio = g4["fps"] / g1["fps"]
+                out.append(f"{latency:g} ms, in-graph, {source}: 4 sources {g4['fps']:.0f} FPS = {ratio:.2f}x one "
+                           f"source (batch {g4['batch']:.1f}) vs >= 3x ({check(ratio, 3.0, True)})")
     return out
 
 
@@ -218,6 +242,8 @@ def main() -> None:
     parser.add_argument("--period", type=int, default=60, help="distinct frames (the real model runs on these)")
     parser.add_argument("--no-record", action="store_true", help="skip the rows that record the video")
     parser.add_argument("--no-raw", action="store_true", help="skip the rows fed already decoded frames")
+    parser.add_argument("--no-in-graph", action="store_true",
+                        help="skip the rows of the model with preprocessing and NMS in the graph")
     parser.add_argument("--onnx", type=Path, help="the real model to record (default: export the COCO teacher)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
@@ -229,9 +255,12 @@ def main() -> None:
         model = args.onnx or export_models([640], folder)[0]
         clip = write_clip(folder / "clip.mp4", args.frames, args.period)
         recording = record_model(model, clip, args.period)
+        graph_recording = None if args.no_in_graph else record_model(export_in_graph(folder), clip, args.period)
         frames = decoded(clip)
         gc.collect()
         run_demo(warm_detector(recording), str(clip), show=False, log=lambda m: None)   # warm-up, builds the cache
+        if graph_recording is not None:
+            run_demo(warm_detector(graph_recording), str(clip), show=False, log=lambda m: None)
         rows = []
         for latency in args.latency:
             for sources in args.sources:
@@ -243,6 +272,13 @@ def main() -> None:
             if not args.no_raw:
                 rows.append(bench(recording, frames, folder, latency, False, 1, False, args.frames))
                 print(f"  {latency:g} ms pipelined, raw frames: {rows[-1]['fps']:.0f} FPS", flush=True)
+            if graph_recording is not None:
+                for clip_or_frames in [clip] + ([] if args.no_raw else [frames]):
+                    for sources in args.sources:
+                        rows.append(bench(graph_recording, clip_or_frames, folder, latency, False, sources, False,
+                                          args.frames, model="in-graph"))
+                        print(f"  {latency:g} ms pipelined, in-graph, {rows[-1]['input']}, {sources} source(s): "
+                              f"{rows[-1]['fps']:.0f} FPS", flush=True)
     load_end = os.getloadavg()
     print(f"\nCPU: {machine['model']}, {machine['cpus']} CPUs, {machine['isa']}; load average "
           f"{machine['load'][0]:.1f} at the start, {load_end[0]:.1f} at the end; {args.frames} frames per source; "

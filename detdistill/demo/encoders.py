@@ -276,10 +276,3 @@ def receiver_command(target: StreamTarget, codec: str = "h264") -> str:
     return (f"gst-launch-1.0 udpsrc port={target.port} caps=\"{caps}\" ! rtp{codec}depay ! {codec}parse ! "
             f"avdec_{codec} ! videoconvert ! autovideosink sync=false")
 
-
-def sdp_text(target: StreamTarget, codec: str = "h264") -> str:
-    """An SDP file describing a UDP stream, for VLC or ffplay (``ffplay -protocol_whitelist file,udp,rtp``)."""
-    return "\n".join([
-        "v=0", "o=- 0 0 IN IP4 0.0.0.0", "s=detdistill demo", f"c=IN IP4 {target.host}", "t=0 0",
-        f"m=video {target.port} RTP/AVP {RTP_PAYLOAD}", f"a=rtpmap:{RTP_PAYLOAD} {codec.upper()}/90000", "",
-    ])
