@@ -118,8 +118,9 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     from detdistill.quickstart import quickstart_recipe
     from detdistill.distill.student_trainer import StudentTrainer
 
+    family, _, size = args.student.rpartition("-")   # quarter, half, or e.g. yolo11-half (another family)
     widths = {"quarter": 0.0625, "half": 0.125}
-    student = str(scaled_model_yaml("yolov8", width=widths[args.student])) if args.student in widths else args.student
+    student = str(scaled_model_yaml(family or "yolov8", width=widths[size])) if size in widths else args.student
     train_args = dict(
         epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers, seed=seed,
         deterministic=False, plots=False, project=str(args.out / "runs"), name=f"{method}-s{seed}", exist_ok=True,
@@ -254,8 +255,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | shapes (generated) | a dataset YAML")
     ap.add_argument("--student", default="quarter",
-                    help="quarter / half (yolov8n at 1/4 / 1/2 width), pruned<ratio> (the teacher pruned to that "
-                    "fraction of its GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
+                    help="quarter / half (yolov8n at 1/4 / 1/2 width; yolo11-half, yolo26-quarter, ...: another "
+                    "family at that width, from scratch), pruned<ratio> (the teacher pruned to that fraction of its "
+                    "GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
     ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes, qat (ultralytics' INT8 QAT) or qad[:recipe] "

@@ -9,6 +9,7 @@ VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturati
 measured natively only (emulated time means nothing).
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--schemes", default="u8s8,u8s7,u8u8")
     ap.add_argument("--calib", type=int, default=208, help="coco-mini train images to calibrate on")
+    ap.add_argument("--methods", default="minmax", help="calibration methods (minmax, percentile, entropy)")
     ap.add_argument("--max-drop", type=float, help="also quantize each scheme with the float-layer search to this "
                     "mAP50-95 budget, measured on the tuning half (the test half stays unseen)")
     ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
@@ -76,18 +78,21 @@ def main() -> None:
     models = {"fp32": str(fp32)}
     tune_yaml = write_half_yaml(DATA, work / "sealed") if args.max_drop is not None else None
     for scheme in args.schemes.split(","):
-        out = work / f"int8-{scheme}.onnx"
-        if not out.exists():
-            quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, cache_dir=work)
-        models[scheme] = str(out)
-        if tune_yaml is not None:
-            out = work / f"int8-{scheme}-drop{args.max_drop:g}.onnx"
+        for method in args.methods.split(","):
+            name = scheme if method == "minmax" else f"{scheme} {method}"
+            stem = f"int8-{scheme}" if method == "minmax" else f"int8-{scheme}-{method}"
+            out = work / f"{stem}.onnx"
             if not out.exists():
-                r = quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, cache_dir=work, max_drop=args.max_drop,
-                                  val_data=tune_yaml, strict=False)
-                print(f"{scheme}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> {r.int8_map:.3f})",
-                      flush=True)
-            models[f"{scheme}, search {args.max_drop:g}"] = str(out)
+                quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, method=method, cache_dir=work)
+            models[name] = str(out)
+            if tune_yaml is not None:
+                out = work / f"{stem}-drop{args.max_drop:g}.onnx"
+                if not out.exists():
+                    r = quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, method=method, cache_dir=work,
+                                      max_drop=args.max_drop, val_data=tune_yaml, strict=False)
+                    print(f"{name}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> "
+                          f"{r.int8_map:.3f})", flush=True)
+                models[f"{name}, search {args.max_drop:g}"] = str(out)
     native = score(list(models.values()), "kernels")
     simulated = score([models[s] for s in models if s != "fp32"], "simulate")
     emulated = None
@@ -103,7 +108,7 @@ def main() -> None:
     lat = {k: bench(v, FIX / "coco-mini" / "images" / "val", runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
     isa = native["isa"]
-    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images (minmax), head outputs in "
+    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images ({args.methods}), head outputs in "
           f"float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
