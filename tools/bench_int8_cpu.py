@@ -6,7 +6,8 @@ FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model sim
 what an exact int32-accumulating kernel computes) on both halves of coco-mini val. With ``--emulate``,
 the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
 VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
-measured natively only (emulated time means nothing).
+measured natively only (emulated time means nothing). The last column is each INT8 model's drop below
+FP32 on the test half with a 95% bootstrap interval over its images (``detdistill.export.compare``).
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
@@ -30,8 +31,10 @@ FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtu
 DATA = FIX / "coco-mini" / "data.yaml"
 
 
-def score(models: list[str], int8: str) -> dict:
-    """mAP50-95 of each model on each half of coco-mini val, and the instruction set that computed it."""
+def score(models: list[str], int8: str, records: dict | None = None) -> dict:
+    """mAP50-95 of each model on each half of coco-mini val, and the instruction set that computed it.
+
+    ``records``: filled with each model's per-image test-half matches (for the interval of its drop)."""
     from detdistill.data.splits import split_halves
     from detdistill.data.dataset import load_dataset
     from detdistill.export.evaluate import evaluate
@@ -40,7 +43,11 @@ def score(models: list[str], int8: str) -> dict:
     halves = split_halves(load_dataset(DATA).images("val"))
     out = {"isa": instruction_set(), "maps": {}}
     for m in models:
-        out["maps"][m] = {h: evaluate(m, DATA, files=files, int8=int8).map50_95 for h, files in halves.items()}
+        results = {h: evaluate(m, DATA, files=files, int8=int8, keep_records=records is not None)
+                   for h, files in halves.items()}
+        out["maps"][m] = {h: r.map50_95 for h, r in results.items()}
+        if records is not None:
+            records[m] = results["test"].records
         print(f"  {Path(m).name} ({int8}, {out['isa']}): {out['maps'][m]}", file=sys.stderr, flush=True)
     return out
 
@@ -64,6 +71,7 @@ def main() -> None:
 
     from detdistill.data.splits import write_half_yaml
     from detdistill.export.bench import bench
+    from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
 
@@ -93,7 +101,8 @@ def main() -> None:
                     print(f"{name}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> "
                           f"{r.int8_map:.3f})", flush=True)
                 models[f"{name}, search {args.max_drop:g}"] = str(out)
-    native = score(list(models.values()), "kernels")
+    test_records: dict = {}
+    native = score(list(models.values()), "kernels", test_records)
     simulated = score([models[s] for s in models if s != "fp32"], "simulate")
     emulated = None
     if args.emulate:
@@ -112,15 +121,16 @@ def main() -> None:
           f"float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
-    print(head + f" inference ms ({isa}) | vs FP32 |")
-    print("|---" * (5 + bool(emulated)) + "|")
+    print(head + f" inference ms ({isa}) | vs FP32 | test drop ({isa} kernels) [95% CI] |")
+    print("|---" * (6 + bool(emulated)) + "|")
     for k, path in models.items():
         fmt = lambda d: f"{d['tune']:.3f} / {d['test']:.3f}"  # noqa: E731
         row = f"| {k} | {fmt(native['maps'][path])} | "
         row += (fmt(simulated["maps"][path]) if path in simulated["maps"] else "-") + " |"
         if emulated:
             row += f" {fmt(emulated['maps'][path])} |"
-        print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x |")
+        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [test_records[path]]))
+        print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
 
 
 if __name__ == "__main__":
