@@ -65,3 +65,23 @@ def test_a_stage_whose_inputs_changed_starts_from_a_clean_folder(tmp_path):
         "last.pt", "marker"]
     # new inputs: the old run is removed first
     assert StageCache(tmp_path).run("train", {"epochs": 4}, [], lambda: train(False), clean=(run_dir,)) == ["last.pt"]
+
+
+def test_an_edited_kd_recipe_file_reruns_its_stage_and_a_builtin_is_keyed_by_name(tmp_path, monkeypatch):
+    from detdistill.pipeline.training_stages import recipe_key
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "my_kd.yaml"
+    recipe.write_text("losses:\n  - {type: cwd, weight: 3.0}\n")
+    calls: list = []
+
+    def distill(name: str) -> None:
+        StageCache(tmp_path).run("distill", {"recipe": recipe_key(name), "epochs": 3}, [], lambda: calls.append(1))
+
+    distill(str(recipe))
+    distill(str(recipe))
+    assert len(calls) == 1
+    recipe.write_text("losses:\n  - {type: cwd, weight: 1.0}\n")   # the same name, another loss weight
+    distill(str(recipe))
+    assert len(calls) == 2
+    assert recipe_key("default") == "default" and recipe_key(None) is None

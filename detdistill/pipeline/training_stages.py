@@ -29,6 +29,11 @@ def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, jo
                                clean=(run_dir,)))
 
 
+def recipe_key(recipe: str | None) -> str | Path | None:
+    """A KD recipe in a stage's key: a YAML file by its contents (editing it retrains), a built-in by its name."""
+    return Path(recipe) if recipe and Path(recipe).is_file() else recipe
+
+
 def _augment_key(dist, teacher_clean: bool = False) -> dict:
     """The augmentation settings in a training stage's key, only when set (finished work folders keep their keys)."""
     key = {"augment": dist.augment} if dist.augment else {}
@@ -58,8 +63,8 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
         job = TrainJob(student=start, data=kd_data, teacher=teacher_pt, recipe=dist.recipe, class_map=dist.class_map,
                        freeze_bn=freeze, augment=dist.augment, teacher_clean=dist.teacher_clean, run_dir=run_dir,
                        train_args=args)
-        key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": dist.recipe,
-               "class_map": dist.class_map, "freeze_bn": freeze, **_augment_key(dist, teacher_clean=True)}
+        key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt,
+               "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze, **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, run_dir, job)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
     return out
@@ -76,7 +81,7 @@ def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> 
     args = ctx.train_args(run_dir, {"imgsz": cfg.student.imgsz, "epochs": q.epochs})
     job = TrainJob(student=final.path, data=kd_data, teacher=teacher_pt, recipe=recipe, class_map=dist.class_map,
                    freeze_bn=freeze, int8=True, run_dir=run_dir, train_args=args)
-    key = {"student": final.path, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": recipe,
+    key = {"student": final.path, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": recipe_key(recipe),
            "class_map": dist.class_map, "freeze_bn": freeze, "int8": True}
     best = _train(ctx, f"quantization-aware distillation ({recipe}, {q.epochs} epochs)", key, run_dir, job)
     return Artifact("student_kd", "pt", best, best, cfg.student.imgsz, precision="int8", method="qad")
