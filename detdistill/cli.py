@@ -122,9 +122,13 @@ def val(
 @app.command()
 def recipes() -> None:
     """List the built-in distillation recipes and what each one does."""
-    from detdistill.distill.recipe import RECIPES_DIR, builtin_recipes  # lazy: torch (the CLI starts without it)
+    from detdistill.distill.recipe import (  # lazy: torch (the CLI starts without it)
+        DEFAULT_RECIPE, RECIPES_DIR, builtin_recipes)
 
     for name in builtin_recipes():
+        if name == "default":
+            typer.echo(f"{name:10s} the same as {DEFAULT_RECIPE} (the recipe used when none is named)")
+            continue
         text = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
         summary = " ".join(line.lstrip("# ") for line in text if line.startswith("#"))
         typer.echo(f"{name:10s} {summary}")

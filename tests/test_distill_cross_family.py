@@ -1,6 +1,6 @@
 """Teachers of another YOLO family than the student (v8, 11, 26, and v10): one real KD step on coco8 images
-through KDModel with the default recipe (logit + box) and a feature recipe (cwd), and the pairings that are
-refused. Models are built from ultralytics' YAML configs, so no weights are needed."""
+through KDModel with the class-score and box recipe (logit-box), a feature recipe (cwd) and the default
+(attention transfer), and the pairings that are refused. Models are built from ultralytics' YAML configs, so no weights are needed."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _kd_model(student: nn.Module, teacher: nn.Module, recipe):
     return KDModel(student, teacher, load_recipe(recipe), build_class_map(names, names), {}).train()
 
 
-@pytest.mark.parametrize("recipe", ["default", "cwd"])
+@pytest.mark.parametrize("recipe", ["logit-box", "cwd", "default"])
 @pytest.mark.parametrize(("teacher_cfg", "student_cfg"), PAIRS, ids=lambda c: Path(c).stem)
 def test_cross_family_kd_step(batch, teacher_cfg, student_cfg, recipe):
     from detdistill.distill.box import DecodedBoxDistillation, LocalizationDistillation
@@ -82,7 +82,7 @@ def test_cross_family_kd_step(batch, teacher_cfg, student_cfg, recipe):
 
     teacher, student = _teacher(teacher_cfg, batch["img"]), _model(student_cfg)
     model = _kd_model(student, teacher, recipe)
-    if recipe == "default":  # LD where both heads have DFL with one reg_max, decoded boxes otherwise
+    if recipe == "logit-box":  # LD where both heads have DFL with one reg_max, decoded boxes otherwise
         dfl = detect_head(teacher).reg_max == detect_head(student).reg_max == 16
         assert isinstance(model.distiller.losses["box"], LocalizationDistillation if dfl else DecodedBoxDistillation)
     loss, items = model(dict(batch))

@@ -12,12 +12,14 @@ from detdistill.distill.schedule import Schedule
 
 def test_builtin_recipes_all_parse():
     names = builtin_recipes()
-    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld", "hires", "at"} <= set(names)
+    assert {"default", "cwd", "pkd", "mgd", "fgfi", "logit", "ld", "logit-box", "hires", "at"} <= set(names)
     for name in names:
         assert load_recipe(name).losses
-    default = load_recipe()
-    assert [s.type for s in default.losses] == ["logit", "box"] and default.region == "teacher"
-    assert default.losses[0].params["dense"] is True and load_recipe("logit").losses[0].params["dense"] is False
+    assert load_recipe() == load_recipe("default") == load_recipe("at")   # the default is attention transfer
+    assert [s.type for s in load_recipe("at").losses] == ["at"]
+    logit_box = load_recipe("logit-box")
+    assert [s.type for s in logit_box.losses] == ["logit", "box"] and logit_box.region == "teacher"
+    assert logit_box.losses[0].params["dense"] is True and load_recipe("logit").losses[0].params["dense"] is False
     assert load_recipe("hires").teacher_scale == 2.0  # box KD allowed: the pyramid is shifted, not resampled
 
 

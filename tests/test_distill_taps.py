@@ -105,8 +105,8 @@ def test_distiller_pairs_teacher_level_above_at_twice_the_size():
     assert distiller(student, teacher, batch)["logit"] > 1e-3
 
 
-def test_default_recipe_distills_class_scores_on_background_anchors_too():
-    """The default's logit loss is dense: a student that scores an object where the teacher sees
+def test_logit_box_recipe_distills_class_scores_on_background_anchors_too():
+    """The logit-box recipe's logit loss is dense: a student that scores an object where the teacher sees
     background is corrected; the confidence-weighted `logit` recipe hardly notices."""
     from detdistill.distill import build_class_map, load_recipe
     from detdistill.distill.distiller import Distiller
@@ -121,8 +121,8 @@ def test_default_recipe_distills_class_scores_on_background_anchors_too():
     student.scores[..., :40] = 3.0  # ... where the student sees objects
     batch = {"img": torch.zeros(2, 3, 64, 64)}
     value = {}
-    for name in ("default", "logit"):
+    for name in ("logit-box", "logit"):
         recipe = load_recipe(name)
         distiller = Distiller(recipe, channels, channels, 16, 16, build_class_map(names, names))
         value[name] = distiller(student, teacher, batch)["logit"].item() / recipe.losses[0].weight
-    assert value["logit"] < 1e-3 and value["default"] > 0.5
+    assert value["logit"] < 1e-3 and value["logit-box"] > 0.5

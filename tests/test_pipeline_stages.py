@@ -68,6 +68,7 @@ def test_a_stage_whose_inputs_changed_starts_from_a_clean_folder(tmp_path):
 
 
 def test_an_edited_kd_recipe_file_reruns_its_stage_and_a_builtin_is_keyed_by_name(tmp_path, monkeypatch):
+    from detdistill.distill.recipe import DEFAULT_RECIPE
     from detdistill.pipeline.training_stages import recipe_key
 
     monkeypatch.chdir(tmp_path)
@@ -84,4 +85,5 @@ def test_an_edited_kd_recipe_file_reruns_its_stage_and_a_builtin_is_keyed_by_nam
     recipe.write_text("losses:\n  - {type: cwd, weight: 1.0}\n")   # the same name, another loss weight
     distill(str(recipe))
     assert len(calls) == 2
-    assert recipe_key("default") == "default" and recipe_key(None) is None
+    assert recipe_key("cwd") == "cwd" and recipe_key(None) is None
+    assert recipe_key("default") == DEFAULT_RECIPE != "default"   # a new default retrains the distilled student

@@ -20,7 +20,7 @@ several seeds and every distiller; its tuning half is the generated val set, its
 generated with another seed::
 
     YOLO_OFFLINE=1 python tools/bench_distill.py --track shapes --student half --epochs 15 --imgsz 128 \
-        --methods none,ultralytics,default,cwd,logit,ld --seeds 0,1
+        --methods none,ultralytics,default,logit-box,cwd --seeds 0,1
 
 Each run is a subprocess (clean ultralytics state); finished runs found in --out are reused, so an
 interrupted benchmark resumes where it stopped.
@@ -159,8 +159,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         metrics = model.train(trainer=plain, quantize=8, **train_args)
     else:  # a detdistill recipe; qad or qad:<recipe> trains it with INT8 fake quantization
         int8 = method.split(":")[0] == "qad"
-        recipe, _ = check_inputs(student, teacher, data, method.split(":", 1)[1] if ":" in method else
-                                 ("default" if int8 else method))
+        recipe, _ = check_inputs(student, teacher, data, method.split(":", 1)[1] if int8 else method)
         trainer = DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn, int8=int8, augment=augment,
                                                 teacher_clean=teacher_clean)
         metrics = model.train(trainer=trainer, **train_args)
@@ -251,6 +250,19 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
     return "\n".join(lines)
 
 
+def named_recipe(method: str) -> str:
+    """A method with ``default`` replaced by the recipe it stands for (``default+road`` -> ``at+road``, ``qad`` ->
+    ``qad:at``), so that every stored run names the losses it trained with."""
+    from detdistill.distill.recipe import DEFAULT_RECIPE
+
+    name, plus, suffix = method.partition("+")
+    if name in ("qad", "qad:default"):
+        name = f"qad:{DEFAULT_RECIPE}"
+    elif name == "default":
+        name = DEFAULT_RECIPE
+    return name + plus + suffix
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | shapes (generated) | a dataset YAML")
@@ -260,9 +272,10 @@ def main() -> None:
                     "GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
     ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--methods", default="none,ultralytics,default",
-                    help="none, ultralytics, detdistill recipes, qat (ultralytics' INT8 QAT) or qad[:recipe] "
-                    "(detdistill's quantization-aware distillation, default recipe); a suffix +road trains with "
-                    "the road augmentation, +road-clean also shows the KD teacher the clean images")
+                    help="none, ultralytics, detdistill recipes (default: the recipe it stands for), qat "
+                    "(ultralytics' INT8 QAT) or qad[:recipe] (detdistill's quantization-aware distillation, default "
+                    "recipe); a suffix +road trains with the road augmentation, +road-clean also shows the KD "
+                    "teacher the clean images")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)
@@ -281,6 +294,7 @@ def main() -> None:
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    args.methods = ",".join(named_recipe(m) for m in args.methods.split(","))
     args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs folder
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_distill import PROTOCOL, TEACHER, TRACKS  # noqa: E402  (the benchmark's tracks and teacher)
+from bench_distill import PROTOCOL, TEACHER, TRACKS, named_recipe  # noqa: E402  (its tracks, teacher, names)
 
 
 def score_model(weights: Path, data: str, files: list[Path], imgsz: int, corrupt: str,
@@ -64,7 +64,7 @@ def main() -> None:
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
             (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
-    wanted = [(m, int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]
+    wanted = [(named_recipe(m), int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]
     jobs = [("teacher", -1, Path(TEACHER))] if args.teacher else []
     for m, s in wanted:
         if not any(r["method"] == m and r["seed"] == s for r in rows):

@@ -15,7 +15,7 @@ from scratch, 40 epochs, batch 32, with no KD, ultralytics' built-in distillatio
 Several runs share the GPU at once (``--jobs``; the data loaders share the CPU cores), then one summary
 gives tuning and test mAP per method and each test gain with its bootstrap interval::
 
-    python tools/gpu_bench.py run --methods none,ultralytics,default,at --seeds 0 --out results/
+    python tools/gpu_bench.py run --methods none,ultralytics,default,logit-box --seeds 0 --out results/
 
 Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt)
 fails alone and is reported as such.
@@ -162,7 +162,7 @@ def main() -> None:
     r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
     r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
-    r.add_argument("--methods", default="none,ultralytics,default,at")
+    r.add_argument("--methods", default="none,ultralytics,default,logit-box")
     r.add_argument("--seeds", default="0")
     r.add_argument("--student", default="yolov8n.yaml")
     r.add_argument("--epochs", type=int, default=40)

@@ -30,8 +30,11 @@ def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, jo
 
 
 def recipe_key(recipe: str | None) -> str | Path | None:
-    """A KD recipe in a stage's key: a YAML file by its contents (editing it retrains), a built-in by its name."""
-    return Path(recipe) if recipe and Path(recipe).is_file() else recipe
+    """A KD recipe in a stage's key: a YAML file by its contents (editing it retrains), a built-in by its name
+    (``default`` by the built-in it stands for, so a new default retrains)."""
+    from ..distill.recipe import resolve_recipe_name  # lazy: torch (only the training stages need it)
+
+    return Path(recipe) if recipe and Path(recipe).is_file() else resolve_recipe_name(recipe) if recipe else None
 
 
 def _augment_key(dist, teacher_clean: bool = False) -> dict:
