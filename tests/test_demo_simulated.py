@@ -116,6 +116,15 @@ def per_frame(model, source, tmp_path: Path, **kwargs) -> tuple[object, dict[int
     return summary, by_source
 
 
+def record_video(detector, video: Path) -> Recording:
+    """The real model's outputs for every frame of ``video``, as the simulated engine replays them."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while (ok_frame := cap.read())[0]:
+        frames.append(ok_frame[1])
+    return Recording.from_backend(detector.backend, [detector.preprocess(f)[0] for f in frames])
+
+
 def same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(all(np.array_equal(x, y) for x, y in zip(fa, fb)) for fa, fb in zip(a, b))
 
@@ -133,11 +142,7 @@ def test_simulated_engine_gives_the_real_detections_batched(teacher320, photo_vi
     from detdistill.runtime import Detector
 
     real = Detector(str(teacher320))
-    cap = cv2.VideoCapture(str(photo_video))
-    frames = []
-    while (ok_frame := cap.read())[0]:
-        frames.append(ok_frame[1])
-    recording = Recording.from_backend(real.backend, [real.preprocess(f)[0] for f in frames])
+    recording = record_video(real, photo_video)
     _, ref = per_frame(real, str(photo_video), tmp_path, sync=True)
     backend = SimulatedBackend(recording, latency_ms=2.0)
     summary, got = per_frame(Detector(backend), [str(photo_video)] * 2, tmp_path)
@@ -157,11 +162,7 @@ def test_simulated_engine_stands_in_for_a_model_with_frames_in_and_nms_in_the_gr
     shutil.copy(teacher_pt, weights)
     model = export_onnx(weights, tmp_path / "both.onnx", imgsz=320, nms=True, frame=(480, 640))
     real = Detector(str(model))
-    cap = cv2.VideoCapture(str(photo_video))
-    frames = []
-    while (ok_frame := cap.read())[0]:
-        frames.append(ok_frame[1])
-    recording = Recording.from_backend(real.backend, [real.preprocess(f)[0] for f in frames])
+    recording = record_video(real, photo_video)
     assert recording.input_shape == (480, 640, 3) and recording.input_dtype is np.uint8 and not recording.sparse
     loaded = Recording.load(recording.save(tmp_path / "rec.npz"))
     assert loaded.info.frame == (480, 640) and loaded.info.postprocess == "graph_nms"

@@ -187,7 +187,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         stages = " / ".join(f"{r['stage_ms'][k]:.2f}" for k in STAGE_KEYS)
-        cells = [f"{r['latency_ms']:g}", r.get("model", "host"), r["loop"], r["input"], str(r["sources"]), "yes" if r["record"] else "no",
+        cells = [f"{r['latency_ms']:g}", r.get("model", "host"), r["loop"], r["input"], str(r["sources"]),
+                 "yes" if r["record"] else "no",
                  f"{r['fps']:.0f}", f"{r['fps'] * r['latency_ms'] / 1e3:.2f}", f"{r['p50_ms']:.1f}",
                  f"{r['p95_ms']:.1f}", f"{r['p50_ms'] / r['latency_ms']:.1f}x", stages, f"{r['decode_ms']:.2f}",
                  f"{100 * r['engine_busy']:.0f}%", f"{r['batch']:.1f}", f"{r['cpu_ms_per_frame']:.2f}"]
@@ -218,9 +219,7 @@ def targets(rows: list[dict]) -> list[str]:
             out.append(f"{latency:g} ms, raw frames (no video decoding): FPS {raw['fps']:.0f}, "
                        f"p50 {raw['p50_ms']:.1f} ms, host CPU {cpu:.2f} ms/frame vs <= 2 ({check(cpu, 2.0)})")
         if one and four:
-            ratio = four["fps"] / one["fps"]
-            out.append(f"{latency:g} ms: 4 sources {four['fps']:.0f} FPS = {ratio:.2f}x one source "
-                       f"(batch {four['batch']:.1f}) vs >= 3x ({check(ratio, 3.0, True)})")
+            out.append(sources_line(f"{latency:g} ms", one, four))
         for source in ("video", "raw frames"):
             g1, g4 = find(latency, 1, source, "in-graph"), find(latency, 4, source, "in-graph")
             if g1:
@@ -228,10 +227,16 @@ def targets(rows: list[dict]) -> list[str]:
                 out.append(f"{latency:g} ms, in-graph, {source}: FPS {g1['fps']:.0f}, p50 {g1['p50_ms']:.1f} ms, "
                            f"host CPU {cpu:.2f} ms/frame vs <= {limit:g} ({check(cpu, limit)})")
             if g1 and g4:
-                ratio = g4["fps"] / g1["fps"]
-                out.append(f"{latency:g} ms, in-graph, {source}: 4 sources {g4['fps']:.0f} FPS = {ratio:.2f}x one "
-                           f"source (batch {g4['batch']:.1f}) vs >= 3x ({check(ratio, 3.0, True)})")
+                out.append(sources_line(f"{latency:g} ms, in-graph, {source}", g1, g4))
     return out
+
+
+def sources_line(label: str, one: dict, four: dict) -> str:
+    """The four-source target: total FPS at least 3x one source's."""
+    ratio = four["fps"] / one["fps"]
+    verdict = "met" if ratio >= 3.0 else "missed"
+    return (f"{label}: 4 sources {four['fps']:.0f} FPS = {ratio:.2f}x one source (batch {four['batch']:.1f}) "
+            f"vs >= 3x ({verdict})")
 
 
 def main() -> None:
