@@ -117,8 +117,8 @@ def main() -> None:
     lat = {k: bench(v, FIX / "coco-mini" / "images" / "val", runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
     isa = native["isa"]
-    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images ({args.methods}), head outputs in "
-          f"float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
+    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images ({args.methods}), "
+          f"head outputs in float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
     print(head + f" inference ms ({isa}) | vs FP32 | test drop ({isa} kernels) [95% CI] |")
