@@ -67,7 +67,8 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
                        freeze_bn=freeze, augment=dist.augment, teacher_clean=dist.teacher_clean, run_dir=run_dir,
                        train_args=args)
         key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt,
-               "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze, **_augment_key(dist, teacher_clean=True)}
+               "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze,
+               **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, run_dir, job)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
     return out
