@@ -269,6 +269,26 @@ def test_demo_runs_a_frame_model_and_opens_the_clip_at_its_size(teacher_variants
     assert at_frame_size(str(tmp_path), (720, 1280)) == str(tmp_path)  # an image folder is not resized
 
 
+def test_several_cameras_batch_through_one_dynamic_model_with_both_in_graph(teacher_variants, coco_mini_yaml):
+    """``--dynamic --nms --frame``: frames of several cameras in one engine call give each frame's own detections."""
+    from detdistill.demo.stages import RuntimeStages
+
+    host = teacher_variants[0]
+    both = export_onnx(host.with_name("teacher.pt"), host.with_name("teacher320-both-dyn.onnx"), imgsz=320,
+                       nms=True, frame=FRAME, dynamic=True)
+    det = Detector(str(both))
+    assert det.backend.input_shape == (-1, *FRAME, 3)
+    frames = [cv2.resize(cv2.imread(str(f)), FRAME[::-1]) for f in val_images(coco_mini_yaml, 3)]
+    stages = RuntimeStages(det, max_batch=3)
+    batch, infos, _ = stages.prepare(frames)
+    outputs, _ = stages.infer(batch)
+    batched, _ = stages.finish(outputs, infos)
+    alone = [det(f) for f in frames]
+    assert batch.shape == (3, *FRAME, 3) and sum(len(d.scores) for d in alone) > 3
+    for b, a in zip(batched, alone):
+        assert np.array_equal(b.class_ids, a.class_ids) and np.allclose(b.boxes, a.boxes, atol=1e-3)
+
+
 def test_bench_times_a_frame_model_on_frames_of_its_size(teacher_variants, coco_mini_yaml):
     """bench feeds a --frame model camera-sized frames (no host letterbox): a strict Detector takes them as they are."""
     from detdistill.export.bench import bench
