@@ -70,10 +70,13 @@ def main() -> None:
         return
 
     from detdistill.data.splits import write_half_yaml
-    from detdistill.export.bench import bench
+    from detdistill.export.bench import MIN_RUNS, bench
     from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
+
+    if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
+        ap.error(f"--runs must be >= {MIN_RUNS} for stable medians, got {args.runs}")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)

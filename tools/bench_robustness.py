@@ -64,7 +64,8 @@ def main() -> None:
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
             (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
-    wanted = [(named_recipe(m), int(s)) for m in args.methods.split(",") for s in args.seeds.split(",")]
+    methods = [named_recipe(m) for m in args.methods.split(",")]   # default -> the recipe it stands for
+    wanted = [(m, int(s)) for m in methods for s in args.seeds.split(",")]
     jobs = [("teacher", -1, Path(TEACHER))] if args.teacher else []
     for m, s in wanted:
         if not any(r["method"] == m and r["seed"] == s for r in rows):
@@ -92,7 +93,7 @@ def main() -> None:
           f"(a name alone: the mean over severities 1-5), CPU {instruction_set()}; mean over the seeds given:\n")
     names = None
     lines = []
-    for method in (["teacher"] if args.teacher else []) + args.methods.split(","):
+    for method in (["teacher"] if args.teacher else []) + methods:
         rs = [d for (m, _, c), d in done.items() if m == method and c == args.corrupt
               and (m == "teacher" or str(d["seed"]) in args.seeds.split(","))]
         if not rs:

@@ -12,6 +12,8 @@ from ..runtime import Detector
 from ..data.image_lists import list_images
 from ..data.images import read_bgr
 
+MIN_RUNS = 50  # timed runs below which medians and p90 are not stable
+
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
 
@@ -42,8 +44,8 @@ def bench(
     **backend_kwargs,
 ) -> BenchResult:
     """Time ``runs`` calls (after ``warmup``) of the full Detector pipeline on real images (cycled)."""
-    if runs < 50:
-        raise ValueError(f"runs must be >= 50 for stable medians/p90, got {runs}")
+    if runs < MIN_RUNS:
+        raise ValueError(f"runs must be >= {MIN_RUNS} for stable medians/p90, got {runs}")
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     det = model if isinstance(model, Detector) else Detector(model, conf=conf, backend=backend, **backend_kwargs)

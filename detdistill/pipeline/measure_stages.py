@@ -12,9 +12,9 @@ from ..models import class_names, count_gflops, count_params, load_detection_che
 from .artifacts import Artifact
 from .context import StageContext
 from .report.records import ArtifactResult
+from .video import video_from_images
 
 METRIC = "coco"  # in the measure keys: numbers of another metric are measured again
-from .video import video_from_images
 
 
 def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:

@@ -34,7 +34,9 @@ def recipe_key(recipe: str | None) -> str | Path | None:
     (``default`` by the built-in it stands for, so a new default retrains)."""
     from ..distill.recipe import resolve_recipe_name  # lazy: torch (only the training stages need it)
 
-    return Path(recipe) if recipe and Path(recipe).is_file() else resolve_recipe_name(recipe) if recipe else None
+    if not recipe:
+        return None
+    return Path(recipe) if Path(recipe).is_file() else resolve_recipe_name(recipe)
 
 
 def _augment_key(dist, teacher_clean: bool = False) -> dict:
