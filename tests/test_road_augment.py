@@ -43,6 +43,15 @@ def test_the_preset_is_seeded_mixes_clean_and_corrupted_images_and_trains_at_mil
     assert first.shape == img.shape and first.dtype == np.uint8 and np.abs(first.astype(int) - img).mean() > 5
 
 
+def test_the_heavy_preset_corrupts_more_images_up_to_severity_four():
+    road, heavy = get_preset("road"), get_preset("road-heavy")
+    draws = [heavy.draw(seed) for seed in range(400)]
+    clean = sum(d is None for d in draws) / len(draws)
+    assert 0.12 < clean < 0.28 and clean < sum(road.draw(seed) is None for seed in range(400)) / 400
+    assert {d[1] for d in draws if d} == {1, 2, 3, 4}
+    assert {d[0] for d in draws if d} == {"fog", "rain", "snow", "glare", "dark", "motion_blur", "noise", "jpeg"}
+
+
 def _train_dataset(coco8_yaml, preset: str | None):
     """ultralytics' own augmented training dataset of coco8 (mosaic, affine, HSV, flips), optionally with a preset."""
     from ultralytics.cfg import get_cfg

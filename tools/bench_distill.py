@@ -145,10 +145,11 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     starts: dict[str, float] = {}
     model.add_callback("on_train_epoch_start", lambda t: starts.__setitem__("t", time.perf_counter()))
     model.add_callback("on_train_epoch_end", lambda t: epoch_times.append(time.perf_counter() - starts["t"]))
-    # a "+road" suffix trains with the road augmentation preset, "+road-clean" with the teacher on clean images
+    # a "+PRESET" suffix trains with that augmentation preset (+road, +road-heavy); "+PRESET-clean" also shows the
+    # KD teacher the clean images
     full_method, (method_name, _, augment) = method, method.partition("+")
-    teacher_clean = augment == "road-clean"
-    augment = "road" if augment else None
+    teacher_clean = augment.endswith("-clean")
+    augment = augment.removesuffix("-clean") or None
     plain = StudentTrainer.with_options(args.freeze_bn, augment)  # keeps a pruned student's own layers
     method = method_name
     if method == "none":
@@ -274,8 +275,8 @@ def main() -> None:
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes (default: the recipe it stands for), qat "
                     "(ultralytics' INT8 QAT) or qad[:recipe] (detdistill's quantization-aware distillation, default "
-                    "recipe); a suffix +road trains with the road augmentation, +road-clean also shows the KD "
-                    "teacher the clean images")
+                    "recipe); a suffix +PRESET trains with that augmentation preset (+road, +road-heavy), +PRESET-clean "
+                    "also shows the KD teacher the clean images")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)

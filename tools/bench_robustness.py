@@ -1,5 +1,5 @@
 """Robustness of the runs of a ``tools/bench_distill.py`` folder: mAP50-95 of each run's ``best.pt`` (and of
-the teacher) on the sealed test half, clean and under each corruption of ``detdistill eval --corrupt``
+the teacher) on the sealed test half (or, to choose a setting, the tuning half), clean and under each corruption of ``detdistill eval --corrupt``
 (mean over severities 1-5), their mean mPC and rPC = mPC / clean (the COCO-C protocol, see
 ``detdistill.export.robustness``).
 
@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--teacher", action="store_true", help="also score the benchmark's teacher")
     ap.add_argument("--corrupt", default="all")
+    ap.add_argument("--half", choices=("tuning", "test"), default="test",
+                    help="the val half to score: tuning to choose between settings, test to report (default)")
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from detdistill.data.dataset import load_dataset
@@ -60,7 +62,7 @@ def main() -> None:
 
     out = args.out.resolve()
     data = str(TRACKS.get(args.track, args.track))
-    files = split_halves(load_dataset(data).images("val"))["test"]
+    files = split_halves(load_dataset(data).images("val"))[args.half]
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
             (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
@@ -74,7 +76,8 @@ def main() -> None:
         jobs.append((m, s, out / "runs" / f"{m}-s{s}" / "weights" / "best.pt"))
     done_file = out / "robustness.jsonl"
     done = {(d["method"], d["seed"], d["corrupt"]): d for d in
-            (json.loads(x) for x in done_file.read_text().splitlines())} if done_file.exists() else {}
+            (json.loads(x) for x in done_file.read_text().splitlines())
+            if d.get("half", "test") == args.half} if done_file.exists() else {}
     for i, (method, seed, weights) in enumerate(jobs, 1):
         if (method, seed, args.corrupt) in done:
             print(f"[{i}/{len(jobs)}] {method} seed {seed}: done earlier, reused", flush=True)
@@ -82,14 +85,14 @@ def main() -> None:
         print(f"[{i}/{len(jobs)}] {method} seed {seed} ({weights}) ...", flush=True)
         t0 = time.time()
         cmap = teacher_score_map(weights, data)[0] if method == "teacher" else None
-        res = {"method": method, "seed": seed, "corrupt": args.corrupt, "images": len(files),
+        res = {"method": method, "seed": seed, "corrupt": args.corrupt, "half": args.half, "images": len(files),
                **score_model(weights, data, files, args.imgsz, args.corrupt, cmap)}
         with done_file.open("a") as f:
             f.write(json.dumps(res) + "\n")
         done[(method, seed, args.corrupt)] = res
         print(f"    clean {res['clean']:.3f}  mPC {res['mpc']:.3f}  in {time.time() - t0:.0f}s", flush=True)
 
-    print(f"\n{args.track} test half ({len(files)} images), imgsz {args.imgsz}, corruptions {args.corrupt} "
+    print(f"\n{args.track} {args.half} half ({len(files)} images), imgsz {args.imgsz}, corruptions {args.corrupt} "
           f"(a name alone: the mean over severities 1-5), CPU {instruction_set()}; mean over the seeds given:\n")
     names = None
     lines = []
