@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """INT8 weight schemes of the cpu target on this CPU and on an emulated AVX2-only x86 CPU.
 
-Exports the teacher fixture, quantizes it once per scheme (calibrated on coco-mini train), and scores
+Exports the teacher fixture, quantizes it once per scheme (calibrated on the track's train images), and scores
 FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model simulated (Q/DQ in float,
-what an exact int32-accumulating kernel computes) on both halves of coco-mini val. With ``--emulate``,
+what an exact int32-accumulating kernel computes) on both halves of the track's val images (coco-mini, or
+vehicles through the teacher's class map). With ``--tensorrt`` the tensorrt target's file is scored beside them. With ``--emulate``,
 the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
 VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
 measured natively only (emulated time means nothing). The last column is each INT8 model's drop below
@@ -11,6 +12,7 @@ FP32 on the test half with a 95% bootstrap interval over its images (``detdistil
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --imgsz 320 --schemes u8s7 --tensorrt
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-DATA = FIX / "coco-mini" / "data.yaml"
+TRACKS = {"coco-mini": FIX / "coco-mini" / "data.yaml", "vehicles": FIX / "vehicles" / "data.yaml"}
+TEACHER = FIX / "weights" / "yolov8n-coco.pt"
 
 
-def score(models: list[str], int8: str, records: dict | None = None) -> dict:
-    """mAP50-95 of each model on each half of coco-mini val, and the instruction set that computed it.
+def score(models: list[str], int8: str, track: str, class_map: dict[int, int] | None,
+          records: dict | None = None) -> dict:
+    """mAP50-95 of each model on each half of the track's val images, and the instruction set that computed it.
 
     ``records``: filled with each model's per-image test-half matches (for the interval of its drop)."""
     from detdistill.data.splits import split_halves
@@ -40,10 +44,12 @@ def score(models: list[str], int8: str, records: dict | None = None) -> dict:
     from detdistill.export.evaluate import evaluate
     from detdistill.runtime.cpu import instruction_set
 
-    halves = split_halves(load_dataset(DATA).images("val"))
+    data = TRACKS[track]
+    halves = split_halves(load_dataset(data).images("val"))
     out = {"isa": instruction_set(), "maps": {}}
     for m in models:
-        results = {h: evaluate(m, DATA, files=files, int8=int8, keep_records=records is not None)
+        results = {h: evaluate(m, data, files=files, int8=int8, class_map=class_map,
+                               keep_records=records is not None)
                    for h, files in halves.items()}
         out["maps"][m] = {h: r.map50_95 for h, r in results.items()}
         if records is not None:
@@ -54,26 +60,34 @@ def score(models: list[str], int8: str, records: dict | None = None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--track", choices=tuple(TRACKS), default="coco-mini")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--schemes", default="u8s8,u8s7,u8u8")
-    ap.add_argument("--calib", type=int, default=208, help="coco-mini train images to calibrate on")
+    ap.add_argument("--calib", type=int, default=208, help="train images of the track to calibrate on")
     ap.add_argument("--methods", default="minmax", help="calibration methods (minmax, percentile, entropy)")
     ap.add_argument("--max-drop", type=float, help="also quantize each scheme with the float-layer search to this "
                     "mAP50-95 budget, measured on the tuning half (the test half stays unseen)")
+    ap.add_argument("--tensorrt", action="store_true", help="also score the tensorrt target (s8s8, convs only)")
     ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model (native)")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--score", nargs="+", help=argparse.SUPPRESS)  # internal: score these models, print JSON
+    ap.add_argument("--class-map", type=json.loads, help=argparse.SUPPRESS)  # internal: with --score
     args = ap.parse_args()
     if args.score:
-        print(json.dumps(score(args.score, "kernels")))
+        cmap = {int(k): v for k, v in args.class_map.items()} if args.class_map else None
+        print(json.dumps(score(args.score, "kernels", args.track, cmap)))
         return
+    if args.max_drop is not None and args.track != "coco-mini":
+        ap.error("--max-drop searches on the teacher's own classes: use it with --track coco-mini")
 
+    from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import write_half_yaml
     from detdistill.export.bench import MIN_RUNS, bench
     from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
+    from detdistill.pipeline.measure_stages import teacher_score_map
 
     if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
         ap.error(f"--runs must be >= {MIN_RUNS} for stable medians, got {args.runs}")
@@ -81,13 +95,20 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
     pt = work / "yolov8n-coco.pt"
-    shutil.copy(FIX / "weights" / "yolov8n-coco.pt", pt)
+    shutil.copy(TEACHER, pt)
+    data = TRACKS[args.track]
+    class_map = teacher_score_map(TEACHER, data)[0]  # COCO ids -> the track's (None on coco-mini)
     fp32 = work / f"teacher{args.imgsz}.onnx"
     if not fp32.exists():
         export_onnx(pt, fp32, imgsz=args.imgsz, parity_images=default_parity_images())
-    calib = sorted((FIX / "coco-mini" / "images" / "train").glob("*.jpg"))[: args.calib]
+    calib = load_dataset(data).images("train")[: args.calib]
     models = {"fp32": str(fp32)}
-    tune_yaml = write_half_yaml(DATA, work / "sealed") if args.max_drop is not None else None
+    if args.tensorrt:
+        out = work / "int8-tensorrt.onnx"
+        if not out.exists():
+            quantize_onnx(fp32, calib, out, target="tensorrt", cache_dir=work)
+        models["tensorrt target (s8s8)"] = str(out)
+    tune_yaml = write_half_yaml(data, work / "sealed") if args.max_drop is not None else None
     for scheme in args.schemes.split(","):
         for method in args.methods.split(","):
             name = scheme if method == "minmax" else f"{scheme} {method}"
@@ -105,23 +126,25 @@ def main() -> None:
                           f"{r.int8_map:.3f})", flush=True)
                 models[f"{name}, search {args.max_drop:g}"] = str(out)
     test_records: dict = {}
-    native = score(list(models.values()), "kernels", test_records)
-    simulated = score([models[s] for s in models if s != "fp32"], "simulate")
+    native = score(list(models.values()), "kernels", args.track, class_map, test_records)
+    simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map)
     emulated = None
     if args.emulate:
         qemu = shutil.which("qemu-x86_64")
         if not qemu:
             sys.exit("--emulate needs qemu-user (apt-get install qemu-user)")
-        cmd = [qemu, "-cpu", "Haswell", sys.executable, __file__, "--score", *models.values()]
+        cmd = [qemu, "-cpu", "Haswell", sys.executable, __file__, "--track", args.track,
+               "--class-map", json.dumps(class_map or {}), "--score", *models.values()]
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if res.returncode:
             sys.exit(f"emulated run failed:\n{res.stderr[-3000:]}")
         emulated = json.loads(res.stdout.strip().splitlines()[-1])
-    lat = {k: bench(v, FIX / "coco-mini" / "images" / "val", runs=args.runs, device="cpu").median["inference"]
+    val_images = Path(load_dataset(data).images("val")[0]).parent
+    lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
     isa = native["isa"]
-    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} coco-mini train images ({args.methods}), "
-          f"head outputs in float; mAP50-95 on coco-mini val, tuning half / test half; this CPU: {isa}")
+    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
+          f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test half; this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
     print(head + f" inference ms ({isa}) | vs FP32 | test drop ({isa} kernels) [95% CI] |")
