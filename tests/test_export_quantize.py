@@ -143,6 +143,8 @@ def test_tensorrt_target_is_symmetric_int8_on_convs(tmp_path_factory, teacher_pt
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)  # TensorRT: symmetric int8
     ops = {n.op_type for n in proto.graph.node if n.name in quantized}
     assert ops == {"Conv"}
+    conv_outputs = {o for n in proto.graph.node if n.op_type == "Conv" for o in n.output}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in conv_outputs for n in proto.graph.node)
     assert not any("/model.22/" in n for n in quantized)  # keep_float="head": the whole Detect head
 
 

@@ -4,7 +4,8 @@
 Exports the teacher fixture, quantizes it once per scheme (calibrated on the track's train images), and scores
 FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model simulated (Q/DQ in float,
 what an exact int32-accumulating kernel computes) on both halves of the track's val images (coco-mini, or
-vehicles through the teacher's class map). With ``--tensorrt`` the tensorrt target's file is scored beside them. With ``--emulate``,
+vehicles through the teacher's class map). ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs
+(the default) and on conv inputs and outputs (ONNX Runtime's placement). With ``--emulate``,
 the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
 VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
 measured natively only (emulated time means nothing). The last column is each INT8 model's drop below
@@ -12,7 +13,8 @@ FP32 on the test half with a 95% bootstrap interval over its images (``detdistil
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
-    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --imgsz 320 --schemes u8s7 --tensorrt
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --schemes none --tensorrt \\
+        --calib 104 --calib-start 104
 """
 
 from __future__ import annotations
@@ -62,12 +64,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", choices=tuple(TRACKS), default="coco-mini")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--schemes", default="u8s8,u8s7,u8u8")
+    ap.add_argument("--schemes", default="u8s8,u8s7,u8u8", help="cpu-target weight schemes, or none")
     ap.add_argument("--calib", type=int, default=208, help="train images of the track to calibrate on")
+    ap.add_argument("--calib-start", type=int, default=0, help="the first of them (sorted by name)")
     ap.add_argument("--methods", default="minmax", help="calibration methods (minmax, percentile, entropy)")
     ap.add_argument("--max-drop", type=float, help="also quantize each scheme with the float-layer search to this "
                     "mAP50-95 budget, measured on the tuning half (the test half stays unseen)")
-    ap.add_argument("--tensorrt", action="store_true", help="also score the tensorrt target (s8s8, convs only)")
+    ap.add_argument("--tensorrt", action="store_true", help="also score the tensorrt target (s8s8, convs only), "
+                    "Q/DQ on conv inputs and on conv inputs and outputs")
     ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model (native)")
     ap.add_argument("--workdir", type=Path)
@@ -101,18 +105,19 @@ def main() -> None:
     fp32 = work / f"teacher{args.imgsz}.onnx"
     if not fp32.exists():
         export_onnx(pt, fp32, imgsz=args.imgsz, parity_images=default_parity_images())
-    calib = load_dataset(data).images("train")[: args.calib]
+    calib = load_dataset(data).images("train")[args.calib_start: args.calib_start + args.calib]
     models = {"fp32": str(fp32)}
-    if args.tensorrt:
-        out = work / "int8-tensorrt.onnx"
+    tag = f"{args.track}-c{args.calib_start}+{len(calib)}"  # one file per track and calibration set
+    for conv_outputs in (False, True) if args.tensorrt else ():
+        out = work / f"int8-tensorrt-{tag}{'-outputs' if conv_outputs else ''}.onnx"
         if not out.exists():
-            quantize_onnx(fp32, calib, out, target="tensorrt", cache_dir=work)
-        models["tensorrt target (s8s8)"] = str(out)
+            quantize_onnx(fp32, calib, out, target="tensorrt", cache_dir=work, conv_outputs=conv_outputs)
+        models[f"tensorrt, Q/DQ on conv inputs{' and outputs' if conv_outputs else ''}"] = str(out)
     tune_yaml = write_half_yaml(data, work / "sealed") if args.max_drop is not None else None
-    for scheme in args.schemes.split(","):
+    for scheme in [] if args.schemes == "none" else args.schemes.split(","):
         for method in args.methods.split(","):
             name = scheme if method == "minmax" else f"{scheme} {method}"
-            stem = f"int8-{scheme}" if method == "minmax" else f"int8-{scheme}-{method}"
+            stem = f"int8-{scheme}-{tag}" if method == "minmax" else f"int8-{scheme}-{method}-{tag}"
             out = work / f"{stem}.onnx"
             if not out.exists():
                 quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, method=method, cache_dir=work)

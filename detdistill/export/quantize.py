@@ -3,7 +3,11 @@
 Two targets share one calibration (ranges are cached per model / images / method / size):
 
 * ``tensorrt``: symmetric int8 activations and per-channel symmetric int8 weights on convolutions
-  only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11);
+  only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11). Q/DQ pairs sit
+  on each convolution's inputs and weights, not on its output: one rounding per layer, where TensorRT fuses
+  the convolution, its activation and the next layer's quantization, and the placement ModelOpt's QAT/QAD
+  exports use (quantizing the outputs too, ONNX Runtime's default, cost 3-5 points on coco-mini test images
+  with some calibration sets; docs/benchmarks.md);
 * ``cpu``: every quantizable op (Conv, Sigmoid, Mul, Add, Concat, MaxPool, Resize...) with uint8
   activations, which ONNX Runtime CPU fuses into integer kernels end to end (fast on x86/ARM). Its weight
   scheme (``CPU_SCHEMES``) decides whether it holds on every CPU: x86 CPUs without VNNI multiply uint8 by
@@ -180,7 +184,8 @@ def calibration_cache_path(onnx_path: Path, files: Sequence[Path], method: str, 
 
 
 def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, target: str, scheme: str, method: str,
-                   percentile: float, per_channel: bool, exclude: Sequence[str], cache: Path) -> None:
+                   percentile: float, per_channel: bool, exclude: Sequence[str], cache: Path,
+                   conv_outputs: bool = False) -> None:
     q = _ort_quant()
     cm = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
           "percentile": q.CalibrationMethod.Percentile}[method]
@@ -193,6 +198,8 @@ def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, ta
     if target == "tensorrt":
         act, ops = q.QuantType.QInt8, ["Conv"]
         extra["ActivationSymmetric"] = True
+        if not conv_outputs:
+            extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]  # Q/DQ on conv inputs only (module docstring)
     else:
         act, ops = q.QuantType.QUInt8, None
         if scheme == "u8u8":
@@ -232,6 +239,7 @@ def quantize_onnx(
     cache_dir: str | Path | None = None,
     batch: int = 1,
     strict: bool = True,
+    conv_outputs: bool = False,
 ) -> QuantizeResult:
     """Quantize ``onnx_path`` to INT8 Q/DQ.
 
@@ -248,6 +256,8 @@ def quantize_onnx(
             the most sensitive layers are kept in float, at most ``max_float_layers``, until it fits.
         strict: when the budget cannot be met, raise (default) or keep the most accurate attempt and return
             it with ``within_budget=False`` (a pipeline reports it instead of stopping).
+        conv_outputs: tensorrt target: also quantize each convolution's output (ONNX Runtime's default
+            placement, kept to compare against; the default quantizes inputs and weights only).
     """
     src = Path(onnx_path)
     if not src.is_file():
@@ -256,6 +266,8 @@ def quantize_onnx(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if conv_outputs and target != "tensorrt":
+        raise ValueError("conv_outputs places the tensorrt target's Q/DQ; the cpu target quantizes every op's output")
     if target == "tensorrt":
         if scheme not in (None, "s8s8"):
             raise ValueError(f"the tensorrt target is always symmetric int8 (s8s8), got scheme {scheme!r}")
@@ -301,9 +313,12 @@ def quantize_onnx(
         exclude = base + [n for g in layers for n in groups[g]]
         reader.rewind()
         _quantize_once(src, dst, reader, target=target, scheme=scheme, method=method, percentile=percentile,
-                       per_channel=per_channel, exclude=exclude, cache=cache)
+                       per_channel=per_channel, exclude=exclude, cache=cache, conv_outputs=conv_outputs)
+        qdq = "conv inputs and outputs" if conv_outputs else "conv inputs"
+        placement = {"qdq": qdq} if target == "tensorrt" else {}
         _stamp(dst, src_meta, {"target": target, "scheme": scheme, "method": method, "calib_images": len(files),
-                               "keep_float": keep_float, "float_layers": list(layers), "per_channel": per_channel})
+                               "keep_float": keep_float, "float_layers": list(layers), "per_channel": per_channel,
+                               **placement})
 
     chosen = list(float_layers)
     build(chosen, out)
