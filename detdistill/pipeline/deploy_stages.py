@@ -51,7 +51,10 @@ def quantize(ctx: StageContext, onnx: Artifact, data: Path, int8: Int8Spec) -> A
         r = quantize_onnx(onnx.path, str(data), out, strict=False, **kwargs)
         return {"within_budget": r.within_budget, "drop": r.drop, "float_layers": r.float_layers}
 
-    result = ctx.stages.run("quantize to INT8", {"onnx": onnx.path, "data": data, **kwargs}, [out], run)
+    key = {"onnx": onnx.path, "data": data, **kwargs}
+    if int8.target == "tensorrt":  # Q/DQ on conv inputs only: files quantized with conv outputs too are redone
+        key["qdq"] = "conv inputs"
+    result = ctx.stages.run("quantize to INT8", key, [out], run)
     if isinstance(result, dict) and not result["within_budget"]:  # the best attempt was kept: say so
         ctx.note(f"INT8 could not meet export.int8.max_drop={int8.max_drop}: the most accurate attempt "
                  f"(drop {result['drop']:.3f}, {len(result['float_layers'])} layers kept in float) was kept. "
