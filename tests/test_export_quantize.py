@@ -148,6 +148,18 @@ def test_tensorrt_target_is_symmetric_int8_on_convs(tmp_path_factory, teacher_pt
     assert not any("/model.22/" in n for n in quantized)  # keep_float="head": the whole Detect head
 
 
+def test_the_cpu_target_quantizes_after_the_tensorrt_target_in_one_folder(tmp_path_factory, teacher_pt,
+                                                                           coco_mini_yaml, tmp_path):
+    # each target calibrates its own tensors: the tensorrt target's cached ranges lack the cpu target's Sigmoid
+    fp32 = export_teacher(tmp_path_factory, teacher_pt)
+    calib = _calib(coco_mini_yaml, 8)
+    trt = quantize_onnx(fp32, calib, tmp_path / "trt.onnx", target="tensorrt")
+    cpu = quantize_onnx(fp32, calib, tmp_path / "cpu.onnx", target="cpu")
+    assert len(list(tmp_path.glob("calib-*.json"))) == 2
+    assert {json.loads(dict((p.key, p.value) for p in onnx.load(str(r.path)).metadata_props)["quantization"])["target"]
+            for r in (trt, cpu)} == {"tensorrt", "cpu"}
+
+
 def test_sensitivity_search_keeps_a_layer_in_float_when_the_budget_demands_it(
         tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
     fp32 = export_teacher(tmp_path_factory, teacher_pt)

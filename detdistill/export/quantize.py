@@ -1,6 +1,7 @@
 """INT8 Q/DQ quantization of a detdistill ONNX, calibrated on the user's images through the runtime letterbox.
 
-Two targets share one calibration (ranges are cached per model / images / method / size):
+Two targets (calibration ranges are cached per model / target / images / method / size: the targets calibrate
+different tensors):
 
 * ``tensorrt``: symmetric int8 activations and per-channel symmetric int8 weights on convolutions
   only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11). Q/DQ pairs sit
@@ -177,9 +178,10 @@ def usable_calibration_images(files: Sequence[Path]) -> tuple[list[Path], list[s
     return usable, notes
 
 
-def calibration_cache_path(onnx_path: Path, files: Sequence[Path], method: str, cache_dir: Path) -> Path:
-    """Cache file keyed by model hash, image set, method and (implicitly) the model's input size/batch."""
-    key = f"{file_sha256(onnx_path)[:16]}-{files_key(files)}-{method}"
+def calibration_cache_path(onnx_path: Path, files: Sequence[Path], kind: str, cache_dir: Path) -> Path:
+    """Cache file keyed by model hash, image set and ``kind`` (target, method, batch); the model's hash holds its
+    input size."""
+    key = f"{file_sha256(onnx_path)[:16]}-{files_key(files)}-{kind}"
     return cache_dir / f"calib-{key}.json"
 
 
@@ -303,8 +305,8 @@ def quantize_onnx(
         raise ValueError(f"unknown layers {unknown}; choose from {', '.join(groups)}")
     out = Path(output) if output else src.with_name(f"{src.stem}.int8-{target}.onnx")
     cache_dir = Path(cache_dir) if cache_dir else out.parent
-    cache = calibration_cache_path(src, files, f"{method}{percentile if method == 'percentile' else ''}-b{batch}",
-                                   cache_dir)
+    cache = calibration_cache_path(src, files, f"{target}-{method}{percentile if method == 'percentile' else ''}"
+                                   f"-b{batch}", cache_dir)
     reader = CalibrationReader(files, info, input_name, batch)
     base = head_float_nodes(proto, head_prefix, keep_float)
     src_meta = {p.key: p.value for p in proto.metadata_props}
