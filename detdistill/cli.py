@@ -69,7 +69,8 @@ def train(
         "Without --teacher, a .pt student is its own FP32 teacher."),
     augment: str = typer.Option(
         None, help="Road-domain augmentation of the training images: 'road' (weather, low light, blur, sensor "
-        "noise, JPEG; needs the robust extra). Validation images stay clean."),
+        "noise, JPEG; needs the robust extra) or 'road-heavy' (more images, up to severity 4). Validation images "
+        "stay clean."),
     teacher_clean: bool = typer.Option(
         False, "--teacher-clean", help="With --augment: the teacher sees each image before the augmentation, the "
         "student after it (robustness distillation)."),
