@@ -145,6 +145,7 @@ def test_tensorrt_target_is_symmetric_int8_on_convs(tmp_path_factory, teacher_pt
     assert ops == {"Conv"}
     conv_outputs = {o for n in proto.graph.node if n.op_type == "Conv" for o in n.output}
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in conv_outputs for n in proto.graph.node)
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["quantization"])["qdq"] == "conv inputs"
     assert not any("/model.22/" in n for n in quantized)  # keep_float="head": the whole Detect head
 
 

@@ -7,8 +7,8 @@ different tensors):
   only, the form TensorRT 8.6-11 consumes (explicit quantization, strongly typed on TRT 11). Q/DQ pairs sit
   on each convolution's inputs and weights, not on its output: one rounding per layer, where TensorRT fuses
   the convolution, its activation and the next layer's quantization, and the placement ModelOpt's QAT/QAD
-  exports use (quantizing the outputs too, ONNX Runtime's default, cost 3-5 points on coco-mini test images
-  with some calibration sets; docs/benchmarks.md);
+  exports use (quantizing the outputs too, ONNX Runtime's default, cost 3.1-5.6 points on coco-mini's test
+  half under each of three calibration sets; docs/benchmarks.md);
 * ``cpu``: every quantizable op (Conv, Sigmoid, Mul, Add, Concat, MaxPool, Resize...) with uint8
   activations, which ONNX Runtime CPU fuses into integer kernels end to end (fast on x86/ARM). Its weight
   scheme (``CPU_SCHEMES``) decides whether it holds on every CPU: x86 CPUs without VNNI multiply uint8 by
