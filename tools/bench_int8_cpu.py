@@ -108,28 +108,31 @@ def main() -> None:
     calib = load_dataset(data).images("train")[args.calib_start: args.calib_start + args.calib]
     models = {"fp32": str(fp32)}
     tag = f"{args.track}-c{args.calib_start}+{len(calib)}"  # one file per track and calibration set
-    for conv_outputs in (False, True) if args.tensorrt else ():
-        out = work / f"int8-tensorrt-{tag}{'-outputs' if conv_outputs else ''}.onnx"
+
+    def quantized(stem: str, **settings) -> str:
+        """``work/<stem>.onnx``, quantized from the FP32 export with ``settings`` unless it is there already."""
+        out = work / f"{stem}-{tag}.onnx"
         if not out.exists():
-            quantize_onnx(fp32, calib, out, target="tensorrt", cache_dir=work, conv_outputs=conv_outputs)
-        models[f"tensorrt, Q/DQ on conv inputs{' and outputs' if conv_outputs else ''}"] = str(out)
+            r = quantize_onnx(fp32, calib, out, cache_dir=work, strict=False, **settings)
+            if r.fp32_map is not None:  # the float-layer search ran
+                print(f"{stem}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> {r.int8_map:.3f})",
+                      flush=True)
+        return str(out)
+
+    for conv_outputs in (False, True) if args.tensorrt else ():
+        name = f"tensorrt, Q/DQ on conv inputs{' and outputs' if conv_outputs else ''}"
+        models[name] = quantized(f"int8-tensorrt{'-outputs' if conv_outputs else ''}", target="tensorrt",
+                                 conv_outputs=conv_outputs)
     tune_yaml = write_half_yaml(data, work / "sealed") if args.max_drop is not None else None
     for scheme in [] if args.schemes == "none" else args.schemes.split(","):
         for method in args.methods.split(","):
             name = scheme if method == "minmax" else f"{scheme} {method}"
-            stem = f"int8-{scheme}-{tag}" if method == "minmax" else f"int8-{scheme}-{method}-{tag}"
-            out = work / f"{stem}.onnx"
-            if not out.exists():
-                quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, method=method, cache_dir=work)
-            models[name] = str(out)
+            stem = f"int8-{scheme}" if method == "minmax" else f"int8-{scheme}-{method}"
+            models[name] = quantized(stem, target="cpu", scheme=scheme, method=method)
             if tune_yaml is not None:
-                out = work / f"{stem}-drop{args.max_drop:g}.onnx"
-                if not out.exists():
-                    r = quantize_onnx(fp32, calib, out, target="cpu", scheme=scheme, method=method, cache_dir=work,
-                                      max_drop=args.max_drop, val_data=tune_yaml, strict=False)
-                    print(f"{name}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> "
-                          f"{r.int8_map:.3f})", flush=True)
-                models[f"{name}, search {args.max_drop:g}"] = str(out)
+                models[f"{name}, search {args.max_drop:g}"] = quantized(
+                    f"{stem}-drop{args.max_drop:g}", target="cpu", scheme=scheme, method=method,
+                    max_drop=args.max_drop, val_data=tune_yaml)
     test_records: dict = {}
     native = score(list(models.values()), "kernels", args.track, class_map, test_records)
     simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map)
