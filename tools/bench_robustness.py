@@ -1,5 +1,5 @@
 """Robustness of the runs of a ``tools/bench_distill.py`` folder: mAP50-95 of each run's ``best.pt`` (and of
-the teacher) on the sealed test half (or, to choose a setting, the tuning half), clean and under each corruption of ``detdistill eval --corrupt``
+the teacher) on the sealed test half (or, to choose a setting, ``--half tune``), clean and under each corruption of ``detdistill eval --corrupt``
 (mean over severities 1-5), their mean mPC and rPC = mPC / clean (the COCO-C protocol, see
 ``detdistill.export.robustness``).
 
@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import PROTOCOL, TEACHER, TRACKS, named_recipe  # noqa: E402  (its tracks, teacher, names)
+
+from detdistill.data.splits import HALVES  # noqa: E402
 
 
 def score_model(weights: Path, data: str, files: list[Path], imgsz: int, corrupt: str,
@@ -51,8 +53,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--teacher", action="store_true", help="also score the benchmark's teacher")
     ap.add_argument("--corrupt", default="all")
-    ap.add_argument("--half", choices=("tuning", "test"), default="test",
-                    help="the val half to score: tuning to choose between settings, test to report (default)")
+    ap.add_argument("--half", choices=HALVES, default="test",
+                    help="the val half to score: tune to choose between settings, test to report (default)")
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from detdistill.data.dataset import load_dataset
