@@ -239,14 +239,15 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
     if all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
         lines += ["", "INT8 (QAT/QAD: their own Q/DQ export; other arms: PTQ for TensorRT on train images; all scored as "
                   "simulated TensorRT INT8):", "",
-                  "| method | tuning half INT8 | **test half INT8** | test drop vs its FP32 (points) "
+                  "| method | tuning half INT8 | **test half INT8** | test INT8 - its FP32 [95% CI] "
                   "| test INT8 gain vs ultralytics QAT [95% CI] | test INT8 gain vs no KD + PTQ [95% CI] |",
                   "|---|---|---|---|---|---|"]
         for method, runs in by_method.items():
             rs = [runs[s] for s in sorted(runs)]
-            drop = statistics.mean(100 * (a - b) for a, b in zip(scores(rs, "test"), scores(rs, "test_int8")))
+            drop = paired_gain([test_records(r, "test_int8") for r in rs], [test_records(r, "test") for r in rs],
+                               samples=samples)
             lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
-                         f"{spread(scores(rs, 'test_int8'))} | {drop:+.1f} | "
+                         f"{spread(scores(rs, 'test_int8'))} | {drop} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
     return "\n".join(lines)
 
