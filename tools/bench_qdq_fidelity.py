@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("YOLO_OFFLINE", "1")
-FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-TRACKS = {"coco-mini": FIX / "coco-mini" / "data.yaml", "vehicles": FIX / "vehicles" / "data.yaml"}
-TEACHER = FIX / "weights" / "yolov8n-coco.pt"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_int8_cpu import TEACHER, TRACKS  # noqa: E402  (its fixtures, tracks and teacher)
+
 CALIB_BATCHES, CALIB_BATCH = 8, 8  # ultralytics' QAT calibrates on 8 training batches
 
 
