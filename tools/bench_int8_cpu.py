@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """INT8 weight schemes of the cpu target on this CPU and on an emulated AVX2-only x86 CPU.
 
-Exports the teacher fixture, quantizes it once per scheme (calibrated on the track's train images), and scores
+Exports the teacher fixture (or ``--weights``, e.g. a trained student), quantizes it once per scheme (calibrated on the track's train images), and scores
 FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model simulated (Q/DQ in float,
 what an exact int32-accumulating kernel computes) on both halves of the track's val images (coco-mini, or
 vehicles through the teacher's class map). ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs
@@ -15,6 +15,8 @@ FP32 on the test half with a 95% bootstrap interval over its images (``detdistil
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --schemes none --tensorrt \\
         --calib 104 --calib-start 104
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --weights STUDENT.pt --schemes none \\
+        --tensorrt --max-drop 0.005
 """
 
 from __future__ import annotations
@@ -63,13 +65,17 @@ def score(models: list[str], int8: str, track: str, class_map: dict[int, int] | 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", choices=tuple(TRACKS), default="coco-mini")
+    ap.add_argument("--weights", type=Path, default=TEACHER, help="the model (default: the COCO teacher fixture)")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--schemes", default="u8s8,u8s7,u8u8", help="cpu-target weight schemes, or none")
     ap.add_argument("--calib", type=int, default=208, help="train images of the track to calibrate on")
     ap.add_argument("--calib-start", type=int, default=0, help="the first of them (sorted by name)")
     ap.add_argument("--methods", default="minmax", help="calibration methods (minmax, percentile, entropy)")
-    ap.add_argument("--max-drop", type=float, help="also quantize each scheme with the float-layer search to this "
-                    "mAP50-95 budget, measured on the tuning half (the test half stays unseen)")
+    ap.add_argument("--max-drop", type=float, help="also quantize each scheme (and the tensorrt target's default "
+                    "placement) with the float-layer search to this mAP50-95 budget, measured on the tuning half "
+                    "(the test half stays unseen)")
+    ap.add_argument("--budget-on", choices=("tune", "train"), default="tune", help="where --max-drop is measured: "
+                    "the tuning half, or the first 500 train images as the pipeline's export.int8.max_drop does")
     ap.add_argument("--tensorrt", action="store_true", help="also score the tensorrt target (s8s8, convs only), "
                     "Q/DQ on conv inputs and on conv inputs and outputs")
     ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
@@ -82,15 +88,13 @@ def main() -> None:
         cmap = {int(k): v for k, v in args.class_map.items()} if args.class_map else None
         print(json.dumps(score(args.score, "kernels", args.track, cmap)))
         return
-    if args.max_drop is not None and args.track != "coco-mini":
-        ap.error("--max-drop searches on the teacher's own classes: use it with --track coco-mini")
-
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import write_half_yaml
     from detdistill.export.bench import MIN_RUNS, bench
     from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
+    from detdistill.pipeline.deploy_stages import BUDGET_IMAGES
     from detdistill.pipeline.measure_stages import teacher_score_map
 
     if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
@@ -98,16 +102,21 @@ def main() -> None:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
-    pt = work / "yolov8n-coco.pt"
-    shutil.copy(TEACHER, pt)
+    if not args.weights.is_file():
+        ap.error(f"--weights {args.weights} not found")
+    pt = work / args.weights.name
+    shutil.copy(args.weights, pt)
     data = TRACKS[args.track]
-    class_map = teacher_score_map(TEACHER, data)[0]  # COCO ids -> the track's (None on coco-mini)
-    fp32 = work / f"teacher{args.imgsz}.onnx"
+    class_map = teacher_score_map(args.weights, data)[0]  # the model's ids -> the track's (None: the same classes)
+    if args.max_drop is not None and class_map is not None:
+        ap.error("--max-drop searches on the model's own classes: use a model trained on this track's classes "
+                 "(or the teacher with --track coco-mini)")
+    fp32 = work / f"{pt.stem}-{args.imgsz}.onnx"
     if not fp32.exists():
         export_onnx(pt, fp32, imgsz=args.imgsz, parity_images=default_parity_images())
     calib = load_dataset(data).images("train")[args.calib_start: args.calib_start + args.calib]
     models = {"fp32": str(fp32)}
-    tag = f"{args.track}-c{args.calib_start}+{len(calib)}"  # one file per track and calibration set
+    tag = f"{pt.stem}-{args.track}-c{args.calib_start}+{len(calib)}"  # one file per model, track, calibration set
 
     def quantized(stem: str, **settings) -> str:
         """``work/<stem>.onnx``, quantized from the FP32 export with ``settings`` unless it is there already."""
@@ -115,27 +124,35 @@ def main() -> None:
         if not out.exists():
             r = quantize_onnx(fp32, calib, out, cache_dir=work, strict=False, **settings)
             if r.fp32_map is not None:  # the float-layer search ran
-                print(f"{stem}: float layers {r.float_layers} (tuning half {r.fp32_map:.3f} -> {r.int8_map:.3f})",
+                print(f"{stem}: float layers {r.float_layers} (budget images {r.fp32_map:.3f} -> {r.int8_map:.3f})",
                       flush=True)
         return str(out)
 
+    budget = {}
+    if args.max_drop is not None:
+        budget = {"max_drop": args.max_drop, "val_data": write_half_yaml(data, work / "sealed")}
+        if args.budget_on == "train":
+            budget = {"max_drop": args.max_drop, "val_data": data, "val_split": "train", "val_limit": BUDGET_IMAGES}
+    search = f"search {args.max_drop:g}" + (" on train images" if args.budget_on == "train" else "")
+    drop_tag = f"drop{args.max_drop:g}" + ("-train" if args.budget_on == "train" else "")
     for conv_outputs in (False, True) if args.tensorrt else ():
         name = f"tensorrt, Q/DQ on conv inputs{' and outputs' if conv_outputs else ''}"
         models[name] = quantized(f"int8-tensorrt{'-outputs' if conv_outputs else ''}", target="tensorrt",
                                  conv_outputs=conv_outputs)
-    tune_yaml = write_half_yaml(data, work / "sealed") if args.max_drop is not None else None
+        if budget and not conv_outputs:
+            models[f"{name}, {search}"] = quantized(f"int8-tensorrt-{drop_tag}", target="tensorrt", **budget)
     for scheme in [] if args.schemes == "none" else args.schemes.split(","):
         for method in args.methods.split(","):
             name = scheme if method == "minmax" else f"{scheme} {method}"
             stem = f"int8-{scheme}" if method == "minmax" else f"int8-{scheme}-{method}"
             models[name] = quantized(stem, target="cpu", scheme=scheme, method=method)
-            if tune_yaml is not None:
-                models[f"{name}, search {args.max_drop:g}"] = quantized(
-                    f"{stem}-drop{args.max_drop:g}", target="cpu", scheme=scheme, method=method,
-                    max_drop=args.max_drop, val_data=tune_yaml)
+            if budget:
+                models[f"{name}, {search}"] = quantized(f"{stem}-{drop_tag}", target="cpu", scheme=scheme,
+                                                        method=method, **budget)
     test_records: dict = {}
     native = score(list(models.values()), "kernels", args.track, class_map, test_records)
-    simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map)
+    sim_records: dict = {}
+    simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, sim_records)
     emulated = None
     if args.emulate:
         qemu = shutil.which("qemu-x86_64")
@@ -151,11 +168,11 @@ def main() -> None:
     lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
     isa = native["isa"]
-    print(f"\nteacher yolov8n-coco.pt at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
+    print(f"\n{args.weights.name} at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
           f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test half; this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
-    print(head + f" inference ms ({isa}) | vs FP32 | test drop ({isa} kernels) [95% CI] |")
+    print(head + f" inference ms ({isa}) | vs FP32 | test drop [95% CI] ({isa} kernels; tensorrt: simulated) |")
     print("|---" * (6 + bool(emulated)) + "|")
     for k, path in models.items():
         fmt = lambda d: f"{d['tune']:.3f} / {d['test']:.3f}"  # noqa: E731
@@ -163,7 +180,8 @@ def main() -> None:
         row += (fmt(simulated["maps"][path]) if path in simulated["maps"] else "-") + " |"
         if emulated:
             row += f" {fmt(emulated['maps'][path])} |"
-        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [test_records[path]]))
+        int8_records = sim_records if k.startswith("tensorrt") else test_records  # as `detdistill eval` scores it
+        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
 
 
