@@ -41,6 +41,7 @@ def test_unlabeled_images_join_the_training_split_with_the_teachers_boxes(fixtur
     assert merged["names"] == {0: "Ambulance", 1: "Bus", 2: "Car", 3: "Motorcycle", 4: "Truck"}
     assert merged["coco_classes"][0] == [2, 7]
     assert len(merged["train"]) == 2 and Path(merged["train"][1]).name == "images"
+    assert yaml.safe_load(out_yaml.read_text())["train"][1] == "pseudo/images"  # moves with the work folder
 
     # Each label file holds exactly the teacher's vehicle detections, relabelled as student classes.
     teacher = YOLO(str(teacher_pt))

@@ -4,6 +4,7 @@ reported."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import pytest
@@ -69,6 +70,17 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     cap = cv2.VideoCapture(str(work / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()
+
+    # The work folder moved elsewhere: every stage is still up to date, and the report points into the new place.
+    moved = tmp_path / "moved" / "run"
+    moved.parent.mkdir()
+    shutil.move(work, moved)
+    lines = []
+    report = run_pipeline(recipe, moved, log=lines.append)
+    steps = [line for line in lines if line.startswith("[")]
+    ran = [s for s in steps if not s.endswith("up to date, skipped") and ": skipped (" not in s]
+    assert ran == [], ran
+    assert str(moved) in report.read_text() and str(work) not in report.read_text()
 
 
 def test_student_at_a_smaller_input_size(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
 
@@ -87,3 +89,73 @@ def test_an_edited_kd_recipe_file_reruns_its_stage_and_a_builtin_is_keyed_by_nam
     assert len(calls) == 2
     assert recipe_key("cwd") == "cwd" and recipe_key(None) is None
     assert recipe_key("default") == DEFAULT_RECIPE != "default"   # a new default retrains the distilled student
+
+
+def _train_in(work, calls: list):
+    """A stage that reads a file in the work folder and returns the path of the model it writes there."""
+    data, best = work / "data.yaml", work / "run" / "best.pt"
+
+    def train():
+        calls.append(1)
+        best.parent.mkdir(exist_ok=True)
+        best.write_text(data.read_text())
+        return {"best": str(best), "epochs": 3}
+
+    args = {"project": str(work), "name": "run"}  # path strings in the key, as ultralytics' arguments are
+    return StageCache(work).run("train", {"data": data, "args": args}, [best], train, clean=(best.parent,))
+
+
+def test_a_moved_work_folder_keeps_its_finished_stages(tmp_path):
+    first, calls = tmp_path / "a" / "work", []
+    first.mkdir(parents=True)
+    (first / "data.yaml").write_text("names: [car]\n")
+    assert _train_in(first, calls)["best"] == str(first / "run" / "best.pt")
+
+    moved = tmp_path / "b" / "elsewhere"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    result = _train_in(moved, calls)
+    assert len(calls) == 1  # nothing retrained
+    assert result == {"best": str(moved / "run" / "best.pt"), "epochs": 3}  # the result points into the new place
+    shutil.copytree(moved, tmp_path / "copy")  # a copy keeps them too, and the original is untouched
+    assert _train_in(tmp_path / "copy", calls)["best"] == str(tmp_path / "copy" / "run" / "best.pt")
+    assert _train_in(moved, calls)["best"] == str(moved / "run" / "best.pt") and len(calls) == 1
+
+    (moved / "data.yaml").write_text("names: [bus]\n")  # a changed input still retrains
+    _train_in(moved, calls)
+    assert len(calls) == 2
+
+
+def test_a_training_interrupted_before_the_move_starts_again(tmp_path):
+    first, moved = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    (first / "data.yaml").write_text("names: [car]\n")
+
+    def interrupted():
+        (first / "run").mkdir()
+        (first / "run" / "last.pt").write_text("epoch 1 of a run in a")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        StageCache(first).run("train", {"data": first / "data.yaml"}, [], interrupted, clean=(first / "run",))
+    shutil.move(first, moved)
+    seen = []
+    StageCache(moved).run("train", {"data": moved / "data.yaml"}, [],
+                          lambda: seen.append(sorted(p.name for p in (moved / "run").glob("*"))),
+                          clean=(moved / "run",))
+    assert seen == [[]]  # its checkpoint (which names the old folder) was removed, not resumed
+
+
+def test_a_work_folder_recorded_with_absolute_keys_is_still_up_to_date(tmp_path):
+    """Manifests written before keys were relative to the work folder keep their stages where they are."""
+    src, out, calls = tmp_path / "in.txt", tmp_path / "out.txt", []
+    src.write_text("abc")
+    _stage(StageCache(tmp_path), src, out, calls)
+    manifest = json.loads((tmp_path / "stages.json").read_text())
+    cache = StageCache(tmp_path)
+    manifest["upper"] = {**manifest["upper"], "key": cache._key({"src": src, "mode": "upper"}, version=2), "v": 2,
+                         "result": {"chars": 3}}
+    del manifest["upper"]["work"]
+    (tmp_path / "stages.json").write_text(json.dumps(manifest))
+    assert _stage(StageCache(tmp_path), src, out, calls) == {"chars": 3} and len(calls) == 1
+    assert json.loads((tmp_path / "stages.json").read_text())["upper"]["v"] == 3  # upgraded in place

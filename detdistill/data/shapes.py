@@ -78,5 +78,6 @@ def make_shapes_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, s
             ]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
-    yaml_path.write_text(f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+    # no path key: the splits resolve against this file's folder, so the dataset can move
+    yaml_path.write_text(f"train: images/train\nval: images/val\nnames:\n{names}\n")
     return yaml_path

@@ -93,10 +93,13 @@ def pseudo_label(
 
 def data_with_extra_train(data: dict, extra_train: Path, out_yaml: Path) -> Path:
     """Write a dataset YAML equal to ``data`` (a checked ultralytics dataset dict) with ``extra_train`` added
-    to its training split; every path is absolute so the YAML works from anywhere."""
+    to its training split. The dataset's paths are absolute; ``extra_train``, when it lies in the YAML's
+    folder, is relative to it (ultralytics resolves it there), so a work folder holding both can move."""
     keep = {k: v for k, v in data.items() if k in {"names", "nc", "channels", "coco_classes", "teacher_classes"}}
     train = data["train"] if isinstance(data["train"], list) else [data["train"]]
-    keep["train"] = [str(Path(p).resolve()) for p in train] + [str(extra_train.resolve())]
+    extra, home = extra_train.resolve(), out_yaml.parent.resolve()
+    keep["train"] = [str(Path(p).resolve()) for p in train] + [
+        extra.relative_to(home).as_posix() if extra.is_relative_to(home) else str(extra)]
     keep["val"] = [str(Path(p).resolve()) for p in data["val"]] if isinstance(data["val"], list) else str(Path(data["val"]).resolve())
     keep["names"] = dict(keep["names"]) if not isinstance(keep["names"], dict) else keep["names"]
     out_yaml.parent.mkdir(parents=True, exist_ok=True)

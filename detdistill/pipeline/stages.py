@@ -7,6 +7,10 @@ run resumes where it stopped (a training stage from its ``last.pt``). Keys depen
 not on when they were written: a file rewritten with the same contents (e.g. the scaled student YAML,
 written on every run) leaves the stages that read it cached.
 
+Paths inside the work folder are recorded relative to it, in keys and results alike, so a work folder
+that is moved or copied keeps its finished stages. A training interrupted before the move starts again
+(ultralytics' checkpoint holds the old folder).
+
 ``stages.json`` is written atomically; one found damaged anyway (empty, half-written) is set aside as
 ``stages.json.damaged-<time>`` and the stages are rebuilt, reusing the training folders they left.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,22 +29,42 @@ from typing import Any
 from .. import atomic
 from ..hashing import file_sha256
 
-KEY_VERSION = 2  # 2: files keyed by content; entries without "v" were keyed by size and mtime
-def fingerprint(value: Any, legacy: bool = False) -> Any:
+KEY_VERSION = 3  # 3: paths in the work folder relative to it; 2: absolute; entries without "v": size and mtime
+WORK = "<work>"  # stands for the work folder in keys and recorded results
+
+
+def _swap_prefix(value: Any, old: str, new: str) -> Any:
+    """``value`` with every string that is ``old`` or starts with ``old`` and a separator rewritten to start with
+    ``new``."""
+    if isinstance(value, str) and (value == old or value.startswith((old + "/", old + os.sep))):
+        return new + value[len(old):]
+    if isinstance(value, dict):
+        return {k: _swap_prefix(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap_prefix(v, old, new) for v in value]
+    return value
+
+
+def fingerprint(value: Any, legacy: bool = False, work: Path | None = None) -> Any:
     """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents) changes.
 
+    ``work``: paths (and path strings) inside this folder are given relative to it.
     ``legacy``: the size-and-mtime form of keys written before content hashing (read, never written)."""
     if isinstance(value, Path):
+        where = str(value.resolve())
+        where = _swap_prefix(where, str(work), WORK) if work is not None else where
         if value.is_file():
             if legacy:
                 st = value.stat()
-                return f"{value.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-            return f"{value.resolve()}|sha256:{file_sha256(value)}"
-        return f"{value.resolve()}|missing" if not value.exists() else f"{value.resolve()}|dir"
+                return f"{where}|{st.st_size}|{st.st_mtime_ns}"
+            return f"{where}|sha256:{file_sha256(value)}"
+        return f"{where}|missing" if not value.exists() else f"{where}|dir"
     if isinstance(value, dict):
-        return {str(k): fingerprint(v, legacy) for k, v in value.items()}
+        return {str(k): fingerprint(v, legacy, work) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [fingerprint(v, legacy) for v in value]
+        return [fingerprint(v, legacy, work) for v in value]
+    if isinstance(value, str) and work is not None:
+        return _swap_prefix(value, str(work), WORK)
     return value
 
 
@@ -47,7 +72,7 @@ class StageCache:
     """Runs stages through a manifest in ``workdir/stages.json``."""
 
     def __init__(self, workdir: Path, log: Callable[[str], None] = print):
-        self.workdir = workdir
+        self.workdir = workdir.resolve()
         self.file = workdir / "stages.json"
         self.log = log
         self.recovered = False  # the manifest was damaged and set aside: reuse the training folders found
@@ -75,16 +100,20 @@ class StageCache:
             return {}
         return manifest
 
-    def _key(self, inputs: dict, legacy: bool = False) -> str:
-        text = json.dumps(fingerprint(inputs, legacy), sort_keys=True, default=str)
+    def _key(self, inputs: dict, version: int = KEY_VERSION) -> str:
+        work = self.workdir if version >= 3 else None
+        text = json.dumps(fingerprint(inputs, legacy=version < 2, work=work), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     def _matches(self, entry: dict | None, inputs: dict, key: str) -> bool:
         if entry is None:
             return False
-        if entry.get("v") == KEY_VERSION:
-            return entry["key"] == key
-        return entry["key"] == self._key(inputs, legacy=True)  # recorded before keys hashed contents
+        version = entry.get("v", 1)
+        return entry["key"] == (key if version == KEY_VERSION else self._key(inputs, version))
+
+    def _moved(self, entry: dict) -> bool:
+        """Whether ``entry`` was recorded in a work folder at another place (moved or copied since)."""
+        return entry.get("work", str(self.workdir)) != str(self.workdir)
 
     def run(self, name: str, inputs: dict, outputs: list[Path], fn: Callable[[], Any],
             clean: tuple[Path, ...] = ()) -> Any:
@@ -99,12 +128,13 @@ class StageCache:
         entry = self.manifest.get(name)
         same = self._matches(entry, inputs, key)
         if same and entry.get("done") and all(p.exists() for p in outputs):
-            if entry.get("v") != KEY_VERSION:
-                self._save(name, {**entry, "key": key, "v": KEY_VERSION})
+            if entry.get("v") != KEY_VERSION or self._moved(entry):
+                self._save(name, {**entry, "key": key, "v": KEY_VERSION}, result=self._result(entry))
             self.log(f"{where}{name}: up to date, skipped")
             self.rows.append((name, "cached", 0.0))
-            return entry["result"]
-        resuming = same or (entry is None and self.recovered)
+            return self._result(entry)
+        # a training interrupted in a folder since moved starts again: its checkpoint names the old folder
+        resuming = (same and not self._moved(entry)) or (entry is None and self.recovered)
         self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else ""))
         if not resuming:
             for folder in clean:
@@ -113,11 +143,22 @@ class StageCache:
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
-        self._save(name, {"key": key, "v": KEY_VERSION, "done": True, "result": result, "seconds": round(seconds, 1)})
+        self._save(name, {"key": key, "v": KEY_VERSION, "done": True, "seconds": round(seconds, 1)}, result=result)
         self.rows.append((name, "ran", seconds))
         return result
 
-    def _save(self, name: str, entry: dict) -> None:
+    def _result(self, entry: dict) -> Any:
+        """A recorded result with its work-folder paths pointing into this work folder."""
+        result = entry.get("result")
+        if entry.get("v", 1) >= 3:
+            return _swap_prefix(result, WORK, str(self.workdir))
+        return result  # recorded with absolute paths (before the folder could move)
+
+    def _save(self, name: str, entry: dict, result: Any = None) -> None:
+        """Record ``entry`` (and ``result``, its work-folder paths made relative) with this folder's place."""
+        entry = {**entry, "work": str(self.workdir)}
+        if entry.get("done"):
+            entry["result"] = _swap_prefix(json.loads(json.dumps(result, default=str)), str(self.workdir), WORK)
         self.manifest[name] = entry
         atomic.write_text(self.file, json.dumps(self.manifest, indent=1, default=str))
 
