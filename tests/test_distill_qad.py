@@ -97,3 +97,13 @@ def test_missing_modelopt_is_explained(monkeypatch):
     monkeypatch.setitem(sys.modules, "modelopt.torch.quantization", None)
     with pytest.raises(QADError, match=r"needs NVIDIA ModelOpt.*pip install 'detdistill\[qad\]'"):
         require_modelopt()
+
+
+def test_int8_from_scratch_is_refused_before_training(teacher_pt, coco8_yaml, tmp_path):
+    from detdistill.distill.api import TrainJob, TrainInputError, run_training
+
+    job = TrainJob(student="yolov8n.yaml", teacher=teacher_pt, data=coco8_yaml, int8=True,
+                   train_args={"project": str(tmp_path), "name": "qad"})
+    with pytest.raises(TrainInputError, match=r"fine-tunes a trained student.*yolov8n.yaml.*best.pt"):
+        run_training(job)
+    assert not (tmp_path / "qad").exists()  # nothing started

@@ -200,6 +200,12 @@ def run_training(job: TrainJob) -> Path:
                     "unlabeled images" if job.unlabeled is not None else "teacher_clean")
             raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
         return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+    if job.int8 and Path(str(job.student)).suffix != ".pt":
+        raise TrainInputError(
+            f"--int8 fine-tunes a trained student, and {job.student} has no trained weights: fake quantization "
+            "calibrated on random weights does not train (the quickstart's student scored 0 mAP under ultralytics' "
+            "QAT and diverged under QAD). Train it in float first, then fine-tune its best.pt: "
+            "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
     check_augment(job.augment, job.teacher_clean)
     try:
         recipe, _ = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)
