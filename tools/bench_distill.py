@@ -188,7 +188,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     return row
 
 
-def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
+def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
     """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval.
 
     Every number is computed here from the runs' stored per-image matches (one metric, COCO's, whichever
@@ -223,7 +223,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
     lines = [
-        "| method | seeds | tuning half mAP50-95 | **test half mAP50-95** | test mAP50 | test gain vs no KD [95% CI] "
+        "| method | seeds | tuning half mAP50-95 | **test half mAP50-95** | test mAP50 "
+        f"| test gain vs {'no KD' if base == 'none' else base} [95% CI] "
         "| test gain vs ultralytics [95% CI] | s/epoch (vs no KD) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -234,7 +235,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000) -> str:
         lines.append(
             f"| {method} | {','.join(str(r['seed']) for r in rs)} | {spread(scores(rs, 'tune'))} | "
             f"{spread(scores(rs, 'test'))} | {spread(scores(rs, 'test', 1))} | "
-            f"{gain(method, 'none')} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
+            f"{gain(method, base)} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
     if all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
         lines += ["", "INT8 (QAT/QAD: their own Q/DQ export; other arms: PTQ for TensorRT on train images; all scored as "
@@ -293,6 +294,7 @@ def main() -> None:
                     "in INT8; the others are quantized after training)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--summary-only", action="store_true", help="train nothing: summarize the finished runs in --out")
+    ap.add_argument("--base", default="none", help="the method the summary's first gain column is paired against")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -335,7 +337,7 @@ def main() -> None:
 
     print(f"\n{args.track}, student {args.student}, {args.epochs} epochs, imgsz {args.imgsz}, seeds {args.seeds}, "
           f"CPU {instruction_set()}; best.pt chosen on the tuning half, gains on the test half:\n")
-    print(summarize(rows, args.out, args.bootstrap))
+    print(summarize(rows, args.out, args.bootstrap, named_recipe(args.base)))
 
 
 if __name__ == "__main__":
