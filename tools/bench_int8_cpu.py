@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """INT8 weight schemes of the cpu target on this CPU and on an emulated AVX2-only x86 CPU.
 
-Exports the teacher fixture (or ``--weights``, e.g. a trained student), quantizes it once per scheme (calibrated on the track's train images), and scores
-FP32, each INT8 model on ONNX Runtime's integer kernels, and each INT8 model simulated (Q/DQ in float,
-what an exact int32-accumulating kernel computes) on both halves of the track's val images (coco-mini, or
-vehicles through the teacher's class map). ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs
+Exports the teacher fixture (or ``--weights``, e.g. a trained student), quantizes it once per scheme
+(calibrated on the track's train images), and scores FP32, each INT8 model on ONNX Runtime's integer
+kernels, and each INT8 model simulated (Q/DQ in float, what an exact int32-accumulating kernel computes)
+on both halves of the track's val images (coco-mini, or vehicles through the model's class map). ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs
 (the default) and on conv inputs and outputs (ONNX Runtime's placement). With ``--emulate``,
 the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
 VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
@@ -128,13 +128,13 @@ def main() -> None:
                       flush=True)
         return str(out)
 
-    budget = {}
+    budget, search, drop_tag = {}, "", ""  # the float-layer search's settings, row name and file tag
     if args.max_drop is not None:
-        budget = {"max_drop": args.max_drop, "val_data": write_half_yaml(data, work / "sealed")}
-        if args.budget_on == "train":
-            budget = {"max_drop": args.max_drop, "val_data": data, "val_split": "train", "val_limit": BUDGET_IMAGES}
-    search = f"search {args.max_drop:g}" + (" on train images" if args.budget_on == "train" else "")
-    drop_tag = f"drop{args.max_drop:g}" + ("-train" if args.budget_on == "train" else "")
+        on_train = args.budget_on == "train"
+        budget = ({"max_drop": args.max_drop, "val_data": data, "val_split": "train", "val_limit": BUDGET_IMAGES}
+                  if on_train else {"max_drop": args.max_drop, "val_data": write_half_yaml(data, work / "sealed")})
+        search = f"search {args.max_drop:g}" + (" on train images" if on_train else "")
+        drop_tag = f"drop{args.max_drop:g}" + ("-train" if on_train else "")
     for conv_outputs in (False, True) if args.tensorrt else ():
         name = f"tensorrt, Q/DQ on conv inputs{' and outputs' if conv_outputs else ''}"
         models[name] = quantized(f"int8-tensorrt{'-outputs' if conv_outputs else ''}", target="tensorrt",
