@@ -128,6 +128,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     )
     if args.track == "shapes":  # the quickstart's generated data, its teacher and its training settings
         data, teacher = shapes_track(args.out / "shapes")
+        teacher = teacher if args.teacher == TEACHER else str(args.teacher)  # e.g. the student itself (self-QAD)
         quick = quickstart_recipe()
         train_args.update({k: v for k, v in quick["train"].items() if k not in {"epochs", "workers"}})
         train_args["imgsz"] = quick["imgsz"]
@@ -273,7 +274,8 @@ def main() -> None:
                     help="quarter / half (yolov8n at 1/4 / 1/2 width; yolo11-half, yolo26-quarter, ...: another "
                     "family at that width, from scratch), pruned<ratio> (the teacher pruned to that fraction of its "
                     "GFLOPs, e.g. pruned0.5), or a model YAML/.pt")
-    ap.add_argument("--teacher", type=Path, default=TEACHER)
+    ap.add_argument("--teacher", type=Path, default=TEACHER,
+                    help="the KD teacher (default: the COCO fixture; on shapes, the track's own teacher)")
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes (default: the recipe it stands for), qat "
                     "(ultralytics' INT8 QAT) or qad[:recipe] (detdistill's quantization-aware distillation, default "
