@@ -4,12 +4,13 @@
 Exports the teacher fixture (or ``--weights``, e.g. a trained student), quantizes it once per scheme
 (calibrated on the track's train images), and scores FP32, each INT8 model on ONNX Runtime's integer
 kernels, and each INT8 model simulated (Q/DQ in float, what an exact int32-accumulating kernel computes)
-on both halves of the track's val images (coco-mini, or vehicles through the model's class map). ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs
-(the default) and on conv inputs and outputs (ONNX Runtime's placement). With ``--emulate``,
-the integer-kernel scores are measured again inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no
-VNNI: Debian's qemu-user), which runs ONNX Runtime's real AVX2 kernels, saturation included. Latency is
-measured natively only (emulated time means nothing). The last column is each INT8 model's drop below
-FP32 on the test half with a 95% bootstrap interval over its images (``detdistill.export.compare``).
+on both halves of the track's val images (coco-mini, or vehicles through the model's class map).
+``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs (the default) and on conv inputs and
+outputs (ONNX Runtime's placement). With ``--emulate``, the integer-kernel scores are measured again inside
+``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no VNNI: Debian's qemu-user), which runs ONNX Runtime's real
+AVX2 kernels, saturation included. Latency is measured natively only (emulated time means nothing). The
+last column is each INT8 model's drop below FP32 on the test half with a 95% bootstrap interval over its
+images (``detdistill.export.compare``), scored as ``detdistill eval`` scores it (tensorrt: simulated).
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
@@ -94,7 +95,8 @@ def main() -> None:
     from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
     from detdistill.export.quantize import quantize_onnx
-    from detdistill.pipeline.deploy_stages import BUDGET_IMAGES
+    from detdistill.export.evaluate import int8_kernels_for
+    from detdistill.pipeline.deploy_stages import train_budget
     from detdistill.pipeline.measure_stages import teacher_score_map
 
     if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
@@ -131,8 +133,8 @@ def main() -> None:
     budget, search, drop_tag = {}, "", ""  # the float-layer search's settings, row name and file tag
     if args.max_drop is not None:
         on_train = args.budget_on == "train"
-        budget = ({"max_drop": args.max_drop, "val_data": data, "val_split": "train", "val_limit": BUDGET_IMAGES}
-                  if on_train else {"max_drop": args.max_drop, "val_data": write_half_yaml(data, work / "sealed")})
+        budget = (train_budget(data, args.max_drop) if on_train
+                  else {"max_drop": args.max_drop, "val_data": write_half_yaml(data, work / "sealed")})
         search = f"search {args.max_drop:g}" + (" on train images" if on_train else "")
         drop_tag = f"drop{args.max_drop:g}" + ("-train" if on_train else "")
     for conv_outputs in (False, True) if args.tensorrt else ():
@@ -180,7 +182,7 @@ def main() -> None:
         row += (fmt(simulated["maps"][path]) if path in simulated["maps"] else "-") + " |"
         if emulated:
             row += f" {fmt(emulated['maps'][path])} |"
-        int8_records = sim_records if k.startswith("tensorrt") else test_records  # as `detdistill eval` scores it
+        int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
         drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
 

@@ -37,15 +37,21 @@ def export_all(ctx: StageContext, checkpoints: list[Artifact], data: Path) -> li
     return artifacts
 
 
+def train_budget(data: str | Path, max_drop: float, limit: int = BUDGET_IMAGES) -> dict:
+    """``quantize_onnx`` arguments that check ``max_drop`` on the first ``limit`` train images of ``data``
+    (val stays held out for the report)."""
+    return {"max_drop": max_drop, "val_data": str(data), "val_split": "train", "val_limit": limit}
+
+
 def quantize(ctx: StageContext, onnx: Artifact, data: Path, int8: Int8Spec) -> Artifact:
     """Post-training INT8 of ``onnx`` as ``detdistill quantize`` makes it; an unmet ``max_drop`` becomes a note."""
     from ..export.quantize import quantize_onnx  # lazy: cv2, onnx (only this stage needs them)
 
     out = onnx.path.with_name(onnx.path.stem + "-int8.onnx")
     kwargs = {"target": int8.target, "method": int8.method, "num_images": int8.calib_images}
-    if int8.max_drop is not None:  # the budget is checked on train images: val stays held out for the report
+    if int8.max_drop is not None:
         limit = min(ctx.cfg.measure.eval_limit or BUDGET_IMAGES, BUDGET_IMAGES)
-        kwargs.update(max_drop=int8.max_drop, val_data=str(data), val_split="train", val_limit=limit)
+        kwargs.update(train_budget(data, int8.max_drop, limit))
 
     def run() -> dict:
         r = quantize_onnx(onnx.path, str(data), out, strict=False, **kwargs)

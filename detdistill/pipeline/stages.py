@@ -128,11 +128,12 @@ class StageCache:
         entry = self.manifest.get(name)
         same = self._matches(entry, inputs, key)
         if same and entry.get("done") and all(p.exists() for p in outputs):
+            result = self._result(entry)
             if entry.get("v") != KEY_VERSION or self._moved(entry):
-                self._save(name, {**entry, "key": key, "v": KEY_VERSION}, result=self._result(entry))
+                self._save(name, {**entry, "key": key, "v": KEY_VERSION}, result=result)
             self.log(f"{where}{name}: up to date, skipped")
             self.rows.append((name, "cached", 0.0))
-            return self._result(entry)
+            return result
         # a training interrupted in a folder since moved starts again: its checkpoint names the old folder
         resuming = (same and not self._moved(entry)) or (entry is None and self.recovered)
         self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else ""))
