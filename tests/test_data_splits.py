@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from detdistill.data.splits import half_of, source_name, split_halves, write_half_yaml
+from detdistill.data.splits import half_of, photo_groups, source_name, split_halves, write_half_yaml
 from detdistill.data.dataset import load_dataset
 
 
@@ -25,6 +25,8 @@ def test_copies_of_one_photo_share_a_half_on_the_real_vehicles_set(vehicles_yaml
     assert not tune & test
     assert len(files) > len(tune) + len(test)  # the set really holds copies (each photo twice)
     assert 0.35 < len(halves["test"]) / len(files) < 0.65
+    photos = photo_groups(halves["test"])  # the bootstrap's clusters: every photo of the test half with both copies
+    assert len(photos) == len(halves["test"]) == 2 * len(set(photos)) and set(photos) == test
 
 
 def test_a_half_yaml_trains_on_train_and_validates_on_the_tuning_half(coco_mini_yaml, tmp_path):

@@ -100,3 +100,23 @@ def test_unpaired_runs_are_refused(records):
         paired_gain([full, full], [full])
     with pytest.raises(ValueError, match="same images"):
         paired_gain([full], [full[:10]])
+
+
+def test_copies_of_a_photo_are_drawn_together(records):
+    """Each image present twice (as in a dataset export that copies every photo): drawn image by image, the copies
+    count as independent evidence and the interval narrows by about sqrt(2); drawn by photo, it is the interval of
+    the photos without copies. Every image its own group is the image-level bootstrap, sample for sample."""
+    full, confident = records["full"].records, records["confident"].records
+    twice = lambda r: [x for x in r for _ in range(2)]  # noqa: E731
+    photos = [i for i in range(len(full)) for _ in range(2)]
+    once = paired_gain([full], [confident], samples=400)
+    by_image = paired_gain([twice(full)], [twice(confident)], samples=400)
+    by_photo = paired_gain([twice(full)], [twice(confident)], groups=photos, samples=400)
+    width = lambda g: g.high - g.low  # noqa: E731
+    assert by_image.diff == by_photo.diff == pytest.approx(once.diff, abs=1e-12)  # copies do not move mAP
+    assert 1.2 < width(by_photo) / width(by_image) < 2.5  # sqrt(2) in expectation; percentiles of 400 samples vary
+    assert (by_photo.low, by_photo.high) == (once.low, once.high)  # one draw per photo: the single copy's interval
+    alone = paired_gain([full], [confident], groups=[f"p{i}" for i in range(len(full))], samples=400)
+    assert (alone.low, alone.high) == (once.low, once.high)
+    with pytest.raises(ValueError, match="groups names 3 images"):
+        paired_gain([full], [confident], groups=["a", "b", "c"])

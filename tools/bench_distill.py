@@ -6,8 +6,9 @@ The evaluation set is sealed (:mod:`detdistill.data.splits`): training validates
 best.pt is chosen there, and every run is then scored on both halves through ``detdistill.export.evaluate``.
 The summary gives tuning and test mAP50-95 per method (mean and half-range over seeds), each method's
 gain on the test half against no KD and against ultralytics' built-in, paired by seed, with a 95%
-bootstrap interval over test images (a gain whose interval holds 0 is not claimed), and train seconds
-per epoch. Every run is written as a JSON line, its per-image matches as a pickle beside it.
+bootstrap interval over the test half's photos (copies of one photo drawn together; a gain whose interval
+holds 0 is not claimed), and train seconds per epoch. Every run is written as a JSON line, its per-image
+matches as a pickle beside it.
 
 Example (the vehicles track on a CPU, a narrow student from scratch)::
 
@@ -112,6 +113,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (method, seed) in this process and return its measurements."""
     from ultralytics import YOLO
 
+    from detdistill.data.splits import photo_groups
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
     from detdistill.export.evaluate import evaluate
@@ -173,7 +175,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
     }
     best = Path(model.trainer.best)
-    records = {}
+    records: dict = {"photos": {half: photo_groups(files) for half, files in halves.items()}}  # bootstrap clusters
     for half, files in halves.items():
         r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
         row[f"{half}_map"], row[f"{half}_map50"], records[half] = r.map50_95, r.map50, r.records
@@ -208,6 +210,10 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
     def test_records(r: dict, key: str) -> list:
         return pickle.loads(records_path(out, r).read_bytes())[key]
 
+    def photos(r: dict, key: str) -> list[str] | None:
+        """The source photo of each image of the half ``key`` scores (None: a run stored before they were kept)."""
+        return pickle.loads(records_path(out, r).read_bytes()).get("photos", {}).get(key.split("_")[0])
+
     def scores(rs: list[dict], key: str, which: int = 0) -> list[float]:
         """mAP50-95 (``which`` 0) or mAP50 (1) of each run's ``key`` half, from its matches."""
         return [map_of(test_records(r, key))[which] for r in rs]
@@ -219,7 +225,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         if not seeds:
             return "no common seed"
         g = paired_gain([test_records(by_method[method][s], key) for s in seeds],
-                        [test_records(by_method[base][s], key) for s in seeds], samples=samples)
+                        [test_records(by_method[base][s], key) for s in seeds],
+                        groups=photos(by_method[method][seeds[0]], key), samples=samples)
         return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
@@ -247,7 +254,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         for method, runs in by_method.items():
             rs = [runs[s] for s in sorted(runs)]
             drop = paired_gain([test_records(r, "test_int8") for r in rs], [test_records(r, "test") for r in rs],
-                               samples=samples)
+                               groups=photos(rs[0], "test"), samples=samples)
             lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
                          f"{spread(scores(rs, 'test_int8'))} | {drop} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")

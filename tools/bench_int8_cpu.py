@@ -10,12 +10,15 @@ outputs (ONNX Runtime's placement). With ``--emulate``, the integer-kernel score
 ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no VNNI: Debian's qemu-user), which runs ONNX Runtime's real
 AVX2 kernels, saturation included. Latency is measured natively only (emulated time means nothing). The
 last column is each INT8 model's drop below FP32 on the test half with a 95% bootstrap interval over its
-images (``detdistill.export.compare``), scored as ``detdistill eval`` scores it (tensorrt: simulated).
+images (``detdistill.export.compare``, copies of one photo drawn together), scored as ``detdistill eval`` scores
+it (tensorrt: simulated). ``--heldout`` (the COCO teacher on vehicles) scores the test column on the test half of
+every vehicles image, train and val, less the calibration photos: about four times the val test half.
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --schemes none --tensorrt \\
         --calib 104 --calib-start 104
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --schemes u8s7 --tensorrt --heldout
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --weights STUDENT.pt --schemes none \\
         --tensorrt --max-drop 0.005
 """
@@ -39,18 +42,33 @@ TRACKS = {"coco-mini": FIX / "coco-mini" / "data.yaml", "vehicles": FIX / "vehic
 TEACHER = FIX / "weights" / "yolov8n-coco.pt"
 
 
+def eval_sets(track: str, calib: list[Path], heldout: bool) -> dict[str, list[Path]]:
+    """The images every model is scored on: the tuning and test halves of the track's val images.
+
+    ``heldout``: the test set grows to the test half of every image of the track, train and val, less the photos
+    calibrated on; for a model that never trained on the track (the COCO teacher on vehicles), these are as unseen
+    as the val images and about four times as many."""
+    from detdistill.data.dataset import load_dataset
+    from detdistill.data.splits import photo_groups, split_halves
+
+    ds = load_dataset(TRACKS[track])
+    halves = split_halves(ds.images("val"))
+    if heldout:
+        seen = set(photo_groups(calib))
+        every = split_halves([*ds.images("train"), *ds.images("val")])["test"]
+        halves["test"] = [f for f, photo in zip(every, photo_groups(every)) if photo not in seen]
+    return halves
+
+
 def score(models: list[str], int8: str, track: str, class_map: dict[int, int] | None,
-          records: dict | None = None) -> dict:
-    """mAP50-95 of each model on each half of the track's val images, and the instruction set that computed it.
+          halves: dict[str, list[Path]], records: dict | None = None) -> dict:
+    """mAP50-95 of each model on each of ``halves``, and the instruction set that computed it.
 
     ``records``: filled with each model's per-image test-half matches (for the interval of its drop)."""
-    from detdistill.data.splits import split_halves
-    from detdistill.data.dataset import load_dataset
     from detdistill.export.evaluate import evaluate
     from detdistill.runtime.cpu import instruction_set
 
     data = TRACKS[track]
-    halves = split_halves(load_dataset(data).images("val"))
     out = {"isa": instruction_set(), "maps": {}}
     for m in models:
         results = {h: evaluate(m, data, files=files, int8=int8, class_map=class_map,
@@ -61,6 +79,13 @@ def score(models: list[str], int8: str, track: str, class_map: dict[int, int] | 
             records[m] = results["test"].records
         print(f"  {Path(m).name} ({int8}, {out['isa']}): {out['maps'][m]}", file=sys.stderr, flush=True)
     return out
+
+
+def calib_images(args: argparse.Namespace) -> list[Path]:
+    """``--calib`` train images of the track from ``--calib-start`` (sorted by name)."""
+    from detdistill.data.dataset import load_dataset
+
+    return load_dataset(TRACKS[args.track]).images("train")[args.calib_start: args.calib_start + args.calib]
 
 
 def main() -> None:
@@ -79,6 +104,9 @@ def main() -> None:
                     "the tuning half, or the first 500 train images as the pipeline's export.int8.max_drop does")
     ap.add_argument("--tensorrt", action="store_true", help="also score the tensorrt target (s8s8, convs only), "
                     "Q/DQ on conv inputs and on conv inputs and outputs")
+    ap.add_argument("--heldout", action="store_true", help="vehicles and the COCO teacher only: score the test "
+                    "column on the test half of every vehicles image, train and val, less the calibration photos "
+                    "(the teacher never trained on any of them)")
     ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model (native)")
     ap.add_argument("--workdir", type=Path)
@@ -87,10 +115,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.score:
         cmap = {int(k): v for k, v in args.class_map.items()} if args.class_map else None
-        print(json.dumps(score(args.score, "kernels", args.track, cmap)))
+        print(json.dumps(score(args.score, "kernels", args.track, cmap, eval_sets(args.track, calib_images(args),
+                                                                                    args.heldout))))
         return
     from detdistill.data.dataset import load_dataset
-    from detdistill.data.splits import write_half_yaml
+    from detdistill.data.splits import photo_groups, write_half_yaml
     from detdistill.export.bench import MIN_RUNS, bench
     from detdistill.export.compare import paired_gain
     from detdistill.export.onnx_export import default_parity_images, export_onnx
@@ -110,13 +139,18 @@ def main() -> None:
     shutil.copy(args.weights, pt)
     data = TRACKS[args.track]
     class_map = teacher_score_map(args.weights, data)[0]  # the model's ids -> the track's (None: the same classes)
+    if args.heldout and (args.track != "vehicles" or args.weights.resolve() != TEACHER.resolve()
+                         or args.budget_on == "train"):
+        ap.error("--heldout scores on vehicles train images: only for the COCO teacher (it never trained on them) "
+                 "on --track vehicles, and not with --budget-on train (the budget would be measured on them)")
     if args.max_drop is not None and class_map is not None:
         ap.error("--max-drop searches on the model's own classes: use a model trained on this track's classes "
                  "(or the teacher with --track coco-mini)")
     fp32 = work / f"{pt.stem}-{args.imgsz}.onnx"
     if not fp32.exists():
         export_onnx(pt, fp32, imgsz=args.imgsz, parity_images=default_parity_images())
-    calib = load_dataset(data).images("train")[args.calib_start: args.calib_start + args.calib]
+    calib = calib_images(args)
+    halves = eval_sets(args.track, calib, args.heldout)
     models = {"fp32": str(fp32)}
     tag = f"{pt.stem}-{args.track}-c{args.calib_start}+{len(calib)}"  # one file per model, track, calibration set
 
@@ -152,15 +186,17 @@ def main() -> None:
                 models[f"{name}, {search}"] = quantized(f"{stem}-{drop_tag}", target="cpu", scheme=scheme,
                                                         method=method, **budget)
     test_records: dict = {}
-    native = score(list(models.values()), "kernels", args.track, class_map, test_records)
+    native = score(list(models.values()), "kernels", args.track, class_map, halves, test_records)
     sim_records: dict = {}
-    simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, sim_records)
+    simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, halves,
+                      sim_records)
     emulated = None
     if args.emulate:
         qemu = shutil.which("qemu-x86_64")
         if not qemu:
             sys.exit("--emulate needs qemu-user (apt-get install qemu-user)")
         cmd = [qemu, "-cpu", "Haswell", sys.executable, __file__, "--track", args.track,
+               "--calib", str(args.calib), "--calib-start", str(args.calib_start), *(["--heldout"] * args.heldout),
                "--class-map", json.dumps(class_map or {}), "--score", *models.values()]
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if res.returncode:
@@ -171,7 +207,10 @@ def main() -> None:
            for k, v in models.items()}
     isa = native["isa"]
     print(f"\n{args.weights.name} at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
-          f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test half; this CPU: {isa}")
+          f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test "
+          f"{'set: the test half of every image less the calibration photos' if args.heldout else 'half'} "
+          f"({len(halves['tune'])} / {len(halves['test'])} images, {len(set(photo_groups(halves['test'])))} test "
+          f"photos); this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
     print(head + f" inference ms ({isa}) | vs FP32 | test drop [95% CI] ({isa} kernels; tensorrt: simulated) |")
@@ -183,7 +222,8 @@ def main() -> None:
         if emulated:
             row += f" {fmt(emulated['maps'][path])} |"
         int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
-        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
+        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]],
+                                                       groups=photo_groups(halves["test"])))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
 
 

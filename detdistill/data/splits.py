@@ -24,6 +24,11 @@ def source_name(image: str | Path) -> str:
     return _EXPORT_COPY.sub("", Path(image).stem)
 
 
+def photo_groups(images: Iterable[str | Path]) -> list[str]:
+    """The source photo of each image: the groups a bootstrap over these images must draw together."""
+    return [source_name(f) for f in images]
+
+
 def half_of(image: str | Path) -> str:
     """``tune`` or ``test`` for one image, from the SHA-256 of its source photo's name."""
     digest = hashlib.sha256(SALT + source_name(image).encode()).digest()

@@ -6,6 +6,11 @@ every run's mAP50-95 on that sample, and takes the difference of the two methods
 The percentile interval of those differences says how much the gain could move with other images of
 the same kind; a gain is claimed only where the interval excludes zero.
 
+Copies of one photo (a dataset export that holds each photo twice) are drawn together, as one cluster, when the
+caller names each image's photo (``groups``): counting them as independent images would narrow the interval by
+about the square root of the number of copies (a cluster bootstrap; Davison and Hinkley, *Bootstrap Methods and
+their Application*, 1997, section 3.8).
+
 Boxes are matched once per image (COCO's protocol, by :mod:`detdistill.export.coco_metrics`); a sample only
 re-accumulates precision and recall from the stored matches of the images it drew, each counted as often
 as it was drawn (:class:`~detdistill.export.coco_metrics.MatchTable`).
@@ -13,7 +18,7 @@ as it was drawn (:class:`~detdistill.export.coco_metrics.MatchTable`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,23 +46,34 @@ class Gain:
         return (f"{100 * self.diff:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]{mark}")
 
 
-def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], *, samples: int = 1000,
-                confidence: float = 0.95, seed: int = 0) -> Gain:
+def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], *,
+                groups: Sequence[Hashable] | None = None, samples: int = 1000, confidence: float = 0.95,
+                seed: int = 0) -> Gain:
     """Bootstrap the mean over seeds of mAP(a_s) - mAP(b_s).
 
     ``a[s]`` and ``b[s]`` are the per-image records of seed ``s`` on the same images, in the same order.
+    ``groups[i]`` names the photo image ``i`` was made from (:func:`detdistill.data.splits.photo_groups`); a
+    sample draws photos, each with all its images. None: every image is its own photo.
     """
     if len(a) != len(b) or not a:
         raise ValueError(f"paired seeds needed: {len(a)} runs against {len(b)}")
     n = len(a[0])
     if any(len(r) != n for r in (*a, *b)):
         raise ValueError("every run must be scored on the same images")
+    if groups is None:
+        photo_of, n_photos = np.arange(n), n
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups names {len(groups)} images, the runs were scored on {n}")
+        names = {g: i for i, g in enumerate(dict.fromkeys(groups))}  # photo -> index, in order of first image
+        photo_of, n_photos = np.array([names[g] for g in groups]), len(names)
     tables = [(MatchTable(x), MatchTable(y)) for x, y in zip(a, b)]
     per_seed = [ta.map()[0] - tb.map()[0] for ta, tb in tables]
     rng = np.random.default_rng(seed)
     diffs = np.empty(samples)
     for i in range(samples):
-        weights = np.bincount(rng.integers(0, n, n), minlength=n)  # how many times each image is drawn
+        drawn = np.bincount(rng.integers(0, n_photos, n_photos), minlength=n_photos)  # times each photo is drawn
+        weights = drawn[photo_of]  # an image counts as often as its photo
         diffs[i] = np.mean([ta.map(weights)[0] - tb.map(weights)[0] for ta, tb in tables])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
