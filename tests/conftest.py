@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -45,6 +47,14 @@ def coco_mini_yaml() -> Path:
 @pytest.fixture(scope="session")
 def vehicles_yaml() -> Path:
     return _need(FIXTURES / "vehicles" / "data.yaml")
+
+
+def load_tool(name: str) -> ModuleType:
+    """The script ``tools/<name>.py`` imported as a module (tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def video_frame_count(path: Path) -> int:

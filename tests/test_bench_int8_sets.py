@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from detdistill.data.dataset import load_dataset
 from detdistill.data.splits import half_of, photo_groups, split_halves
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_int8_cpu.py"
-
+from conftest import load_tool
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("bench_int8_cpu", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_int8_cpu")
 
 
 def test_the_heldout_test_set_shares_no_photo_with_calibration_or_tuning(tool, vehicles_yaml):

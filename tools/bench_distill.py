@@ -191,6 +191,9 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     return row
 
 
+IMAGE_LEVEL = " (image-level: a run stored without its photos; copies of a photo count as independent)"
+
+
 def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
     """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval.
 
@@ -224,10 +227,10 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         seeds = sorted(set(by_method[method]) & set(by_method[base]))
         if not seeds:
             return "no common seed"
+        groups = photos(by_method[method][seeds[0]], key)
         g = paired_gain([test_records(by_method[method][s], key) for s in seeds],
-                        [test_records(by_method[base][s], key) for s in seeds],
-                        groups=photos(by_method[method][seeds[0]], key), samples=samples)
-        return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
+                        [test_records(by_method[base][s], key) for s in seeds], groups=groups, samples=samples)
+        return f"{g}{IMAGE_LEVEL * (groups is None)} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
     lines = [
@@ -253,10 +256,11 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
                   "|---|---|---|---|---|---|"]
         for method, runs in by_method.items():
             rs = [runs[s] for s in sorted(runs)]
+            groups = photos(rs[0], "test")
             drop = paired_gain([test_records(r, "test_int8") for r in rs], [test_records(r, "test") for r in rs],
-                               groups=photos(rs[0], "test"), samples=samples)
+                               groups=groups, samples=samples)
             lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
-                         f"{spread(scores(rs, 'test_int8'))} | {drop} | "
+                         f"{spread(scores(rs, 'test_int8'))} | {drop}{IMAGE_LEVEL * (groups is None)} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
     return "\n".join(lines)
 
