@@ -12,7 +12,7 @@ AVX2 kernels, saturation included. Latency is measured natively only (emulated t
 last column is each INT8 model's drop below FP32 on the test half with a 95% bootstrap interval over its
 images (``detdistill.export.compare``, copies of one photo drawn together), scored as ``detdistill eval`` scores
 it (tensorrt: simulated). ``--heldout`` (the COCO teacher on vehicles) scores the test column on the test half of
-every vehicles image, train and val, less the calibration photos: about four times the val test half.
+every vehicles image, train and val, less the calibration photos: 3-4x the val test half.
 
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
@@ -47,7 +47,7 @@ def eval_sets(track: str, calib: list[Path], heldout: bool) -> dict[str, list[Pa
 
     ``heldout``: the test set grows to the test half of every image of the track, train and val, less the photos
     calibrated on; for a model that never trained on the track (the COCO teacher on vehicles), these are as unseen
-    as the val images and about four times as many."""
+    as the val images and 3-4x as many."""
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import photo_groups, split_halves
 
