@@ -8,6 +8,7 @@ from detdistill.data.dataset import load_dataset
 from detdistill.data.splits import half_of, photo_groups, split_halves
 from conftest import load_tool
 
+
 @pytest.fixture(scope="module")
 def tool():
     return load_tool("bench_int8_cpu")

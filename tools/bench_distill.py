@@ -30,6 +30,7 @@ interrupted benchmark resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -210,12 +211,17 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         half = (max(vals) - min(vals)) / 2 if len(vals) > 1 else 0.0
         return f"{statistics.mean(vals):.3f} ± {half:.3f}"
 
+    @functools.cache
+    def stored(path: Path) -> dict:
+        """A run's pickled matches, read once."""
+        return pickle.loads(path.read_bytes())
+
     def test_records(r: dict, key: str) -> list:
-        return pickle.loads(records_path(out, r).read_bytes())[key]
+        return stored(records_path(out, r))[key]
 
     def photos(r: dict, key: str) -> list[str] | None:
         """The source photo of each image of the half ``key`` scores (None: a run stored before they were kept)."""
-        return pickle.loads(records_path(out, r).read_bytes()).get("photos", {}).get(key.split("_")[0])
+        return stored(records_path(out, r)).get("photos", {}).get(key.split("_")[0])
 
     def scores(rs: list[dict], key: str, which: int = 0) -> list[float]:
         """mAP50-95 (``which`` 0) or mAP50 (1) of each run's ``key`` half, from its matches."""
