@@ -3,12 +3,14 @@ they re-accumulate reproduce COCOeval's mAP on any resample of the images."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
 import pytest
 
 from detdistill.export.coco_metrics import ImageRecord, MatchTable, coco_metrics
+from detdistill.data.splits import photo_groups
 from detdistill.export.compare import paired_gain
 from detdistill.export.evaluate import evaluate, map_of, open_detector
 from conftest import export_teacher, val_images
@@ -78,7 +80,7 @@ def test_older_records_keep_loading_and_count_100_detections_per_class():
     rec = ImageRecord(tp, conf, np.zeros(150, np.int64), np.array([0]))
     old = pickle.dumps(rec, protocol=0).replace(b"detdistill.export.coco_metrics", b"detdistill.export.evaluate")
     loaded = pickle.loads(old)
-    assert MatchTable([loaded]).map() == (0.0, 0.0)
+    assert MatchTable([loaded]).map() == (0.0, 0.0) and loaded.photo is None  # stored without its photo
     tp[120], tp[50] = False, True
     assert MatchTable([rec]).map()[0] == pytest.approx(1 / 51)  # precision 1/51 at full recall
 
@@ -100,23 +102,47 @@ def test_unpaired_runs_are_refused(records):
         paired_gain([full, full], [full])
     with pytest.raises(ValueError, match="same images"):
         paired_gain([full], [full[:10]])
+    with pytest.raises(ValueError, match="same images, in the same order: image 0"):
+        paired_gain([full], [full[::-1]])  # as many images, in another order: the records' photos tell
+
+
+def test_the_evaluator_names_each_images_photo(records, coco_mini_yaml):
+    """The records say which photo each image is (coco-mini holds no copies: one photo per image)."""
+    assert [r.photo for r in records["full"].records] == photo_groups(val_images(coco_mini_yaml, 40))
+    assert len({r.photo for r in records["full"].records}) == 40
 
 
 def test_copies_of_a_photo_are_drawn_together(records):
     """Each image present twice (as in a dataset export that copies every photo): drawn image by image, the copies
-    count as independent evidence and the interval narrows by about sqrt(2); drawn by photo, it is the interval of
-    the photos without copies. Every image its own group is the image-level bootstrap, sample for sample."""
+    count as independent evidence and the interval narrows by about sqrt(2); drawn by photo, as the records name
+    them, it is the interval of the photos without copies. Every image its own group is the image-level bootstrap,
+    sample for sample."""
     full, confident = records["full"].records, records["confident"].records
     twice = lambda r: [x for x in r for _ in range(2)]  # noqa: E731
-    photos = [i for i in range(len(full)) for _ in range(2)]
     once = paired_gain([full], [confident], samples=400)
-    by_image = paired_gain([twice(full)], [twice(confident)], samples=400)
-    by_photo = paired_gain([twice(full)], [twice(confident)], groups=photos, samples=400)
+    by_image = paired_gain([twice(full)], [twice(confident)], groups=range(2 * len(full)), samples=400)
+    by_photo = paired_gain([twice(full)], [twice(confident)], samples=400)
     width = lambda g: g.high - g.low  # noqa: E731
     assert by_image.diff == by_photo.diff == pytest.approx(once.diff, abs=1e-12)  # copies do not move mAP
     assert 1.2 < width(by_photo) / width(by_image) < 2.5  # sqrt(2) in expectation; percentiles of 400 samples vary
     assert (by_photo.low, by_photo.high) == (once.low, once.high)  # one draw per photo: the single copy's interval
+    named = paired_gain([twice(full)], [twice(confident)], groups=[i for i in range(len(full)) for _ in range(2)],
+                        samples=400)
+    assert (named.low, named.high) == (once.low, once.high)  # the caller's groups: the same clusters
     alone = paired_gain([full], [confident], groups=[f"p{i}" for i in range(len(full))], samples=400)
     assert (alone.low, alone.high) == (once.low, once.high)
+
+
+def test_records_without_photos_are_drawn_alone_and_say_so(records):
+    """Records that name no photo (stored without them) give the image-level interval, marked as such."""
+    full, confident = records["full"].records, records["confident"].records
+    unnamed = lambda r: [dataclasses.replace(x, photo=None) for x in r] * 2  # noqa: E731
+    by_image = paired_gain([unnamed(full)], [unnamed(confident)], samples=400)
+    assert not by_image.by_photo and "image-level" in str(by_image)
+    forced = paired_gain([unnamed(full)], [unnamed(confident)], groups=range(2 * len(full)), samples=400)
+    assert (by_image.low, by_image.high) == (forced.low, forced.high)
+    mixed = paired_gain([full * 2], [unnamed(confident)], samples=400)  # one side names them: drawn by photo
+    assert mixed.by_photo and "image-level" not in str(mixed)
+    assert mixed.high - mixed.low > by_image.high - by_image.low
     with pytest.raises(ValueError, match="groups names 3 images"):
         paired_gain([full], [confident], groups=["a", "b", "c"])

@@ -114,7 +114,6 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (method, seed) in this process and return its measurements."""
     from ultralytics import YOLO
 
-    from detdistill.data.splits import photo_groups
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
     from detdistill.export.evaluate import evaluate
@@ -176,7 +175,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
     }
     best = Path(model.trainer.best)
-    records: dict = {"photos": {half: photo_groups(files) for half, files in halves.items()}}  # bootstrap clusters
+    records: dict = {}  # each record names its image's photo: the bootstrap draws photos
     for half, files in halves.items():
         r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
         row[f"{half}_map"], row[f"{half}_map50"], records[half] = r.map50_95, r.map50, r.records
@@ -190,9 +189,6 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(records))
     return row
-
-
-IMAGE_LEVEL = " (image-level: a run stored without its photos; copies of a photo count as independent)"
 
 
 def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
@@ -220,7 +216,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         return stored(records_path(out, r))[key]
 
     def photos(r: dict, key: str) -> list[str] | None:
-        """The source photo of each image of the half ``key`` scores (None: a run stored before they were kept)."""
+        """The photos a run stored beside its records, for records that do not name them (None: none stored)."""
         return stored(records_path(out, r)).get("photos", {}).get(key.split("_")[0])
 
     def scores(rs: list[dict], key: str, which: int = 0) -> list[float]:
@@ -236,7 +232,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         groups = photos(by_method[method][seeds[0]], key)
         g = paired_gain([test_records(by_method[method][s], key) for s in seeds],
                         [test_records(by_method[base][s], key) for s in seeds], groups=groups, samples=samples)
-        return f"{g}{IMAGE_LEVEL * (groups is None)} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
+        return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
     lines = [
@@ -266,7 +262,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
             drop = paired_gain([test_records(r, "test_int8") for r in rs], [test_records(r, "test") for r in rs],
                                groups=groups, samples=samples)
             lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
-                         f"{spread(scores(rs, 'test_int8'))} | {drop}{IMAGE_LEVEL * (groups is None)} | "
+                         f"{spread(scores(rs, 'test_int8'))} | {drop} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
     return "\n".join(lines)
 

@@ -206,11 +206,10 @@ def main() -> None:
     lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
     isa = native["isa"]
-    test_photos = photo_groups(halves["test"])  # the bootstrap's clusters
     print(f"\n{args.weights.name} at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
           f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test "
           f"{'set: the test half of every image less the calibration photos' if args.heldout else 'half'} "
-          f"({len(halves['tune'])} / {len(halves['test'])} images, {len(set(test_photos))} test "
+          f"({len(halves['tune'])} / {len(halves['test'])} images, {len(set(photo_groups(halves['test'])))} test "
           f"photos); this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
     head += " avx2 kernels (emulated) |" if emulated else ""
@@ -223,8 +222,7 @@ def main() -> None:
         if emulated:
             row += f" {fmt(emulated['maps'][path])} |"
         int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
-        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]],
-                                                       groups=test_photos))
+        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
 
 

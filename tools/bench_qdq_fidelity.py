@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from detdistill.data.dataset import load_dataset
-    from detdistill.data.splits import photo_groups, split_halves
+    from detdistill.data.splits import split_halves
     from detdistill.export.compare import paired_gain
     from detdistill.export.evaluate import evaluate
     from detdistill.export.onnx_export import export_onnx
@@ -90,7 +90,7 @@ def main() -> None:
     fq, qdq = scores["PyTorch fake-quantized"], scores["exported Q/DQ ONNX, simulated"]
     for h in halves:
         print(f"PyTorch - ONNX, {h} half ({len(halves[h])} images): "
-              f"{paired_gain([fq[h].records], [qdq[h].records], groups=photo_groups(halves[h]))}")
+              f"{paired_gain([fq[h].records], [qdq[h].records])}")
 
 
 if __name__ == "__main__":

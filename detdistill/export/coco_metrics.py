@@ -39,6 +39,7 @@ class ImageRecord:
     conf: np.ndarray  # (P,)
     pred_cls: np.ndarray  # (P,)
     gt_cls: np.ndarray  # (M,) class of every ground-truth box
+    photo: str | None = None  # the source photo of the image file (set by the evaluator; None: unknown)
 
 
 @dataclass

@@ -6,10 +6,12 @@ every run's mAP50-95 on that sample, and takes the difference of the two methods
 The percentile interval of those differences says how much the gain could move with other images of
 the same kind; a gain is claimed only where the interval excludes zero.
 
-Copies of one photo (a dataset export that holds each photo twice) are drawn together, as one cluster, when the
-caller names each image's photo (``groups``): counting them as independent images would narrow the interval by
-about the square root of the number of copies (a cluster bootstrap; Davison and Hinkley, *Bootstrap Methods and
-their Application*, 1997, section 3.8).
+Copies of one photo (a dataset export that holds each photo twice) are drawn together, as one cluster: counting
+them as independent images would narrow the interval by about the square root of the number of copies (a cluster
+bootstrap; Davison and Hinkley, *Bootstrap Methods and their Application*, 1997, section 3.8). The photos come
+from the records (the evaluator names each image's photo) or from the caller (``groups``); where neither names
+them (records built from in-memory detections, or stored without photos), each image is drawn alone, and the
+interval says so.
 
 Boxes are matched once per image (COCO's protocol, by :mod:`detdistill.export.coco_metrics`); a sample only
 re-accumulates precision and recall from the stored matches of the images it drew, each counted as often
@@ -35,6 +37,8 @@ class Gain:
     high: float
     per_seed: list[float]
     confidence: float
+    by_photo: bool = True  # False: the images' photos were unknown and each image was drawn alone
+
 
     @property
     def significant(self) -> bool:
@@ -43,7 +47,22 @@ class Gain:
 
     def __str__(self) -> str:
         mark = "" if self.significant else " (interval holds 0: no claim)"
+        if not self.by_photo:
+            mark += " (image-level: the photos are unknown, so copies of one photo count as independent)"
         return (f"{100 * self.diff:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]{mark}")
+
+
+def record_photos(runs: Sequence[list[ImageRecord]]) -> list[str] | None:
+    """The photo of each image, from the runs' records; None where no run knows them all.
+
+    Raises ValueError where two runs name different photos: they were not scored on the same images."""
+    known = [[r.photo for r in run] for run in runs if all(r.photo is not None for r in run)]
+    for k, photos in enumerate(known[1:], 1):
+        if photos != known[0]:
+            first = next(i for i, (x, y) in enumerate(zip(known[0], photos)) if x != y)
+            raise ValueError(f"every run must be scored on the same images, in the same order: image {first} is "
+                             f"photo {known[0][first]!r} in one run and {photos[first]!r} in another")
+    return known[0] if known else None
 
 
 def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], *,
@@ -52,14 +71,19 @@ def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], 
     """Bootstrap the mean over seeds of mAP(a_s) - mAP(b_s).
 
     ``a[s]`` and ``b[s]`` are the per-image records of seed ``s`` on the same images, in the same order.
-    ``groups[i]`` names the photo image ``i`` was made from (:func:`detdistill.data.splits.photo_groups`); a
-    sample draws photos, each with all its images. None: every image is its own photo.
+    A sample draws photos, each with all its images. ``groups[i]`` names the photo image ``i`` was made from
+    (:func:`detdistill.data.splits.photo_groups`); None: the photos the records name, or, where they name none,
+    every image its own photo (``Gain.by_photo`` False).
     """
     if len(a) != len(b) or not a:
         raise ValueError(f"paired seeds needed: {len(a)} runs against {len(b)}")
     n = len(a[0])
     if any(len(r) != n for r in (*a, *b)):
         raise ValueError("every run must be scored on the same images")
+    by_photo = True
+    if groups is None:
+        groups = record_photos([*a, *b])
+        by_photo = groups is not None
     if groups is None:
         photo_of, n_photos = np.arange(n), n
     else:
@@ -77,4 +101,4 @@ def paired_gain(a: Sequence[list[ImageRecord]], b: Sequence[list[ImageRecord]], 
         diffs[i] = np.mean([ta.map(weights)[0] - tb.map(weights)[0] for ta, tb in tables])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
-    return Gain(float(np.mean(per_seed)), float(low), float(high), per_seed, confidence)
+    return Gain(float(np.mean(per_seed)), float(low), float(high), per_seed, confidence, by_photo)

@@ -22,6 +22,7 @@ from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset, read_labels
 from ..data.images import read_bgr
+from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
 
@@ -203,5 +204,7 @@ def evaluate(
             ids = np.array([class_map[int(c)] for c in ids[keep]], np.int64)
         detections.append((boxes, scores, ids))
     m = coco_metrics(ground_truth, detections, sizes, keep_records=keep_records)
+    for record, photo in zip(m.records or [], photo_groups(files)):
+        record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare
     return EvalResult(m.map50_95, m.map50, len(files), sum(len(c) for c, _ in ground_truth), m.per_class_ap,
                       describe_evaluator(det), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large)
