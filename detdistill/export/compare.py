@@ -39,7 +39,6 @@ class Gain:
     confidence: float
     by_photo: bool = True  # False: the images' photos were unknown and each image was drawn alone
 
-
     @property
     def significant(self) -> bool:
         """The interval excludes zero."""
@@ -57,7 +56,7 @@ def record_photos(runs: Sequence[list[ImageRecord]]) -> list[str] | None:
 
     Raises ValueError where two runs name different photos: they were not scored on the same images."""
     known = [[r.photo for r in run] for run in runs if all(r.photo is not None for r in run)]
-    for k, photos in enumerate(known[1:], 1):
+    for photos in known[1:]:
         if photos != known[0]:
             first = next(i for i, (x, y) in enumerate(zip(known[0], photos)) if x != y)
             raise ValueError(f"every run must be scored on the same images, in the same order: image {first} is "
