@@ -209,15 +209,17 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
 
     @functools.cache
     def stored(path: Path) -> dict:
-        """A run's pickled matches, read once."""
-        return pickle.loads(path.read_bytes())
+        """A run's pickled matches, read once; records that do not name their photos get those the run stored
+        beside them (``photos``, per half), so that every interval draws photos."""
+        run = pickle.loads(path.read_bytes())
+        beside = run.pop("photos", {})  # half -> photos, kept by runs whose records do not name them
+        for key, records in run.items():  # "test", "test_int8", ...
+            for record, photo in zip(records, beside.get(key.split("_")[0], [])):
+                record.photo = record.photo or photo
+        return run
 
     def test_records(r: dict, key: str) -> list:
         return stored(records_path(out, r))[key]
-
-    def photos(r: dict, key: str) -> list[str] | None:
-        """The photos a run stored beside its records, for records that do not name them (None: none stored)."""
-        return stored(records_path(out, r)).get("photos", {}).get(key.split("_")[0])
 
     def scores(rs: list[dict], key: str, which: int = 0) -> list[float]:
         """mAP50-95 (``which`` 0) or mAP50 (1) of each run's ``key`` half, from its matches."""
@@ -229,9 +231,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
         seeds = sorted(set(by_method[method]) & set(by_method[base]))
         if not seeds:
             return "no common seed"
-        groups = photos(by_method[method][seeds[0]], key)
         g = paired_gain([test_records(by_method[method][s], key) for s in seeds],
-                        [test_records(by_method[base][s], key) for s in seeds], groups=groups, samples=samples)
+                        [test_records(by_method[base][s], key) for s in seeds], samples=samples)
         return f"{g} (per seed {', '.join(f'{100 * d:+.1f}' for d in g.per_seed)})"
 
     base_t = statistics.mean(r["epoch_s"] for r in by_method["none"].values()) if "none" in by_method else None
@@ -258,9 +259,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
                   "|---|---|---|---|---|---|"]
         for method, runs in by_method.items():
             rs = [runs[s] for s in sorted(runs)]
-            groups = photos(rs[0], "test")
             drop = paired_gain([test_records(r, "test_int8") for r in rs], [test_records(r, "test") for r in rs],
-                               groups=groups, samples=samples)
+                               samples=samples)
             lines.append(f"| {method} ({rs[0]['int8_from']}) | {spread(scores(rs, 'tune_int8'))} | "
                          f"{spread(scores(rs, 'test_int8'))} | {drop} | "
                          f"{gain(method, 'qat', 'test_int8')} | {gain(method, 'none', 'test_int8')} |")
