@@ -104,9 +104,15 @@ def int8_artifact(best: Path, data: str, imgsz: int) -> tuple[Path, str]:
     return res.path, "ptq tensorrt"
 
 
+def file_part(name: str) -> str:
+    """A track or student, which may be a path, as one part of a file name inside --out."""
+    return name.replace("\\", "/").strip("/").replace("/", "_")
+
+
 def records_path(out: Path, row: dict) -> Path:
     """Where one run's per-image test and tuning matches are kept."""
-    name = f"{row['track']}-{row['student']}-e{row['epochs']}-{row['imgsz']}-{row['method']}-s{row['seed']}.pkl"
+    name = (f"{file_part(row['track'])}-{file_part(row['student'])}-e{row['epochs']}-{row['imgsz']}-{row['method']}"
+            f"-s{row['seed']}.pkl")
     return out / "records" / name
 
 
@@ -180,15 +186,51 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
         row[f"{half}_map"], row[f"{half}_map50"], records[half] = r.map50_95, r.map50, r.records
     if args.int8:
-        int8_model, row["int8_from"] = int8_artifact(best, data, train_args["imgsz"])
-        for half, files in halves.items():
-            r = evaluate(int8_model, data, files=files, keep_records=True)
-            row[f"{half}_int8_map"], records[f"{half}_int8"] = r.map50_95, r.records
-            row["int8_evaluator"] = r.evaluator
+        score_int8(best, data, train_args["imgsz"], halves, row, records)
     path = records_path(args.out, row)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(records))
     return row
+
+
+def score_int8(best: Path, data: str, imgsz: int, halves: dict[str, list[Path]], row: dict, records: dict) -> None:
+    """Score a run's INT8 artifact on both halves, into its ``row`` and its per-image ``records``."""
+    from detdistill.export.evaluate import evaluate
+
+    int8_model, row["int8_from"] = int8_artifact(best, data, imgsz)
+    for half, files in halves.items():
+        r = evaluate(int8_model, data, files=files, keep_records=True)
+        row[f"{half}_int8_map"], records[f"{half}_int8"] = r.map50_95, r.records
+        row["int8_evaluator"] = r.evaluator
+
+
+def add_int8(row: dict, args: argparse.Namespace) -> dict:
+    """A run trained earlier without ``--int8``, quantized after training and scored in INT8 now (its best.pt is
+    not trained again); returns its row with the INT8 scores."""
+    from detdistill.quickstart import quickstart_recipe
+
+    if row["track"] == "shapes":  # trained at the quickstart's image size, whatever --imgsz said
+        data, imgsz = shapes_track(args.out / "shapes")[0], quickstart_recipe()["imgsz"]
+    else:
+        data, imgsz = str(TRACKS.get(row["track"], row["track"])), row["imgsz"]
+    _, halves = sealed_data(row["track"], data, args.out)
+    best = args.out / "runs" / f"{row['method']}-s{row['seed']}" / "weights" / "best.pt"
+    path = records_path(args.out, row)
+    records = pickle.loads(path.read_bytes())
+    row = dict(row)
+    score_int8(best, data, imgsz, halves, row, records)
+    path.write_bytes(pickle.dumps(records))
+    return row
+
+
+def latest_rows(lines: list[str]) -> list[dict]:
+    """The runs of a results.jsonl, each once: a later line for the same run (its INT8 scores added) supersedes
+    the earlier one."""
+    rows = {}
+    for line in lines:
+        r = json.loads(line)
+        rows[(r.get("protocol"), r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])] = r
+    return list(rows.values())
 
 
 def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
@@ -325,13 +367,19 @@ def main() -> None:
             f.write(json.dumps(row) + "\n")
         return
 
-    done = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
-    done = [r for r in done if r.get("protocol") == PROTOCOL]
+    done = latest_rows(results.read_text().splitlines()) if results.exists() else []
     key = lambda r: (r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])  # noqa: E731
-    have = {key(r) for r in done}
+    have = {key(r): r for r in done if r.get("protocol") == PROTOCOL}
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
     for i, (method, seed) in enumerate(plan, 1):
-        if (method, seed, args.track, args.student, args.epochs, args.imgsz) in have:
+        earlier = have.get((method, seed, args.track, args.student, args.epochs, args.imgsz))
+        if earlier and args.int8 and "test_int8_map" not in earlier and not args.summary_only:
+            print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused; quantizing and scoring it in INT8 ...",
+                  flush=True)
+            with results.open("a") as f:
+                f.write(json.dumps(add_int8(earlier, args)) + "\n")
+            continue
+        if earlier:
             print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused", flush=True)
             continue
         if args.summary_only:
@@ -340,11 +388,11 @@ def main() -> None:
         print(f"[{i}/{len(plan)}] {method} seed {seed} ...", flush=True)
         t0 = time.time()
         argv = [sys.executable, __file__, "--single", f"{method}:{seed}"] + sys.argv[1:]
-        log = args.out / f"{args.track}-{method}-s{seed}.log"
+        log = args.out / f"{file_part(args.track)}-{method}-s{seed}.log"
         with log.open("w") as f:
             rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
         print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
-    rows = [json.loads(x) for x in results.read_text().splitlines()] if results.exists() else []
+    rows = latest_rows(results.read_text().splitlines()) if results.exists() else []
     wanted = (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) == wanted]
     rows = [r for r in rows if r["method"] in args.methods.split(",") and str(r["seed"]) in args.seeds.split(",")]
