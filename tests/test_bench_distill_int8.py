@@ -21,6 +21,7 @@ def test_a_reused_run_is_scored_in_int8_without_training_again(tmp_path, coco8_y
     shutil.copy(teacher_pt, best)
     digest = hashlib.sha256(best.read_bytes()).hexdigest()
     path = tool.records_path(tmp_path, row)
+    assert path.parent == tmp_path / "records"  # a track given as an absolute path stays inside --out
     path.parent.mkdir(parents=True)
     path.write_bytes(pickle.dumps({"tune": ["fp32 tune"], "test": ["fp32 test"]}))
 
