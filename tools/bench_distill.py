@@ -24,7 +24,8 @@ generated with another seed::
         --methods none,ultralytics,default,logit-box,cwd --seeds 0,1
 
 Each run is a subprocess (clean ultralytics state); finished runs found in --out are reused, so an
-interrupted benchmark resumes where it stopped.
+interrupted benchmark resumes where it stopped; with ``--int8``, a finished run that was not scored in INT8 is
+quantized after training and scored, not trained again.
 """
 
 from __future__ import annotations
