@@ -224,14 +224,15 @@ def add_int8(row: dict, args: argparse.Namespace) -> dict:
     return row
 
 
+def run_key(r: dict) -> tuple:
+    """What names one run in results.jsonl: its protocol, method, seed, track, student, epochs and image size."""
+    return r.get("protocol"), r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"]
+
+
 def latest_rows(lines: list[str]) -> list[dict]:
     """The runs of a results.jsonl, each once: a later line for the same run (its INT8 scores added) supersedes
     the earlier one."""
-    rows = {}
-    for line in lines:
-        r = json.loads(line)
-        rows[(r.get("protocol"), r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])] = r
-    return list(rows.values())
+    return list({run_key(r): r for r in map(json.loads, lines)}.values())
 
 
 def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
@@ -369,14 +370,13 @@ def main() -> None:
         return
 
     done = latest_rows(results.read_text().splitlines()) if results.exists() else []
-    key = lambda r: (r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"])  # noqa: E731
-    have = {key(r): r for r in done if r.get("protocol") == PROTOCOL}
+    have = {run_key(r): r for r in done}
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
     for i, (method, seed) in enumerate(plan, 1):
-        earlier = have.get((method, seed, args.track, args.student, args.epochs, args.imgsz))
+        earlier = have.get((PROTOCOL, method, seed, args.track, args.student, args.epochs, args.imgsz))
         if earlier and args.int8 and "test_int8_map" not in earlier and not args.summary_only:
-            print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused; quantizing and scoring it in INT8 ...",
-                  flush=True)
+            print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused; quantizing and scoring it in "
+                  "INT8 ...", flush=True)
             with results.open("a") as f:
                 f.write(json.dumps(add_int8(earlier, args)) + "\n")
             continue

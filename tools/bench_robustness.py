@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_distill import PROTOCOL, TEACHER, TRACKS, named_recipe  # noqa: E402  (its tracks, teacher, names)
+from bench_distill import PROTOCOL, TEACHER, TRACKS, latest_rows, named_recipe  # noqa: E402  (shared)
 
 from detdistill.data.splits import HALVES  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
     out = args.out.resolve()
     data = str(TRACKS.get(args.track, args.track))
     files = split_halves(load_dataset(data).images("val"))[args.half]
-    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    rows = latest_rows((out / "results.jsonl").read_text().splitlines())
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
             (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
     methods = [named_recipe(m) for m in args.methods.split(",")]   # default -> the recipe it stands for
