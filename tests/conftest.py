@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,7 @@ def load_tool(name: str) -> ModuleType:
     """The script ``tools/<name>.py`` imported as a module (tools are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 

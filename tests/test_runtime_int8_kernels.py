@@ -3,10 +3,17 @@
 The convolution sees uint8 activations at 255 and int8 weights at their extreme. The simulation
 (Q/DQ nodes run in float, detdistill's stand-in for TensorRT) sums the products exactly. The integer
 kernels agree with it on CPUs that accumulate in 32 bits (VNNI x86, ARM) and fall short on x86 without
-VNNI, whose 16-bit pair sums saturate; 7-bit weights (the ``u8s7`` scheme) agree everywhere.
+VNNI, whose 16-bit pair sums saturate; 7-bit weights (the ``u8s7`` scheme) agree everywhere. The same
+files are run again on emulated CPUs (``tools/emulated_cpu.py``: an AVX2-only x86, an ARMv8.0 core without
+dot product, an ARMv8.2 core with it), so the table of saturating schemes is checked against the real
+kernels of CPUs this machine is not.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
 
 import numpy as np
 import onnx
@@ -15,6 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from detdistill.runtime.backends.onnxruntime import OrtBackend
 from detdistill.runtime.cpu import instruction_set, saturation_warning, scheme_saturates
+
+from conftest import load_tool
 
 CHANNELS, KERNELS = 16, 4
 
@@ -62,6 +71,42 @@ def test_integer_kernels_match_the_exact_simulation_unless_this_cpu_saturates(tm
         assert kernels < simulated - 10, (instruction_set(), kernels, simulated)
     else:
         assert kernels == pytest.approx(simulated, abs=0.5), (instruction_set(), kernels, simulated)
+
+
+# Run on the emulated CPU: each model's centre output from ONNX Runtime's integer kernels, and the instruction set.
+KERNEL_PROBE = f"""
+import json, sys
+import numpy as np
+from detdistill.runtime.backends.onnxruntime import OrtBackend
+from detdistill.runtime.cpu import instruction_set
+x = np.ones((1, {CHANNELS}, 8, 8), np.float32)
+out = {{p: float(OrtBackend(p, device="cpu", int8_kernels=True).infer(x)[0][0, 0, 4, 4]) for p in sys.argv[1:]}}
+print(json.dumps({{"isa": instruction_set(), "out": out}}))
+"""
+EMULATED_ISA = {"haswell": "avx2", "cortex-a57": "arm64", "cortex-a76": "arm64-dotprod"}
+
+
+@pytest.mark.parametrize("cpu", list(EMULATED_ISA))
+def test_emulated_cpus_saturate_exactly_where_the_scheme_table_says(tmp_path, cpu):
+    emulated = load_tool("emulated_cpu")
+    if why := emulated.ready(cpu):
+        pytest.skip(f"cannot emulate {cpu}: {why}")
+    models = {}
+    for weight, scheme in [(63, "u8s7"), (127, "u8s8")]:
+        models[scheme] = tmp_path / f"{scheme}.onnx"
+        one_conv_model(models[scheme], weight)
+    cmd, env = emulated.python_command(cpu)
+    res = subprocess.run([*cmd, "-c", KERNEL_PROBE, *map(str, models.values())], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    probe = json.loads(res.stdout.strip().splitlines()[-1])
+    assert probe["isa"] == EMULATED_ISA[cpu]  # instruction_set() describes the emulated CPU, not this one
+    for scheme, path in models.items():
+        kernels, exact = probe["out"][str(path)], centre_output(path, int8_kernels=False)
+        if scheme_saturates(scheme, probe["isa"]):
+            assert kernels < exact - 10, (cpu, scheme, kernels, exact)
+        else:
+            assert kernels == pytest.approx(exact, abs=0.5), (cpu, scheme, kernels, exact)
 
 
 def test_instruction_set_is_named_and_the_warning_names_the_fix():

@@ -1,20 +1,22 @@
 #!/usr/bin/env python
-"""INT8 weight schemes of the cpu target on this CPU and on an emulated AVX2-only x86 CPU.
+"""INT8 weight schemes of the cpu target on this CPU and on emulated CPUs (AVX2-only x86, ARM64).
 
 Exports the teacher fixture (or ``--weights``, e.g. a trained student), quantizes it once per scheme
 (calibrated on the track's train images), and scores FP32, each INT8 model on ONNX Runtime's integer
 kernels, and each INT8 model simulated (Q/DQ in float, what an exact int32-accumulating kernel computes)
 on both halves of the track's val images (coco-mini, or vehicles through the model's class map).
 ``--tensorrt`` adds the tensorrt target's file, Q/DQ on conv inputs (the default) and on conv inputs and
-outputs (ONNX Runtime's placement). With ``--emulate``, the integer-kernel scores are measured again inside
-``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512, no VNNI: Debian's qemu-user), which runs ONNX Runtime's real
-AVX2 kernels, saturation included. Latency is measured natively only (emulated time means nothing). The
+outputs (ONNX Runtime's placement). With ``--emulate haswell,cortex-a57,cortex-a76``, the integer-kernel scores
+are measured again on each emulated CPU (``tools/emulated_cpu.py``: an AVX2-only x86, an ARMv8.0 core without dot
+product, an ARMv8.2 core with it), which runs ONNX Runtime's real kernels for that CPU, saturation included.
+Only the INT8 models are emulated (FP32 runs about 5x slower there, and float kernels cannot saturate); latency
+is measured natively only (emulated time means nothing). The
 last column is each INT8 model's drop below FP32 on the test half with a 95% bootstrap interval over its
 images (``detdistill.export.compare``, copies of one photo drawn together), scored as ``detdistill eval`` scores
 it (tensorrt: simulated). ``--heldout`` (the COCO teacher on vehicles) scores the test column on the test half of
 every vehicles image, train and val, less the calibration photos: 3-4x the val test half.
 
-    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate
+    YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s8,u8s7,u8u8 --emulate haswell,cortex-a57,cortex-a76
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --imgsz 320 --schemes u8s7 --methods minmax,percentile,entropy
     YOLO_OFFLINE=1 python tools/bench_int8_cpu.py --track vehicles --schemes none --tensorrt \\
         --calib 104 --calib-start 104
@@ -36,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import emulated_cpu  # noqa: E402  (this folder: the emulated CPUs)
 os.environ.setdefault("YOLO_OFFLINE", "1")
 FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 TRACKS = {"coco-mini": FIX / "coco-mini" / "data.yaml", "vehicles": FIX / "vehicles" / "data.yaml"}
@@ -107,7 +111,8 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="vehicles and the COCO teacher only: score the test "
                     "column on the test half of every vehicles image, train and val, less the calibration photos "
                     "(the teacher never trained on any of them)")
-    ap.add_argument("--emulate", action="store_true", help="also score inside qemu-x86_64 -cpu Haswell (AVX2 only)")
+    ap.add_argument("--emulate", nargs="?", const="haswell", default="", metavar="CPUS",
+                    help="also score on these emulated CPUs (tools/emulated_cpu.py; default haswell: AVX2 only)")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per model (native)")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--score", nargs="+", help=argparse.SUPPRESS)  # internal: score these models, print JSON
@@ -130,6 +135,10 @@ def main() -> None:
 
     if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
         ap.error(f"--runs must be >= {MIN_RUNS} for stable medians, got {args.runs}")
+    for cpu in filter(None, args.emulate.split(",")):
+        if cpu not in emulated_cpu.CPUS or emulated_cpu.ready(cpu):
+            ap.error(f"--emulate {cpu}: " + (emulated_cpu.ready(cpu) if cpu in emulated_cpu.CPUS
+                                             else f"not one of {', '.join(emulated_cpu.CPUS)}"))
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -190,18 +199,17 @@ def main() -> None:
     sim_records: dict = {}
     simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, halves,
                       sim_records)
-    emulated = None
-    if args.emulate:
-        qemu = shutil.which("qemu-x86_64")
-        if not qemu:
-            sys.exit("--emulate needs qemu-user (apt-get install qemu-user)")
-        cmd = [qemu, "-cpu", "Haswell", sys.executable, __file__, "--track", args.track,
-               "--calib", str(args.calib), "--calib-start", str(args.calib_start), *(["--heldout"] * args.heldout),
-               "--class-map", json.dumps(class_map or {}), "--score", *models.values()]
-        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    emulated = {}  # CPU name -> its scores
+    for cpu in filter(None, args.emulate.split(",")):
+        print(f"scoring on an emulated {cpu} (slow)", file=sys.stderr, flush=True)
+        python, env = emulated_cpu.python_command(cpu)
+        cmd = [*python, __file__, "--track", args.track, "--calib", str(args.calib), "--calib-start",
+               str(args.calib_start), *(["--heldout"] * args.heldout), "--class-map", json.dumps(class_map or {}),
+               "--score", *(m for name, m in models.items() if name != "fp32")]  # float kernels cannot saturate
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
         if res.returncode:
-            sys.exit(f"emulated run failed:\n{res.stderr[-3000:]}")
-        emulated = json.loads(res.stdout.strip().splitlines()[-1])
+            sys.exit(f"the emulated {cpu} run failed (its output is above)")
+        emulated[cpu] = json.loads(res.stdout.strip().splitlines()[-1])
     val_images = Path(load_dataset(data).images("val")[0]).parent
     lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
@@ -212,15 +220,15 @@ def main() -> None:
           f"({len(halves['tune'])} / {len(halves['test'])} images, {len(set(photo_groups(halves['test'])))} test "
           f"photos); this CPU: {isa}")
     head = f"| model | {isa} kernels | simulated (exact int32) |"
-    head += " avx2 kernels (emulated) |" if emulated else ""
+    head += "".join(f" {e['isa']} kernels (emulated {cpu}) |" for cpu, e in emulated.items())
     print(head + f" inference ms ({isa}) | vs FP32 | test drop [95% CI] ({isa} kernels; tensorrt: simulated) |")
-    print("|---" * (6 + bool(emulated)) + "|")
+    print("|---" * (6 + len(emulated)) + "|")
     for k, path in models.items():
         fmt = lambda d: f"{d['tune']:.3f} / {d['test']:.3f}"  # noqa: E731
         row = f"| {k} | {fmt(native['maps'][path])} | "
         row += (fmt(simulated["maps"][path]) if path in simulated["maps"] else "-") + " |"
-        if emulated:
-            row += f" {fmt(emulated['maps'][path])} |"
+        for e in emulated.values():
+            row += f" {fmt(e['maps'][path]) if path in e['maps'] else 'not run'} |"
         int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
         drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
