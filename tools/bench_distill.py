@@ -117,6 +117,15 @@ def records_path(out: Path, row: dict) -> Path:
     return out / "records" / name
 
 
+def track_data(track: str, imgsz: int, out: Path) -> tuple[str, int]:
+    """A track's dataset YAML and the image size its runs train at: ``imgsz``, but the quickstart's on shapes."""
+    if track == "shapes":
+        from detdistill.quickstart import quickstart_recipe
+
+        return shapes_track(out / "shapes")[0], quickstart_recipe()["imgsz"]
+    return str(TRACKS.get(track, track)), imgsz
+
+
 def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one (method, seed) in this process and return its measurements."""
     from ultralytics import YOLO
@@ -135,14 +144,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         deterministic=False, plots=False, project=str(args.out / "runs"), name=f"{method}-s{seed}", exist_ok=True,
         close_mosaic=args.close_mosaic, fraction=args.fraction, val=True, amp=True, device=args.device,
     )
+    data, train_args["imgsz"] = track_data(args.track, args.imgsz, args.out)
+    teacher = str(args.teacher)
     if args.track == "shapes":  # the quickstart's generated data, its teacher and its training settings
-        data, teacher = shapes_track(args.out / "shapes")
-        teacher = teacher if args.teacher == TEACHER else str(args.teacher)  # e.g. the student itself (self-QAD)
-        quick = quickstart_recipe()
-        train_args.update({k: v for k, v in quick["train"].items() if k not in {"epochs", "workers"}})
-        train_args["imgsz"] = quick["imgsz"]
-    else:
-        data, teacher = str(TRACKS.get(args.track, args.track)), str(args.teacher)
+        if args.teacher == TEACHER:  # not, e.g., the student itself (self-QAD)
+            teacher = shapes_track(args.out / "shapes")[1]
+        train_args.update({k: v for k, v in quickstart_recipe()["train"].items() if k not in {"epochs", "workers"}})
     if args.student.startswith("pruned"):  # e.g. pruned0.5: the teacher at half its GFLOPs
         student = pruned_student(teacher, float(args.student[6:] or 0.5), train_args["imgsz"], data, args.out)
     for kv in args.train_arg or []:
@@ -208,12 +215,7 @@ def score_int8(best: Path, data: str, imgsz: int, halves: dict[str, list[Path]],
 def add_int8(row: dict, args: argparse.Namespace) -> dict:
     """A run trained earlier without ``--int8``, quantized after training and scored in INT8 now (its best.pt is
     not trained again); returns its row with the INT8 scores."""
-    from detdistill.quickstart import quickstart_recipe
-
-    if row["track"] == "shapes":  # trained at the quickstart's image size, whatever --imgsz said
-        data, imgsz = shapes_track(args.out / "shapes")[0], quickstart_recipe()["imgsz"]
-    else:
-        data, imgsz = str(TRACKS.get(row["track"], row["track"])), row["imgsz"]
+    data, imgsz = track_data(row["track"], row["imgsz"], args.out)
     _, halves = sealed_data(row["track"], data, args.out)
     best = args.out / "runs" / f"{row['method']}-s{row['seed']}" / "weights" / "best.pt"
     path = records_path(args.out, row)
