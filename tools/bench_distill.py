@@ -364,34 +364,30 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
 
-    if args.single:
+    have = {run_key(r): r for r in latest_rows(results.read_text().splitlines())} if results.exists() else {}
+    if args.single:  # train the run, or score a finished one in INT8
         method, seed = args.single.rsplit(":", 1)
-        row = run_one(method, int(seed), args)
+        earlier = have.get((PROTOCOL, method, int(seed), args.track, args.student, args.epochs, args.imgsz))
+        row = add_int8(earlier, args) if earlier else run_one(method, int(seed), args)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         return
 
-    done = latest_rows(results.read_text().splitlines()) if results.exists() else []
-    have = {run_key(r): r for r in done}
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
     for i, (method, seed) in enumerate(plan, 1):
         earlier = have.get((PROTOCOL, method, seed, args.track, args.student, args.epochs, args.imgsz))
-        if earlier and args.int8 and "test_int8_map" not in earlier and not args.summary_only:
-            print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused; quantizing and scoring it in "
-                  "INT8 ...", flush=True)
-            with results.open("a") as f:
-                f.write(json.dumps(add_int8(earlier, args)) + "\n")
-            continue
-        if earlier:
+        if earlier and not (args.int8 and "test_int8_map" not in earlier and not args.summary_only):
             print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused", flush=True)
             continue
         if args.summary_only:
             print(f"[{i}/{len(plan)}] {method} seed {seed}: not run (summary only)", flush=True)
             continue
-        print(f"[{i}/{len(plan)}] {method} seed {seed} ...", flush=True)
+        print(f"[{i}/{len(plan)}] {method} seed {seed}" + (": done earlier, reused; quantizing and scoring it in "
+              "INT8" if earlier else "") + " ...", flush=True)
         t0 = time.time()
         argv = [sys.executable, __file__, "--single", f"{method}:{seed}"] + sys.argv[1:]
-        log = args.out / f"{file_part(args.track)}-{method}-s{seed}.log"
+        # a reused run's INT8 scoring logs beside its training log, not over it
+        log = args.out / f"{file_part(args.track)}-{method}-s{seed}{'-int8' if earlier else ''}.log"
         with log.open("w") as f:
             rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
         print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
