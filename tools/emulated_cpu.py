@@ -55,12 +55,12 @@ CPUS = {
 
 
 def wheel_pins() -> list[str]:
-    """The aarch64 wheels to install: this machine's numpy and ONNX Runtime versions, so both CPUs run the same code."""
-    import numpy
-    import onnxruntime
+    """The aarch64 wheels that ``detdistill eval`` needs, at this machine's versions where they compute: both CPUs
+    run the same code."""
+    from importlib.metadata import version
 
-    return [f"numpy=={numpy.__version__}", f"onnxruntime=={onnxruntime.__version__}", "opencv-python-headless",
-            "pyyaml"]
+    same = [f"{name}=={version(name)}" for name in ("numpy", "onnxruntime", "faster-coco-eval")]
+    return [*same, "opencv-python-headless", "pyyaml"]
 
 
 def cpu_or_exit(name: str) -> EmulatedCpu:
