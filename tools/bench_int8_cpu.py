@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -117,11 +118,15 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--score", nargs="+", help=argparse.SUPPRESS)  # internal: score these models, print JSON
     ap.add_argument("--class-map", type=json.loads, help=argparse.SUPPRESS)  # internal: with --score
+    ap.add_argument("--records-out", type=Path, help=argparse.SUPPRESS)  # internal: --score's test-half matches
     args = ap.parse_args()
     if args.score:
         cmap = {int(k): v for k, v in args.class_map.items()} if args.class_map else None
-        print(json.dumps(score(args.score, "kernels", args.track, cmap, eval_sets(args.track, calib_images(args),
-                                                                                    args.heldout))))
+        records: dict = {}
+        halves = eval_sets(args.track, calib_images(args), args.heldout)
+        scores = score(args.score, "kernels", args.track, cmap, halves, records)
+        args.records_out.write_bytes(pickle.dumps(records))
+        print(json.dumps(scores))
         return
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import photo_groups, write_half_yaml
@@ -199,17 +204,20 @@ def main() -> None:
     sim_records: dict = {}
     simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, halves,
                       sim_records)
-    emulated = {}  # CPU name -> its scores
+    emulated, emulated_records = {}, {}  # CPU name -> its scores, its per-image test matches
     for cpu in filter(None, args.emulate.split(",")):
         print(f"scoring on an emulated {cpu} (slow)", file=sys.stderr, flush=True)
         python, env = emulated_cpu.python_command(cpu)
+        records_file = work / f"records-{cpu}-{tag}.pkl"
         cmd = [*python, __file__, "--track", args.track, "--calib", str(args.calib), "--calib-start",
                str(args.calib_start), *(["--heldout"] * args.heldout), "--class-map", json.dumps(class_map or {}),
+               "--records-out", str(records_file),
                "--score", *(m for name, m in models.items() if name != "fp32")]  # float kernels cannot saturate
         res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
         if res.returncode:
             sys.exit(f"the emulated {cpu} run failed (its output is above)")
         emulated[cpu] = json.loads(res.stdout.strip().splitlines()[-1])
+        emulated_records[cpu] = pickle.loads(records_file.read_bytes())
     val_images = Path(load_dataset(data).images("val")[0]).parent
     lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
@@ -232,6 +240,14 @@ def main() -> None:
         int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
         drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
+    if emulated:  # each INT8 model's integer kernels on each emulated CPU against FP32 (run here: float is float)
+        print(f"\ntest drop vs FP32 ({isa}) [95% CI], integer kernels of each emulated CPU:\n")
+        print("| model |" + "".join(f" {e['isa']} (emulated {cpu}) |" for cpu, e in emulated.items()))
+        print("|---" * (1 + len(emulated)) + "|")
+        for k, path in models.items():
+            if k != "fp32":
+                print(f"| {k} |" + "".join(f" {paired_gain([test_records[models['fp32']]], [r[path]])} |"
+                                           for r in emulated_records.values()))
 
 
 if __name__ == "__main__":
