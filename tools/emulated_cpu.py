@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,8 @@ def ready(name: str) -> str | None:
     cpu = CPUS[name]
     if not shutil.which(f"qemu-{cpu.arch}"):
         return f"qemu-{cpu.arch} not found (apt-get install qemu-user)"
+    if cpu.arch == "x86_64" and platform.machine().lower() not in ("x86_64", "amd64"):
+        return "an x86 CPU is emulated with this machine's own Python, which is not an x86-64 program here"
     if cpu.arch == "aarch64" and not (prefix(name) / ARM64_PYTHON.lstrip("/")).exists():
         return f"no arm64 sysroot at {prefix(name)} (python tools/emulated_cpu.py prepare)"
     return None
