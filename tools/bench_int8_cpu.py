@@ -150,7 +150,8 @@ def main() -> None:
     if not args.weights.is_file():
         ap.error(f"--weights {args.weights} not found")
     pt = work / args.weights.name
-    shutil.copy(args.weights, pt)
+    if pt.resolve() != args.weights.resolve():  # export writes beside the weights: work on a copy in --workdir
+        shutil.copy(args.weights, pt)
     data = TRACKS[args.track]
     class_map = teacher_score_map(args.weights, data)[0]  # the model's ids -> the track's (None: the same classes)
     if args.heldout and (args.track != "vehicles" or args.weights.resolve() != TEACHER.resolve()
