@@ -14,7 +14,7 @@ means nothing: only outputs are measured.
   and a description that claims more than the emulated CPU has ends in an illegal instruction.
 
     apt-get install qemu-user debootstrap
-    python tools/emulated_cpu.py prepare                  # ~450 MB under .emulated/ (git-ignored)
+    python tools/emulated_cpu.py prepare                  # about 500 MB under .emulated/ (git-ignored)
     python tools/emulated_cpu.py run cortex-a57 -- -c "import onnxruntime; print(onnxruntime.__version__)"
 """
 
@@ -121,6 +121,7 @@ def prepare(wheels: list[str]) -> None:
     base = SYSROOT / "base"
     if not (base / ARM64_PYTHON.lstrip("/")).exists():
         print(f"debootstrap arm64 {DEBIAN} -> {base}", flush=True)
+        shutil.rmtree(base, ignore_errors=True)  # what an interrupted earlier run left
         subprocess.run(["debootstrap", "--foreign", "--arch", "arm64", "--variant=minbase",
                         f"--include={','.join(PACKAGES)}", DEBIAN, str(base), "http://deb.debian.org/debian"],
                        check=True, stdout=subprocess.DEVNULL)
@@ -143,7 +144,8 @@ def prepare(wheels: list[str]) -> None:
                 link.symlink_to(Path("..") / "base" / entry.name)
         (p / "proc").mkdir(exist_ok=True)
         (p / "proc" / "cpuinfo").write_text(cpuinfo(cpu))
-    print(f"ready: {', '.join(n for n in CPUS if not ready(n))}")
+    for name, cpu in CPUS.items():
+        print(f"{name}: {cpu.describes}: {ready(name) or 'ready'}")
 
 
 def main() -> None:
