@@ -231,6 +231,12 @@ def run_key(r: dict) -> tuple:
     return r.get("protocol"), r["method"], r["seed"], r["track"], r["student"], r["epochs"], r["imgsz"]
 
 
+def planned_key(args: argparse.Namespace, method: str, seed: int) -> tuple:
+    """The ``run_key`` of the run (method, seed) this invocation plans."""
+    return run_key({"protocol": PROTOCOL, "method": method, "seed": seed, "track": args.track,
+                    "student": args.student, "epochs": args.epochs, "imgsz": args.imgsz})
+
+
 def latest_rows(lines: list[str]) -> list[dict]:
     """The runs of a results.jsonl, each once: a later line for the same run (its INT8 scores added) supersedes
     the earlier one."""
@@ -367,7 +373,7 @@ def main() -> None:
     have = {run_key(r): r for r in latest_rows(results.read_text().splitlines())} if results.exists() else {}
     if args.single:  # train the run, or score a finished one in INT8
         method, seed = args.single.rsplit(":", 1)
-        earlier = have.get((PROTOCOL, method, int(seed), args.track, args.student, args.epochs, args.imgsz))
+        earlier = have.get(planned_key(args, method, int(seed)))
         row = add_int8(earlier, args) if earlier else run_one(method, int(seed), args)
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -375,7 +381,7 @@ def main() -> None:
 
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
     for i, (method, seed) in enumerate(plan, 1):
-        earlier = have.get((PROTOCOL, method, seed, args.track, args.student, args.epochs, args.imgsz))
+        earlier = have.get(planned_key(args, method, seed))
         if earlier and not (args.int8 and "test_int8_map" not in earlier and not args.summary_only):
             print(f"[{i}/{len(plan)}] {method} seed {seed}: done earlier, reused", flush=True)
             continue

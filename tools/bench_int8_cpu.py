@@ -140,10 +140,10 @@ def main() -> None:
 
     if args.runs < MIN_RUNS:  # checked before the long scoring, not after it
         ap.error(f"--runs must be >= {MIN_RUNS} for stable medians, got {args.runs}")
-    for cpu in filter(None, args.emulate.split(",")):
-        if cpu not in emulated_cpu.CPUS or emulated_cpu.ready(cpu):
-            ap.error(f"--emulate {cpu}: " + (emulated_cpu.ready(cpu) if cpu in emulated_cpu.CPUS
-                                             else f"not one of {', '.join(emulated_cpu.CPUS)}"))
+    emulate = [cpu for cpu in args.emulate.split(",") if cpu]
+    for cpu in emulate:
+        if why := emulated_cpu.ready(cpu):
+            ap.error(f"--emulate {cpu}: {why}")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_int8_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def main() -> None:
     simulated = score([models[s] for s in models if s != "fp32"], "simulate", args.track, class_map, halves,
                       sim_records)
     emulated, emulated_records = {}, {}  # CPU name -> its scores, its per-image test matches
-    for cpu in filter(None, args.emulate.split(",")):
+    for cpu in emulate:
         print(f"scoring on an emulated {cpu} (slow)", file=sys.stderr, flush=True)
         python, env = emulated_cpu.python_command(cpu)
         records_file = work / f"records-{cpu}-{tag}.pkl"
@@ -222,7 +222,7 @@ def main() -> None:
     val_images = Path(load_dataset(data).images("val")[0]).parent
     lat = {k: bench(v, val_images, runs=args.runs, device="cpu").median["inference"]
            for k, v in models.items()}
-    isa = native["isa"]
+    isa, fp32_records = native["isa"], test_records[models["fp32"]]
     print(f"\n{args.weights.name} at {args.imgsz}, {len(calib)} {args.track} train images ({args.methods}), "
           f"head outputs in float; mAP50-95 on {args.track} val, tuning half / test "
           f"{'set: the test half of every image less the calibration photos' if args.heldout else 'half'} "
@@ -239,7 +239,7 @@ def main() -> None:
         for e in emulated.values():
             row += f" {fmt(e['maps'][path]) if path in e['maps'] else 'not run'} |"
         int8_records = test_records if int8_kernels_for(path) else sim_records  # as `detdistill eval` scores it
-        drop = "-" if k == "fp32" else str(paired_gain([test_records[models["fp32"]]], [int8_records[path]]))
+        drop = "-" if k == "fp32" else str(paired_gain([fp32_records], [int8_records[path]]))
         print(row + f" {lat[k]:.1f} | {lat[k] / lat['fp32']:.2f}x | {drop} |")
     if emulated:  # each INT8 model's integer kernels on each emulated CPU against FP32 (run here: float is float)
         print(f"\ntest drop vs FP32 ({isa}) [95% CI], integer kernels of each emulated CPU:\n")
@@ -247,7 +247,7 @@ def main() -> None:
         print("|---" * (1 + len(emulated)) + "|")
         for k, path in models.items():
             if k != "fp32":
-                print(f"| {k} |" + "".join(f" {paired_gain([test_records[models['fp32']]], [r[path]])} |"
+                print(f"| {k} |" + "".join(f" {paired_gain([fp32_records], [r[path]])} |"
                                            for r in emulated_records.values()))
 
 

@@ -64,25 +64,14 @@ def wheel_pins() -> list[str]:
     return [*same, "opencv-python-headless", "pyyaml"]
 
 
-def cpu_or_exit(name: str) -> EmulatedCpu:
-    if name not in CPUS:
-        sys.exit(f"unknown emulated CPU {name!r}: use one of {', '.join(CPUS)}")
-    return CPUS[name]
-
-
-def qemu_for(cpu: EmulatedCpu) -> str:
-    qemu = shutil.which(f"qemu-{cpu.arch}")
-    if not qemu:
-        sys.exit(f"qemu-{cpu.arch} not found: install Debian's qemu-user (apt-get install qemu-user)")
-    return qemu
-
-
 def prefix(name: str) -> Path:
     return SYSROOT / name
 
 
 def ready(name: str) -> str | None:
-    """``None`` when ``name`` can run here, else why not (for a skip or an error message)."""
+    """``None`` when CPU ``name`` can be emulated here, else why not (for a skip or an error message)."""
+    if name not in CPUS:
+        return f"unknown emulated CPU {name!r}: use one of {', '.join(CPUS)}"
     cpu = CPUS[name]
     if not shutil.which(f"qemu-{cpu.arch}"):
         return f"qemu-{cpu.arch} not found (apt-get install qemu-user)"
@@ -95,16 +84,15 @@ def ready(name: str) -> str | None:
 
 def python_command(name: str) -> tuple[list[str], dict[str, str]]:
     """The argv prefix that runs Python on CPU ``name``, and the environment to add (PYTHONPATH)."""
-    cpu = cpu_or_exit(name)
-    why = ready(name)
-    if why:
+    if why := ready(name):
         sys.exit(f"cannot emulate {name}: {why}")
+    cpu = CPUS[name]
+    qemu = [shutil.which(f"qemu-{cpu.arch}"), "-cpu", cpu.qemu_model]
     if cpu.arch == "x86_64":
-        return [qemu_for(cpu), "-cpu", cpu.qemu_model, sys.executable], {"PYTHONPATH": str(ROOT)}
+        return [*qemu, sys.executable], {"PYTHONPATH": str(ROOT)}
     site = SYSROOT / "site-packages"
-    cmd = [qemu_for(cpu), "-cpu", cpu.qemu_model, "-L", str(prefix(name)),
-           "-E", f"PYTHONPATH={site}{os.pathsep}{ROOT}", str(prefix(name) / ARM64_PYTHON.lstrip("/"))]
-    return cmd, {}
+    return [*qemu, "-L", str(prefix(name)), "-E", f"PYTHONPATH={site}{os.pathsep}{ROOT}",
+            str(prefix(name) / ARM64_PYTHON.lstrip("/"))], {}
 
 
 def cpuinfo(cpu: EmulatedCpu, cores: int = 2) -> str:
