@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from detdistill.runtime.backends.onnxruntime import OrtBackend
 from detdistill.runtime.cpu import instruction_set, saturation_warning, scheme_saturates
 
 from conftest import load_tool
+from int8_kernel_probe import CHANNELS, KERNELS, centre_output
 
-CHANNELS, KERNELS = 16, 4
+PROBE = Path(__file__).with_name("int8_kernel_probe.py")
 
 
 def one_conv_model(path, weight: int) -> None:
@@ -54,11 +55,6 @@ def one_conv_model(path, weight: int) -> None:
     onnx.save(model, str(path))
 
 
-def centre_output(path, int8_kernels: bool) -> float:
-    backend = OrtBackend(path, device="cpu", int8_kernels=int8_kernels)
-    return float(backend.infer(np.ones((1, CHANNELS, 8, 8), np.float32))[0][0, 0, 4, 4])
-
-
 @pytest.mark.parametrize("weight, scheme", [(63, "u8s7"), (127, "u8s8")])
 def test_integer_kernels_match_the_exact_simulation_unless_this_cpu_saturates(tmp_path, weight, scheme):
     model = tmp_path / f"{scheme}.onnx"
@@ -73,16 +69,6 @@ def test_integer_kernels_match_the_exact_simulation_unless_this_cpu_saturates(tm
         assert kernels == pytest.approx(simulated, abs=0.5), (instruction_set(), kernels, simulated)
 
 
-# Run on the emulated CPU: each model's centre output from ONNX Runtime's integer kernels, and the instruction set.
-KERNEL_PROBE = f"""
-import json, sys
-import numpy as np
-from detdistill.runtime.backends.onnxruntime import OrtBackend
-from detdistill.runtime.cpu import instruction_set
-x = np.ones((1, {CHANNELS}, 8, 8), np.float32)
-out = {{p: float(OrtBackend(p, device="cpu", int8_kernels=True).infer(x)[0][0, 0, 4, 4]) for p in sys.argv[1:]}}
-print(json.dumps({{"isa": instruction_set(), "out": out}}))
-"""
 EMULATED_ISA = {"haswell": "avx2", "cortex-a57": "arm64", "cortex-a76": "arm64-dotprod"}
 
 
@@ -96,7 +82,7 @@ def test_emulated_cpus_saturate_exactly_where_the_scheme_table_says(tmp_path, cp
         models[scheme] = tmp_path / f"{scheme}.onnx"
         one_conv_model(models[scheme], weight)
     cmd, env = emulated.python_command(cpu)
-    res = subprocess.run([*cmd, "-c", KERNEL_PROBE, *map(str, models.values())], capture_output=True, text=True,
+    res = subprocess.run([*cmd, str(PROBE), *map(str, models.values())], capture_output=True, text=True,
                          env={**os.environ, **env}, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     probe = json.loads(res.stdout.strip().splitlines()[-1])
