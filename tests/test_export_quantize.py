@@ -169,12 +169,18 @@ def test_sensitivity_search_keeps_a_layer_in_float_when_the_budget_demands_it(
     probe = quantize_onnx(fp32, calib, tmp_path / "probe.onnx", max_drop=1.0, **kw)
     assert probe.float_layers == [] and probe.drop is not None
     assert probe.drop > 0.002, "the base INT8 model should lose some accuracy on these images"
+    low, high = probe.drop_interval  # bootstrapped over the 24 budget images
+    assert probe.budget_images == 24 and low <= probe.drop <= high
+    assert not any("cannot rule out" in n for n in probe.notes)  # a drop above 1.0 is ruled out
     budget = probe.drop / 2
     res = quantize_onnx(fp32, calib, tmp_path / "searched.onnx", max_drop=budget, max_float_layers=6, **kw)
     assert 1 <= len(res.float_layers) <= 6
     assert res.float_layers == [name for name, _ in res.sensitivity[:len(res.float_layers)]]  # most sensitive first
     assert res.sensitivity[0][0] in {"model.0", "model.1", "model.2"}  # YOLOv8's stem convs lose most in INT8
     assert res.drop <= budget
+    # 24 images measure a drop to a few points, not to half of a small one: the user is told so
+    assert res.drop_interval[1] > budget
+    assert any(f"cannot rule out a drop above max_drop={budget:g}" in n for n in res.notes)
     meta = {p.key: p.value for p in onnx.load(str(res.path)).metadata_props}
     assert json.loads(meta["quantization"])["float_layers"] == res.float_layers
 
@@ -189,6 +195,7 @@ def test_an_unreachable_budget_raises_or_keeps_the_best_attempt(tmp_path_factory
     res = quantize_onnx(fp32, calib, tmp_path / "best.onnx", max_drop=-0.5, strict=False, **kw)
     assert not res.within_budget and res.path.is_file()
     assert res.int8_map >= base.int8_map  # the most accurate of the attempts, the plain INT8 model included
+    assert res.drop_interval[0] <= res.drop <= res.drop_interval[1]  # the interval of the attempt kept
     meta = json.loads({p.key: p.value for p in onnx.load(str(res.path)).metadata_props}["quantization"])
     assert meta["float_layers"] == res.float_layers
     if res.float_layers:  # the file on disk is the attempt that scored int8_map

@@ -96,7 +96,9 @@ def quantize(
     typer.echo(f"wrote {res.path} ({res.target} target, {res.scheme}; float layers: "
                f"{', '.join(res.float_layers) or 'head only'})")
     if res.drop is not None:
-        typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f})")
+        ci = (f"; 95% interval [{res.drop_interval[0]:.4f}, {res.drop_interval[1]:.4f}] over {res.budget_images} "
+              "images" if res.drop_interval else "")
+        typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f}{ci})")
 
 
 def build(

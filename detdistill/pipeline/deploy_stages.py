@@ -55,12 +55,14 @@ def quantize(ctx: StageContext, onnx: Artifact, data: Path, int8: Int8Spec) -> A
 
     def run() -> dict:
         r = quantize_onnx(onnx.path, str(data), out, strict=False, **kwargs)
-        return {"within_budget": r.within_budget, "drop": r.drop, "float_layers": r.float_layers}
+        return {"within_budget": r.within_budget, "drop": r.drop, "float_layers": r.float_layers, "notes": r.notes}
 
     key = {"onnx": onnx.path, "data": data, **kwargs}
     if int8.target == "tensorrt":  # Q/DQ on conv inputs only: files quantized with conv outputs too are redone
         key["qdq"] = "conv inputs"
     result = ctx.stages.run("quantize to INT8", key, [out], run)
+    for note in result.get("notes", []) if isinstance(result, dict) else []:  # few images, a wide interval
+        ctx.note(f"INT8: {note}")
     if isinstance(result, dict) and not result["within_budget"]:  # the best attempt was kept: say so
         ctx.note(f"INT8 could not meet export.int8.max_drop={int8.max_drop}: the most accurate attempt "
                  f"(drop {result['drop']:.3f}, {len(result['float_layers'])} layers kept in float) was kept. "
