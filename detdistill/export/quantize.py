@@ -82,9 +82,9 @@ class QuantizeResult:
         if gain.high > max_drop:
             self.notes.append(
                 f"on the {len(fp32_records)} budget images the INT8 drop is {100 * gain.diff:.1f} points, 95% "
-                f"interval [{100 * gain.low:.1f}, {100 * gain.high:.1f}]: they cannot rule out a drop above "
-                f"max_drop={max_drop:g}; score both files on more held-out images of your domain "
-                "(`detdistill eval`), or measure the budget on more images")
+                f"interval [{100 * gain.low:.1f}, {100 * gain.high:.1f}]: they cannot rule out a drop above the "
+                f"budget ({100 * max_drop:g} points, max_drop={max_drop:g}); score both files on more held-out "
+                "images of your domain (`detdistill eval`), or measure the budget on more images")
 
 
 def _ort_quant():
