@@ -48,8 +48,22 @@ def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path):
     assert out.exit_code == 2 and "TensorRT is not installed" in out.output
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--method", "kl")
     assert out.exit_code == 2 and "calibration method" in out.output
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--val-split", "test")
+    assert out.exit_code == 2 and "--val-split must be val or train" in out.output
     out = _run(app, "bench", onnx_path, "--runs", "5")
     assert out.exit_code == 2 and ">= 50" in out.output
     out = _run(app, "export", tmp_path_factory.getbasetemp() / "exported" / "teacher.pt", "--imgsz", "100",
                "-o", tmp_path / "x.onnx")
     assert out.exit_code == 2 and "multiples of the model stride" in out.output
+
+
+def test_quantize_reports_the_drop_with_its_interval_on_the_chosen_split(app, tmp_path_factory, teacher_pt, coco8_yaml,
+                                                                       tmp_path):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    out = _run(app, "quantize", onnx_path, "--data", coco8_yaml, "-o", tmp_path / "q.onnx", "--max-drop", "1.0",
+               "--val-data", coco8_yaml, "--val-split", "train")
+    assert out.exit_code == 0, out.output
+    assert "wrote" in out.output and (tmp_path / "q.onnx").is_file()
+    assert "95% interval [" in out.output and "over 4 images" in out.output  # coco8's 4 train images

@@ -66,6 +66,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
             assert name in text and f"{r['map50_95']:.3f}" in text and f"{r['latency_ms']['inference']:.2f}" in text
     assert html.count('<img src="data:image/png;base64,') >= 4
     assert "TensorRT is not installed" in md  # the engine stages say why they did not run
+    assert "INT8: calibrated on" in md  # the INT8 stage's notes reach the report (few calibration images here)
     assert "summary: 8 frames" in md  # the demo processed every frame of the video
     cap = cv2.VideoCapture(str(work / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8

@@ -73,8 +73,10 @@ def quantize(
     num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
     keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
     max_drop: Optional[float] = typer.Option(None, help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
-    val_data: Optional[Path] = typer.Option(None, help="Data YAML whose val split measures the drop."),
-    val_limit: Optional[int] = typer.Option(None, help="Use only the first N val images for --max-drop."),
+    val_data: Optional[Path] = typer.Option(None, help="Data YAML whose --val-split measures the drop."),
+    val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
+    val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, or train (more images; "
+                                  "keeps val unseen for reporting)."),
 ) -> None:
     """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
 
@@ -83,12 +85,14 @@ def quantize(
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
+    if val_split not in ("val", "train"):
+        fail(f"--val-split must be val or train, got {val_split!r}")
     from .quantize import quantize_onnx  # lazy: cv2, onnx (the CLI starts without them)
 
     try:
         res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method, percentile=percentile,
                             num_images=num_images, keep_float=keep_float, max_drop=max_drop, val_data=val_data,
-                            val_limit=val_limit)
+                            val_limit=val_limit, val_split=val_split)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     for note in res.notes:
