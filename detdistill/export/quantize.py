@@ -33,11 +33,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..runtime.letterbox import preprocess
 from ..runtime.metadata import ModelInfo
-from ..hashing import file_sha256, files_key
-from ..data.images import image_problem, read_bgr
 from ..data.image_lists import list_images
+from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path, usable_calibration_images
 from .compare import paired_gain
 from .evaluate import EvalResult, evaluate
 
@@ -48,8 +46,6 @@ TARGETS = ("tensorrt", "cpu")
 CPU_SCHEMES = ("u8s7", "u8u8", "u8s8")
 DEFAULT_CPU_SCHEME = "u8s7"
 KEEP_FLOAT = ("head-outputs", "head")
-CALIB_CHUNK = 8  # batches held in memory at once during calibration
-ADVISED_CALIB_IMAGES = 500  # fewer than this earns a note; calibration ranges get noisy below ~100
 SENSITIVITY_IMAGES = 16  # calibration images the per-layer sensitivity probes run on
 HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
 
@@ -143,61 +139,6 @@ def layer_nodes(proto: onnx.ModelProto, head_prefix: str) -> dict[str, list[str]
             layer = "head-convs"
         groups.setdefault(layer, []).append(n.name)
     return groups
-
-
-class CalibrationReader:
-    """ONNX Runtime calibration reader: letterboxed images, one batch at a time."""
-
-    def __init__(self, files: Sequence[Path], info: ModelInfo, input_name: str, batch: int = 1) -> None:
-        self.files, self.info, self.input_name, self.batch = list(files), info, input_name, batch
-        self.rewind()
-
-    def rewind(self) -> None:
-        self._i, self._end = 0, len(self.files)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        """Serve batches ``[start_index, end_index)`` (chunked calibration)."""
-        self._i, self._end = start_index * self.batch, min(end_index * self.batch, len(self.files))
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._i >= self._end:
-            return None
-        chunk = self.files[self._i:self._i + self.batch]
-        self._i += self.batch
-        xs = [preprocess(read_bgr(f), self.info.imgsz, mode=self.info.letterbox, pad_value=self.info.pad_value)[0]
-              for f in chunk]
-        while len(xs) < self.batch:  # static batch: repeat the last image
-            xs.append(xs[-1])
-        return {self.input_name: np.concatenate(xs)}
-
-    def __len__(self) -> int:
-        return -(-len(self.files) // self.batch)
-
-
-def usable_calibration_images(files: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """The readable images of ``files`` and notes on what was left out; raises when none is usable."""
-    problems = {f: image_problem(f) for f in files}
-    usable = [f for f, why in problems.items() if why is None]
-    bad = [(f, why) for f, why in problems.items() if why is not None]
-    if not usable:
-        f, why = bad[0]
-        raise ValueError(f"none of the {len(files)} calibration images is usable ({f}: {why}); pass a folder of "
-                         "intact images of your domain")
-    notes = []
-    if bad:
-        f, why = bad[0]
-        notes.append(f"skipped {len(bad)} of {len(files)} calibration images that cannot be used (first: {f}: {why})")
-    if len(usable) < ADVISED_CALIB_IMAGES:
-        notes.append(f"calibrated on {len(usable)} images; {ADVISED_CALIB_IMAGES}-1000 of your domain are advised "
-                     "for stable INT8 ranges")
-    return usable, notes
-
-
-def calibration_cache_path(onnx_path: Path, files: Sequence[Path], kind: str, cache_dir: Path) -> Path:
-    """Cache file keyed by model hash, image set and ``kind`` (target, method, batch); the model's hash holds its
-    input size."""
-    key = f"{file_sha256(onnx_path)[:16]}-{files_key(files)}-{kind}"
-    return cache_dir / f"calib-{key}.json"
 
 
 def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, target: str, scheme: str, method: str,

@@ -37,7 +37,8 @@ from ..runtime.backends.tensorrt import sidecar_path
 from ..runtime.metadata import ModelInfo
 from ..runtime.postprocess import NMS_OUTPUTS
 from ..hashing import file_sha256, files_key
-from .quantize import HEAD_INNER, CalibrationReader, has_qdq
+from .calibration import CalibrationReader
+from .quantize import HEAD_INNER, has_qdq
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
 PRECISIONS = ("fp32", "fp16", "int8")
