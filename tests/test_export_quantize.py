@@ -206,6 +206,8 @@ def test_bad_requests_are_explained(tmp_path_factory, teacher_pt, coco_mini_yaml
     fp32 = export_teacher(tmp_path_factory, teacher_pt)
     with pytest.raises(ValueError, match="max_drop needs val_data"):
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), max_drop=0.01)
+    with pytest.raises(ValueError, match="has no 'test' split to measure max_drop on"):  # before any calibration
+        quantize_onnx(fp32, _calib(coco_mini_yaml, 2), max_drop=0.01, val_data=coco_mini_yaml, val_split="test")
     with pytest.raises(ValueError, match="calibration method"):
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), method="kl")
     with pytest.raises(ValueError, match="unknown layers"):

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 
 from ..runtime.metadata import ModelInfo
+from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
 from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path, usable_calibration_images
 from .compare import paired_gain
@@ -236,6 +237,9 @@ def quantize_onnx(
         raise ValueError(f"cpu scheme must be one of {CPU_SCHEMES}, got {scheme!r}")
     if max_drop is not None and val_data is None:
         raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
+    if max_drop is not None and val_split not in (splits := load_dataset(val_data).splits):
+        raise ValueError(f"{val_data} has no '{val_split}' split to measure max_drop on (it has "
+                         f"{', '.join(splits) or 'none'}); choose one of those, or another data YAML")
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
     if info.frame is not None:
