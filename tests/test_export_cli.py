@@ -38,7 +38,7 @@ def test_missing_and_wrong_files(app, tmp_path):
     assert out.exit_code == 2 and "Export one first" in out.output
 
 
-def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path):
+def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path, coco8_yaml):
     from conftest import export_teacher
 
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
@@ -48,8 +48,11 @@ def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path):
     assert out.exit_code == 2 and "TensorRT is not installed" in out.output
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--method", "kl")
     assert out.exit_code == 2 and "calibration method" in out.output
-    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--val-split", "test")
-    assert out.exit_code == 2 and "--val-split must be val or train" in out.output
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--val-split", "valid")
+    assert out.exit_code == 2 and "--val-split must be val, train or test" in out.output
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--max-drop", "0.01", "--val-data", coco8_yaml,
+               "--val-split", "test")  # a valid name the YAML lacks: refused before calibrating, with the splits
+    assert out.exit_code == 2 and "has no 'test' split" in out.output and "it has train, val" in out.output
     out = _run(app, "bench", onnx_path, "--runs", "5")
     assert out.exit_code == 2 and ">= 50" in out.output
     out = _run(app, "export", tmp_path_factory.getbasetemp() / "exported" / "teacher.pt", "--imgsz", "100",

@@ -125,7 +125,8 @@ def main() -> None:
         records: dict = {}
         halves = eval_sets(args.track, calib_images(args), args.heldout)
         scores = score(args.score, "kernels", args.track, cmap, halves, records)
-        args.records_out.write_bytes(pickle.dumps(records))
+        if args.records_out:
+            args.records_out.write_bytes(pickle.dumps(records))
         print(json.dumps(scores))
         return
     from detdistill.data.dataset import load_dataset
@@ -175,8 +176,9 @@ def main() -> None:
         if not out.exists():
             r = quantize_onnx(fp32, calib, out, cache_dir=work, strict=False, **settings)
             if r.fp32_map is not None:  # the float-layer search ran
-                print(f"{stem}: float layers {r.float_layers} (budget images {r.fp32_map:.3f} -> {r.int8_map:.3f})",
-                      flush=True)
+                low, high = r.drop_interval or (float("nan"), float("nan"))
+                print(f"{stem}: float layers {r.float_layers} (on {r.budget_images} budget images {r.fp32_map:.3f} -> "
+                      f"{r.int8_map:.3f}, drop 95% interval [{low:.3f}, {high:.3f}])", flush=True)
         return str(out)
 
     budget, search, drop_tag = {}, "", ""  # the float-layer search's settings, row name and file tag

@@ -75,8 +75,8 @@ def quantize(
     max_drop: Optional[float] = typer.Option(None, help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
     val_data: Optional[Path] = typer.Option(None, help="Data YAML whose --val-split measures the drop."),
     val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
-    val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, or train (more images; "
-                                  "keeps val unseen for reporting)."),
+    val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, train (more images; "
+                                  "keeps val unseen for reporting) or test."),
 ) -> None:
     """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
 
@@ -85,8 +85,8 @@ def quantize(
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
-    if val_split not in ("val", "train"):
-        fail(f"--val-split must be val or train, got {val_split!r}")
+    if val_split not in ("val", "train", "test"):
+        fail(f"--val-split must be val, train or test, got {val_split!r}")
     from .quantize import quantize_onnx  # lazy: cv2, onnx (the CLI starts without them)
 
     try:
