@@ -10,6 +10,8 @@ import yaml
 
 from .images import images_in
 
+SPLITS = ("train", "val", "test")  # the split keys of a YOLO data YAML
+
 
 @dataclass
 class YoloDataset:
@@ -78,7 +80,7 @@ def load_dataset(path: str | Path) -> YoloDataset:
     names = cfg["names"]
     names = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
     splits = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         v = cfg.get(split)
         if v:
             entries = v if isinstance(v, list) else [v]

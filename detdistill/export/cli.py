@@ -85,9 +85,11 @@ def quantize(
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
-    if val_split not in ("val", "train", "test"):
+    from ..data.dataset import SPLITS  # lazy: cv2, onnx (the CLI starts without them)
+    from .quantize import quantize_onnx
+
+    if val_split not in SPLITS:
         fail(f"--val-split must be val, train or test, got {val_split!r}")
-    from .quantize import quantize_onnx  # lazy: cv2, onnx (the CLI starts without them)
 
     try:
         res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method, percentile=percentile,
