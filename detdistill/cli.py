@@ -103,7 +103,7 @@ def train(
     console.print(f"student checkpoint: [bold]{best}[/]", soft_wrap=True)  # a path to copy, never wrapped
 
 
-@app.command()
+@app.command(epilog="Example: detdistill val runs/student/weights/best.pt --data vehicles.yaml --imgsz 320")
 def val(
     model: Path = typer.Argument(..., help="A .pt checkpoint (e.g. the distilled student's best.pt)."),
     data: str = typer.Option(..., help="Dataset YAML."),
@@ -120,7 +120,7 @@ def val(
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
 
 
-@app.command()
+@app.command(epilog="Example: detdistill recipes   (then: detdistill train ... --recipe cwd)")
 def recipes() -> None:
     """List the built-in distillation recipes and what each one does."""
     from detdistill.distill.recipe import (  # lazy: torch (the CLI starts without it)
@@ -135,7 +135,7 @@ def recipes() -> None:
         typer.echo(f"{name:10s} {summary}")
 
 
-@app.command()
+@app.command(epilog="Example: detdistill quickstart --workdir runs/first-look   (--tiny: a smoke run)")
 def quickstart(
     workdir: Path = typer.Option(Path("runs/quickstart"), help="Work folder; finished stages found there are reused."),
     tiny: bool = typer.Option(False, help="A smoke run of a few minutes (1 epoch each, a few images): checks the pipeline only."),
@@ -149,8 +149,8 @@ def quickstart(
     typer.echo(report.read_text())
 
 
-@app.command(epilog="Every recipe key, its type and default: docs/pipeline.md. A ready recipe: "
-             "detdistill/pipeline/recipes/quickstart.yaml.")
+@app.command(epilog="Example (a ready recipe): detdistill run detdistill/pipeline/recipes/quickstart.yaml "
+             "--workdir runs/mine. Every recipe key, its type and default: docs/pipeline.md.")
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
     workdir: Path = typer.Option(None, help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),

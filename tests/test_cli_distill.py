@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from detdistill.cli import app
@@ -19,6 +20,24 @@ def test_help_lists_verbs_and_train_options():
     assert out.exit_code == 0
     for option in ("--teacher", "--student", "--data", "--recipe", "--class-map", "--resume", "key=value"):
         assert option in out.output
+
+
+def _verbs(group, prefix=()):
+    """Every leaf command of the click group behind the app, as argument lists (``["data", "presets"]``)."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _verbs(command, (*prefix, name))
+        else:
+            yield [*prefix, name]
+
+
+def test_every_verb_shows_an_example_in_its_help():
+    verbs = list(_verbs(typer.main.get_command(app)))
+    assert len(verbs) >= 12 and ["data", "presets"] in verbs and ["run"] in verbs
+    for verb in verbs:
+        out = runner.invoke(app, [*verb, "--help"], terminal_width=200)
+        assert out.exit_code == 0, verb
+        assert "Example" in out.output and "detdistill " + " ".join(verb) in out.output, verb
 
 
 def test_recipes_lists_builtins():

@@ -34,6 +34,13 @@ def test_null_turns_a_section_off_and_an_empty_top_level_section_takes_its_defau
     assert (cfg.demo.frames, cfg.measure.bench_runs, cfg.export.int8.calib_images) == (0, 50, 300)
 
 
+def test_a_null_recipe_trains_no_distilled_student_and_needs_the_baseline():
+    assert validate({**BASE, "distill": {"recipe": None}}).distill.recipe is None
+    assert validate({**BASE, "distill": {}}).distill.recipe == "default"
+    with pytest.raises(PipelineError, match="with no recipe, set baseline: true"):
+        validate({**BASE, "distill": {"recipe": None, "baseline": False}})
+
+
 def test_quantization_aware_distillation_is_off_unless_asked_for():
     assert validate(BASE).qad is None
     assert dataclasses.asdict(validate({**BASE, "export": {"int8": {"qad": {}}}}).qad) == {"epochs": 10,

@@ -82,7 +82,7 @@ def presets() -> None:
 
 
 data_app.command("coco-subset")(coco_subset)
-data_app.command("presets")(presets)
+data_app.command("presets", epilog="Example: detdistill data presets   (then: detdistill data coco-subset --preset road ...)")(presets)
 
 
 def register(app: typer.Typer) -> None:

@@ -154,7 +154,7 @@ def eval_cmd(
     corrupt: Optional[str] = typer.Option(
         None, help="Also score the same images under corruptions: comma-separated names from fog, rain, snow, glare, "
         "dark, motion_blur, noise, jpeg (or all), each optionally :severity 1-5; without one, the mean over the 5 "
-        "severities (ImageNet-C protocol). Needs pip install 'detdistill[robust]'."),
+        "severities (ImageNet-C protocol). Needs pip install 'detdistill\\[robust]'."),
 ) -> None:
     """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS), and what computed it.
 

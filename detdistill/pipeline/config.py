@@ -16,7 +16,7 @@ Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
     export: {int8: {target: tensorrt, calib_images: 500}, engines: [fp16, int8]}
                                       # int8.qad: {epochs: 10} adds quantization-aware distillation
 
-Errors name the field, e.g. ``student.prune.target: must be in (0, 1)``. Values keep the types the YAML gave
+Errors name the field, e.g. ``student.prune.target: must be below 1``. Values keep the types the YAML gave
 them (paths stay strings): the stage keys of existing work folders are computed from them.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import yaml
 
 from ..data.corruptions import CorruptionError, albumentations, parse_spec
-from .schema import PipelineError, build, free_form, paths_where, schema_of, section
+from .schema import PipelineError, build, free_form, null_means_off, paths_where, schema_of, section
 
 __all__ = ["PipelineConfig", "PipelineError", "SCHEMA", "FREE_FORM", "ONE_OF", "OPTIONAL", "load_pipeline",
            "validate"]
@@ -126,7 +126,7 @@ class StudentSection(_OneOf):
 class DistillSection:
     """``distill``: the KD recipe (None: no distilled student) and whether to train the no-KD baseline."""
 
-    recipe: str | None = "default"
+    recipe: str | None = null_means_off("default")  # null: no distilled student
     class_map: dict = free_form()
     baseline: bool = True
     augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), both students

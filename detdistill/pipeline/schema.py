@@ -1,6 +1,7 @@
 """Recipe sections as dataclasses: how a YAML mapping becomes one, with unknown keys refused by name.
 
-A section is a frozen dataclass. Its plain fields are recipe keys with their defaults; a field made with
+A section is a frozen dataclass. Its plain fields are recipe keys with their defaults (a ``null`` value
+takes the default, or turns the key off for a field made with :func:`null_means_off`); a field made with
 :func:`section` is a sub-section (another such dataclass), one made with :func:`free_form` a mapping passed
 on as it is (ultralytics arguments, a class map). :func:`build` fills in defaults and names the first
 unknown key; :func:`schema_of` gives the ``{key: default}`` tree that docs/pipeline.md documents.
@@ -28,6 +29,11 @@ def section(cls: type, *, off_unless_given: bool = False, null_turns_off: bool =
     if off_unless_given:
         return dataclasses.field(default=None, metadata=meta)
     return dataclasses.field(default_factory=cls, metadata=meta)
+
+
+def null_means_off(default: Any) -> Any:
+    """A plain field whose ``null`` in the recipe means None (off) rather than its default (``distill.recipe``)."""
+    return dataclasses.field(default=default, metadata={"null_means_off": True})
 
 
 def free_form() -> Any:
@@ -98,8 +104,10 @@ def build(cls: type, given: Any, where: str = "", refused: dict[str, str] | None
             if value is not None and not isinstance(value, dict):
                 raise PipelineError(f"{path}: expected a mapping of key: value, got {value!r}")
             values[name] = dict(value or {})
+        elif value is None:
+            values[name] = None if name in given and f.metadata.get("null_means_off") else _default(f)
         else:
-            values[name] = _default(f) if value is None else value
+            values[name] = value
     return cls(**values)
 
 
