@@ -70,3 +70,23 @@ def test_quantize_reports_the_drop_with_its_interval_on_the_chosen_split(app, tm
     assert out.exit_code == 0, out.output
     assert "wrote" in out.output and (tmp_path / "q.onnx").is_file()
     assert "95% interval [" in out.output and "over 4 images" in out.output  # coco8's 4 train images
+
+
+def test_an_output_path_that_would_lose_the_input_is_refused_before_any_work(app, tmp_path_factory, teacher_pt,
+                                                                             tmp_path, coco8_yaml):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    before = onnx_path.read_bytes()
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "-o", onnx_path)
+    assert out.exit_code == 2 and "would overwrite the input" in out.output
+    assert onnx_path.read_bytes() == before  # the FP32 model is kept
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "-o", tmp_path)
+    assert out.exit_code == 2 and "is a folder" in out.output
+    pt = tmp_path_factory.getbasetemp() / "exported" / "teacher.pt"
+    pt_bytes = pt.read_bytes()
+    for target, message in ((pt, "would overwrite the input"), (tmp_path / "teacher.pt2", "should end in .onnx")):
+        out = _run(app, "export", pt, "--imgsz", "64", "-o", target)
+        assert out.exit_code == 2 and message in out.output, out.output
+    assert pt.read_bytes() == pt_bytes and not (tmp_path / "teacher.pt2").exists()
+

@@ -18,6 +18,7 @@ from ..models import load_detection_checkpoint
 from ..runtime.backends.onnxruntime import OrtBackend
 from ..runtime.letterbox import preprocess
 from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
+from .outputs import checked_output
 from .quantize import has_qdq
 from .wrapper import ExportWrapper
 
@@ -151,7 +152,7 @@ def export_onnx(
         raise ValueError(f"batch must be >= 1, got {batch}")
     if nms and not (0 <= nms_conf <= 1 and 0 <= nms_iou <= 1 and max_det >= 1):
         raise ValueError(f"NMS needs conf and iou in [0, 1] and max_det >= 1, got {nms_conf}, {nms_iou}, {max_det}")
-    output = Path(output) if output else weights.with_suffix(".onnx")
+    output = checked_output(weights, output or weights.with_suffix(".onnx"), ".onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
     wrapper, head = ExportWrapper.build(model, dynamic_shape=False, one2one=one2one)
     if nms and wrapper.nms_free:

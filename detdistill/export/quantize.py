@@ -39,6 +39,7 @@ from ..data.image_lists import list_images
 from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path, usable_calibration_images
 from .compare import paired_gain
 from .evaluate import EvalResult, evaluate
+from .outputs import checked_output
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
@@ -240,6 +241,7 @@ def quantize_onnx(
     if max_drop is not None and val_split not in (splits := load_dataset(val_data).splits):
         raise ValueError(f"{val_data} has no '{val_split}' split to measure max_drop on (it has "
                          f"{', '.join(splits) or 'none'}); choose one of those, or another data YAML")
+    out = checked_output(src, output or src.with_name(f"{src.stem}.int8-{target}.onnx"), ".onnx")
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
     if info.frame is not None:
@@ -263,7 +265,6 @@ def quantize_onnx(
     unknown = [g for g in float_layers if g not in groups]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; choose from {', '.join(groups)}")
-    out = Path(output) if output else src.with_name(f"{src.stem}.int8-{target}.onnx")
     cache_dir = Path(cache_dir) if cache_dir else out.parent
     cache = calibration_cache_path(src, files, f"{target}-{method}{percentile if method == 'percentile' else ''}"
                                    f"-b{batch}", cache_dir)
