@@ -107,16 +107,22 @@ def train(
 def val(
     model: Path = typer.Argument(..., help="A .pt checkpoint (e.g. the distilled student's best.pt)."),
     data: str = typer.Option(..., help="Dataset YAML."),
-    imgsz: int = typer.Option(640, help="Image size."),
-    batch: int = typer.Option(16, help="Batch size."),
+    imgsz: int = typer.Option(640, min=32, help="Image size."),
+    batch: int = typer.Option(16, min=1, help="Batch size."),
     device: str = typer.Option(None, help="cpu, 0, 0,1 ... (default: first GPU, else CPU)."),
 ) -> None:
     """Validate a PyTorch checkpoint with ultralytics' validator and print mAP50-95 and mAP50."""
     if not model.is_file():
         fail(f"model {str(model)!r} does not exist")
+    if model.suffix != ".pt":
+        fail(f"{model} is not a .pt checkpoint: `val` runs ultralytics' validator on PyTorch weights; score an "
+             f"exported model with `detdistill eval {model} --data {data}`")
     from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
-    metrics = YOLO(str(model)).val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
+    try:
+        metrics = YOLO(str(model)).val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
+    except (TypeError, ValueError) as e:  # ultralytics' checks of the data YAML and the device
+        fail(str(e))
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
 
 

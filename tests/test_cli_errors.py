@@ -187,3 +187,47 @@ def test_other_errors_keep_their_traceback():
 
     assert error_line(ZeroDivisionError("division by zero"), ["eval"]) is None
     assert error_line(KeyError("boxes"), ["eval"]) is None
+
+
+def test_a_work_folder_that_is_not_a_pipelines_is_refused_and_kept(tmp_path, teacher_pt):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt), "--workdir", mine), "mine", "no stages.json")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
+    (tmp_path / "a-file").write_text("x")
+    for verb in (("run", _recipe(tmp_path, teacher_pt)), ("quickstart", "--tiny")):
+        _assert_one_error(_invoke(*verb, "--workdir", tmp_path / "a-file"), "a-file", "is a file")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    _assert_one_error(_invoke("run", binary), "binary.yaml", "not a text file")
+
+
+def test_a_bad_class_map_in_a_pipeline_fails_before_the_student_without_kd_trains(tmp_path, teacher_pt, coco8_yaml):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "t", "imgsz": 64, "data": {"yaml": str(coco8_yaml)}, "teacher": {"weights": str(teacher_pt)},
+        "student": {"model": "yolov8n.yaml"}, "train": {"epochs": 1},
+        "distill": {"class_map": {"person": ["spaceship"]}}}))
+    work = tmp_path / "work"
+    _assert_one_error(_invoke("run", recipe, "--workdir", work), "no class named 'spaceship'")
+    assert not (work / "student-no-kd").exists()  # nothing trained
+
+
+def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path, teacher_pt, coco8_yaml):
+    for value, words in (("epochs=-1", ("'epochs=-1'", ">= 1")), ("epochs=abc", ("'epochs=abc'", "must be an int"))):
+        result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, value)
+        _assert_one_error(result, "invalid training argument", *words)
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": "abc"}))
+    _assert_one_error(result, "in the recipe's train: section", "'epochs=abc'")
+
+
+def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_path, teacher_pt, coco8_yaml):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"x")
+    _assert_one_error(_invoke("val", onnx_path, "--data", coco8_yaml), "not a .pt checkpoint", "detdistill eval")
+    data = yaml.safe_load(coco8_yaml.read_text())
+    bad = tmp_path / "names-as-text.yaml"
+    bad.write_text(yaml.safe_dump({**data, "path": str(coco8_yaml.parent / data.get("path", "")), "names": "person"}))
+    _assert_one_error(_invoke("eval", teacher_pt, "--data", bad, "--imgsz", "64"), "names-as-text.yaml",
+                      "'names' must be a list")

@@ -235,3 +235,9 @@ def test_cli_help_and_errors(tmp_path):
         assert text in result.output
     result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "missing.onnx"), "--no-show"])
     assert result.exit_code == 2 and "not found" in result.output
+    precious = tmp_path / "data.yaml"
+    precious.write_text("names: [bus]\n")
+    result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "m.onnx"), "--no-show",
+                                        "--save-json", str(precious)])
+    assert result.exit_code == 2 and "should end in .jsonl" in result.output
+    assert precious.read_text() == "names: [bus]\n"  # never opened for writing

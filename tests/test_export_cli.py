@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -90,3 +92,41 @@ def test_an_output_path_that_would_lose_the_input_is_refused_before_any_work(app
         assert out.exit_code == 2 and message in out.output, out.output
     assert pt.read_bytes() == pt_bytes and not (tmp_path / "teacher.pt2").exists()
 
+
+
+def test_numbers_out_of_range_are_refused_naming_the_valid_range(app, tmp_path_factory, teacher_pt, tmp_path,
+                                                                coco8_yaml):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    for args, message in ((("--val-limit", "0", "--max-drop", "0.01", "--val-data", coco8_yaml), "val_limit must be"),
+                          (("--num-images", "0"), "num_images must be at least 1"),
+                          (("--method", "percentile", "--percentile", "150"), "percentile must be in (0, 100]"),
+                          (("--max-drop", "-1", "--val-data", coco8_yaml), "--max-drop")):
+        out = _run(app, "quantize", onnx_path, "--data", coco8_yaml, "-o", tmp_path / "q.onnx", *args)
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
+    assert not (tmp_path / "q.onnx").exists()
+    out = _run(app, "eval", onnx_path, "--data", coco8_yaml, "--limit", "0")
+    assert out.exit_code == 2 and "limit must be at least 1" in out.output
+    pt = tmp_path_factory.getbasetemp() / "exported" / "teacher.pt"
+    out = _run(app, "eval", pt, "--data", coco8_yaml, "--imgsz", "50")
+    assert out.exit_code == 2 and "multiple of the model stride 32" in out.output
+    for args, message in ((("--opset", "5"), "use 11-20"), (("--opset", "99"), "use 11-20"),
+                          (("--opset", "11", "--nms"), "use 13-20")):
+        out = _run(app, "export", pt, "--imgsz", "64", "-o", tmp_path / "o.onnx", *args)
+        assert out.exit_code == 2 and f"--opset {args[1]} is not supported: {message}" in out.output, out.output
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_engine_without_tensorrt_ends_in_one_line_saying_how_to_install_it(tmp_path, coco8_yaml):
+    pytest.importorskip("cv2")
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the engine would be opened")
+    from detdistill.cli import app as full_app  # the real app: its error boundary turns the error into one line
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not an engine")
+    for args in (("eval", engine, "--data", coco8_yaml), ("bench", engine)):
+        out = _run(full_app, *args)
+        assert out.exit_code == 2 and "error: TensorRT is not importable" in out.output, out.output
+        assert "Traceback" not in out.output

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from detdistill.data.dataset import load_dataset, read_labels
 from detdistill.data.images import read_bgr
@@ -141,6 +142,22 @@ def test_eval_rejects_mismatched_inputs(tmp_path_factory, teacher_pt, coco_mini_
         evaluate(onnx_path, coco_mini_yaml, split="test")
     with pytest.raises(ValueError, match="rect evaluation"):
         evaluate(onnx_path, coco_mini_yaml, rect=True)
+
+
+def test_eval_names_a_label_file_whose_class_ids_the_yaml_does_not_name(tmp_path_factory, teacher_pt, coco8_yaml,
+                                                                       tmp_path):
+    import shutil
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    data = yaml.safe_load(coco8_yaml.read_text())
+    shutil.copytree(coco8_yaml.parent / "images" / "val", tmp_path / "images" / "val")
+    shutil.copytree(coco8_yaml.parent / "labels" / "val", tmp_path / "labels" / "val")
+    bad_label = sorted((tmp_path / "labels" / "val").glob("*.txt"))[0]
+    bad_label.write_text(bad_label.read_text() + "80 0.5 0.5 0.1 0.1\n")  # class 80 of an 80-class YAML (0-79)
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"path": str(tmp_path), "val": "images/val",
+                                                        "names": data["names"]}))
+    with pytest.raises(ValueError, match=rf"{bad_label.name} has class ids \[80\] that .* names 80 classes"):
+        evaluate(onnx_path, tmp_path / "data.yaml")
 
 
 def test_bench_reports_stages(tmp_path_factory, teacher_pt, coco_mini_yaml):

@@ -180,6 +180,17 @@ def test_cli_rejects_bad_input(app, tmp_path, coco8_yaml):
     assert out.exit_code == 2 and "could not load" in out.output
 
 
+def test_unusable_outputs_and_calibration_images_are_refused_before_pruning(app, tmp_path, teacher_pt):
+    broken = tmp_path / "frames"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"\xff\xd8 cut off")
+    out = _run(app, "prune", teacher_pt, "--calib", broken, "-o", tmp_path / "p.pt")
+    assert out.exit_code == 2 and "none of the 1 calibration images is usable" in out.output, out.output
+    assert "step" not in out.output and not (tmp_path / "p.pt").exists()  # refused before the first pruning step
+    out = _run(app, "prune", teacher_pt, "-o", tmp_path)
+    assert out.exit_code == 2 and "should be a .pt file path" in out.output and "step" not in out.output
+
+
 def test_cli_rejects_non_detection_model(app, tmp_path):
     from ultralytics.nn.tasks import ClassificationModel
 

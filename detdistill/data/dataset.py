@@ -72,13 +72,18 @@ def load_dataset(path: str | Path) -> YoloDataset:
     if not path.is_file():
         raise FileNotFoundError(f"dataset YAML {path} not found")
     cfg = yaml.safe_load(path.read_text()) or {}
-    if "names" not in cfg:
+    if not isinstance(cfg, dict) or "names" not in cfg:
         raise ValueError(f"{path} has no 'names' key; a YOLO data YAML needs names and train/val paths")
     root = Path(cfg.get("path") or path.parent)
     if not root.is_absolute():
         root = (path.parent / root).resolve()
     names = cfg["names"]
-    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
+    try:
+        names = dict(enumerate(map(str, names))) if isinstance(names, list) else \
+            {int(k): str(v) for k, v in names.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{path}: 'names' must be a list of class names or a mapping of class id to name, e.g. "
+                         f"names: {{0: car, 1: bus}}; got {names!r}"[:300]) from None
     splits = {}
     for split in SPLITS:
         v = cfg.get(split)

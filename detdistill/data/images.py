@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+class ImageError(ValueError):
+    """An image that cannot be read, or a set of images none of which can."""
+
 
 IMG_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -38,9 +43,25 @@ def image_problem(path: str | Path) -> str | None:
     return None
 
 
+def usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[Path], str | None]:
+    """The usable images of ``files`` (:func:`image_problem`) and a note on those left out (``None`` when none
+    was); raises :class:`ImageError` naming the first problem when none is usable. ``what`` names them in messages."""
+    problems = {Path(f): image_problem(f) for f in files}
+    usable = [f for f, why in problems.items() if why is None]
+    bad = [(f, why) for f, why in problems.items() if why is not None]
+    if not usable:
+        f, why = bad[0] if bad else (None, "no files")
+        raise ImageError(f"none of the {len(problems)} {what} is usable ({f}: {why}); pass a folder of intact "
+                         "images (JPEG, PNG, ...)")
+    if not bad:
+        return usable, None
+    f, why = bad[0]
+    return usable, f"skipped {len(bad)} of {len(problems)} {what} that cannot be used (first: {f}: {why})"
+
+
 def read_bgr(path: str | Path) -> np.ndarray:
     """Read an image as uint8 BGR, failing clearly when it cannot be decoded."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"could not read image {path} (missing or not an image)")
+        raise ImageError(f"could not read image {path} (missing or not an image)")
     return img

@@ -60,11 +60,14 @@ def pseudo_label(
     same teacher, images and settings reuses them.
     """
     from ultralytics import YOLO  # lazy: ultralytics (data/ stays torch-free)
-    from ultralytics.utils import TQDM
+    from ultralytics.utils import LOGGER, TQDM
 
     from .image_lists import list_images
+    from .images import usable_images
 
-    teacher, files = Path(teacher), list_images(images)
+    teacher, (files, skipped) = Path(teacher), usable_images(list_images(images), "unlabeled images")
+    if skipped:
+        LOGGER.warning(f"detdistill: {skipped}")
     mapping = teacher_to_student(sources, teacher_nc)
     if not mapping:
         raise ValueError("no teacher class maps onto exactly one student class: the teacher cannot label these images")

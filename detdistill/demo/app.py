@@ -35,6 +35,7 @@ from .encoders import plan_video
 from .gather import SourceSet
 from .output import Outputs
 from .pipeline import Pipeline
+from .recorder import JSON_SUFFIXES
 from .sources import SourceSpec, at_frame_size, open_source
 from .stages import stages_for
 from .stats import Summary
@@ -244,6 +245,9 @@ def run_demo(
     """
     log = log or (lambda message: print(message, flush=True))
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
+    if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
+        raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
+                         "object per frame, so it must not name another kind of file")
     wanted = parse_classes(classes)
     if isinstance(model, (str, Path)):
         ids_only = wanted is not None and all(isinstance(c, int) for c in wanted)

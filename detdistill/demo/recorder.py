@@ -176,6 +176,9 @@ class VideoStreamer(FrameWriter):
         return stream_pipeline(self.target, encoder, width, height, self.fps, self.bitrate)
 
 
+JSON_SUFFIXES = (".jsonl", ".json")  # what --save-json may overwrite
+
+
 class DetectionLog:
     """One JSON object per processed frame, one per line, flushed as it goes.
 

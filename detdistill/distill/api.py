@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from ultralytics import YOLO
@@ -194,12 +194,26 @@ def run_training(job: TrainJob) -> Path:
         if last.is_file():
             return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
 
+    recipe = check_job(job)
+    if recipe is None:
+        return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+    try:
+        data = _with_unlabeled(job) if job.unlabeled is not None else job.data
+    except (FileNotFoundError, ValueError) as e:
+        _raise_as_input_error(e)
+    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, job.augment,
+               job.teacher_clean, **job.args())
+
+
+def check_job(job: TrainJob) -> Recipe | None:
+    """Check the inputs of a new run of ``job`` without training anything; return its parsed recipe (None for a
+    run without a teacher). A bad input raises :class:`TrainInputError`, or detdistill's error naming it."""
     if job.teacher is None:
         if job.int8 or job.unlabeled is not None or job.teacher_clean:
             need = ("int8 (quantization-aware distillation)" if job.int8 else
                     "unlabeled images" if job.unlabeled is not None else "teacher_clean")
             raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
-        return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+        return None
     if job.int8 and Path(str(job.student)).suffix != ".pt":
         raise TrainInputError(
             f"--int8 fine-tunes a trained student, and {job.student} has no trained weights: fake quantization "
@@ -208,14 +222,17 @@ def run_training(job: TrainJob) -> Path:
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
     check_augment(job.augment, job.teacher_clean)
     try:
-        recipe, _ = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)
-        data = _with_unlabeled(job) if job.unlabeled is not None else job.data
+        return check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)[0]
     except (FileNotFoundError, ValueError) as e:
-        if type(e).__module__.startswith("detdistill."):  # TeacherError, RecipeError, ...: they name the input
-            raise
-        raise TrainInputError(str(e)) from e
-    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, job.augment,
-               job.teacher_clean, **job.args())
+        _raise_as_input_error(e)
+
+
+def _raise_as_input_error(e: Exception) -> NoReturn:
+    """Raise ``e`` itself when detdistill raised it (TeacherError, RecipeError, ...: they name the input), else
+    a :class:`TrainInputError` with its message."""
+    if type(e).__module__.startswith("detdistill."):
+        raise e
+    raise TrainInputError(str(e)) from e
 
 
 def finished_run(run_dir: Path) -> bool:
@@ -236,9 +253,7 @@ def _resume_kd(last: Path, job: TrainJob) -> Path:
     try:
         config = resume_config(last)
     except (FileNotFoundError, ValueError) as e:
-        if type(e).__module__.startswith("detdistill."):
-            raise
-        raise TrainInputError(str(e)) from e
+        _raise_as_input_error(e)
     return resume(last, config, **(job.train_args if job.resume is not None else {}))
 
 

@@ -128,7 +128,8 @@ def build_class_map(
             f"the teacher's classes differ from the dataset's ({len(teacher_names)} vs {len(student_names)}), and "
             f"student class(es) {missing} match no teacher class by name. Map them explicitly, e.g. "
             f"--class-map '{missing[0]}=<teacher class>[,<another>]' (or '{missing[0]}=' to distil it through "
-            "features only), or add a `teacher_classes:` (or `coco_classes:` for a COCO teacher) block to the "
+            f"features only; in a pipeline recipe: `distill.class_map: {{{missing[0]}: [<teacher class>]}}`), or "
+            "add a `teacher_classes:` (or `coco_classes:` for a COCO teacher) block to the "
             "data YAML mapping each student class id to teacher class ids."
         )
     return ClassMap(teacher_names, student_names, tuple(s or () for s in sources))

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from ultralytics.cfg import check_cfg
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
@@ -28,7 +29,7 @@ from .teacher import load_teacher, teacher_path
 
 
 class TrainArgumentError(ValueError):
-    """A trainer argument that ultralytics does not know."""
+    """A trainer argument that ultralytics does not know, or a value of the wrong type or range."""
 
 
 EXTRA_TRAIN_KEYS = frozenset({"augmentations", "save_dir"})  # accepted by ultralytics beyond its cfg keys
@@ -44,7 +45,8 @@ def _closest(word: str, names: set[str]) -> list[str]:
 
 def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
     """Raise :class:`TrainArgumentError` for the first key of ``args`` that is not an ultralytics setting
-    (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one. ``where`` says where it was given."""
+    (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one, or whose value ultralytics' own
+    check refuses (type and range, e.g. ``epochs=-1``). ``where`` says where it was given."""
     valid = set(DEFAULT_CFG_DICT) | EXTRA_TRAIN_KEYS
     for key in args:
         if key == "augment":  # ultralytics' test-time augmentation: a predict/val setting, and detdistill's option name
@@ -57,6 +59,10 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
         hint = f"did you mean {' or '.join(map(repr, close))}?" if close else \
             "see https://docs.ultralytics.com/modes/train/#train-settings"
         raise TrainArgumentError(f"unknown training argument {key!r}{where} ({hint})")
+    try:
+        check_cfg({k: v for k, v in args.items() if k in DEFAULT_CFG_DICT})  # ultralytics' own type and range checks
+    except (TypeError, ValueError) as e:
+        raise TrainArgumentError(f"invalid training argument{where}: {e}") from None
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:

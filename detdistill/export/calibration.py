@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.images import image_problem, read_bgr
+from ..data.images import read_bgr, usable_images
 from ..hashing import file_sha256, files_key
 from ..runtime.letterbox import preprocess
 from ..runtime.metadata import ModelInfo
@@ -48,17 +48,8 @@ class CalibrationReader:
 
 def usable_calibration_images(files: Sequence[Path]) -> tuple[list[Path], list[str]]:
     """The readable images of ``files`` and notes on what was left out; raises when none is usable."""
-    problems = {f: image_problem(f) for f in files}
-    usable = [f for f, why in problems.items() if why is None]
-    bad = [(f, why) for f, why in problems.items() if why is not None]
-    if not usable:
-        f, why = bad[0]
-        raise ValueError(f"none of the {len(files)} calibration images is usable ({f}: {why}); pass a folder of "
-                         "intact images of your domain")
-    notes = []
-    if bad:
-        f, why = bad[0]
-        notes.append(f"skipped {len(bad)} of {len(files)} calibration images that cannot be used (first: {f}: {why})")
+    usable, skipped = usable_images(files, "calibration images")
+    notes = [skipped] if skipped else []
     if len(usable) < ADVISED_CALIB_IMAGES:
         notes.append(f"calibrated on {len(usable)} images; {ADVISED_CALIB_IMAGES}-1000 of your domain are advised "
                      "for stable INT8 ranges")

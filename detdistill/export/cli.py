@@ -72,7 +72,8 @@ def quantize(
     percentile: float = typer.Option(99.999, help="Clip percentile for --method percentile."),
     num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
     keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
-    max_drop: Optional[float] = typer.Option(None, help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
+    max_drop: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                             help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
     val_data: Optional[Path] = typer.Option(None, help="Data YAML whose --val-split measures the drop."),
     val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
     val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, train (more images; "

@@ -20,7 +20,7 @@ from ..data import corruptions
 from ..runtime import Detector
 from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
-from ..data.dataset import load_dataset, read_labels
+from ..data.dataset import label_path, load_dataset, read_labels
 from ..data.images import read_bgr
 from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
@@ -134,6 +134,8 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     model = Path(model)
     if not model.is_file():
         raise FileNotFoundError(f"model {model} not found")
+    if imgsz is not None and imgsz < 1:
+        raise ValueError(f"imgsz must be a positive multiple of 32 (e.g. 320, 640), got {imgsz}")
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size
     kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
     if model.suffix == ".pt":
@@ -176,6 +178,8 @@ def evaluate(
     ``corrupt`` (``(name, severity)``, e.g. ``("fog", 3)``): score on the images under that corruption of
     :mod:`detdistill.data.corruptions`, seeded per file name; labels are unchanged (nothing moves).
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 image (or left out for the whole split), got {limit}")
     if corrupt is not None:
         corruptions.require(*corrupt)  # fail before the model loads
     ds = load_dataset(data)
@@ -195,6 +199,10 @@ def evaluate(
         if corrupt is not None:
             img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
         ground_truth.append(read_labels(f, img.shape[:2]))
+        unknown = set(ground_truth[-1][0].tolist()) - ds.names.keys()
+        if unknown:
+            raise ValueError(f"{label_path(f)} has class ids {sorted(unknown)} that {data} does not name (it names "
+                             f"{len(ds.names)} classes): fix the labels or the YAML's names")
         sizes.append(img.shape[:2])
         res = det.detect(img, shapes.get(f))
         boxes, scores, ids = res.boxes, res.scores, res.class_ids

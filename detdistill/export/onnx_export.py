@@ -25,6 +25,7 @@ from .wrapper import ExportWrapper
 INPUT_NAME = "images"
 FAKE_QUANT_CONF = 0.25  # parity of a fake-quantized (QAT/QAD) model: reported on these anchors, see check_parity
 OUTPUT_NAMES = ("boxes", "scores")
+MIN_OPSET, TAIL_MIN_OPSET, MAX_OPSET = 11, 13, 20  # torch's TorchScript exporter stops at 20; tails use opset 13
 
 
 class ParityError(RuntimeError):
@@ -108,6 +109,15 @@ def parse_frame(text: str) -> tuple[int, int]:
     return h, w
 
 
+def check_opset(opset: int, tails: bool) -> None:
+    """Raise ValueError unless torch's ONNX exporter and this graph's in-graph NMS / frame tails support ``opset``."""
+    low = TAIL_MIN_OPSET if tails else MIN_OPSET
+    if not low <= opset <= MAX_OPSET:
+        why = " (--nms and --frame build their graph tails with opset-13 operators)" if tails else ""
+        raise ValueError(f"--opset {opset} is not supported: use {low}-{MAX_OPSET}{why}; 17 (the default) works on "
+                         "TensorRT 8.5 and newer")
+
+
 def export_onnx(
     weights: str | Path,
     output: str | Path | None = None,
@@ -159,6 +169,7 @@ def export_onnx(
         raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
                          "(its outputs are ranked by score on the host)")
     tails = wrapper.nms_free or nms or frame is not None
+    check_opset(opset, tails)
     core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():

@@ -226,6 +226,12 @@ def quantize_onnx(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {METHODS}, got {method!r}")
+    if method == "percentile" and not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], e.g. 99.999, got {percentile}")
+    if num_images < 1:
+        raise ValueError(f"num_images must be at least 1 (500-1000 recommended), got {num_images}")
+    if val_limit is not None and val_limit < 1:
+        raise ValueError(f"val_limit must be at least 1 image (or left out to use the whole split), got {val_limit}")
     if conv_outputs and target != "tensorrt":
         raise ValueError("conv_outputs places the tensorrt target's Q/DQ; the cpu target quantizes every op's output")
     if target == "tensorrt":

@@ -24,9 +24,12 @@ class TorchBackend:
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        stride = int(max(model.stride))
+        if min(hw) <= 0 or any(v % stride for v in hw):
+            raise ValueError(f"imgsz {imgsz} must be a positive multiple of the model stride {stride} (e.g. 320, 640)")
         names = {int(k): str(v) for k, v in model.names.items()}
         self.info = ModelInfo.from_mapping({"names": json.dumps(names), "imgsz": json.dumps(list(hw)),
-                                            "stride": str(int(max(model.stride))),
+                                            "stride": str(stride),
                                             "postprocess": "none" if self.model.nms_free else "host_nms"})
         self.input_shape = (1, 3, *hw)
         self.input_dtype = np.float32

@@ -373,7 +373,11 @@ def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
     path = Path(source)
     if not path.is_file():
         raise PipelineError(f"pipeline recipe {path} does not exist; see `detdistill run --help` for an example")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path} is not a text file (not UTF-8): pass a pipeline recipe YAML, e.g. "
+                            "detdistill/pipeline/recipes/quickstart.yaml") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

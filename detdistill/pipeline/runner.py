@@ -16,6 +16,7 @@ from ..export.platform_info import detect_gpu
 from . import deploy_stages, input_stages, measure_stages, training_stages
 from .artifacts import Artifact, final_student
 from .config import PipelineConfig, load_pipeline
+from .schema import PipelineError
 from .context import Log, StageContext, describe_machine, tensorrt_version
 from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
 from .stages import StageCache
@@ -26,8 +27,7 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, recipe_text: str, workdir: Path, log: Log = print):
         self.cfg, self.recipe_text, self.log = cfg, recipe_text, log
-        self.work = workdir.resolve()
-        self.work.mkdir(parents=True, exist_ok=True)
+        self.work = claim_workdir(workdir)
         self.stages = StageCache(self.work, log)
         self.ctx = StageContext(cfg, self.work, self.stages, log)
         self.gpu = detect_gpu()
@@ -107,6 +107,23 @@ class Pipeline:
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
         robust = onnx if c.measure.corrupt else 0
         return inputs + trainings + onnx + engines + measured + robust + bool(c.demo.frames)
+
+
+def claim_workdir(workdir: Path) -> Path:
+    """``workdir`` resolved and created; raises :class:`PipelineError` when it is a file, or a folder that holds
+    other files than a pipeline's (a run deletes and rewrites its stage folders: nothing else may be lost)."""
+    work = workdir.resolve()
+    if work.exists() and not work.is_dir():
+        raise PipelineError(f"--workdir {workdir} is a file, not a folder: choose a new or empty folder")
+    if work.is_dir() and not (work / StageCache.MANIFEST).is_file() \
+            and not any(work.glob(f"{StageCache.MANIFEST}.damaged-*")):
+        found = sorted(p.name for p in work.iterdir() if not p.name.startswith("."))
+        if found:
+            raise PipelineError(f"--workdir {workdir} already holds files that are not a detdistill pipeline's "
+                                f"(no {StageCache.MANIFEST}; e.g. {found[0]}): a run writes and deletes stage folders "
+                                "there, so choose a new or empty folder")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
 
 
 def run_pipeline(recipe: str | Path | dict, workdir: Path | None = None, log: Log = print) -> Path:

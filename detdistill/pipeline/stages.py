@@ -71,9 +71,11 @@ def fingerprint(value: Any, legacy: bool = False, work: Path | None = None) -> A
 class StageCache:
     """Runs stages through a manifest in ``workdir/stages.json``."""
 
+    MANIFEST = "stages.json"
+
     def __init__(self, workdir: Path, log: Callable[[str], None] = print):
         self.workdir = workdir.resolve()
-        self.file = workdir / "stages.json"
+        self.file = workdir / self.MANIFEST
         self.log = log
         self.recovered = False  # the manifest was damaged and set aside: reuse the training folders found
         self.manifest: dict[str, dict] = self._load()

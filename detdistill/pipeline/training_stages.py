@@ -48,12 +48,18 @@ def _augment_key(dist, teacher_clean: bool = False) -> dict:
 def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_pt: Path) -> list[Artifact]:
     """The no-KD baseline (on the labelled data) and the distilled student (on ``kd_data``: the labelled data
     plus any teacher-labelled images), as configured."""
-    from ..distill.api import TrainJob  # lazy: torch, ultralytics (only this stage needs them)
+    from ..distill.api import TrainJob, check_job  # lazy: torch, ultralytics (only this stage needs them)
 
     cfg, out = ctx.cfg, []
     dist, imgsz, freeze = cfg.distill, cfg.student.imgsz, cfg.student.freeze_bn
     start_key = Path(start) if Path(start).is_file() else start
     size = {"imgsz": imgsz}  # the teacher reads the student's batches at this size too
+    kd_dir = ctx.work / RUN_DIRS["student_kd"]
+    kd_job = TrainJob(student=start, data=kd_data, teacher=teacher_pt, recipe=dist.recipe, class_map=dist.class_map,
+                      freeze_bn=freeze, augment=dist.augment, teacher_clean=dist.teacher_clean, run_dir=kd_dir,
+                      train_args=ctx.train_args(kd_dir, size))
+    if dist.recipe and dist.baseline:
+        check_job(kd_job)  # a bad recipe or class map fails now, not after the student without KD has trained
     if dist.baseline:
         run_dir = ctx.work / RUN_DIRS["student"]
         args = ctx.train_args(run_dir, size)
@@ -63,15 +69,10 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
         best = _train(ctx, "train student without KD", key, run_dir, job)
         out.append(Artifact("student", "pt", best, best, imgsz))
     if dist.recipe:
-        run_dir = ctx.work / RUN_DIRS["student_kd"]
-        args = ctx.train_args(run_dir, size)
-        job = TrainJob(student=start, data=kd_data, teacher=teacher_pt, recipe=dist.recipe, class_map=dist.class_map,
-                       freeze_bn=freeze, augment=dist.augment, teacher_clean=dist.teacher_clean, run_dir=run_dir,
-                       train_args=args)
-        key = {"student": start_key, "data": kd_data, "args": args, "teacher": teacher_pt,
+        key = {"student": start_key, "data": kd_data, "args": kd_job.train_args, "teacher": teacher_pt,
                "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze,
                **_augment_key(dist, teacher_clean=True)}
-        best = _train(ctx, f"distill student ({dist.recipe})", key, run_dir, job)
+        best = _train(ctx, f"distill student ({dist.recipe})", key, kd_dir, kd_job)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
     return out
 

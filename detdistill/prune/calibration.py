@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +11,22 @@ import numpy as np
 from .models import PruneError, reset_head
 
 
-def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch: int = 16) -> list:
+def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch: int = 16,
+                        log: Callable[[str], None] = print) -> list:
     """Batches (torch tensors, RGB in [0, 1], letterboxed to ``imgsz``) of up to ``limit`` images from a folder,
-    a .txt list, an image or a data YAML's train split."""
+    a .txt list, an image or a data YAML's train split; unreadable images are left out (``log`` says which)."""
     import torch  # lazy: torch, cv2 (the CLI loads prune's verbs without them)
 
     from ..data.image_lists import list_images
-    from ..data.images import read_bgr
+    from ..data.images import read_bgr, usable_images
     from ..runtime.letterbox import preprocess
 
     try:
-        files = list_images(source, limit=limit)
+        files, skipped = usable_images(list_images(source, limit=limit), "calibration images")
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise PruneError(f"calibration images: {e}") from e
+    if skipped:
+        log(f"warning: {skipped}")
     xs = [preprocess(read_bgr(f), imgsz)[0] for f in files]
     return [torch.from_numpy(np.concatenate(xs[i:i + batch])) for i in range(0, len(xs), batch)]
 

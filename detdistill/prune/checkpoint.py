@@ -44,6 +44,12 @@ def prune_checkpoint(weights: str | Path, out: str | Path | None = None, config:
     out = Path(out) if out else weights.with_name(f"{weights.stem}-pruned{c.target:g}.pt")
     if out.resolve() == weights.resolve():
         raise PruneError(f"output {out} would overwrite the input; pass another -o path")
+    if out.is_dir() or out.suffix != ".pt":
+        raise PruneError(f"output {out} should be a .pt file path (e.g. -o {weights.stem}-pruned.pt), not a folder or "
+                         "another kind of file")
+    # the calibration images are read before pruning, so that an unusable set fails before the work
+    batches = calibration_batches(c.calib, min(c.imgsz, 640), limit=c.calib_images, log=log or print) \
+        if c.calib is not None else None
 
     original = copy.deepcopy(teacher).float()
     model = copy.deepcopy(teacher)
@@ -52,8 +58,7 @@ def prune_checkpoint(weights: str | Path, out: str | Path | None = None, config:
     kept = KeptChannels(model)
     model, notes = prune_model(model, c, kept=kept, log=log)
     check_outputs(original, model, c.imgsz)
-    if c.calib is not None:
-        batches = calibration_batches(c.calib, min(c.imgsz, 640), limit=c.calib_images)
+    if batches is not None:
         if c.refit:  # BatchNorm keeps the teacher's statistics (re-estimating them afterwards cost 5 mAP points)
             reconstruct(original, model, kept.by_name(model), batches, log=log)
         else:

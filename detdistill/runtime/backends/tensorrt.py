@@ -12,6 +12,14 @@ from ..metadata import ModelInfo
 from .cuda_mem import CudaMem
 
 
+class TensorRTMissingError(ImportError):
+    """TensorRT is not installed here (the message says how to get it)."""
+
+
+class EngineMismatchError(RuntimeError):
+    """An engine built by another TensorRT version than the installed one."""
+
+
 def sidecar_path(engine: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     engine = Path(engine)
@@ -41,7 +49,7 @@ def check_version(meta: dict[str, Any], installed: str, path: Path) -> None:
     built = str(meta.get("tensorrt", "") or "")
     if built and built.split(".")[:2] != installed.split(".")[:2]:
         gpu = meta.get("gpu", "an unknown GPU")
-        raise RuntimeError(
+        raise EngineMismatchError(
             f"{path} was built with TensorRT {built} on {gpu}, but this machine has TensorRT {installed}. "
             "Engines only run on the TensorRT version (and GPU) that built them: copy the .onnx here and "
             f"rebuild with `detdistill build {meta.get('source_onnx', 'model.onnx')}`."
@@ -53,7 +61,7 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt as trt  # lazy: tensorrt (the onnxruntime backend runs without it)
     except ImportError:
-        raise ImportError(
+        raise TensorRTMissingError(
             "TensorRT is not importable. On Jetson it ships with JetPack (sudo apt install nvidia-jetpack, or "
             "python3-libnvinfer); on x86: pip install tensorrt. Or run the .onnx with backend='onnxruntime'."
         ) from None
