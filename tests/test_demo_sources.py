@@ -189,6 +189,17 @@ def test_image_folder_in_name_order(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         ImageGrabber(str(empty))
+    (tmp_path / "img15.jpg").write_bytes(b"not a jpeg")  # an unreadable image among readable ones is skipped
+    grabber, values = ImageGrabber(str(tmp_path)), []
+    while (image := grabber.read()) is not None:
+        values.append(int(image[0, 0, 0]))
+    assert values == [10, 20, 30]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    grabber = ImageGrabber(str(broken))
+    with pytest.raises(SourceError, match=r"none of the 1 images could be read \(first: .*a.jpg\)"):
+        grabber.read()
 
 
 def test_synthetic_clip_pans_over_the_sample_photos():

@@ -274,16 +274,22 @@ class ImageGrabber:
             raise SourceError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) in {target}")
         self.files = files
         self.position = 0
+        self.readable = 0  # images decoded so far; unreadable ones are skipped
         self.description = f"{target} [{len(files)} images]"
         self.fps = None
 
     def read(self) -> np.ndarray | None:
+        """The next readable image, None after the last; raises SourceError when none of them could be read."""
         while self.position < len(self.files):
             path = self.files[self.position]
             self.position += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
+                self.readable += 1
                 return image
+        if not self.readable:
+            raise SourceError(f"none of the {len(self.files)} images could be read (first: {self.files[0]}); "
+                              "pass intact images (JPEG, PNG, ...)")
         return None
 
     def close(self) -> None:

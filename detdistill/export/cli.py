@@ -10,8 +10,9 @@ import typer
 from ..cli_errors import fail
 
 
-
 def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
+    if path.is_dir():
+        fail(f"{what} {path} is a folder, not a file. {hint}")
     if not path.is_file():
         fail(f"{what} {path} does not exist. {hint}")
     if suffixes and path.suffix.lower() not in suffixes:

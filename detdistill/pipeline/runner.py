@@ -16,9 +16,9 @@ from ..export.platform_info import detect_gpu
 from . import deploy_stages, input_stages, measure_stages, training_stages
 from .artifacts import Artifact, final_student
 from .config import PipelineConfig, load_pipeline
-from .schema import PipelineError
 from .context import Log, StageContext, describe_machine, tensorrt_version
 from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
+from .schema import PipelineError
 from .stages import StageCache
 
 

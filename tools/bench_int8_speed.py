@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""INT8 against FP32 inference time on this CPU, in alternating rounds (the speed targets of the cpu target).
+
+Exports the teacher fixture at ``--imgsz`` (or takes ``--weights``, e.g. a pruned or distilled student),
+quantizes it once per ``--schemes`` entry (calibrated on coco-mini train), then times FP32 and each INT8 model
+with the code of ``detdistill bench`` (ONNX Runtime on the CPU, real coco-mini val frames), one after another,
+for ``--rounds`` rounds. Alternating spreads a slow spell of a shared machine over every model alike; the
+ratio INT8 / FP32 is printed per round, with its range over the rounds. Run it on an otherwise idle machine.
+
+    YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7,u8s8 --rounds 5 --runs 300
+    YOLO_OFFLINE=1 python tools/bench_int8_speed.py --weights pruned.pt --imgsz 320 --schemes u8s7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from detdistill.export.bench import bench  # noqa: E402
+from detdistill.export.onnx_export import default_parity_images, export_onnx  # noqa: E402
+from detdistill.export.quantize import quantize_onnx  # noqa: E402
+from detdistill.runtime.cpu import instruction_set  # noqa: E402
+
+FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``) and its core count."""
+    name = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")) and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()}-core {name}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, default=FIX / "weights" / "yolov8n-coco.pt")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--schemes", default="u8s7", help="cpu-target weight schemes, comma separated")
+    ap.add_argument("--calib", type=int, default=208, help="coco-mini train images to calibrate on")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=300, help="timed runs per model per round")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="int8-speed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pt = work / args.weights.name
+    if not pt.is_file():
+        shutil.copy(args.weights, pt)  # the fixtures folder is read-only
+    fp32 = export_onnx(pt, work / f"{pt.stem}-{args.imgsz}.onnx", imgsz=args.imgsz,
+                       parity_images=default_parity_images())
+    models = {"FP32": fp32}
+    calib = FIX / "coco-mini" / "images" / "train"
+    for scheme in args.schemes.split(","):
+        models[scheme] = quantize_onnx(fp32, calib, work / f"{fp32.stem}.{scheme}.onnx", target="cpu", scheme=scheme,
+                                       num_images=args.calib).path
+    frames = FIX / "coco-mini" / "images" / "val"
+    print(f"{cpu_model()}, instruction set {instruction_set()}; {args.weights.name} at {args.imgsz}; "
+          f"{args.rounds} rounds of {args.runs} runs per model; median inference ms (ONNX Runtime, CPU)", flush=True)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(args.rounds):
+        for name, path in models.items():
+            times[name].append(bench(path, frames, runs=args.runs, device="cpu").median["inference"])
+        row = "  ".join(f"{name} {times[name][-1]:.2f}" for name in models)
+        ratios = "  ".join(f"{name}/FP32 {times[name][-1] / times['FP32'][-1]:.2f}x" for name in models
+                           if name != "FP32")
+        print(f"round {r + 1}/{args.rounds}: {row}  |  {ratios}", flush=True)
+    print("\nmodel   median ms over rounds [min, max]   vs FP32 per round [min, max]")
+    for name, ms in times.items():
+        ratio = [m / f for m, f in zip(ms, times["FP32"])]
+        mid = sorted(ms)[len(ms) // 2]
+        ratio_text = "-" if name == "FP32" else f"{sorted(ratio)[len(ratio) // 2]:.2f}x [{min(ratio):.2f}, {max(ratio):.2f}]"
+        print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
+
+
+if __name__ == "__main__":
+    main()
