@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+
 class ImageError(ValueError):
     """An image that cannot be read, or a set of images none of which can."""
 
@@ -49,8 +50,10 @@ def usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[Pat
     problems = {Path(f): image_problem(f) for f in files}
     usable = [f for f, why in problems.items() if why is None]
     bad = [(f, why) for f, why in problems.items() if why is not None]
+    if not problems:
+        raise ImageError(f"no {what} given: pass a folder of images (JPEG, PNG, ...)")
     if not usable:
-        f, why = bad[0] if bad else (None, "no files")
+        f, why = bad[0]
         raise ImageError(f"none of the {len(problems)} {what} is usable ({f}: {why}); pass a folder of intact "
                          "images (JPEG, PNG, ...)")
     if not bad:

@@ -65,7 +65,8 @@ def pseudo_label(
     from .image_lists import list_images
     from .images import usable_images
 
-    teacher, (files, skipped) = Path(teacher), usable_images(list_images(images), "unlabeled images")
+    teacher = Path(teacher)
+    files, skipped = usable_images(list_images(images), "unlabeled images")
     if skipped:
         LOGGER.warning(f"detdistill: {skipped}")
     mapping = teacher_to_student(sources, teacher_nc)
