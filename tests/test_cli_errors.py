@@ -220,6 +220,12 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
         _assert_one_error(result, "invalid training argument", *words)
     result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": "abc"}))
     _assert_one_error(result, "in the recipe's train: section", "'epochs=abc'")
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": 1, "data": "other.yaml"}))
+    _assert_one_error(result, "train: data is not a training setting of a pipeline", "the data: section")
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, device="7"))  # no machine here has eight GPUs
+    _assert_one_error(result, "device=7 (the recipe's device:)", "Invalid CUDA")
+    result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, "device=7")
+    _assert_one_error(result, "device=7", "Invalid CUDA")
 
 
 def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_path, teacher_pt, coco8_yaml):

@@ -133,6 +133,12 @@ def test_background_images(coco: Path, tmp_path: Path) -> None:
     assert len(train) == 2 and _name(1)[:-4] in train and train.keys() & {_name(3)[:-4], _name(4)[:-4]}
     assert yaml.safe_load((out / "data.yaml").read_text())["names"] == {0: "car"}
 
+    mine = out / "images" / "train" / "mine.jpg"  # a file the user added is never deleted by a rewrite
+    mine.write_bytes(b"my own image")
+    with pytest.raises(CocoSubsetError, match=r"holds 1 file\(s\) the converter did not write \(e.g. images/train/mine"):
+        make_coco_subset(coco, out, ["bus"], progress=False)
+    assert mine.read_bytes() == b"my own image" and yaml.safe_load((out / "data.yaml").read_text())["names"] == {0: "car"}
+
 
 def test_max_images_is_seeded_and_caps_each_split(coco: Path, tmp_path: Path) -> None:
     picks = []
@@ -208,6 +214,16 @@ def test_tables_match_ultralytics_and_presets_resolve() -> None:
         "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign"]
     for name in list_presets():
         resolve_classes(load_preset(name))
+
+
+def test_a_preset_file_that_is_not_a_mapping_of_classes_is_named(tmp_path: Path) -> None:
+    as_list, binary = tmp_path / "list.yaml", tmp_path / "binary.yaml"
+    as_list.write_text("- person\n- car\n")
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(CocoSubsetError, match="list.yaml needs a non-empty `classes:` list"):
+        load_preset(as_list)
+    with pytest.raises(CocoSubsetError, match="binary.yaml is not a readable YAML file"):
+        load_preset(binary)
 
 
 def test_cli(coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -241,3 +241,11 @@ def test_cli_help_and_errors(tmp_path):
                                         "--save-json", str(precious)])
     assert result.exit_code == 2 and "should end in .jsonl" in result.output
     assert precious.read_text() == "names: [bus]\n"  # never opened for writing
+    clip, second = tmp_path / "clip.mp4", tmp_path / "out-1.mp4"  # with two sources --record out.mp4 writes out-1.mp4
+    clip.write_bytes(b"the user's only copy")
+    second.write_bytes(b"another source")
+    for args in (["-s", str(clip), "--record", str(clip)],
+                 ["-s", str(clip), "-s", str(second), "--record", str(tmp_path / "out.mp4")]):
+        result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "m.onnx"), "--no-show", *args])
+        assert result.exit_code == 2 and "is one of the demo's sources" in result.output, result.output
+    assert clip.read_bytes() == b"the user's only copy" and second.read_bytes() == b"another source"

@@ -42,6 +42,10 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),
         ({"losses": [{"type": "cwd"}], "adapter_init": "zeros"}, r"adapter_init: 'zeros' is not one of fit, random"),
         ({"losses": [{"type": "at", "p": 0}]}, r"losses\[0\]\.p: must be > 0"),
+        ({"losses": [{"type": "at", "weight": float("nan")}]}, r"losses\[0\]\.weight: must be a finite number"),
+        ({"losses": [{"type": "cwd"}], "teacher_scale": float("nan")}, r"teacher_scale: must be a finite number"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"final": float("inf")}}, r"schedule\.final: must be a finite"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"stop_last": 1.5}}, r"stop_last.*whole number of epochs"),
     ],
 )
 def test_bad_fields_are_named(data, message):
@@ -56,10 +60,19 @@ def test_recipe_file_errors(tmp_path):
     bad.write_text("losses: [\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(RecipeError, match="binary.yaml: not a text file"):
+        load_recipe(binary)
+    with pytest.raises(RecipeError, match="is a folder"):
+        load_recipe(tmp_path)
     good = tmp_path / "good.yaml"
     good.write_text("losses:\n  - {type: pkd, weight: 2}\nschedule: {kind: linear, final: 0.5, stop_last: 1}\n")
     recipe = load_recipe(good)
     assert recipe.losses[0].weight == 2.0 and recipe.schedule == Schedule("linear", 0.5, 1)
+    tiny = tmp_path / "tiny.yaml"  # YAML reads 1e-3 (no dot) as text: taken as the number it spells
+    tiny.write_text("losses:\n  - {type: logit, temperature: 1e-3, weight: 2e0}\n")
+    assert load_recipe(tiny).losses[0].params["temperature"] == 0.001 and load_recipe(tiny).losses[0].weight == 2.0
     assert dataclasses.replace(parse_recipe(recipe.to_dict()), source=recipe.source) == recipe  # round-trips
 
 

@@ -50,6 +50,8 @@ def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path, coco8_yaml):
     assert out.exit_code == 2 and "min,opt,max" in out.output
     out = _run(app, "build", onnx_path)
     assert out.exit_code == 2 and "TensorRT is not installed" in out.output
+    out = _run(app, "build", onnx_path, "-o", onnx_path)  # checked before TensorRT is looked for
+    assert out.exit_code == 2 and "would overwrite the input" in out.output
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--method", "kl")
     assert out.exit_code == 2 and "calibration method" in out.output
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--val-split", "valid")

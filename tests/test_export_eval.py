@@ -168,6 +168,17 @@ def test_bench_reports_stages(tmp_path_factory, teacher_pt, coco_mini_yaml):
     assert "throughput" in r.table()
 
 
+def test_bench_leaves_unreadable_frames_out(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
+    import shutil
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    good = sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:2]
+    for f in good:
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "0-broken.jpg").write_bytes(b"\xff\xd8 cut off")
+    assert bench(onnx_path, tmp_path, runs=50, warmup=0, device="cpu").runs == 50
+
+
 def test_a_class_map_scores_a_teacher_on_a_dataset_of_other_classes(tmp_path_factory, teacher_pt, vehicles_yaml):
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     coco_to_vehicles = {5: 1, 2: 2, 3: 3, 7: 4}  # bus, car, motorcycle, truck

@@ -154,6 +154,11 @@ def test_sha256_mismatch_is_an_error_and_the_file_is_set_aside(teacher_dir, teac
     # it is never picked up again: the name is now simply missing
     with pytest.raises(WeightsError, match="not found"):
         resolve_weights("yolov8n-coco", weights_dir=teacher_dir, download=False)
+    bad.write_bytes(b"a second bad copy")  # set aside beside the first, which is kept
+    with pytest.raises(ChecksumError):
+        resolve_weights("yolov8n-coco", weights_dir=teacher_dir, download=False)
+    assert (teacher_dir / "yolov8n-coco.pt.corrupt-2").read_bytes() == b"a second bad copy"
+    assert (teacher_dir / "yolov8n-coco.pt.corrupt").read_bytes() == teacher_pt.read_bytes() + b"tampered"
 
 
 def test_unpinned_sha256_is_printed(tmp_path, capsys):

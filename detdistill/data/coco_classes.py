@@ -54,7 +54,12 @@ def load_preset(preset: str | Path) -> list[str]:
         path = PRESETS_DIR / f"{preset}.yaml"
     if not path.is_file():
         raise CocoSubsetError(f"no class preset {str(preset)!r}; built-in presets: {', '.join(list_presets())}")
-    classes = (yaml.safe_load(path.read_text()) or {}).get("classes")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CocoSubsetError(f"preset {path} is not a readable YAML file ({type(e).__name__}); it needs a "
+                              "`classes:` list of COCO class names") from None
+    classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not classes:
         raise CocoSubsetError(f"preset {path} needs a non-empty `classes:` list of COCO class names")
     return [str(c) for c in classes]

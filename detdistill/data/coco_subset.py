@@ -46,7 +46,8 @@ from .coco_classes import (
     resolve_class,
     resolve_classes,
 )
-from .coco_subset_writer import MARKER_KEY, PlannedImage, SplitPlan, data_yaml, prepare_out, progress_bar, write_split
+from .coco_subset_writer import (MARKER_KEY, WRITTEN_LIST, PlannedImage, SplitPlan, data_yaml, prepare_out,
+                                 progress_bar, write_split)
 
 __all__ = [  # the converter's API, importable from here
     "COCO80_CATEGORY_IDS",
@@ -190,9 +191,11 @@ def make_coco_subset(
             plans.append(_plan_split(ann, images, subset, max_images, include_empty, seed))
 
     prepare_out(out)
+    written: list[str] = []
     with progress_bar(progress) as bar:
         for plan in plans:
-            write_split(out, plan, bar)
+            written += write_split(out, plan, bar)
+    (out / WRITTEN_LIST).write_text("".join(f"{path}\n" for path in written), encoding="utf-8")
     provenance = {"coco": str(coco_dir), "seed": seed, "max_images": max_images, "include_empty": include_empty,
                   "splits": {p.name: p.stats() for p in plans}}
     data = out / "data.yaml"

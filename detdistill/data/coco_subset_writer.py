@@ -16,6 +16,7 @@ from .coco_classes import COCO80_NAMES, CocoSubsetError
 from .files import link_or_copy
 
 MARKER_KEY = "coco_subset"  # data.yaml block recording how the dataset was made (and that we may rewrite it)
+WRITTEN_LIST = ".coco-subset-files"  # the files a run wrote, one relative path per line: a rerun deletes only these
 
 
 @dataclass
@@ -52,7 +53,8 @@ class SplitPlan:
 
 
 def prepare_out(out: Path) -> None:
-    """Create ``out``, or clear the images/labels of a dataset this converter wrote there before."""
+    """Create ``out``, or clear the images/labels of a dataset this converter wrote there before; files it did
+    not write there (listed in ``WRITTEN_LIST``) make it refuse rather than delete them."""
     data = out / "data.yaml"
     if out.exists() and not out.is_dir():
         raise CocoSubsetError(f"output {out} is a file; pass a folder")
@@ -63,23 +65,37 @@ def prepare_out(out: Path) -> None:
                 f"output folder {out} is not empty and was not written by `detdistill data coco-subset`; "
                 "pass an empty or new folder"
             )
+        written = out / WRITTEN_LIST
+        if written.is_file():  # datasets written before the list existed are replaced whole
+            known = set(written.read_text(encoding="utf-8").splitlines())
+            added = sorted(str(f.relative_to(out)) for sub in ("images", "labels") if (out / sub).is_dir()
+                           for f in (out / sub).rglob("*") if not f.is_dir() and str(f.relative_to(out)) not in known)
+            if added:
+                raise CocoSubsetError(
+                    f"output folder {out} holds {len(added)} file(s) the converter did not write (e.g. {added[0]}), "
+                    "which rewriting it would delete: move them out, or write the subset to another folder")
         for sub in ("images", "labels"):
             shutil.rmtree(out / sub, ignore_errors=True)
         data.unlink()
+        written.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_split(out: Path, plan: SplitPlan, progress: Any) -> None:
-    """Link (or copy) the split's images and write their label files, advancing the ``progress`` bar."""
+def write_split(out: Path, plan: SplitPlan, progress: Any) -> list[str]:
+    """Link (or copy) the split's images and write their label files, advancing the ``progress`` bar; return the
+    paths written, relative to ``out``."""
     images, labels = out / "images" / plan.name, out / "labels" / plan.name
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
     todo = plan.positives + plan.negatives
     task = progress.add_task(f"{plan.source} -> {plan.name}", total=len(todo))
+    written = []
     for im in todo:
         link_or_copy(im.src, images / im.src.name)
         (labels / f"{im.src.stem}.txt").write_text("".join(f"{line}\n" for line in im.lines))
+        written += [f"images/{plan.name}/{im.src.name}", f"labels/{plan.name}/{im.src.stem}.txt"]
         progress.advance(task)
+    return written
 
 
 def _dump(obj: dict) -> str:

@@ -33,7 +33,7 @@ from ..runtime import Detector
 from .capture import FrameSource, SourceError
 from .encoders import plan_video
 from .gather import SourceSet
-from .output import Outputs
+from .output import Outputs, recording_paths
 from .pipeline import Pipeline
 from .recorder import JSON_SUFFIXES
 from .sources import SourceSpec, at_frame_size, open_source
@@ -193,6 +193,18 @@ def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
                 return
 
 
+def _refuse_overwriting_sources(record: str | Path | None, save_json: str | Path | None, source: Any) -> None:
+    """Raise ValueError when a file the run writes (``--record``, one per source, or ``--save-json``) is one of
+    its source files: it would be overwritten while it is read."""
+    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    inputs = {Path(s).resolve() for s in specs if isinstance(s, (str, Path)) and Path(s).is_file()}
+    outputs = recording_paths(record, max(len(specs), 1)) if record else []
+    for out in [*outputs, *([Path(save_json)] if save_json else [])]:
+        if out.resolve() in inputs:
+            raise ValueError(f"{out} is one of the demo's sources: writing the run's output there would overwrite "
+                             "it; choose another output path")
+
+
 def run_demo(
     model: str | Path | DetectorLike,
     source: SourceArg | Sequence[SourceArg] = None,
@@ -248,6 +260,7 @@ def run_demo(
     if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
         raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
                          "object per frame, so it must not name another kind of file")
+    _refuse_overwriting_sources(record, save_json, source)
     wanted = parse_classes(classes)
     if isinstance(model, (str, Path)):
         ids_only = wanted is not None and all(isinstance(c, int) for c in wanted)

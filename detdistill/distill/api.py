@@ -119,11 +119,19 @@ def train(
 def resume_config(last: str | Path) -> dict[str, Any]:
     """The KD configuration of an unfinished run's ``last.pt``, checked so that it can be resumed."""
     last = Path(last)
+    if last.is_dir():
+        raise FileNotFoundError(f"{str(last)!r} is a folder: pass the run's checkpoint, e.g. --resume "
+                                f"{last / 'weights' / 'last.pt'}")
     if not last.is_file():
         raise FileNotFoundError(f"checkpoint {str(last)!r} does not exist (expected runs/.../weights/last.pt)")
+    if last.suffix != ".pt":
+        raise ValueError(f"{str(last)!r} is not a checkpoint: pass the .pt of an interrupted run, "
+                         "runs/.../weights/last.pt")
     weights, _ = load_checkpoint(last)
     if not isinstance(weights, KDModel):
-        raise ValueError(f"{str(last)!r} is not an unfinished detdistill run (finished runs hold only the student)")
+        raise ValueError(f"{str(last)!r} is not the checkpoint of an interrupted `detdistill train`: it holds no "
+                         "distillation state (a finished run's checkpoints, and other ultralytics checkpoints, hold "
+                         "only the model); start a new run with --student instead")
     if not Path(weights.kd_config["teacher"]).is_file():
         raise TeacherError(f"the run's teacher {weights.kd_config['teacher']!r} is gone; put it back to resume")
     return weights.kd_config

@@ -17,6 +17,7 @@ Every error names the offending field and what it accepts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,17 @@ class Recipe:
 
 
 def _number(value: Any, where: str, *, positive: bool = False, minimum: float | None = None) -> float:
+    """``value`` as a finite float, or a :class:`RecipeError` naming ``where``. YAML reads ``1e-3`` (no dot) as
+    text; such text is taken as the number it spells."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecipeError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise RecipeError(f"{where}: must be a finite number, got {value}")
     if positive and value <= 0:
         raise RecipeError(f"{where}: must be > 0, got {value}")
     if minimum is not None and value < minimum:
@@ -138,7 +148,11 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     final = _number(sched.get("final", 1.0), f"{source}: schedule.final", minimum=0)
     stop_last = sched.get("stop_last", 0)
     if stop_last != "close_mosaic":
-        stop_last = int(_number(stop_last, f"{source}: schedule.stop_last (an epoch count or 'close_mosaic')", minimum=0))
+        where = f"{source}: schedule.stop_last (an epoch count or 'close_mosaic')"
+        epochs = _number(stop_last, where, minimum=0)
+        if not epochs.is_integer():
+            raise RecipeError(f"{where}: must be a whole number of epochs, got {stop_last}")
+        stop_last = int(epochs)
 
     region = data.get("region", "teacher")
     if region not in REGIONS:
@@ -175,12 +189,16 @@ def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:
     path = Path(recipe)
     if not path.suffix and not path.exists():
         path = RECIPES_DIR / f"{recipe}.yaml"
+    if path.is_dir():
+        raise RecipeError(f"recipe {recipe!r} is a folder: give a recipe YAML file or a built-in name")
     if not path.is_file():
         raise RecipeError(
             f"recipe {recipe!r} not found: give a YAML file path or a built-in name ({', '.join(builtin_recipes())})"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file (not UTF-8): give a recipe YAML") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from e
     return parse_recipe(data, str(path))

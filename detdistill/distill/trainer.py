@@ -16,7 +16,7 @@ from torch import nn
 from ultralytics.cfg import check_cfg
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT, LOGGER, RANK
-from ultralytics.utils.torch_utils import unwrap_model
+from ultralytics.utils.torch_utils import select_device, unwrap_model
 
 from .student_trainer import StudentTrainer
 from ..data.road_augment import check_augment
@@ -46,7 +46,8 @@ def _closest(word: str, names: set[str]) -> list[str]:
 def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
     """Raise :class:`TrainArgumentError` for the first key of ``args`` that is not an ultralytics setting
     (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one, or whose value ultralytics' own
-    check refuses (type and range, e.g. ``epochs=-1``). ``where`` says where it was given."""
+    check refuses (type and range, e.g. ``epochs=-1``; a ``device`` this machine lacks). ``where`` says where
+    it was given."""
     valid = set(DEFAULT_CFG_DICT) | EXTRA_TRAIN_KEYS
     for key in args:
         if key == "augment":  # ultralytics' test-time augmentation: a predict/val setting, and detdistill's option name
@@ -63,6 +64,11 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
         check_cfg({k: v for k, v in args.items() if k in DEFAULT_CFG_DICT})  # ultralytics' own type and range checks
     except (TypeError, ValueError) as e:
         raise TrainArgumentError(f"invalid training argument{where}: {e}") from None
+    if args.get("device") not in (None, ""):
+        try:
+            select_device(str(args["device"]), verbose=False)  # ultralytics' check: the GPU must exist here
+        except ValueError as e:
+            raise TrainArgumentError(f"device={args['device']}{where}: {str(e).splitlines()[0]}") from None
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:

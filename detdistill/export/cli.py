@@ -209,7 +209,8 @@ def _eval_corrupted(score, specs: list[tuple[str, int | None]], clean: float) ->
 
 def bench_cmd(
     model: Path = typer.Argument(..., help=".onnx or .engine."),
-    images: Optional[Path] = typer.Option(None, help="Folder of real frames to cycle (default: a gray frame)."),
+    images: Optional[Path] = typer.Option(
+        None, help="Real frames to cycle: a folder, an image, a .txt list or a data YAML (default: a gray frame)."),
     runs: int = typer.Option(100, help="Timed runs (>= 50)."),
     warmup: int = typer.Option(10, help="Untimed warm-up runs."),
     device: str = typer.Option("auto", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),

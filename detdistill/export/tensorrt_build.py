@@ -38,6 +38,7 @@ from ..runtime.metadata import ModelInfo
 from ..runtime.postprocess import NMS_OUTPUTS
 from ..hashing import file_sha256, files_key
 from .calibration import CalibrationReader
+from .outputs import checked_output
 from .quantize import HEAD_INNER, has_qdq
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
@@ -181,6 +182,11 @@ def build_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with `detdistill export`")
+    try:  # before any work: the engine must not land on the ONNX (or anything but an engine path)
+        out = checked_output(onnx_path, Path(output) if output else onnx_path.with_suffix(".engine"),
+                             (".engine", ".plan"))
+    except ValueError as e:
+        raise BuildError(str(e)) from None
     l4t = l4t if l4t is not None else read_l4t()
     if trt is None:
         try:
@@ -264,7 +270,6 @@ def build_engine(
     if serialized is None:
         raise BuildError("TensorRT failed to build the engine (see its log above); try a larger --workspace, "
                          "--precision fp16, or drop --dla")
-    out = Path(output) if output else onnx_path.with_suffix(".engine")
     out.write_bytes(bytes(serialized))
     if timing_cache and cache_blob is not None:
         Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))

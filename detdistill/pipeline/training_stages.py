@@ -13,11 +13,23 @@ from .context import StageContext
 RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
 
 
-def check_train_settings(ctx: StageContext) -> None:
-    """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``)."""
-    from ..distill.trainer import check_train_args  # lazy: torch, ultralytics (only this stage needs them)
+# train: keys the recipe sets elsewhere -> where
+SET_ELSEWHERE = {"data": "the data: section", "model": "the student: section", "imgsz": "the top-level imgsz "
+                 "(or student.imgsz)", "project": "--workdir", "name": "--workdir", "resume": "rerunning the same "
+                 "command (finished stages are reused, an interrupted training resumes)"}
 
+
+def check_train_settings(ctx: StageContext) -> None:
+    """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``) or refuses,
+    a key of ``train:`` that the recipe sets elsewhere, or a ``device`` this machine lacks."""
+    from ..distill.trainer import TrainArgumentError, check_train_args  # lazy: torch, ultralytics
+
+    for key in SET_ELSEWHERE.keys() & ctx.cfg.train.keys():
+        raise TrainArgumentError(f"train: {key} is not a training setting of a pipeline: it is set by "
+                                 f"{SET_ELSEWHERE[key]}")
     check_train_args(ctx.cfg.train, " in the recipe's train: section")
+    if ctx.cfg.device is not None:
+        check_train_args({"device": ctx.cfg.device}, " (the recipe's device:)")
     if ctx.cfg.teacher.train is not None:
         check_train_args(ctx.cfg.teacher.train.args, " in the recipe's teacher.train.args")
 

@@ -202,8 +202,12 @@ def _writable_dir(dirs: list[Path]) -> Path | None:
 
 
 def _quarantine(path: Path) -> Path | None:
-    """Rename a bad file to ``<name>.corrupt`` so it is never picked up again; None if that is not allowed."""
-    bad = path.with_name(path.name + ".corrupt")
+    """Rename a bad file to ``<name>.corrupt`` (``<name>.corrupt-2``, ... when that exists: an earlier bad copy is
+    kept) so it is never picked up again; None if that is not allowed."""
+    bad, n = path.with_name(path.name + ".corrupt"), 1
+    while bad.exists():
+        n += 1
+        bad = path.with_name(f"{path.name}.corrupt-{n}")
     try:
         os.replace(path, bad)
     except OSError:
