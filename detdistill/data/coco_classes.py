@@ -104,7 +104,7 @@ def resolve_classes(classes: Iterable[str | int]) -> list[int]:
     ids = list(dict.fromkeys(resolve_class(c) for c in classes))
     if not ids:
         raise CocoSubsetError(
-            "no class given; pass COCO class names or 0-79 ids, e.g. ['car', 'bus'], or a preset "
+            "no class given; pass COCO class names or 0-79 ids, e.g. --classes car,bus, or a preset "
             f"({', '.join(list_presets())})"
         )
     return ids

@@ -28,7 +28,7 @@ def resolve_providers(device: str, available: list[str]) -> list[str]:
         hint = "pip install onnxruntime-gpu" if device != "cpu" else "pip install onnxruntime"
         raise RuntimeError(
             f"ONNX Runtime has no {wanted} here (available: {', '.join(available)}); install a build with it "
-            f"({hint}, or the Jetson wheel for your JetPack) or use device='cpu'"
+            f"({hint}, or the Jetson wheel for your JetPack) or use --device cpu (device='cpu' in Python)"
         )
     chain = [wanted] + [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p != wanted]
     return [p for p in chain if p in available]
