@@ -67,6 +67,9 @@ def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
     assert out.exit_code == 2 and "key=value" in out.output
     out = runner.invoke(app, ["train", "--resume", str(tmp_path / "last.pt")], terminal_width=200)
     assert out.exit_code == 2 and "does not exist" in out.output
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(coco8_yaml), "--freeze-bn"], terminal_width=200)
+    assert out.exit_code == 2 and "--freeze-bn keeps a trained student's BatchNorm statistics" in out.output
     out = runner.invoke(app, ["train", "--resume", str(tmp_path)], terminal_width=200)
     assert out.exit_code == 2 and "is a folder: pass the run's checkpoint" in out.output
     out = runner.invoke(app, ["train", "--resume", str(coco8_yaml)], terminal_width=200)

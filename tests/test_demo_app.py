@@ -109,6 +109,8 @@ def test_parse_and_resolve_classes():
     assert parse_classes("2, 5") == [2, 5]
     assert parse_classes("bus,car") == ["bus", "car"]
     assert parse_classes("") is None and parse_classes(None) is None
+    with pytest.raises(ValueError, match="names no class"):
+        parse_classes(" , ")
     assert resolve_classes(["Bus", 0], {0: "person", 5: "bus"}) == [5, 0]
 
 

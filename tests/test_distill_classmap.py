@@ -65,3 +65,7 @@ def test_explicit_empty_mapping_and_cli_parsing():
     assert parse_class_map_arg("0=bus,truck") == {"0": ["bus", "truck"]}
     with pytest.raises(ClassMapError, match="must look like"):
         parse_class_map_arg("Car")
+    with pytest.raises(ClassMapError, match="maps student class 'person' twice"):
+        parse_class_map_arg("person=person;person=dog")
+    with pytest.raises(ClassMapError, match="has no entry"):
+        parse_class_map_arg(" ; ")

@@ -82,6 +82,8 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),
     ({"measure": {"corrupt": ["fog"]}}, "measure.corrupt: a string such as 'all'"),
     ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
+    ({"export": {"engines": ["fp16", "fp16"]}}, "export.engines: each precision once"),
+    ({"name": "../../escape"}, "name: '../../escape' is a path"),
 ])
 def test_errors_name_the_field(change, message):
     with pytest.raises(PipelineError) as e:

@@ -55,12 +55,16 @@ class DetectorLike(Protocol):
 
 
 def parse_classes(text: str | Sequence[int | str] | None) -> list[int | str] | None:
-    """``"2,5"`` -> [2, 5]; ``"bus, car"`` -> ["bus", "car"]; empty -> None."""
-    if text is None:
+    """``"2,5"`` -> [2, 5]; ``"bus, car"`` -> ["bus", "car"]; None or empty -> None (every class); ValueError when
+    the text holds only separators (``","``)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
         return None
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     out = [int(s) if isinstance(s, (int, np.integer)) or str(s).isdigit() else str(s) for s in items if str(s)]
-    return out or None
+    if not out:
+        raise ValueError(f"--classes {text!r} names no class: give ids or names, e.g. 'bus,car' or '2,5', or leave "
+                         "it out to keep every class")
+    return out
 
 
 def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) -> list[int] | None:

@@ -216,6 +216,9 @@ def run_training(job: TrainJob) -> Path:
 def check_job(job: TrainJob) -> Recipe | None:
     """Check the inputs of a new run of ``job`` without training anything; return its parsed recipe (None for a
     run without a teacher). A bad input raises :class:`TrainInputError`, or detdistill's error naming it."""
+    if job.freeze_bn and str(job.student).endswith((".yaml", ".yml")):
+        raise TrainInputError(f"--freeze-bn keeps a trained student's BatchNorm statistics, and {job.student} is built "
+                              "from a YAML with none to keep: drop --freeze-bn (pipeline: student.freeze_bn)")
     if job.teacher is None:
         if job.int8 or job.unlabeled is not None or job.teacher_clean:
             need = ("int8 (quantization-aware distillation)" if job.int8 else

@@ -142,7 +142,13 @@ def parse_class_map_arg(text: str) -> dict[str, list[str]]:
         if "=" not in part:
             raise ClassMapError(f"--class-map entry {part!r} must look like 'student=teacher[,teacher...]'")
         key, value = part.split("=", 1)
+        if key.strip() in spec:
+            raise ClassMapError(f"--class-map maps student class {key.strip()!r} twice; give each class once, "
+                                "its teacher classes comma separated, e.g. 'Ambulance=car,truck'")
         spec[key.strip()] = _as_list(value.strip())
+    if not spec:
+        raise ClassMapError(f"--class-map {text!r} has no entry; write 'student=teacher[,teacher...]' pairs "
+                            "separated by ';', or leave the option out")
     return spec
 
 

@@ -299,6 +299,8 @@ def _check_export(e: ExportSection) -> None:
     bad = [p for p in e.engines if p not in PRECISIONS]
     if bad:
         raise PipelineError(f"export.engines: each of fp32, fp16, int8; got {bad[0]!r}")
+    if len(set(e.engines)) != len(e.engines):
+        raise PipelineError(f"export.engines: each precision once (one engine each), got {e.engines!r}")
 
 
 def _check(cfg: PipelineConfig) -> None:
@@ -309,6 +311,9 @@ def _check(cfg: PipelineConfig) -> None:
             raise PipelineError(f"{name}: give exactly one of {', '.join(part.ALTERNATIVES)} "
                                 f"(got {present or 'none'})")
     _text(cfg.name, "name", "a name (it names the work folder)", optional=False)
+    if any(sep in cfg.name for sep in ("/", "\\")) or cfg.name in (".", ".."):
+        raise PipelineError(f"name: {cfg.name!r} is a path; a name (it names the work folder runs/pipeline/<name>) has "
+                            "no '/' (to choose the folder itself, use workdir or --workdir)")
     _text(cfg.workdir, "workdir", "a folder path")
     _imgsz(cfg.imgsz, "imgsz")
     _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
