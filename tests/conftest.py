@@ -14,6 +14,11 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+if importlib.util.find_spec("ultralytics") is not None:
+    # ultralytics' logger binds the stdout of the moment it is first imported: import it now, so that it is the real
+    # stdout and not the buffer of a CliRunner call that closes it (a later log line would fail in any test order)
+    import ultralytics.utils  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures")).resolve()
 

@@ -133,6 +133,8 @@ def test_background_images(coco: Path, tmp_path: Path) -> None:
     assert len(train) == 2 and _name(1)[:-4] in train and train.keys() & {_name(3)[:-4], _name(4)[:-4]}
     assert yaml.safe_load((out / "data.yaml").read_text())["names"] == {0: "car"}
 
+    (out / "labels" / "train.cache").write_bytes(b"ultralytics' label cache")  # training wrote it: not the user's
+    make_coco_subset(coco, out, ["car"], include_empty=1, progress=False)
     mine = out / "images" / "train" / "mine.jpg"  # a file the user added is never deleted by a rewrite
     mine.write_bytes(b"my own image")
     with pytest.raises(CocoSubsetError, match=r"holds 1 file\(s\) the converter did not write \(e.g. images/train/mine"):

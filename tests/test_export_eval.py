@@ -176,7 +176,12 @@ def test_bench_leaves_unreadable_frames_out(tmp_path_factory, teacher_pt, coco_m
     for f in good:
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "0-broken.jpg").write_bytes(b"\xff\xd8 cut off")
-    assert bench(onnx_path, tmp_path, runs=50, warmup=0, device="cpu").runs == 50
+    assert bench(onnx_path, tmp_path, runs=50, warmup=0, device="cpu").runs == 50  # the broken one left out
+    only_broken = tmp_path / "broken"
+    only_broken.mkdir()
+    (only_broken / "a.jpg").write_bytes(b"\xff\xd8 cut off")
+    with pytest.raises(ValueError, match=r"none of the 1 frames is usable \(.*a.jpg: truncated JPEG"):
+        bench(onnx_path, only_broken, runs=50, device="cpu")
 
 
 def test_a_class_map_scores_a_teacher_on_a_dataset_of_other_classes(tmp_path_factory, teacher_pt, vehicles_yaml):

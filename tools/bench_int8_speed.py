@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -28,21 +28,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from detdistill.export.bench import bench  # noqa: E402
 from detdistill.export.onnx_export import default_parity_images, export_onnx  # noqa: E402
 from detdistill.export.quantize import quantize_onnx  # noqa: E402
-from detdistill.runtime.cpu import instruction_set  # noqa: E402
+from bench_demo_pipeline import cpu_info  # noqa: E402  (tools/: CPU model, instruction set, cores)
 
 FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``) and its core count."""
-    name = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")) and ":" in line:
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()}-core {name}"
 
 
 def main() -> None:
@@ -59,8 +47,7 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="int8-speed-"))
     work.mkdir(parents=True, exist_ok=True)
     pt = work / args.weights.name
-    if not pt.is_file():
-        shutil.copy(args.weights, pt)  # the fixtures folder is read-only
+    shutil.copy(args.weights, pt)  # the fixtures folder is read-only; always the file given, never a stale copy
     fp32 = export_onnx(pt, work / f"{pt.stem}-{args.imgsz}.onnx", imgsz=args.imgsz,
                        parity_images=default_parity_images())
     models = {"FP32": fp32}
@@ -69,7 +56,8 @@ def main() -> None:
         models[scheme] = quantize_onnx(fp32, calib, work / f"{fp32.stem}.{scheme}.onnx", target="cpu", scheme=scheme,
                                        num_images=args.calib).path
     frames = FIX / "coco-mini" / "images" / "val"
-    print(f"{cpu_model()}, instruction set {instruction_set()}; {args.weights.name} at {args.imgsz}; "
+    cpu = cpu_info()
+    print(f"{cpu['cpus']}-core {cpu['model']}, instruction set {cpu['isa']}; {args.weights.name} at {args.imgsz}; "
           f"{args.rounds} rounds of {args.runs} runs per model; median inference ms (ONNX Runtime, CPU)", flush=True)
     times: dict[str, list[float]] = {name: [] for name in models}
     for r in range(args.rounds):
@@ -82,8 +70,8 @@ def main() -> None:
     print("\nmodel   median ms over rounds [min, max]   vs FP32 per round [min, max]")
     for name, ms in times.items():
         ratio = [m / f for m, f in zip(ms, times["FP32"])]
-        mid = sorted(ms)[len(ms) // 2]
-        ratio_text = "-" if name == "FP32" else f"{sorted(ratio)[len(ratio) // 2]:.2f}x [{min(ratio):.2f}, {max(ratio):.2f}]"
+        mid = statistics.median(ms)
+        ratio_text = "-" if name == "FP32" else f"{statistics.median(ratio):.2f}x [{min(ratio):.2f}, {max(ratio):.2f}]"
         print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
 
 

@@ -52,6 +52,14 @@ class SplitPlan:
         }
 
 
+def _foreign_files(out: Path, written: set[str]) -> list[str]:
+    """Files under ``out``'s images/ and labels/ that are not in ``written`` (paths relative to ``out``), less the
+    ``*.cache`` files ultralytics writes beside the labels (rebuilt by the next training)."""
+    found = (f for sub in ("images", "labels") if (out / sub).is_dir() for f in (out / sub).rglob("*"))
+    return sorted(rel for f in found if not f.is_dir() and f.suffix != ".cache"
+                  and (rel := f.relative_to(out).as_posix()) not in written)
+
+
 def prepare_out(out: Path) -> None:
     """Create ``out``, or clear the images/labels of a dataset this converter wrote there before; files it did
     not write there (listed in ``WRITTEN_LIST``) make it refuse rather than delete them."""
@@ -67,9 +75,7 @@ def prepare_out(out: Path) -> None:
             )
         written = out / WRITTEN_LIST
         if written.is_file():  # datasets written before the list existed are replaced whole
-            known = set(written.read_text(encoding="utf-8").splitlines())
-            added = sorted(str(f.relative_to(out)) for sub in ("images", "labels") if (out / sub).is_dir()
-                           for f in (out / sub).rglob("*") if not f.is_dir() and str(f.relative_to(out)) not in known)
+            added = _foreign_files(out, set(written.read_text(encoding="utf-8").splitlines()))
             if added:
                 raise CocoSubsetError(
                     f"output folder {out} holds {len(added)} file(s) the converter did not write (e.g. {added[0]}), "

@@ -65,10 +65,7 @@ def pseudo_label(
     from .image_lists import list_images
     from .images import usable_images
 
-    teacher = Path(teacher)
-    files, skipped = usable_images(list_images(images), "unlabeled images")
-    if skipped:
-        LOGGER.warning(f"detdistill: {skipped}")
+    teacher, files = Path(teacher), list_images(images)
     mapping = teacher_to_student(sources, teacher_nc)
     if not mapping:
         raise ValueError("no teacher class maps onto exactly one student class: the teacher cannot label these images")
@@ -77,6 +74,9 @@ def pseudo_label(
     info = json.loads(stamp.read_text()) if stamp.is_file() else {}
     if info.get("key") == key:
         return out / "images", info["images"], info["boxes"]
+    files, skipped = usable_images(files, "unlabeled images")  # read once, when they are labelled
+    if skipped:
+        LOGGER.warning(f"detdistill: warning: {skipped}")
     img_dir, lbl_dir = out / "images", out / "labels"
     shutil.rmtree(out, ignore_errors=True)
     img_dir.mkdir(parents=True)

@@ -109,11 +109,12 @@ def parse_frame(text: str) -> tuple[int, int]:
     return h, w
 
 
-def check_opset(opset: int, tails: bool) -> None:
-    """Raise ValueError unless torch's ONNX exporter and this graph's in-graph NMS / frame tails support ``opset``."""
+def check_opset(opset: int, tails: str | None) -> None:
+    """Raise ValueError unless torch's ONNX exporter and the graph's tail (``tails`` names what adds one: --nms,
+    --frame, an NMS-free head's ranking; None for none) support ``opset``."""
     low = TAIL_MIN_OPSET if tails else MIN_OPSET
     if not low <= opset <= MAX_OPSET:
-        why = " (--nms and --frame build their graph tails with opset-13 operators)" if tails else ""
+        why = f" ({tails} builds its part of the graph with opset-13 operators)" if tails else ""
         raise ValueError(f"--opset {opset} is not supported: use {low}-{MAX_OPSET}{why}; 17 (the default) works on "
                          "TensorRT 8.5 and newer")
 
@@ -169,7 +170,8 @@ def export_onnx(
         raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
                          "(its outputs are ranked by score on the host)")
     tails = wrapper.nms_free or nms or frame is not None
-    check_opset(opset, tails)
+    check_opset(opset, "--nms" if nms else "--frame" if frame is not None else
+                "the NMS-free head's ranking" if wrapper.nms_free else None)
     core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():

@@ -113,13 +113,14 @@ def claim_workdir(workdir: Path) -> Path:
     """``workdir`` resolved and created; raises :class:`PipelineError` when it is a file, or a folder that holds
     other files than a pipeline's (a run deletes and rewrites its stage folders: nothing else may be lost)."""
     work = workdir.resolve()
+    where = f"the work folder {workdir} (from --workdir, the recipe's workdir, or runs/pipeline/<name>)"
     if work.exists() and not work.is_dir():
-        raise PipelineError(f"--workdir {workdir} is a file, not a folder: choose a new or empty folder")
+        raise PipelineError(f"{where} is a file, not a folder: choose a new or empty folder")
     if work.is_dir() and not (work / StageCache.MANIFEST).is_file() \
             and not any(work.glob(f"{StageCache.MANIFEST}.damaged-*")):
         found = sorted(p.name for p in work.iterdir() if not p.name.startswith("."))
         if found:
-            raise PipelineError(f"--workdir {workdir} already holds files that are not a detdistill pipeline's "
+            raise PipelineError(f"{where} already holds files that are not a detdistill pipeline's "
                                 f"(no {StageCache.MANIFEST}; e.g. {found[0]}): a run writes and deletes stage folders "
                                 "there, so choose a new or empty folder")
     work.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "stud
 
 
 # train: keys the recipe sets elsewhere -> where
-SET_ELSEWHERE = {"data": "the data: section", "model": "the student: section", "imgsz": "the top-level imgsz "
-                 "(or student.imgsz)", "project": "--workdir", "name": "--workdir", "resume": "rerunning the same "
-                 "command (finished stages are reused, an interrupted training resumes)"}
+SET_ELSEWHERE = {"data": "the data: section", "model": "the student: section (the teacher's: teacher.train.model)",
+                 "project": "--workdir", "name": "--workdir", "resume": "rerunning the same command (finished "
+                 "stages are reused, an interrupted training resumes)"}
 
 
 def check_train_settings(ctx: StageContext) -> None:
@@ -24,14 +24,16 @@ def check_train_settings(ctx: StageContext) -> None:
     a key of ``train:`` that the recipe sets elsewhere, or a ``device`` this machine lacks."""
     from ..distill.trainer import TrainArgumentError, check_train_args  # lazy: torch, ultralytics
 
-    for key in SET_ELSEWHERE.keys() & ctx.cfg.train.keys():
-        raise TrainArgumentError(f"train: {key} is not a training setting of a pipeline: it is set by "
-                                 f"{SET_ELSEWHERE[key]}")
-    check_train_args(ctx.cfg.train, " in the recipe's train: section")
+    sections = {"train": ctx.cfg.train}
+    if ctx.cfg.teacher.train is not None:
+        sections["teacher.train.args"] = ctx.cfg.teacher.train.args
+    for section, args in sections.items():
+        for key in sorted(SET_ELSEWHERE.keys() & args.keys()):
+            raise TrainArgumentError(f"{section}: {key} is not a training setting of a pipeline: it is set by "
+                                     f"{SET_ELSEWHERE[key]}")
+        check_train_args(args, f" in the recipe's {section}" + (": section" if section == "train" else ""))
     if ctx.cfg.device is not None:
         check_train_args({"device": ctx.cfg.device}, " (the recipe's device:)")
-    if ctx.cfg.teacher.train is not None:
-        check_train_args(ctx.cfg.teacher.train.args, " in the recipe's teacher.train.args")
 
 
 def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, job: Any) -> Path:
