@@ -218,6 +218,18 @@ def test_tables_match_ultralytics_and_presets_resolve() -> None:
         resolve_classes(load_preset(name))
 
 
+def test_an_annotations_file_of_another_shape_is_named(tmp_path: Path) -> None:
+    from detdistill.data.coco_annotations import load_instances
+
+    cases = {"list.json": ([1, 2], "holds a JSON list"),
+             "text-categories.json": ({"images": [], "annotations": [], "categories": "x"},
+                                      "its categories should be a list of objects")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_text(json.dumps(content))
+        with pytest.raises(CocoSubsetError, match=message):
+            load_instances(tmp_path / name)
+
+
 def test_a_preset_file_that_is_not_a_mapping_of_classes_is_named(tmp_path: Path) -> None:
     as_list, binary = tmp_path / "list.yaml", tmp_path / "binary.yaml"
     as_list.write_text("- person\n- car\n")

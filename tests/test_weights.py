@@ -161,13 +161,17 @@ def test_sha256_mismatch_is_an_error_and_the_file_is_set_aside(teacher_dir, teac
     assert (teacher_dir / "yolov8n-coco.pt.corrupt").read_bytes() == teacher_pt.read_bytes() + b"tampered"
 
 
-def test_unpinned_sha256_is_printed(tmp_path, capsys):
+def test_unpinned_sha256_is_printed_and_a_file_that_is_no_checkpoint_is_set_aside(tmp_path, capsys, teacher_pt):
     d = tmp_path / "w"
     d.mkdir()
-    (d / "yolov8s.pt").write_bytes(b"not really a checkpoint")
+    (d / "yolov8s.pt").write_bytes(teacher_pt.read_bytes())  # a real checkpoint (a zip archive), if not the model
     assert resolve_weights("yolov8s", weights_dir=d, download=False) == d / "yolov8s.pt"
     err = capsys.readouterr().err
     assert file_sha256(d / "yolov8s.pt") in err and "not pinned" in err
+    (d / "yolov8s.pt").write_bytes(b"not really a checkpoint")  # e.g. an HTML error page saved as .pt
+    with pytest.raises(ChecksumError, match="is not a PyTorch checkpoint"):
+        resolve_weights("yolov8s", weights_dir=d, download=False)
+    assert (d / "yolov8s.pt.corrupt").read_bytes() == b"not really a checkpoint"
 
 
 @pytest.mark.parametrize("download", [None, False])

@@ -48,9 +48,17 @@ def load_instances(path: Path) -> dict:
         coco = json.loads(path.read_bytes())
     except json.JSONDecodeError as e:
         raise CocoSubsetError(f"{path} is not valid JSON ({e}); re-download or re-extract the annotations") from e
+    if not isinstance(coco, dict):
+        raise CocoSubsetError(f"{path} is not a COCO instances file: it holds a JSON {type(coco).__name__}, not an "
+                              "object with images, annotations and categories")
     missing = [k for k in ("images", "annotations", "categories") if k not in coco]
     if missing:
         raise CocoSubsetError(f"{path} is not a COCO instances file: it lacks {', '.join(missing)}")
+    malformed = [k for k in ("images", "annotations", "categories")
+                 if not isinstance(coco[k], list) or not all(isinstance(item, dict) for item in coco[k])]
+    if malformed:
+        raise CocoSubsetError(f"{path} is not a COCO instances file: its {', '.join(malformed)} should be a list of "
+                              "objects; re-download or re-extract the annotations")
     return coco
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +45,7 @@ class WeightsError(FileNotFoundError):
 
 
 class ChecksumError(WeightsError):
-    """A local or downloaded file whose sha256 differs from the registry's."""
+    """A local or downloaded file whose sha256 differs from the registry's, or, unpinned, that is no checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -220,19 +221,22 @@ def _say(message: str) -> None:
 
 
 def _check(path: Path, entry: WeightsEntry, how: str) -> Path:
-    """Verify ``path`` against the entry's sha256 (or print the digest when the registry has none)."""
+    """Verify ``path`` against the entry's sha256; where the registry pins none, print the digest and check only
+    that it is a PyTorch checkpoint at all (a zip archive, as ``torch.save`` writes)."""
     got = file_sha256(path)
     if entry.sha256 is None:
-        _say(f"{path}: sha256 {got} (not pinned in the registry, so not checked)")
+        if zipfile.is_zipfile(path):
+            _say(f"{path}: sha256 {got} (not pinned in the registry, so not checked)")
+            return path
+        problem = "is not a PyTorch checkpoint (not a zip archive: truncated, or another file)"
+    elif got == entry.sha256:
         return path
-    if got == entry.sha256:
-        return path
+    else:
+        problem = f"is not the registry's {entry.name!r}: sha256 expected {entry.sha256}, got {got}"
     moved = _quarantine(path)
     where = f"it was renamed to {moved}" if moved else f"it could not be renamed (delete {path} yourself)"
     fix = f"download it again from {entry.url}" if entry.url else f"copy it again from {entry.fixture_path}"
-    raise ChecksumError(
-        f"{how} {path} is not the registry's {entry.name!r}: sha256 expected {entry.sha256}, got {got}; "
-        f"{where} and will not be used. {fix}")
+    raise ChecksumError(f"{how} {path} {problem}; {where} and will not be used. {fix}")
 
 
 # ---------------------------------------------------------------------------------------------- resolve
