@@ -114,7 +114,7 @@ def test_numbers_out_of_range_are_refused_naming_the_valid_range(app, tmp_path_f
     assert out.exit_code == 2 and "limit must be at least 1" in out.output
     pt = tmp_path_factory.getbasetemp() / "exported" / "teacher.pt"
     out = _run(app, "eval", pt, "--data", coco8_yaml, "--imgsz", "50")
-    assert out.exit_code == 2 and "multiple of the model stride 32" in out.output
+    assert out.exit_code == 2 and "multiples of the model stride 32" in out.output
     for args, message in ((("--opset", "5"), "use 11-20"), (("--opset", "99"), "use 11-20"),
                           (("--opset", "11", "--nms"), "use 13-20")):
         out = _run(app, "export", pt, "--imgsz", "64", "-o", tmp_path / "o.onnx", *args)

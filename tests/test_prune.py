@@ -188,7 +188,7 @@ def test_unusable_outputs_and_calibration_images_are_refused_before_pruning(app,
     assert out.exit_code == 2 and "none of the 1 calibration images is usable" in out.output, out.output
     assert "step" not in out.output and not (tmp_path / "p.pt").exists()  # refused before the first pruning step
     out = _run(app, "prune", teacher_pt, "-o", tmp_path)
-    assert out.exit_code == 2 and "should be a .pt file path" in out.output and "step" not in out.output
+    assert out.exit_code == 2 and "is a folder; pass a file path such as" in out.output and "step" not in out.output
 
 
 def test_cli_rejects_non_detection_model(app, tmp_path):

@@ -98,8 +98,8 @@ def check_augment(augment: str | None, teacher_clean: bool = False) -> None:
     if augment is not None:
         get_preset(augment)
     elif teacher_clean:
-        raise AugmentationError("teacher_clean needs an augmentation preset (--augment road; in a pipeline recipe, distill.augment: road): without one the "
-                                "teacher and the student see the same image")
+        raise AugmentationError("teacher_clean needs an augmentation preset (--augment road; in a pipeline recipe, "
+                                "distill.augment: road): without one the teacher and the student see the same image")
 
 
 class PresetTransform:

@@ -197,10 +197,12 @@ def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
                 return
 
 
-def _refuse_overwriting_sources(record: str | Path | None, save_json: str | Path | None, source: Any) -> None:
-    """Raise ValueError when a file the run writes (``--record``, one per source, or ``--save-json``) is one of
-    its source files: it would be overwritten while it is read."""
-    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+def _check_output_files(record: str | Path | None, save_json: str | Path | None, specs: list) -> None:
+    """Raise ValueError when ``save_json`` is not a JSON path, or a file the run writes (``--record``, one per
+    source, or ``--save-json``) is one of its source files: it would be overwritten while it is read."""
+    if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
+        raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
+                         "object per frame, so it must not name another kind of file")
     inputs = {Path(s).resolve() for s in specs if isinstance(s, (str, Path)) and Path(s).is_file()}
     outputs = recording_paths(record, max(len(specs), 1)) if record else []
     for out in [*outputs, *([Path(save_json)] if save_json else [])]:
@@ -261,10 +263,8 @@ def run_demo(
     """
     log = log or (lambda message: print(message, flush=True))
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
-    if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
-        raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
-                         "object per frame, so it must not name another kind of file")
-    _refuse_overwriting_sources(record, save_json, source)
+    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    _check_output_files(record, save_json, specs)
     wanted = parse_classes(classes)
     if isinstance(model, (str, Path)):
         ids_only = wanted is not None and all(isinstance(c, int) for c in wanted)
@@ -280,7 +280,6 @@ def run_demo(
         log("no display found (DISPLAY unset or OpenCV without GUI): running headless")
         show = False
 
-    specs = list(source) if isinstance(source, (list, tuple)) else [source]
     frame_hw = getattr(detector, "frame", None)
     if frame_hw is not None:  # the model's letterbox is in its graph: it takes frames of one size
         specs = [s if isinstance(s, FrameSource) else at_frame_size(s, frame_hw) for s in (specs or [None])]

@@ -53,7 +53,8 @@ def bench(
     if images is None:
         frames = [np.full((*size, 3), 114, np.uint8)]
     else:
-        frames = [read_bgr(p) for p in usable_images(list_images(images, limit=16), "frames")[0]]  # unreadable: left out
+        usable, _ = usable_images(list_images(images, limit=16), "frames")  # unreadable frames are left out
+        frames = [read_bgr(p) for p in usable]
         if det.frame:  # as the camera delivers them: at the model's frame size, no host letterbox timed
             frames = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
     for i in range(warmup):

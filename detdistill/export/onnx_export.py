@@ -20,7 +20,7 @@ from ..runtime.letterbox import preprocess
 from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
 from .outputs import checked_output
 from .quantize import has_qdq
-from .wrapper import ExportWrapper
+from .wrapper import ExportWrapper, input_size
 
 INPUT_NAME = "images"
 FAKE_QUANT_CONF = 0.25  # parity of a fake-quantized (QAT/QAD) model: reported on these anchors, see check_parity
@@ -155,10 +155,7 @@ def export_onnx(
 
     weights = Path(weights)
     model = load_detection_checkpoint(weights, role="weights")[0]
-    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
-    stride = int(max(model.stride))
-    if any(v % stride for v in hw) or min(hw) <= 0:
-        raise ValueError(f"imgsz {hw} must be positive multiples of the model stride {stride} (e.g. 320, 640)")
+    hw = input_size(model, imgsz)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if nms and not (0 <= nms_conf <= 1 and 0 <= nms_iou <= 1 and max_det >= 1):
@@ -169,9 +166,9 @@ def export_onnx(
     if nms and wrapper.nms_free:
         raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
                          "(its outputs are ranked by score on the host)")
-    tails = wrapper.nms_free or nms or frame is not None
-    check_opset(opset, "--nms" if nms else "--frame" if frame is not None else
-                "the NMS-free head's ranking" if wrapper.nms_free else None)
+    tails = "--nms" if nms else "--frame" if frame is not None else \
+        "the NMS-free head's ranking" if wrapper.nms_free else None  # what adds a tail to the graph, if anything
+    check_opset(opset, tails)
     core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..models import load_detection_checkpoint
 from ..runtime.metadata import ModelInfo
-from .wrapper import ExportWrapper
+from .wrapper import ExportWrapper, input_size
 
 
 class TorchBackend:
@@ -23,13 +23,10 @@ class TorchBackend:
         self.model, _ = ExportWrapper.build(model, dynamic_shape=False)
         self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
-        hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-        stride = int(max(model.stride))
-        if min(hw) <= 0 or any(v % stride for v in hw):
-            raise ValueError(f"imgsz {imgsz} must be a positive multiple of the model stride {stride} (e.g. 320, 640)")
+        hw = input_size(model, imgsz)
         names = {int(k): str(v) for k, v in model.names.items()}
         self.info = ModelInfo.from_mapping({"names": json.dumps(names), "imgsz": json.dumps(list(hw)),
-                                            "stride": str(stride),
+                                            "stride": str(int(max(model.stride))),
                                             "postprocess": "none" if self.model.nms_free else "host_nms"})
         self.input_shape = (1, 3, *hw)
         self.input_dtype = np.float32

@@ -5,6 +5,15 @@ from __future__ import annotations
 import copy
 
 
+def input_size(model, imgsz: int | tuple[int, int]) -> tuple[int, int]:
+    """``imgsz`` as ``(h, w)``, checked to be positive multiples of ``model``'s stride (ValueError naming both)."""
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+    stride = int(max(model.stride))
+    if min(hw) <= 0 or any(v % stride for v in hw):
+        raise ValueError(f"imgsz {hw} must be positive multiples of the model stride {stride} (e.g. 320, 640)")
+    return hw
+
+
 def has_one2one(head) -> bool:
     """Whether a Detect head carries an NMS-free one-to-one branch (YOLOv10, YOLO26)."""
     return getattr(head, "one2one_cv2", None) is not None

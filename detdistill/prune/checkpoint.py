@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
+from ..export.outputs import checked_output
 from .calibration import calibration_batches, recalibrate_bn
 from .config import PruneConfig
 from .models import PruneError, count_gflops, count_params, load_detection_model, output_tensors, reset_head
@@ -41,12 +42,11 @@ def prune_checkpoint(weights: str | Path, out: str | Path | None = None, config:
     c = _merged(config, settings)
     weights = Path(weights)
     teacher, ckpt = load_detection_model(weights)
-    out = Path(out) if out else weights.with_name(f"{weights.stem}-pruned{c.target:g}.pt")
-    if out.resolve() == weights.resolve():
-        raise PruneError(f"output {out} would overwrite the input; pass another -o path")
-    if out.is_dir() or out.suffix != ".pt":
-        raise PruneError(f"output {out} should be a .pt file path (e.g. -o {weights.stem}-pruned.pt), not a folder or "
-                         "another kind of file")
+    try:  # never over the input, a folder, or another kind of file
+        out = checked_output(weights, Path(out) if out else weights.with_name(f"{weights.stem}-pruned{c.target:g}.pt"),
+                             ".pt")
+    except ValueError as e:
+        raise PruneError(str(e)) from None
     # the calibration images are read before pruning, so that an unusable set fails before the work
     batches = calibration_batches(c.calib, min(c.imgsz, 640), limit=c.calib_images, log=log or print) \
         if c.calib is not None else None
