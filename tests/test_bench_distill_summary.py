@@ -4,13 +4,16 @@ stored them beside its records, and say "image-level" where neither does."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from detdistill.export.coco_metrics import coco_metrics
-from conftest import load_tool
+from conftest import ROOT, load_tool
 
 PHOTOS = 30
 
@@ -68,3 +71,13 @@ def test_the_summary_draws_photos_from_the_records_or_from_beside_them(tmp_path,
     assert "image-level" in unknown
     width = lambda s: np.ptp([float(x) for x in s.split("[")[1].split("]")[0].split(",")])  # noqa: E731
     assert width(unknown) < width(named)  # copies counted as independent images narrow the interval
+
+
+def test_a_failed_run_fails_the_command(fixtures_dir, tmp_path):
+    """gpu_bench's --fail-fast reads the exit status: a run that fails must not leave it at 0."""
+    env = dict(os.environ, YOLO_OFFLINE="1", DETDISTILL_FIXTURES=str(fixtures_dir))
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_distill.py"), "--track", "vehicles",
+                          "--student", "yolov8n.yaml", "--methods", "no-such-recipe", "--seeds", "0", "--epochs", "1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode != 0 and "1 run(s) failed" in res.stderr
+    assert "no-such-recipe" in (tmp_path / "vehicles-no-such-recipe-s0.log").read_text()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,42 @@ def test_dry_run_lists_bench_distill_commands(gpu_bench, fixtures_dir, tmp_path)
     commands = [line for line in res.stdout.splitlines() if "bench_distill.py" in line]
     assert len(commands) == 2 and sum(c.count("--methods") for c in commands) == 4
     assert all("--imgsz 640" in c and "--epochs 40" in c and "--student yolov8n.yaml" in c for c in commands)
+
+
+def _job(script: str) -> subprocess.Popen:
+    return subprocess.Popen(script, shell=True, start_new_session=True)
+
+
+def test_deadline_stops_a_job_and_its_children(gpu_bench, tmp_path):
+    marker = tmp_path / "child-survived"
+    # the job's child would write the marker after 3 s unless the whole session is stopped
+    slow = _job(f"sh -c 'sleep 3 && touch {marker}' & wait")
+    quick = _job("true")
+    gpu_bench.wait_for_jobs([slow, quick], deadline=0.5, fail_fast=False, poll=0.2)
+    assert slow.returncode != 0 and quick.returncode == 0
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
+def test_fail_fast_stops_the_others_at_the_first_failure(gpu_bench):
+    failing, long = _job("exit 3"), _job("sleep 30")
+    t0 = time.time()
+    gpu_bench.wait_for_jobs([failing, long], deadline=None, fail_fast=True, poll=0.2)
+    assert failing.returncode == 3 and long.returncode != 0 and time.time() - t0 < 10
+
+
+def test_without_a_deadline_every_job_finishes(gpu_bench):
+    jobs = [_job("sleep 0.5"), _job("true")]
+    gpu_bench.wait_for_jobs(jobs, deadline=None, fail_fast=False, poll=0.2)
+    assert [j.returncode for j in jobs] == [0, 0]
+
+
+def test_preflight_names_a_package_that_does_not_import(gpu_bench, tmp_path):
+    blocked = tmp_path / "blocked" / "faster_coco_eval"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('no faster_coco_eval for this Python')\n")
+    env = dict(gpu_bench.environment(tmp_path, None))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "blocked"), env["PYTHONPATH"]])
+    with pytest.raises(SystemExit, match="no faster_coco_eval for this Python.*prepare --python"):
+        gpu_bench.preflight(env)
+    gpu_bench.preflight(gpu_bench.environment(tmp_path, None))  # here every package imports

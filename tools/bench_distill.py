@@ -303,7 +303,7 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
             f"{spread(scores(rs, 'test'))} | {spread(scores(rs, 'test', 1))} | "
             f"{gain(method, base)} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
-    if all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
+    if by_method and all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
         lines += ["", "INT8 (QAT/QAD: their own Q/DQ export; other arms: PTQ for TensorRT on train images; all scored as "
                   "simulated TensorRT INT8):", "",
                   "| method | tuning half INT8 | **test half INT8** | test INT8 - its FP32 [95% CI] "
@@ -380,6 +380,7 @@ def main() -> None:
         return
 
     plan = [(m, int(s)) for s in args.seeds.split(",") for m in args.methods.split(",")]
+    failed = 0
     for i, (method, seed) in enumerate(plan, 1):
         earlier = have.get(planned_key(args, method, seed))
         if earlier and not (args.int8 and "test_int8_map" not in earlier and not args.summary_only):
@@ -397,6 +398,7 @@ def main() -> None:
         with log.open("w") as f:
             rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
         print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
+        failed += rc != 0
     rows = latest_rows(results.read_text().splitlines()) if results.exists() else []
     wanted = (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)
     rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) == wanted]
@@ -406,6 +408,8 @@ def main() -> None:
     print(f"\n{args.track}, student {args.student}, {args.epochs} epochs, imgsz {args.imgsz}, seeds {args.seeds}, "
           f"CPU {instruction_set()}; best.pt chosen on the tuning half, gains on the test half:\n")
     print(summarize(rows, args.out, args.bootstrap, named_recipe(args.base)))
+    if failed:
+        sys.exit(f"{failed} run(s) failed: see their logs in {args.out}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Two steps:
 
 ``prepare`` (here, with pip's package index in reach) fills a git-ignored folder (``.gpu_bench`` by
-default, at most 64 MiB) with what the GPU machine lacks: the ultralytics and ultralytics-thop wheels
-(``--no-deps``: torch, OpenCV, numpy, matplotlib and friends are expected there), a stand-in for polars
+default, at most 64 MiB) with what the GPU machine lacks: the ultralytics, ultralytics-thop and faster-coco-eval
+wheels (``--no-deps``: torch, OpenCV, numpy, matplotlib and friends are expected there; ``--python`` names the
+GPU machine's Python, 3.12 by default, for the compiled one), a stand-in for polars
 (ultralytics' trainer imports it only to read results.csv back), the vehicles data and the COCO teacher::
 
     python tools/gpu_bench.py prepare
@@ -17,15 +18,21 @@ gives tuning and test mAP per method and each test gain with its bootstrap inter
 
     python tools/gpu_bench.py run --methods none,ultralytics,default,logit-box --seeds 0 --out results/
 
-Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt)
-fails alone and is reported as such.
+``--deadline SECONDS`` fits the run into a leased machine's time: the jobs still running then are stopped, and
+the runs that finished are summarized (jobs take their runs seed by seed, so a short lease still gives every
+method its first seed). ``--fail-fast`` stops everything at the first failed job.
+
+Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt) fails
+alone and is reported as such.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 DEFAULT_DIR = ROOT / ".gpu_bench"
 WHEELS = ("ultralytics==8.4.190", "ultralytics-thop==2.2.3")
+# compiled: fetched for the GPU machine's Python and x86-64 Linux (faster-coco-eval scores every run)
+BINARY_WHEELS = ("faster-coco-eval==1.8.0",)
+GPU_PYTHON = "3.12"  # the GPU machine's Python
+MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # this machine's
+NEEDED = ("ultralytics", "faster_coco_eval", "detdistill")  # imported by every run
 LIMIT_MIB = 64  # the most the carried folder and the repository may hold together on their way to the GPU machine
 POLARS_STANDIN = '''"""Stand-in for polars on a machine without it: ultralytics reads results.csv back with it only."""
 
@@ -48,11 +61,15 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def download_wheels(dest: Path, requirements: tuple[str, ...] = WHEELS) -> list[Path]:
-    """The pure-Python wheels the GPU machine lacks, without their dependencies."""
+def download_wheels(dest: Path, python: str = GPU_PYTHON) -> list[Path]:
+    """The wheels the GPU machine lacks, without their dependencies: the pure-Python ones, and the compiled ones
+    for that machine's ``python`` on x86-64 Linux."""
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "--dest", str(dest), *requirements], check=True)
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(dest)]
+    subprocess.run([*pip, *WHEELS], check=True)
+    platforms = [arg for tag in MANYLINUX for arg in ("--platform", tag)]
+    subprocess.run([*pip, "--python-version", python, "--implementation", "cp", *platforms, *BINARY_WHEELS],
+                   check=True)
     return sorted(dest.glob("*.whl"))
 
 
@@ -101,12 +118,25 @@ def environment(bench_dir: Path, site: Path | None) -> dict[str, str]:
     return env
 
 
+def preflight(env: dict[str, str]) -> None:
+    """Fail before any training when a package every run needs does not import there."""
+    check = subprocess.run([sys.executable, "-c", f"import {', '.join(NEEDED)}"], env=env, capture_output=True,
+                           text=True)
+    if check.returncode:
+        last = (check.stderr.strip().splitlines() or ["?"])[-1]
+        raise SystemExit(f"error: {last}: the wheels in the carried folder do not fit this machine's Python "
+                         f"{PYTHON}: run `python tools/gpu_bench.py prepare --python {PYTHON}` again")
+
+
 def install_wheels(bench_dir: Path, site: Path) -> None:
     wheels = sorted((bench_dir / "wheels").glob("*.whl"))
     if not wheels:
         raise SystemExit(f"error: no wheels in {bench_dir / 'wheels'}: run `python tools/gpu_bench.py prepare` first")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-                    "--target", str(site), *map(str, wheels)], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                           "--target", str(site), *map(str, wheels)])
+    if done.returncode:
+        raise SystemExit(f"error: the wheels in {bench_dir / 'wheels'} do not install on this machine's Python "
+                         f"{PYTHON}: run `python tools/gpu_bench.py prepare --python {PYTHON}` again")
 
 
 def shares(methods: list[str], seeds: list[int], jobs: int) -> list[list[tuple[str, int]]]:
@@ -115,21 +145,56 @@ def shares(methods: list[str], seeds: list[int], jobs: int) -> list[list[tuple[s
     return [runs[i::jobs] for i in range(min(jobs, len(runs)))]
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop every job still running, with all its processes."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def wait_for_jobs(procs: list[subprocess.Popen], deadline: float | None, fail_fast: bool, poll: float = 15) -> None:
+    """Wait for the jobs, printing progress. Past ``deadline`` seconds, or at the first failed job with
+    ``fail_fast``, the jobs still running are stopped: their unfinished runs are summarized as not run."""
+    t0 = time.time()
+    while any(p.poll() is None for p in procs):
+        time.sleep(poll)
+        elapsed, running = time.time() - t0, sum(p.poll() is None for p in procs)
+        print(f"  {elapsed:.0f}s: {running} job(s) running", flush=True)
+        failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+        if fail_fast and failed:
+            print(f"  job(s) {', '.join(map(str, failed))} failed: stopping the others (--fail-fast)", flush=True)
+            return stop(procs)
+        if deadline is not None and elapsed > deadline and running:
+            print(f"  past the {deadline:.0f}s deadline: stopping {running} job(s)", flush=True)
+            return stop(procs)
+
+
 def run(args: argparse.Namespace) -> int:
     bench_dir = args.dir.resolve()
     if not (bench_dir / "fixtures" / "vehicles" / "data.yaml").is_file():
         raise SystemExit(f"error: {bench_dir} is not prepared: run `python tools/gpu_bench.py prepare` first")
     site = None
     try:
+        import faster_coco_eval  # noqa: F401
         import ultralytics  # noqa: F401
     except ImportError:
         site = Path(args.site)
         install_wheels(bench_dir, site)
     env = environment(bench_dir, site)
+    preflight(env)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
-    procs = []
+    procs: list[subprocess.Popen] = []
     for i, share in enumerate(shares(methods, seeds, args.jobs)):
         # each process gets one method and one seed per bench_distill call, in sequence
         cmds = [bench_argv([m], [s], args) for m, s in share]
@@ -137,21 +202,21 @@ def run(args: argparse.Namespace) -> int:
         log = args.out / f"job{i}.log"
         print(f"job {i}: {', '.join(f'{m} seed {s}' for m, s in share)} -> {log}", flush=True)
         if not args.dry_run:
-            procs.append(subprocess.Popen(script, shell=True, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT))
-            time.sleep(args.stagger)  # the first run writes the sealed split and the label caches
+            # a session of its own: stopping the job stops its runs and their data loaders too
+            procs.append(subprocess.Popen(script, shell=True, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+            if i == 0:
+                time.sleep(args.stagger)  # the first run writes the sealed split and the label caches
         else:
             print("  " + script)
     if args.dry_run:
         return 0
-    t0 = time.time()
-    while any(p.poll() is None for p in procs):
-        time.sleep(15)
-        print(f"  {time.time() - t0:.0f}s: {sum(p.poll() is None for p in procs)} job(s) running", flush=True)
+    wait_for_jobs(procs, args.deadline, args.fail_fast)
     summary = subprocess.run(bench_argv(methods, seeds, args) + ["--summary-only"], env=env, capture_output=True,
                              text=True)  # a run that failed in its job is reported, not trained again here
     (args.out / "summary.txt").write_text(summary.stdout + summary.stderr)
     print(summary.stdout[-6000:] + summary.stderr[-2000:])
-    return max([p.returncode for p in procs] + [summary.returncode])
+    return 1 if any(p.returncode for p in procs) else summary.returncode  # a job failed or was stopped: 1
 
 
 def main() -> None:
@@ -159,6 +224,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, for compiled wheels")
     r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
     r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
@@ -172,13 +238,16 @@ def main() -> None:
     r.add_argument("--close-mosaic", type=int, default=10)
     r.add_argument("--device", default="0")
     r.add_argument("--jobs", type=int, default=2, help="runs sharing the GPU at once")
-    r.add_argument("--stagger", type=float, default=20.0, help="seconds between starting the jobs")
+    r.add_argument("--stagger", type=float, default=20.0, help="seconds between starting the first job and the others")
+    r.add_argument("--deadline", type=float, help="seconds after which the jobs still running are stopped and the "
+                   "finished runs summarized (a leased GPU's time limit)")
+    r.add_argument("--fail-fast", action="store_true", help="stop every job as soon as one fails")
     r.add_argument("--bootstrap", type=int, default=1000)
     r.add_argument("--site", default="/tmp/detdistill-site", help="where the wheels are installed")
     r.add_argument("--dry-run", action="store_true", help="print the jobs' commands only")
     args = ap.parse_args()
     if args.step == "prepare":
-        out = prepare(args.dir.resolve())
+        out = prepare(args.dir.resolve(), download=functools.partial(download_wheels, python=args.python))
         rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
         print(f"{out}: {folder_mib(out):.1f} MiB\n"
               f"on the GPU machine, from the repository root (carry {rel}):\n"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from .. import atomic
+
 HALVES = ("tune", "test")
 SALT = b"detdistill-sealed-split-v1"
 _EXPORT_COPY = re.compile(r"\.rf\.[0-9A-Za-z]+$")  # Roboflow's per-copy suffix
@@ -62,12 +64,12 @@ def write_half_yaml(data_yaml: str | Path, out_dir: str | Path, split: str = "va
         if not files:
             raise ValueError(f"the {h} half of {data_yaml}'s {split} split is empty: it needs at least 2 images")
         lists[h] = out_dir / f"{data_yaml.parent.name}-{split}-{h}.txt"
-        lists[h].write_text("".join(f"{f.resolve()}\n" for f in files))
+        atomic.write_text(lists[h], "".join(f"{f.resolve()}\n" for f in files))  # concurrent runs share it
     cfg = yaml.safe_load(data_yaml.read_text()) or {}
     cfg.pop("path", None)
     cfg["train"] = [str(p) for p in ds.splits["train"]] if "train" in ds.splits else cfg.get("train")
     cfg["val"] = str(lists[half])
     cfg["test"] = str(lists[HALVES[1 - HALVES.index(half)]])
     out = out_dir / f"{data_yaml.parent.name}-{half}.yaml"
-    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    atomic.write_text(out, yaml.safe_dump(cfg, sort_keys=False))
     return out
