@@ -192,6 +192,17 @@ def test_fixture_entry_is_never_downloaded(tmp_path):
         resolve_weights("yolov8n-coco", weights_dir=tmp_path / "mine", download=True)
 
 
+def test_a_weights_folder_that_is_a_file_is_refused(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(WeightsError, match=r"--dir .*afile is a file, not a folder"):
+        resolve_weights("yolov8s", weights_dir=afile, download=False)
+    monkeypatch.setenv(W.ENV_DIR, str(afile))
+    with pytest.raises(WeightsError, match=r"DETDISTILL_WEIGHTS .*afile is a file, not a folder"):
+        resolve_weights("yolov8s", weights_dir=tmp_path / "mine", download=False)
+    assert afile.read_text() == "not a folder"
+
+
 def test_unknown_name_suggests_close_names():
     with pytest.raises(WeightsError, match=r"did you mean .*yolov8s") as info:
         resolve_weights("yolov8ss", download=False)

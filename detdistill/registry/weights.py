@@ -254,6 +254,14 @@ def _looks_like_path(text: str) -> bool:
     return p.is_absolute() or len(p.parts) > 1 or text.startswith(("~", ".")) or p.suffix not in ("", ".pt")
 
 
+def _check_folders(weights_dir: str | Path | None) -> None:
+    """Refuse a weights folder the user named (``--dir`` or ``DETDISTILL_WEIGHTS``) that is an existing file."""
+    for given, how in ((weights_dir, "--dir"), (os.environ.get(ENV_DIR), ENV_DIR)):
+        if given and Path(given).expanduser().exists() and not Path(given).expanduser().is_dir():
+            raise WeightsError(f"{how} {given} is a file, not a folder: give the folder that holds the checkpoint "
+                               "(or where it is to be downloaded)")
+
+
 def _not_found(entry: WeightsEntry, dirs: list[Path], reason: str) -> WeightsError:
     folders = ", ".join(str(d) for d in dirs)
     if entry.url:
@@ -282,6 +290,7 @@ def resolve_weights(name_or_path: str | Path, weights_dir: Path | None = None, d
     if entry is None:
         raise _unknown(text, path)
 
+    _check_folders(weights_dir)
     dirs = search_dirs(weights_dir)
     for d in dirs:
         candidate = d / entry.file
