@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,25 @@ def test_preflight_names_a_package_that_does_not_import(gpu_bench, tmp_path):
     with pytest.raises(SystemExit, match="no faster_coco_eval for this Python.*prepare --python"):
         gpu_bench.preflight(env)
     gpu_bench.preflight(gpu_bench.environment(tmp_path, None))  # here every package imports
+
+
+def test_unused_solver_files_leave_the_wheel_and_its_record(gpu_bench, tmp_path):
+    wheel = tmp_path / "pulp-3.3.2-py3-none-any.whl"
+    record = "pulp/__init__.py,sha256=a,1\npulp/solverdir/cbc/linux/i64/cbc,sha256=b,2\npulp-3.3.2.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pulp/__init__.py", "VERSION = '3.3.2'\n")
+        z.writestr("pulp/solverdir/cbc/linux/i64/cbc", b"\0" * 1000)
+        z.writestr("pulp-3.3.2.dist-info/RECORD", record)
+    gpu_bench.without_files(wheel, "pulp/solverdir/")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.namelist() == ["pulp/__init__.py", "pulp-3.3.2.dist-info/RECORD"]
+        assert z.read("pulp/__init__.py") == b"VERSION = '3.3.2'\n"
+        assert z.read("pulp-3.3.2.dist-info/RECORD").decode() == "pulp/__init__.py,sha256=a,1\npulp-3.3.2.dist-info/RECORD,,\n"
+
+
+def test_the_int8_arms_need_modelopt_and_int8_scoring_onnxslim(gpu_bench):
+    assert "modelopt.torch.quantization" not in gpu_bench.needed_modules(["none", "ultralytics", "at"])
+    assert "modelopt.torch.quantization" in gpu_bench.needed_modules(["none", "qad:at"])
+    assert "modelopt.torch.quantization" in gpu_bench.needed_modules(["qat+road"])
+    assert "onnxslim" in gpu_bench.needed_modules(["none"], int8=True)
+    assert "onnxslim" not in gpu_bench.needed_modules(["none"])

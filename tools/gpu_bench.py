@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,15 @@ WHEELS = ("ultralytics==8.4.190", "ultralytics-thop==2.2.3")
 BINARY_WHEELS = ("faster-coco-eval==1.8.0",)
 GPU_PYTHON = "3.12"  # the GPU machine's Python
 MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+# prepare --qad: onnxslim (every INT8 export), ModelOpt (the qad and qat arms) and what it imports that the GPU
+# machine lacks
+QAD_WHEELS = ("onnxslim==0.1.98", "nvidia-modelopt==0.47.0", "pydantic==2.13.4", "annotated-types==0.8.0",
+              "typing-inspection==0.4.5", "omegaconf==2.4.0", "antlr4-python3-runtime==4.13.2", "pulp==3.3.2")
+QAD_BINARY_WHEELS = ("pydantic-core==2.46.4",)
+UNUSED_FILES = {"pulp": "pulp/solverdir/"}  # PuLP's bundled CBC solvers (15 MiB): ModelOpt imports PuLP, QAD runs no LP
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # this machine's
 NEEDED = ("ultralytics", "faster_coco_eval", "detdistill")  # imported by every run
+INT8_ARMS = ("qad", "qat")  # methods that need ModelOpt
 LIMIT_MIB = 64  # the most the carried folder and the repository may hold together on their way to the GPU machine
 POLARS_STANDIN = '''"""Stand-in for polars on a machine without it: ultralytics reads results.csv back with it only."""
 
@@ -61,15 +69,32 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def download_wheels(dest: Path, python: str = GPU_PYTHON) -> list[Path]:
+def without_files(wheel: Path, prefix: str) -> None:
+    """Rewrite ``wheel`` without its members under ``prefix`` (and their RECORD lines)."""
+    tmp = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if item.filename.startswith(prefix):
+                continue
+            data = src.read(item)
+            if item.filename.endswith(".dist-info/RECORD"):
+                data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(prefix.encode()))
+            dst.writestr(item, data)
+    tmp.replace(wheel)
+
+
+def download_wheels(dest: Path, python: str = GPU_PYTHON, qad: bool = False) -> list[Path]:
     """The wheels the GPU machine lacks, without their dependencies: the pure-Python ones, and the compiled ones
-    for that machine's ``python`` on x86-64 Linux."""
+    for that machine's ``python`` on x86-64 Linux; with ``qad``, ModelOpt's too."""
     dest.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(dest)]
-    subprocess.run([*pip, *WHEELS], check=True)
+    subprocess.run([*pip, *WHEELS, *(QAD_WHEELS if qad else ())], check=True)
     platforms = [arg for tag in MANYLINUX for arg in ("--platform", tag)]
-    subprocess.run([*pip, "--python-version", python, "--implementation", "cp", *platforms, *BINARY_WHEELS],
-                   check=True)
+    subprocess.run([*pip, "--python-version", python, "--implementation", "cp", *platforms, *BINARY_WHEELS,
+                    *(QAD_BINARY_WHEELS if qad else ())], check=True)
+    for name, prefix in UNUSED_FILES.items():
+        for wheel in dest.glob(f"{name}-*.whl"):
+            without_files(wheel, prefix)
     return sorted(dest.glob("*.whl"))
 
 
@@ -103,6 +128,7 @@ def bench_argv(methods: list[str], seeds: list[int], args: argparse.Namespace) -
             "--student", args.student, "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
             "--batch", str(args.batch), "--workers", str(args.workers), "--close-mosaic", str(args.close_mosaic),
             "--device", args.device, "--methods", ",".join(methods), "--seeds", ",".join(map(str, seeds)),
+            *(["--int8"] if args.int8 else []),
             "--bootstrap", str(args.bootstrap), "--out", str(args.out)]
 
 
@@ -118,14 +144,28 @@ def environment(bench_dir: Path, site: Path | None) -> dict[str, str]:
     return env
 
 
-def preflight(env: dict[str, str]) -> None:
-    """Fail before any training when a package every run needs does not import there."""
-    check = subprocess.run([sys.executable, "-c", f"import {', '.join(NEEDED)}"], env=env, capture_output=True,
+def needed_modules(methods: list[str], int8: bool = False) -> tuple[str, ...]:
+    """The packages the runs of ``methods`` import: every run's, ModelOpt for the qad and qat arms, onnxslim where
+    runs are scored in INT8 (``int8``)."""
+    quantized = any(m.partition("+")[0].split(":")[0] in INT8_ARMS for m in methods)
+    return NEEDED + (("modelopt.torch.quantization",) if quantized else ()) + (("onnxslim",) if int8 else ())
+
+
+def import_error(env: dict[str, str], modules: tuple[str, ...]) -> str | None:
+    """The last line of the error importing ``modules`` in a Python with ``env``; None where all import."""
+    check = subprocess.run([sys.executable, "-c", f"import {', '.join(modules)}"], env=env, capture_output=True,
                            text=True)
-    if check.returncode:
-        last = (check.stderr.strip().splitlines() or ["?"])[-1]
-        raise SystemExit(f"error: {last}: the wheels in the carried folder do not fit this machine's Python "
-                         f"{PYTHON}: run `python tools/gpu_bench.py prepare --python {PYTHON}` again")
+    return (check.stderr.strip().splitlines() or ["?"])[-1] if check.returncode else None
+
+
+def preflight(env: dict[str, str], modules: tuple[str, ...] = NEEDED) -> None:
+    """Fail before any training when a package the runs need does not import there."""
+    last = import_error(env, modules)
+    if last:
+        qad = " --qad" if any(m.startswith(("modelopt", "onnxslim")) for m in modules) else ""
+        raise SystemExit(f"error: {last}: the carried folder lacks a package these runs need, or its wheels do not "
+                         f"fit this machine's Python {PYTHON}: run `python tools/gpu_bench.py prepare --python "
+                         f"{PYTHON}{qad}` again")
 
 
 def install_wheels(bench_dir: Path, site: Path) -> None:
@@ -182,18 +222,15 @@ def run(args: argparse.Namespace) -> int:
     bench_dir = args.dir.resolve()
     if not (bench_dir / "fixtures" / "vehicles" / "data.yaml").is_file():
         raise SystemExit(f"error: {bench_dir} is not prepared: run `python tools/gpu_bench.py prepare` first")
-    site = None
-    try:
-        import faster_coco_eval  # noqa: F401
-        import ultralytics  # noqa: F401
-    except ImportError:
-        site = Path(args.site)
-        install_wheels(bench_dir, site)
-    env = environment(bench_dir, site)
-    preflight(env)
+    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    modules = needed_modules(methods, args.int8)
+    env = environment(bench_dir, None)
+    if import_error(env, modules):  # this machine lacks some: install the carried wheels
+        install_wheels(bench_dir, Path(args.site))
+        env = environment(bench_dir, Path(args.site))
+    preflight(env, modules)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
     procs: list[subprocess.Popen] = []
     for i, share in enumerate(shares(methods, seeds, args.jobs)):
         # each process gets one method and one seed per bench_distill call, in sequence
@@ -225,6 +262,8 @@ def main() -> None:
     p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, for compiled wheels")
+    p.add_argument("--qad", action="store_true", help="also carry what INT8 needs: onnxslim (run --int8) and ModelOpt with its "
+                   "dependencies (the qad and qat arms)")
     r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
     r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
@@ -241,13 +280,16 @@ def main() -> None:
     r.add_argument("--stagger", type=float, default=20.0, help="seconds between starting the first job and the others")
     r.add_argument("--deadline", type=float, help="seconds after which the jobs still running are stopped and the "
                    "finished runs summarized (a leased GPU's time limit)")
+    r.add_argument("--int8", action="store_true", help="also score every run in INT8 (bench_distill.py --int8; "
+                   "needs `prepare --qad`, as the qad and qat arms do)")
     r.add_argument("--fail-fast", action="store_true", help="stop every job as soon as one fails")
     r.add_argument("--bootstrap", type=int, default=1000)
     r.add_argument("--site", default="/tmp/detdistill-site", help="where the wheels are installed")
     r.add_argument("--dry-run", action="store_true", help="print the jobs' commands only")
     args = ap.parse_args()
     if args.step == "prepare":
-        out = prepare(args.dir.resolve(), download=functools.partial(download_wheels, python=args.python))
+        out = prepare(args.dir.resolve(), download=functools.partial(download_wheels, python=args.python,
+                                                                     qad=args.qad))
         rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
         print(f"{out}: {folder_mib(out):.1f} MiB\n"
               f"on the GPU machine, from the repository root (carry {rel}):\n"
