@@ -303,7 +303,8 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
             f"{spread(scores(rs, 'test'))} | {spread(scores(rs, 'test', 1))} | "
             f"{gain(method, base)} | {gain(method, 'ultralytics')} | {t:.1f}{ratio} |"
         )
-    if by_method and all("test_int8_map" in r for runs in by_method.values() for r in runs.values()):
+    every_run = [r for by_seed in by_method.values() for r in by_seed.values()]
+    if every_run and all("test_int8_map" in r for r in every_run):
         lines += ["", "INT8 (QAT/QAD: their own Q/DQ export; other arms: PTQ for TensorRT on train images; all scored as "
                   "simulated TensorRT INT8):", "",
                   "| method | tuning half INT8 | **test half INT8** | test INT8 - its FP32 [95% CI] "

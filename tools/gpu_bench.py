@@ -22,8 +22,8 @@ gives tuning and test mAP per method and each test gain with its bootstrap inter
 the runs that finished are summarized (jobs take their runs seed by seed, so a short lease still gives every
 method its first seed). ``--fail-fast`` stops everything at the first failed job.
 
-Nothing is downloaded in ``run``; a method whose package is missing there (``qad`` needs nvidia-modelopt) fails
-alone and is reported as such.
+Nothing is downloaded in ``run``. The ``qad`` and ``qat`` arms and ``run --int8`` need ``prepare --qad`` (ModelOpt,
+onnxslim); a package the runs need that does not import there stops ``run`` before any training, naming the fix.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def without_files(wheel: Path, prefix: str) -> None:
                 continue
             data = src.read(item)
             if item.filename.endswith(".dist-info/RECORD"):
-                data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(prefix.encode()))
+                lines = data.splitlines(keepends=True)
+                data = b"".join(line for line in lines if not line.startswith(prefix.encode()))
             dst.writestr(item, data)
     tmp.replace(wheel)
 
@@ -262,8 +263,8 @@ def main() -> None:
     p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, for compiled wheels")
-    p.add_argument("--qad", action="store_true", help="also carry what INT8 needs: onnxslim (run --int8) and ModelOpt with its "
-                   "dependencies (the qad and qat arms)")
+    p.add_argument("--qad", action="store_true", help="also carry what INT8 needs: onnxslim (run --int8) and "
+                   "ModelOpt with its dependencies (the qad and qat arms)")
     r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
     r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
