@@ -66,7 +66,8 @@ def train(
     int8: bool = typer.Option(
         False, "--int8", help="Quantization-aware distillation: fine-tune the student with INT8 fake quantization "
         "(NVIDIA ModelOpt) under the KD losses; `detdistill export` then writes a Q/DQ ONNX with the learned scales. "
-        "Without --teacher, a .pt student is its own FP32 teacher."),
+        "Without --teacher, a .pt student is its own FP32 teacher. Fine-tunes with optimizer=SGD lr0=1e-4 "
+        "warmup_epochs=0 unless you set them."),
     augment: str = typer.Option(
         None, help="Road-domain augmentation of the training images: 'road' (weather, low light, blur, sensor "
         "noise, JPEG; needs the robust extra) or 'road-heavy' (more images, up to severity 4). Validation images "

@@ -78,3 +78,12 @@ def test_the_job_pins_its_run_folder_in_the_train_arguments(tmp_path):
     job = TrainJob("s.yaml", "d.yaml", run_dir=tmp_path / "student-kd", train_args={"epochs": 3, "name": "x"})
     assert job.args() == {"epochs": 3, "name": "student-kd", "project": str(tmp_path), "exist_ok": True}
     assert TrainJob(train_args={"epochs": 3}).args() == {"epochs": 3}
+
+
+def test_an_int8_job_fine_tunes_at_a_small_learning_rate_unless_told_otherwise(tmp_path):
+    job = TrainJob("s.pt", "d.yaml", "t.pt", int8=True, train_args={"epochs": 3})
+    assert job.args() == {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0, "epochs": 3}
+    mine = TrainJob("s.pt", "d.yaml", "t.pt", int8=True, run_dir=tmp_path / "qad",
+                    train_args={"optimizer": "AdamW", "lr0": 0.002}).args()
+    assert (mine["optimizer"], mine["lr0"], mine["warmup_epochs"], mine["name"]) == ("AdamW", 0.002, 0, "qad")
+    assert TrainJob("s.pt", "d.yaml", "t.pt", train_args={"epochs": 3}).args() == {"epochs": 3}  # float training

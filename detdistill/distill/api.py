@@ -149,6 +149,13 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
     return Path(model.trainer.best)
 
 
+# INT8 fine-tuning from trained weights takes a small learning rate: NVIDIA's QAT guidance starts at about 1% of the
+# initial training rate (ultralytics' lr0 0.01 -> 1e-4). ultralytics' optimizer=auto picks AdamW at about 1e-3 for a
+# short run, which pulled a trained vehicles student 6 points below its start (docs/benchmarks.md). Set by the user,
+# each of these keys wins.
+INT8_FINE_TUNE = {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0}
+
+
 class TrainInputError(ValueError):
     """An input of a training job (teacher, student, data, recipe, class map, run folder) that cannot be used."""
 
@@ -180,10 +187,12 @@ class TrainJob:
     train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments
 
     def args(self) -> dict[str, Any]:
-        """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned."""
+        """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned; an ``int8`` job
+        fine-tunes with :data:`INT8_FINE_TUNE` where the user set none of its keys."""
+        args = {**INT8_FINE_TUNE, **self.train_args} if self.int8 else dict(self.train_args)
         if self.run_dir is None:
-            return dict(self.train_args)
-        return {**self.train_args, "project": str(self.run_dir.parent), "name": self.run_dir.name, "exist_ok": True}
+            return args
+        return {**args, "project": str(self.run_dir.parent), "name": self.run_dir.name, "exist_ok": True}
 
 
 def run_training(job: TrainJob) -> Path:

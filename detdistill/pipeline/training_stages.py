@@ -102,8 +102,8 @@ def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> 
     args = ctx.train_args(run_dir, {"imgsz": cfg.student.imgsz, "epochs": q.epochs})
     job = TrainJob(student=final.path, data=kd_data, teacher=teacher_pt, recipe=recipe, class_map=dist.class_map,
                    freeze_bn=freeze, int8=True, run_dir=run_dir, train_args=args)
-    key = {"student": final.path, "data": kd_data, "args": args, "teacher": teacher_pt, "recipe": recipe_key(recipe),
-           "class_map": dist.class_map, "freeze_bn": freeze, "int8": True}
+    key = {"student": final.path, "data": kd_data, "args": job.args(), "teacher": teacher_pt,
+           "recipe": recipe_key(recipe), "class_map": dist.class_map, "freeze_bn": freeze, "int8": True}
     best = _train(ctx, f"quantization-aware distillation ({recipe}, {q.epochs} epochs)", key, run_dir, job)
     return Artifact("student_kd", "pt", best, best, cfg.student.imgsz, precision="int8", method="qad")
 
