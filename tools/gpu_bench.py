@@ -226,10 +226,10 @@ def run(args: argparse.Namespace) -> int:
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
     modules = needed_modules(methods, args.int8)
     env = environment(bench_dir, None)
-    if import_error(env, modules):  # this machine lacks some: install the carried wheels
+    if import_error(env, modules):  # this machine lacks some: install the carried wheels, then they must import
         install_wheels(bench_dir, Path(args.site))
         env = environment(bench_dir, Path(args.site))
-    preflight(env, modules)
+        preflight(env, modules)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []

@@ -257,7 +257,8 @@ def _looks_like_path(text: str) -> bool:
 def _check_folders(weights_dir: str | Path | None) -> None:
     """Refuse a weights folder the user named (``--dir`` or ``DETDISTILL_WEIGHTS``) that is an existing file."""
     for given, how in ((weights_dir, "--dir"), (os.environ.get(ENV_DIR), ENV_DIR)):
-        if given and Path(given).expanduser().exists() and not Path(given).expanduser().is_dir():
+        folder = Path(given).expanduser() if given else None
+        if folder is not None and folder.exists() and not folder.is_dir():
             raise WeightsError(f"{how} {given} is a file, not a folder: give the folder that holds the checkpoint "
                                "(or where it is to be downloaded)")
 
