@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 
 from detdistill.cli_errors import ErrorBoundary, fail
+from detdistill.yaml_numbers import load_yaml
 
 app = typer.Typer(
     cls=ErrorBoundary,
@@ -34,7 +34,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             fail(f"unexpected argument {item!r}: extra ultralytics train arguments are written key=value, e.g. epochs=50")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value else None
+        out[key.strip()] = load_yaml(value) if value else None
     return out
 
 

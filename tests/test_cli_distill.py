@@ -88,12 +88,14 @@ def test_train_distills_with_unlabeled_images_through_the_shared_entry_point(tmp
     unlabeled = coco8_yaml.parent / "images" / "val"
     out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml",
                               "--data", str(coco8_yaml), "--unlabeled", str(unlabeled), "epochs=1", "imgsz=64",
-                              "batch=4", "workers=0", "plots=False", "val=False", f"project={tmp_path}", "name=kd"],
+                              "batch=4", "workers=0", "plots=False", "val=False", f"project={tmp_path}", "name=kd",
+                              "lr0=1e-4"],  # a number, as ultralytics' own command line reads it
                         terminal_width=200)
     assert out.exit_code == 0, out.output
     best = tmp_path / "kd" / "weights" / "best.pt"
     assert f"student checkpoint: {best}" in " ".join(out.output.split())
     merged = tmp_path / "kd-unlabeled" / "data-with-unlabeled.yaml"
-    assert yaml.safe_load((tmp_path / "kd" / "args.yaml").read_text())["data"] == str(merged)  # trained on it
+    args = yaml.safe_load((tmp_path / "kd" / "args.yaml").read_text())
+    assert args["data"] == str(merged) and args["lr0"] == 1e-4  # trained on it, at that rate
     assert len(list((tmp_path / "kd-unlabeled" / "pseudo").rglob("*.jpg"))) == len(list(unlabeled.glob("*.jpg")))
     assert type(YOLO(str(best)).model).__name__ == "DetectionModel"  # the student, without the teacher

@@ -70,7 +70,7 @@ def test_recipe_file_errors(tmp_path):
     good.write_text("losses:\n  - {type: pkd, weight: 2}\nschedule: {kind: linear, final: 0.5, stop_last: 1}\n")
     recipe = load_recipe(good)
     assert recipe.losses[0].weight == 2.0 and recipe.schedule == Schedule("linear", 0.5, 1)
-    tiny = tmp_path / "tiny.yaml"  # YAML reads 1e-3 (no dot) as text: taken as the number it spells
+    tiny = tmp_path / "tiny.yaml"  # exponent floats without a dot are numbers, as in YAML 1.2
     tiny.write_text("losses:\n  - {type: logit, temperature: 1e-3, weight: 2e0}\n")
     assert load_recipe(tiny).losses[0].params["temperature"] == 0.001 and load_recipe(tiny).losses[0].weight == 2.0
     assert dataclasses.replace(parse_recipe(recipe.to_dict()), source=recipe.source) == recipe  # round-trips

@@ -100,6 +100,11 @@ def test_recipe_files_load_and_bad_yaml_is_named(tmp_path):
         load_pipeline(bad)
     with pytest.raises(PipelineError, match="does not exist"):
         load_pipeline(tmp_path / "missing.yaml")
+    exponents = tmp_path / "exponents.yaml"  # YAML 1.1 reads 1e-4 (no dot) as text; users mean the number
+    exponents.write_text("data: {yaml: d.yaml}\nteacher: {weights: yolov8s}\nstudent: {model: yolov8n.yaml}\n"
+                         "train: {lr0: 1e-4}\nexport: {int8: {max_drop: 5E-3}}\n")
+    cfg = load_pipeline(exponents)[0]
+    assert cfg.train == {"lr0": 1e-4} and cfg.export.int8.max_drop == 0.005
 
 
 def test_run_command_reports_a_bad_recipe_without_a_traceback(tmp_path):

@@ -41,7 +41,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -135,6 +134,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     from detdistill.export.evaluate import evaluate
     from detdistill.quickstart import quickstart_recipe
     from detdistill.distill.student_trainer import StudentTrainer
+    from detdistill.yaml_numbers import load_yaml
 
     family, _, size = args.student.rpartition("-")   # quarter, half, or e.g. yolo11-half (another family)
     widths = {"quarter": 0.0625, "half": 0.125}
@@ -154,7 +154,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         student = pruned_student(teacher, float(args.student[6:] or 0.5), train_args["imgsz"], data, args.out)
     for kv in args.train_arg or []:
         key, value = kv.split("=", 1)
-        train_args[key] = yaml.safe_load(value)
+        train_args[key] = load_yaml(value)
     train_data, halves = sealed_data(args.track, data, args.out)
     train_args["data"] = train_data
     model = YOLO(student)

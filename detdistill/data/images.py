@@ -21,8 +21,8 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_SUFFIXES)
 
 
-def image_problem(path: str | Path) -> str | None:
-    """Why ``path`` is not a usable image (missing, unreadable, truncated), or ``None``.
+def decode_checked(path: str | Path) -> tuple[np.ndarray | None, str | None]:
+    """``path`` decoded as uint8 BGR, or ``None`` and why it is not a usable image (missing, unreadable, truncated).
 
     OpenCV decodes a truncated JPEG or PNG without an error (the missing part comes out grey), so the
     end-of-image marker is checked first.
@@ -34,32 +34,50 @@ def image_problem(path: str | Path) -> str | None:
             f.seek(max(path.stat().st_size - 256, 0))
             tail = f.read().rstrip(b"\x00\r\n ")
     except OSError as e:
-        return f"cannot be opened ({e.strerror or e})"
+        return None, f"cannot be opened ({e.strerror or e})"
     if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail[-64:]:
-        return "truncated JPEG (no end-of-image marker)"
+        return None, "truncated JPEG (no end-of-image marker)"
     if head.startswith(b"\x89PNG") and b"IEND" not in tail[-16:]:
-        return "truncated PNG (no IEND chunk)"
-    if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
-        return "not an image OpenCV can decode"
-    return None
+        return None, "truncated PNG (no IEND chunk)"
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return None, "not an image OpenCV can decode"
+    return img, None
+
+
+def image_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a usable image (:func:`decode_checked`), or ``None``."""
+    return decode_checked(path)[1]
 
 
 def usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[Path], str | None]:
     """The usable images of ``files`` (:func:`image_problem`) and a note on those left out (``None`` when none
     was); raises :class:`ImageError` naming the first problem when none is usable. ``what`` names them in messages."""
     problems = {Path(f): image_problem(f) for f in files}
-    usable = [f for f, why in problems.items() if why is None]
+    return [f for f, why in problems.items() if why is None], _left_out(problems, what)
+
+
+def read_usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[np.ndarray], str | None]:
+    """As :func:`usable_images`, but the usable images decoded (BGR), each file read once."""
+    decoded = {Path(f): decode_checked(f) for f in files}
+    note = _left_out({f: why for f, (_, why) in decoded.items()}, what)
+    return [img for img, why in decoded.values() if why is None], note
+
+
+def _left_out(problems: dict[Path, str | None], what: str) -> str | None:
+    """A note on the files of ``problems`` that have one (``None`` when none has); raises :class:`ImageError` when
+    there are no files or none is usable."""
     bad = [(f, why) for f, why in problems.items() if why is not None]
     if not problems:
         raise ImageError(f"no {what} given: pass a folder of images (JPEG, PNG, ...)")
-    if not usable:
+    if len(bad) == len(problems):
         f, why = bad[0]
         raise ImageError(f"none of the {len(problems)} {what} is usable ({f}: {why}); pass a folder of intact "
                          "images (JPEG, PNG, ...)")
     if not bad:
-        return usable, None
+        return None
     f, why = bad[0]
-    return usable, f"skipped {len(bad)} of {len(problems)} {what} that cannot be used (first: {f}: {why})"
+    return f"skipped {len(bad)} of {len(problems)} {what} that cannot be used (first: {f}: {why})"
 
 
 def read_bgr(path: str | Path) -> np.ndarray:

@@ -188,7 +188,7 @@ class TrainJob:
 
     def args(self) -> dict[str, Any]:
         """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned; an ``int8`` job
-        fine-tunes with :data:`INT8_FINE_TUNE` where the user set none of its keys."""
+        fine-tunes with :data:`INT8_FINE_TUNE` for each of its keys the user did not set."""
         args = {**INT8_FINE_TUNE, **self.train_args} if self.int8 else dict(self.train_args)
         if self.run_dir is None:
             return args

@@ -26,6 +26,7 @@ import yaml
 
 from .losses import loss_types
 from .registry import RecipeError
+from ..yaml_numbers import load_yaml
 from .schedule import KINDS, Schedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -71,13 +72,7 @@ class Recipe:
 
 
 def _number(value: Any, where: str, *, positive: bool = False, minimum: float | None = None) -> float:
-    """``value`` as a finite float, or a :class:`RecipeError` naming ``where``. YAML reads ``1e-3`` (no dot) as
-    text; such text is taken as the number it spells."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    """``value`` as a finite float, or a :class:`RecipeError` naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecipeError(f"{where}: expected a number, got {value!r}")
     if not math.isfinite(value):
@@ -196,7 +191,7 @@ def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:
             f"recipe {recipe!r} not found: give a YAML file path or a built-in name ({', '.join(builtin_recipes())})"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not a text file (not UTF-8): give a recipe YAML") from None
     except yaml.YAMLError as e:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..runtime import Detector
 from ..data.image_lists import list_images
-from ..data.images import read_bgr, usable_images
+from ..data.images import read_usable_images
 
 MIN_RUNS = 50  # timed runs below which medians and p90 are not stable
 
@@ -53,8 +53,7 @@ def bench(
     if images is None:
         frames = [np.full((*size, 3), 114, np.uint8)]
     else:
-        usable, _ = usable_images(list_images(images, limit=16), "frames")  # unreadable frames are left out
-        frames = [read_bgr(p) for p in usable]
+        frames, _ = read_usable_images(list_images(images, limit=16), "frames")  # unreadable frames are left out
         if det.frame:  # as the camera delivers them: at the model's frame size, no host letterbox timed
             frames = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
     for i in range(warmup):

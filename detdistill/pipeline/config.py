@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import yaml
 
 from ..data.corruptions import CorruptionError, albumentations, parse_spec
+from ..yaml_numbers import load_yaml
 from .schema import PipelineError, build, free_form, null_means_off, paths_where, schema_of, section
 
 __all__ = ["PipelineConfig", "PipelineError", "SCHEMA", "FREE_FORM", "ONE_OF", "OPTIONAL", "load_pipeline",
@@ -384,7 +385,7 @@ def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
         raise PipelineError(f"{path} is not a text file (not UTF-8): pass a pipeline recipe YAML, e.g. "
                             "detdistill/pipeline/recipes/quickstart.yaml") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as e:
         raise PipelineError(f"{path} is not valid YAML: {e}") from e
     return validate(raw or {}), text

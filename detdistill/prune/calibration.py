@@ -18,16 +18,16 @@ def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch:
     import torch  # lazy: torch, cv2 (the CLI loads prune's verbs without them)
 
     from ..data.image_lists import list_images
-    from ..data.images import read_bgr, usable_images
+    from ..data.images import read_usable_images
     from ..runtime.letterbox import preprocess
 
     try:
-        files, skipped = usable_images(list_images(source, limit=limit), "calibration images")
+        images, skipped = read_usable_images(list_images(source, limit=limit), "calibration images")
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise PruneError(f"calibration images: {e}") from e
     if skipped:
         log(f"warning: {skipped}")
-    xs = [preprocess(read_bgr(f), imgsz)[0] for f in files]
+    xs = [preprocess(img, imgsz)[0] for img in images]
     return [torch.from_numpy(np.concatenate(xs[i:i + batch])) for i in range(0, len(xs), batch)]
 
 

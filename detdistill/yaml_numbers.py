@@ -1,0 +1,26 @@
+"""YAML read as users write it: ``lr0: 1e-4`` is a number.
+
+PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-4``), so ``1e-4`` would load as the string
+``'1e-4'`` and ultralytics would refuse it as a learning rate. YAML 1.2 and ultralytics' own command line
+read it as a number; so do detdistill's recipes, pipeline files and ``key=value`` train arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+
+class NumberLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponent floats without a dot (``1e-4``, ``5E3``, ``-2e+2``)."""
+
+
+NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` parsed as YAML (safe: plain data only), exponent floats as numbers."""
+    return yaml.load(text, Loader=NumberLoader)  # noqa: S506 (a SafeLoader subclass)
