@@ -49,7 +49,8 @@ def train(
         "`detdistill weights list`)."),
     student: str = typer.Option(None, help="Student: a model YAML to train from scratch (yolov8n.yaml) or a .pt to fine-tune."),
     data: str = typer.Option(None, help="Dataset YAML (ultralytics format)."),
-    recipe: str = typer.Option("default", help="Built-in recipe name (see `detdistill recipes`) or a recipe YAML path."),
+    recipe: str = typer.Option(None, help="Built-in recipe name (see `detdistill recipes`) or a recipe YAML path. "
+                               "Default: default; logit-box where --int8 makes the student its own teacher."),
     class_map: str = typer.Option(
         None,
         help="How student classes relate to the teacher's, e.g. 'Bus=bus;Ambulance=car,truck'. Default: the data "
@@ -66,8 +67,8 @@ def train(
     int8: bool = typer.Option(
         False, "--int8", help="Quantization-aware distillation: fine-tune the student with INT8 fake quantization "
         "(NVIDIA ModelOpt) under the KD losses; `detdistill export` then writes a Q/DQ ONNX with the learned scales. "
-        "Without --teacher, a .pt student is its own FP32 teacher. Fine-tunes with optimizer=SGD lr0=1e-4 "
-        "warmup_epochs=0 unless you set them."),
+        "Without --teacher, a .pt student is its own FP32 teacher (recipe logit-box). Fine-tunes with "
+        "optimizer=SGD lr0=1e-4 warmup_epochs=0 unless you set them."),
     augment: str = typer.Option(
         None, help="Road-domain augmentation of the training images: 'road' (weather, low light, blur, sensor "
         "noise, JPEG; needs the robust extra) or 'road-heavy' (more images, up to severity 4). Validation images "
@@ -86,11 +87,11 @@ def train(
     overrides = parse_overrides(ctx.args)
     check_train_args(overrides)
     if int8 and resume is None:
-        from detdistill.distill.qad import require_modelopt
+        from detdistill.distill.qad import SELF_RECIPE, require_modelopt
 
         require_modelopt()
         if teacher is None and student and student.endswith(".pt"):
-            teacher = Path(student)  # QAD from the student's own FP32 weights
+            teacher, recipe = Path(student), recipe or SELF_RECIPE  # QAD from the student's own FP32 weights
     if resume is None:
         missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
         if missing:

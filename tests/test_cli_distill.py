@@ -99,3 +99,20 @@ def test_train_distills_with_unlabeled_images_through_the_shared_entry_point(tmp
     assert args["data"] == str(merged) and args["lr0"] == 1e-4  # trained on it, at that rate
     assert len(list((tmp_path / "kd-unlabeled" / "pseudo").rglob("*.jpg"))) == len(list(unlabeled.glob("*.jpg")))
     assert type(YOLO(str(best)).model).__name__ == "DetectionModel"  # the student, without the teacher
+
+
+def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkeypatch, tmp_path, coco8_yaml, teacher_pt):
+    """`train --int8` with no --teacher: the .pt student is its own FP32 teacher, under the logit-box recipe unless
+    --recipe names another; the job is what the CLI hands to the shared entry point."""
+    pytest.importorskip("modelopt.torch.quantization", reason="--int8 needs NVIDIA ModelOpt")
+    from detdistill.distill import api
+
+    jobs = []
+    monkeypatch.setattr(api, "run_training", lambda job: jobs.append(job) or tmp_path / "best.pt")
+    for extra, recipe in (([], "logit-box"), (["--recipe", "cwd"], "cwd")):
+        out = runner.invoke(app, ["train", "--int8", "--student", str(teacher_pt), "--data", str(coco8_yaml),
+                                  *extra, "epochs=1"], terminal_width=200)
+        assert out.exit_code == 0, out.output
+        assert (jobs[-1].teacher, jobs[-1].recipe, jobs[-1].int8) == (teacher_pt, recipe, True)
+    out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
+    assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed

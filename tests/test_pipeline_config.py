@@ -44,7 +44,8 @@ def test_a_null_recipe_trains_no_distilled_student_and_needs_the_baseline():
 def test_quantization_aware_distillation_is_off_unless_asked_for():
     assert validate(BASE).qad is None
     assert dataclasses.asdict(validate({**BASE, "export": {"int8": {"qad": {}}}}).qad) == {"epochs": 10,
-                                                                                          "recipe": None}
+                                                                                          "recipe": None,
+                                                                                          "teacher": "self"}
     assert validate({**BASE, "export": {"int8": {"qad": {"epochs": 3}}}}).export.int8.qad.epochs == 3
     assert validate({**BASE, "export": {"int8": None}}).qad is None
 
@@ -63,6 +64,7 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"export": {"engines": ["int4"]}}, "export.engines: each of fp32, fp16, int8"),
     ({"export": {"int8": {"qad": {"epochs": 0}}}}, "export.int8.qad.epochs: must be an integer in [1"),
     ({"export": {"int8": {"qad": {"epoch": 2}}}}, "export.int8.qad.epoch: unknown field"),
+    ({"export": {"int8": {"qad": {"teacher": "yolov8s"}}}}, "export.int8.qad.teacher: self (the student's own FP32"),
     ({"measure": {"bench_runs": 10}}, "measure.bench_runs: must be an integer in [50"),
     ({"train": ["epochs", 3]}, "train: expected a mapping"),
     ({"colour": "red"}, "colour: unknown field; the recipe accepts name,"),

@@ -122,7 +122,7 @@ def test_pipeline_with_quantization_aware_distillation_reports_its_int8_artifact
     recipe["export"]["engines"] = []
     lines: list[str] = []
     report = run_pipeline(recipe, tmp_path / "run", log=lines.append)
-    assert any("] quantization-aware distillation (default, 1 epochs)" in line for line in lines)
+    assert any("] quantization-aware distillation (logit-box, its own FP32 weights, 1 epochs)" in line for line in lines)
     manifest = json.loads((tmp_path / "run" / "stages.json").read_text())
     measured = {k[len("measure "):]: v["result"] for k, v in manifest.items() if k.startswith("measure ")}
     qad = measured["student, QAD (INT8 Q/DQ ONNX)"]

@@ -175,9 +175,15 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         metrics = model.train(trainer=plain, distill_model=teacher, **train_args)
     elif method == "qat":  # ultralytics' quantization-aware training (ModelOpt INT8), no teacher
         metrics = model.train(trainer=plain, quantize=8, **train_args)
-    else:  # a detdistill recipe; qad or qad:<recipe> trains it with INT8 fake quantization
-        int8 = method.split(":")[0] == "qad"
-        recipe, _ = check_inputs(student, teacher, data, method.split(":", 1)[1] if int8 else method)
+    else:  # a detdistill recipe; qad[:<recipe>] trains it with INT8 fake quantization, qad-self[:<recipe>] too,
+        # with the student's own FP32 checkpoint as the teacher
+        kind, _, recipe_name = method.partition(":")
+        int8 = kind in ("qad", "qad-self")
+        if kind == "qad-self":
+            if not student.endswith(".pt"):
+                raise SystemExit(f"qad-self needs a trained student (.pt) to distill from, not {student}")
+            teacher = student
+        recipe, _ = check_inputs(student, teacher, data, recipe_name if int8 else method)
         trainer = DistillationTrainer.configure(teacher, recipe, freeze_bn=args.freeze_bn, int8=int8, augment=augment,
                                                 teacher_clean=teacher_clean)
         metrics = model.train(trainer=trainer, **train_args)
@@ -322,12 +328,12 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
 
 def named_recipe(method: str) -> str:
     """A method with ``default`` replaced by the recipe it stands for (``default+road`` -> ``at+road``, ``qad`` ->
-    ``qad:at``), so that every stored run names the losses it trained with."""
+    ``qad:at``, ``qad-self`` -> ``qad-self:at``), so that every stored run names the losses it trained with."""
     from detdistill.distill.recipe import DEFAULT_RECIPE
 
     name, plus, suffix = method.partition("+")
-    if name in ("qad", "qad:default"):
-        name = f"qad:{DEFAULT_RECIPE}"
+    if name in ("qad", "qad:default", "qad-self", "qad-self:default"):
+        name = f"{name.split(':')[0]}:{DEFAULT_RECIPE}"
     elif name == "default":
         name = DEFAULT_RECIPE
     return name + plus + suffix
@@ -344,9 +350,10 @@ def main() -> None:
                     help="the KD teacher (default: the COCO fixture; on shapes, the track's own teacher)")
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes (default: the recipe it stands for), qat "
-                    "(ultralytics' INT8 QAT) or qad[:recipe] (detdistill's quantization-aware distillation, default "
-                    "recipe); a suffix +PRESET trains with that augmentation preset (+road, +road-heavy), +PRESET-clean "
-                    "also shows the KD teacher the clean images")
+                    "(ultralytics' INT8 QAT), qad[:recipe] (detdistill's quantization-aware distillation, default "
+                    "recipe) or qad-self[:recipe] (QAD with a .pt student's own FP32 weights as the teacher); a suffix "
+                    "+PRESET trains with that augmentation preset (+road, +road-heavy), +PRESET-clean also shows the "
+                    "KD teacher the clean images")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)

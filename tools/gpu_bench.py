@@ -55,7 +55,7 @@ QAD_BINARY_WHEELS = ("pydantic-core==2.46.4",)
 UNUSED_FILES = {"pulp": "pulp/solverdir/"}  # PuLP's bundled CBC solvers (15 MiB): ModelOpt imports PuLP, QAD runs no LP
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # this machine's
 NEEDED = ("ultralytics", "faster_coco_eval", "detdistill")  # imported by every run
-INT8_ARMS = ("qad", "qat")  # methods that need ModelOpt
+INT8_ARMS = ("qad", "qad-self", "qat")  # methods that need ModelOpt
 LIMIT_MIB = 64  # the most the carried folder and the repository may hold together on their way to the GPU machine
 POLARS_STANDIN = '''"""Stand-in for polars on a machine without it: ultralytics reads results.csv back with it only."""
 

@@ -14,7 +14,8 @@ Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
     train: {epochs: 60, batch: 16}    # ultralytics train arguments, the same for both students
     distill: {recipe: default, baseline: true}
     export: {int8: {target: tensorrt, calib_images: 500}, engines: [fp16, int8]}
-                                      # int8.qad: {epochs: 10} adds quantization-aware distillation
+                                      # int8.qad: {epochs: 10} adds quantization-aware distillation (from
+                                      # the student's own FP32 weights; teacher: teacher for the teacher)
 
 Errors name the field, e.g. ``student.prune.target: must be below 1``. Values keep the types the YAML gave
 them (paths stay strings): the stage keys of existing work folders are computed from them.
@@ -140,6 +141,7 @@ class QadSpec:
 
     epochs: int = 10
     recipe: str | None = None
+    teacher: str = "self"  # self: the final student's own FP32 weights; teacher: the pipeline's teacher
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,9 @@ def _check_export(e: ExportSection) -> None:
         if i.qad is not None:
             _number(i.qad.epochs, "export.int8.qad.epochs", 1, 100000, integer=True)
             _text(i.qad.recipe, "export.int8.qad.recipe", "a recipe name or YAML path")
+            if i.qad.teacher not in ("self", "teacher"):
+                raise PipelineError(f"export.int8.qad.teacher: self (the student's own FP32 weights) or teacher, got "
+                                    f"{i.qad.teacher!r}")
     if not isinstance(e.engines, list):
         raise PipelineError(f"export.engines: a list such as [fp16, int8] (or []), got {e.engines!r}")
     bad = [p for p in e.engines if p not in PRECISIONS]

@@ -92,19 +92,25 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
 
 
 def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> Artifact:
-    """The final student fine-tuned with INT8 fake quantization under the KD losses (``export.int8.qad``)."""
+    """The final student fine-tuned with INT8 fake quantization under the KD losses (``export.int8.qad``), taught
+    by its own FP32 weights (``teacher: self``) or by the pipeline's teacher."""
     from ..distill.api import TrainJob  # lazy: torch, ultralytics (only this stage needs them)
+    from ..distill.qad import SELF_RECIPE
 
     cfg = ctx.cfg
     q, dist, freeze = cfg.qad, cfg.distill, cfg.student.freeze_bn
-    recipe = q.recipe or dist.recipe or "default"
+    own = q.teacher == "self"
+    teacher = final.path if own else teacher_pt
+    recipe = q.recipe or (SELF_RECIPE if own else dist.recipe or "default")
+    class_map = None if own else dist.class_map  # its own weights predict the student's classes
     run_dir = ctx.work / RUN_DIRS["qad"]
     args = ctx.train_args(run_dir, {"imgsz": cfg.student.imgsz, "epochs": q.epochs})
-    job = TrainJob(student=final.path, data=kd_data, teacher=teacher_pt, recipe=recipe, class_map=dist.class_map,
+    job = TrainJob(student=final.path, data=kd_data, teacher=teacher, recipe=recipe, class_map=class_map,
                    freeze_bn=freeze, int8=True, run_dir=run_dir, train_args=args)
-    key = {"student": final.path, "data": kd_data, "args": job.args(), "teacher": teacher_pt,
-           "recipe": recipe_key(recipe), "class_map": dist.class_map, "freeze_bn": freeze, "int8": True}
-    best = _train(ctx, f"quantization-aware distillation ({recipe}, {q.epochs} epochs)", key, run_dir, job)
+    key = {"student": final.path, "data": kd_data, "args": job.args(), "teacher": teacher,
+           "recipe": recipe_key(recipe), "class_map": class_map, "freeze_bn": freeze, "int8": True}
+    taught = "its own FP32 weights" if own else "the teacher"
+    best = _train(ctx, f"quantization-aware distillation ({recipe}, {taught}, {q.epochs} epochs)", key, run_dir, job)
     return Artifact("student_kd", "pt", best, best, cfg.student.imgsz, precision="int8", method="qad")
 
 
