@@ -55,3 +55,17 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Atomic ``Path(path).write_text(text)``."""
     return save(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def check_writable(path: str | Path, option: str = "-o") -> None:
+    """Raise ``PermissionError`` naming ``path`` and ``option`` when a file cannot be written there (a read-only
+    or system folder); checked before long work, so that its result is not lost at the end. Creates the folder."""
+    path = Path(path)
+    probe = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+    except OSError as e:
+        raise PermissionError(f"cannot write {path} ({e.strerror or e}): pass {option} a path in a folder you can "
+                              "write to") from None
+    probe.unlink()

@@ -121,7 +121,10 @@ def val(
              f"exported model with `detdistill eval {model} --data {data}`")
     from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
+    from detdistill.distill.api import check_dataset
+
     try:
+        check_dataset(data)  # as `train` checks it: a bad data YAML is named before the model loads
         metrics = YOLO(str(model)).val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
     except (TypeError, ValueError) as e:  # ultralytics' checks of the data YAML and the device
         fail(str(e))

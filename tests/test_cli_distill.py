@@ -116,3 +116,34 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
         assert (jobs[-1].teacher, jobs[-1].recipe, jobs[-1].int8) == (teacher_pt, recipe, True)
     out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed
+
+
+def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, coco8_yaml, teacher_pt):
+    """An optimizer typo, a fractional or negative imgsz and a dataset YAML given as the student: one error line
+    each, before any training (ultralytics failed on them after loading the data, or trained at imgsz 32)."""
+    from detdistill.distill.trainer import TrainArgumentError, check_train_args
+
+    base = ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(coco8_yaml),
+            f"project={tmp_path}", "name=run"]
+    for arg, words in (("optimizer=Adamm", "optimizer=Adamm is not an ultralytics optimizer (did you mean 'Adam'"),
+                       ("imgsz=1e3", "imgsz=1000.0: give the training image size as a whole number"),
+                       ("imgsz=-1", "imgsz=-1: give the training image size")):
+        out = runner.invoke(app, [*base, arg], terminal_width=200)
+        assert out.exit_code == 2 and words in " ".join(out.output.split()), out.output
+        assert "Traceback" not in out.output and not (tmp_path / "run").exists()
+    check_train_args({"optimizer": "adamw", "imgsz": 640})  # ultralytics matches optimizer names ignoring case
+    with pytest.raises(TrainArgumentError, match="imgsz=True"):
+        check_train_args({"imgsz": True})
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", str(coco8_yaml), "--data",
+                              str(coco8_yaml)], terminal_width=200)
+    assert out.exit_code == 2 and "is not a model YAML (it has no backbone: and head: sections)" in out.output
+
+
+def test_val_names_a_data_yaml_ultralytics_cannot_read(tmp_path, teacher_pt):
+    no_splits = tmp_path / "no-splits.yaml"
+    no_splits.write_text("names: [car]\n")
+    (tmp_path / "a-folder").mkdir()
+    for data, words in ((no_splits, "'train:' key missing"), (tmp_path / "a-folder", "No YAML file found")):
+        out = runner.invoke(app, ["val", str(teacher_pt), "--data", str(data)], terminal_width=200)
+        assert out.exit_code == 2 and f"dataset '{data}' could not be read" in out.output and words in out.output
+        assert "Traceback" not in out.output

@@ -107,3 +107,12 @@ def test_int8_from_scratch_is_refused_before_training(teacher_pt, coco8_yaml, tm
     with pytest.raises(TrainInputError, match=r"fine-tunes a trained student.*yolov8n.yaml.*best.pt"):
         run_training(job)
     assert not (tmp_path / "qad").exists()  # nothing started
+
+
+def test_pruning_an_int8_fine_tuned_checkpoint_is_refused(qad_run, tmp_path):
+    from detdistill.prune import prune_checkpoint
+    from detdistill.prune.models import PruneError
+
+    with pytest.raises(PruneError, match="INT8 fine-tuned checkpoint .*prune the float model"):
+        prune_checkpoint(qad_run[2], tmp_path / "pruned.pt", target=0.5)
+    assert not (tmp_path / "pruned.pt").exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
+
 import pytest
 
 from detdistill.export.evaluate import evaluate
@@ -214,3 +216,18 @@ def test_bad_requests_are_explained(tmp_path_factory, teacher_pt, coco_mini_yaml
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), float_layers=["model.99"])
     with pytest.raises(FileNotFoundError, match="no images"):
         quantize_onnx(fp32, tmp_path)
+    moved = tmp_path / "moved.yaml"  # a data YAML whose val folder is gone: named before any calibration
+    moved.write_text(f"path: {tmp_path / 'gone'}\ntrain: images/train\nval: images/val\nnames: [person]\n")
+    with pytest.raises(FileNotFoundError, match="split 'val' path .*gone.* does not exist"):
+        quantize_onnx(fp32, _calib(coco_mini_yaml, 2), tmp_path / "q.onnx", max_drop=0.01, val_data=moved)
+    with pytest.raises(PermissionError, match="cannot write /sys/q.onnx .*pass -o a path in a folder you can write"):
+        quantize_onnx(fp32, _calib(coco_mini_yaml, 2), "/sys/q.onnx")
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("calib-*"))  # nothing calibrated
+
+
+def test_onnx_runtimes_preprocessing_advice_is_not_printed(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path,
+                                                           caplog):
+    fp32 = export_teacher(tmp_path_factory, teacher_pt)
+    with caplog.at_level(logging.WARNING):
+        quantize_onnx(fp32, _calib(coco_mini_yaml, 2), tmp_path / "q.onnx")
+    assert (tmp_path / "q.onnx").is_file() and not any("pre-processing" in r.getMessage() for r in caplog.records)

@@ -189,6 +189,8 @@ def test_unusable_outputs_and_calibration_images_are_refused_before_pruning(app,
     assert "step" not in out.output and not (tmp_path / "p.pt").exists()  # refused before the first pruning step
     out = _run(app, "prune", teacher_pt, "-o", tmp_path)
     assert out.exit_code == 2 and "is a folder; pass a file path such as" in out.output and "step" not in out.output
+    out = _run(app, "prune", teacher_pt, "-o", "/sys/pruned.pt")  # a system folder no user can write to
+    assert out.exit_code == 2 and "cannot write /sys/pruned.pt" in out.output and "step" not in out.output
 
 
 def test_cli_rejects_non_detection_model(app, tmp_path):

@@ -27,7 +27,8 @@ from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 
 
-def _dataset(data: str | Path) -> dict:
+def check_dataset(data: str | Path) -> dict:
+    """``data`` as ultralytics reads it for training and validation; a ``ValueError`` naming it when it cannot."""
     try:
         return check_det_dataset(str(data))
     except Exception as e:
@@ -46,6 +47,9 @@ def _student_model(student: str | Path, nc: int):
             cfg = yaml_model_load(s)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"student model config {s!r} not found (e.g. yolov8n.yaml, yolo11n.yaml)") from e
+        if not {"backbone", "head"} <= set(cfg):
+            raise ValueError(f"student {s!r} is not a model YAML (it has no backbone: and head: sections): give a "
+                             "model YAML such as yolov8n.yaml or a trained .pt; a dataset YAML goes to --data")
         if guess_model_task(cfg) != "detect":
             raise ValueError(f"student {s!r} is a {guess_model_task(cfg)} model: detdistill trains detection students")
         model = DetectionModel(cfg, nc=nc, verbose=False)
@@ -67,7 +71,7 @@ def check_inputs(
     """
     recipe = load_recipe(recipe)
     teacher_model = load_teacher(teacher)
-    dataset = _dataset(data)
+    dataset = check_dataset(data)
     channels = int(dataset.get("channels", 3))
     if channels != teacher_model.yaml.get("channels", 3):
         raise ValueError(f"the dataset has {channels}-channel images but the teacher takes "

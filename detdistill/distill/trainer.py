@@ -64,11 +64,33 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
         check_cfg({k: v for k, v in args.items() if k in DEFAULT_CFG_DICT})  # ultralytics' own type and range checks
     except (TypeError, ValueError) as e:
         raise TrainArgumentError(f"invalid training argument{where}: {e}") from None
+    _check_unchecked(args, where)
     if args.get("device") not in (None, ""):
         try:
             select_device(str(args["device"]), verbose=False)  # ultralytics' check: the GPU must exist here
         except ValueError as e:
             raise TrainArgumentError(f"device={args['device']}{where}: {str(e).splitlines()[0]}") from None
+
+
+# values ultralytics' check_cfg lets through and its trainer refuses (or bends) later: the optimizers its
+# build_optimizer knows (matched ignoring case), and imgsz, which it takes as a whole number of pixels
+OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "auto")
+
+
+def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`TrainArgumentError` for an ``optimizer`` ultralytics does not know or an ``imgsz`` that is
+    not a positive whole number (ultralytics fails on the first after the data is loaded, on ``imgsz=1e3`` at the
+    model, and trains ``imgsz=-1`` at 32 with a warning)."""
+    name = args.get("optimizer")
+    if name is not None and str(name).lower() not in {o.lower() for o in OPTIMIZERS}:
+        close = _closest(str(name), set(OPTIMIZERS))
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise TrainArgumentError(f"optimizer={name}{where} is not an ultralytics optimizer ({hint}one of "
+                                 f"{', '.join(OPTIMIZERS)})")
+    size = args.get("imgsz")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise TrainArgumentError(f"imgsz={size}{where}: give the training image size as a whole number of pixels, "
+                                 "e.g. imgsz=640")
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:

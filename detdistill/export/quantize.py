@@ -23,6 +23,7 @@ most sensitive ones are kept in float until the mAP50-95 drop on validation data
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .. import atomic
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
@@ -164,10 +166,21 @@ def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, ta
         act, ops = q.QuantType.QUInt8, None
         if scheme == "u8u8":
             weight, extra["WeightSymmetric"] = q.QuantType.QUInt8, False
-    q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
-                      per_channel=per_channel, reduce_range=scheme == "u8s7", activation_type=act, weight_type=weight,
-                      nodes_to_exclude=list(exclude), calibrate_method=cm, extra_options=extra,
-                      calibration_cache_path=str(cache))
+    root = logging.getLogger()
+    root.addFilter(_no_preprocess_advice)
+    try:
+        q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
+                          per_channel=per_channel, reduce_range=scheme == "u8s7", activation_type=act,
+                          weight_type=weight, nodes_to_exclude=list(exclude), calibrate_method=cm, extra_options=extra,
+                          calibration_cache_path=str(cache))
+    finally:
+        root.removeFilter(_no_preprocess_advice)
+
+
+def _no_preprocess_advice(record: logging.LogRecord) -> bool:
+    """Drop ONNX Runtime's advice to run its pre-processing first, printed on every call: detdistill's export is
+    already shape-inferred and simplified, and calibration letterboxes the images itself."""
+    return "pre-processing before quantization" not in str(record.msg)
 
 
 def _stamp(out: Path, src_meta: dict[str, str], quant: dict) -> None:
@@ -244,10 +257,14 @@ def quantize_onnx(
         raise ValueError(f"cpu scheme must be one of {CPU_SCHEMES}, got {scheme!r}")
     if max_drop is not None and val_data is None:
         raise ValueError("max_drop needs val_data: a data YAML whose val split measures the accuracy drop")
-    if max_drop is not None and val_split not in (splits := load_dataset(val_data).splits):
-        raise ValueError(f"{val_data} has no '{val_split}' split to measure max_drop on (it has "
-                         f"{', '.join(splits) or 'none'}); choose one of those, or another data YAML")
+    if max_drop is not None:
+        dataset = load_dataset(val_data)
+        if val_split not in dataset.splits:
+            raise ValueError(f"{val_data} has no '{val_split}' split to measure max_drop on (it has "
+                             f"{', '.join(dataset.splits) or 'none'}); choose one of those, or another data YAML")
+        dataset.images(val_split)  # a missing split folder fails here, before calibration
     out = checked_output(src, output or src.with_name(f"{src.stem}.int8-{target}.onnx"), ".onnx")
+    atomic.check_writable(out)
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
     if info.frame is not None:

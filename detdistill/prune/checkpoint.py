@@ -45,7 +45,8 @@ def prune_checkpoint(weights: str | Path, out: str | Path | None = None, config:
     try:  # never over the input, a folder, or another kind of file
         out = checked_output(weights, Path(out) if out else weights.with_name(f"{weights.stem}-pruned{c.target:g}.pt"),
                              ".pt")
-    except ValueError as e:
+        atomic.check_writable(out)
+    except (ValueError, PermissionError) as e:
         raise PruneError(str(e)) from None
     # the calibration images are read before pruning, so that an unusable set fails before the work
     batches = calibration_batches(c.calib, min(c.imgsz, 640), limit=c.calib_images, log=log or print) \

@@ -14,9 +14,13 @@ class PruneError(ValueError):
 def load_detection_model(weights: str | Path):
     """Load an ultralytics detection checkpoint as ``(model, ckpt)``; raise :class:`PruneError` if it is not one."""
     try:
-        return load_detection_checkpoint(weights, role="weights")
+        model, ckpt = load_detection_checkpoint(weights, role="weights")
     except CheckpointError as e:
         raise PruneError(str(e)) from e
+    if ckpt.get("modelopt"):  # ultralytics' key for the INT8 fake-quantization state (QAT, detdistill's QAD)
+        raise PruneError(f"{weights} is an INT8 fine-tuned checkpoint (fake quantization): prune the float model it "
+                         "was fine-tuned from, then fine-tune the pruned student (and train it in INT8 again)")
+    return model, ckpt
 
 
 def output_tensors(out) -> list:
