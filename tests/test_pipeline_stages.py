@@ -28,12 +28,14 @@ def test_stage_is_skipped_while_up_to_date_and_reruns_on_change(tmp_path):
     assert _stage(cache, src, out, calls) == {"chars": 3} and len(calls) == 1
     assert cache.rows[0][:2] == ("upper", "cached")
 
-    src.write_text("abcd")  # changed input
+    src.write_text("abcd")  # changed input: run again, and the log says the earlier result is replaced
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 1_000_000))
-    assert _stage(StageCache(tmp_path), src, out, calls) == {"chars": 4} and len(calls) == 2
-    out.unlink()  # lost output
-    _stage(StageCache(tmp_path), src, out, calls)
-    assert len(calls) == 3 and out.read_text() == "ABCD"
+    lines: list[str] = []
+    assert _stage(StageCache(tmp_path, log=lines.append), src, out, calls) == {"chars": 4} and len(calls) == 2
+    assert lines == ["upper (its inputs changed since the last run: done again, its earlier result replaced)"]
+    out.unlink()  # lost output: run again, nothing to say about inputs
+    _stage(StageCache(tmp_path, log=lines.append), src, out, calls)
+    assert len(calls) == 3 and out.read_text() == "ABCD" and lines[-1] == "upper"
 
 
 def test_an_interrupted_stage_runs_again(tmp_path):

@@ -228,6 +228,19 @@ def _number(value: Any, path: str, lo: float, hi: float, *, integer: bool = Fals
                             f"got {value!r}")
 
 
+def _kd_recipe(value: str | None, path: str) -> None:
+    """A KD recipe that does not load (a typo in its name, a bad file) is named now, not after the teacher trains."""
+    if value is None:
+        return
+    from ..distill.recipe import load_recipe  # lazy: torch (a recipe is checked before anything loads)
+    from ..distill.registry import RecipeError
+
+    try:
+        load_recipe(value)
+    except RecipeError as e:
+        raise PipelineError(f"{path}: {e}") from None
+
+
 def _text(value: Any, path: str, what: str, optional: bool = True) -> None:
     if (value is None and optional) or isinstance(value, str):
         return
@@ -297,6 +310,7 @@ def _check_export(e: ExportSection) -> None:
         if i.qad is not None:
             _number(i.qad.epochs, "export.int8.qad.epochs", 1, 100000, integer=True)
             _text(i.qad.recipe, "export.int8.qad.recipe", "a recipe name or YAML path")
+            _kd_recipe(i.qad.recipe, "export.int8.qad.recipe")
             if i.qad.teacher not in ("self", "teacher"):
                 raise PipelineError(f"export.int8.qad.teacher: self (the student's own FP32 weights) or teacher, got "
                                     f"{i.qad.teacher!r}")
@@ -332,6 +346,7 @@ def _check(cfg: PipelineConfig) -> None:
         _text(cfg.teacher.train.model, "teacher.train.model", "a model YAML or .pt", optional=False)
     _check_student(cfg.student)
     _text(cfg.distill.recipe, "distill.recipe", "a recipe name or YAML path (or null)")
+    _kd_recipe(cfg.distill.recipe, "distill.recipe")
     for key in ("baseline", "teacher_clean"):
         if not isinstance(getattr(cfg.distill, key), bool):
             raise PipelineError(f"distill.{key}: true or false, got {getattr(cfg.distill, key)!r}")
@@ -364,6 +379,10 @@ def validate(raw: dict) -> PipelineConfig:
     ``student.imgsz`` left out becomes ``imgsz``; ``student.freeze_bn`` left out becomes true for students that
     inherit weights (``prune``, ``weights``), whose BatchNorm statistics their weights expect.
     """
+    if isinstance(raw, dict) and "names" in raw and ("val" in raw or "path" in raw):
+        raise PipelineError("this is a dataset YAML (names:, val:): `detdistill run` takes a pipeline recipe that "
+                            "names it under data: {yaml: PATH}; start from detdistill/pipeline/recipes/quickstart.yaml "
+                            "or the example in `detdistill run --help`")
     cfg = build(PipelineConfig, raw, "", REFUSED)
     _check(cfg)
     s = cfg.student

@@ -138,7 +138,10 @@ class StageCache:
             return result
         # a training interrupted in a folder since moved starts again: its checkpoint names the old folder
         resuming = (same and not self._moved(entry)) or (entry is None and self.recovered)
-        self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else ""))
+        replaced = bool(entry and entry.get("done")) and not same  # its inputs changed since it finished
+        self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else "") +
+                 (" (its inputs changed since the last run: done again, its earlier result replaced)" if replaced
+                  else ""))
         if not resuming:
             for folder in clean:
                 shutil.rmtree(folder, ignore_errors=True)
