@@ -161,17 +161,22 @@ def test_sha256_mismatch_is_an_error_and_the_file_is_set_aside(teacher_dir, teac
     assert (teacher_dir / "yolov8n-coco.pt.corrupt").read_bytes() == teacher_pt.read_bytes() + b"tampered"
 
 
-def test_unpinned_sha256_is_printed_and_a_file_that_is_no_checkpoint_is_set_aside(tmp_path, capsys, teacher_pt):
+def test_unpinned_sha256_is_printed_and_a_file_that_is_no_checkpoint_or_another_model_is_set_aside(tmp_path, capsys, teacher_pt):
     d = tmp_path / "w"
     d.mkdir()
-    (d / "yolov8s.pt").write_bytes(teacher_pt.read_bytes())  # a real checkpoint (a zip archive), if not the model
-    assert resolve_weights("yolov8s", weights_dir=d, download=False) == d / "yolov8s.pt"
+    (d / "yolov8n.pt").write_bytes(teacher_pt.read_bytes())  # a YOLOv8n checkpoint under the unpinned yolov8n
+    assert resolve_weights("yolov8n", weights_dir=d, download=False) == d / "yolov8n.pt"
     err = capsys.readouterr().err
-    assert file_sha256(d / "yolov8s.pt") in err and "not pinned" in err
+    assert file_sha256(d / "yolov8n.pt") in err and "not pinned" in err
+    (d / "yolov8s.pt").write_bytes(teacher_pt.read_bytes())  # a real checkpoint, but not of the model its name says
+    with pytest.raises(ChecksumError, match=r"is not the registry's 'yolov8s': it holds a model of 3.16M parameters, "
+                                            r"yolov8s has 11.16M"):
+        resolve_weights("yolov8s", weights_dir=d, download=False)
+    assert (d / "yolov8s.pt.corrupt").read_bytes() == teacher_pt.read_bytes()
     (d / "yolov8s.pt").write_bytes(b"not really a checkpoint")  # e.g. an HTML error page saved as .pt
     with pytest.raises(ChecksumError, match="is not a PyTorch checkpoint"):
         resolve_weights("yolov8s", weights_dir=d, download=False)
-    assert (d / "yolov8s.pt.corrupt").read_bytes() == b"not really a checkpoint"
+    assert (d / "yolov8s.pt.corrupt-2").read_bytes() == b"not really a checkpoint"
 
 
 @pytest.mark.parametrize("download", [None, False])
@@ -242,6 +247,7 @@ def test_download_goes_to_first_writable_folder_and_is_checked(tmp_path, teacher
 
 def test_download_never_creates_a_weights_folder_in_cwd(tmp_path, teacher_pt, monkeypatch):
     monkeypatch.setattr(W, "_download", lambda url, dest: dest.write_bytes(teacher_pt.read_bytes()))
+    monkeypatch.setattr(W, "PARAMS_TOLERANCE", float("inf"))  # the fake downloads are a YOLOv8n under other names
     got = resolve_weights("yolov8s", download=True)  # unpinned: accepted, digest printed
     assert got == tmp_path / "ultra-weights" / "yolov8s.pt" and not (tmp_path / "weights").exists()
     (tmp_path / "weights").mkdir()

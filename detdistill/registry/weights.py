@@ -216,6 +216,18 @@ def _quarantine(path: Path) -> Path | None:
     return bad
 
 
+PARAMS_TOLERANCE = 0.03  # the registry counts the fused model; a checkpoint's unfused one has BatchNorm's too
+
+
+def _params_m(path: Path) -> float:
+    """Parameters (millions) of the model in an ultralytics checkpoint; 0 where it holds none."""
+    import torch  # lazy: torch (listing the registry needs none)
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    return sum(p.numel() for p in model.parameters()) / 1e6 if hasattr(model, "parameters") else 0.0
+
+
 def _say(message: str) -> None:
     print(f"detdistill: {message}", file=sys.stderr)
 
@@ -225,10 +237,14 @@ def _check(path: Path, entry: WeightsEntry, how: str) -> Path:
     that it is a PyTorch checkpoint at all (a zip archive, as ``torch.save`` writes)."""
     got = file_sha256(path)
     if entry.sha256 is None:
-        if zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(path):
+            problem = "is not a PyTorch checkpoint (not a zip archive: truncated, or another file)"
+        elif entry.params_m and abs((count := _params_m(path)) / entry.params_m - 1) > PARAMS_TOLERANCE:
+            problem = (f"is not the registry's {entry.name!r}: it holds a model of {count:.2f}M parameters, "
+                       f"{entry.name} has {entry.params_m}M")
+        else:
             _say(f"{path}: sha256 {got} (not pinned in the registry, so not checked)")
             return path
-        problem = "is not a PyTorch checkpoint (not a zip archive: truncated, or another file)"
     elif got == entry.sha256:
         return path
     else:
