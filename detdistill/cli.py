@@ -59,7 +59,8 @@ def train(
     unlabeled: Path = typer.Option(
         None, help="A folder of your own unlabeled images (e.g. dashcam frames): the teacher labels them and they "
         "join the training split, supervised by the teacher alone."),
-    pseudo_conf: float = typer.Option(0.4, help="Teacher confidence from which its detections label --unlabeled images."),
+    pseudo_conf: float = typer.Option(None, min=0.0, max=1.0, help="Teacher confidence from which its detections "
+                                      "label --unlabeled images (default 0.4)."),
     freeze_bn: bool = typer.Option(
         False, "--freeze-bn", help="Keep the student's BatchNorm statistics fixed: for a .pt student (pruned, or "
         "the teacher at a smaller imgsz) on a small dataset."),
@@ -84,6 +85,8 @@ def train(
     from detdistill.distill.classmap import parse_class_map_arg
     from detdistill.distill.trainer import check_train_args
 
+    if pseudo_conf is not None and unlabeled is None:
+        fail("--pseudo-conf sets the teacher's confidence for --unlabeled images: give --unlabeled DIR too, or drop it")
     overrides = parse_overrides(ctx.args)
     check_train_args(overrides)
     if int8 and resume is None:
@@ -100,7 +103,8 @@ def train(
     job = api.TrainJob(student=student, data=data, teacher=teacher, recipe=recipe,
                        class_map=parse_class_map_arg(class_map) if class_map else None, freeze_bn=freeze_bn,
                        int8=int8, augment=augment, teacher_clean=teacher_clean, unlabeled=unlabeled,
-                       pseudo_conf=pseudo_conf, resume=resume, train_args=overrides)
+                       pseudo_conf=api.TrainJob.pseudo_conf if pseudo_conf is None else pseudo_conf,
+                       resume=resume, train_args=overrides)
     best = api.run_training(job)
     console.print(f"student checkpoint: [bold]{best}[/]", soft_wrap=True)  # a path to copy, never wrapped
 

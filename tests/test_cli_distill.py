@@ -68,6 +68,12 @@ def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
     out = runner.invoke(app, ["train", "--resume", str(tmp_path / "last.pt")], terminal_width=200)
     assert out.exit_code == 2 and "does not exist" in out.output
     out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(coco8_yaml), "--pseudo-conf", "0.6"], terminal_width=200)
+    assert out.exit_code == 2 and "--pseudo-conf sets the teacher's confidence for --unlabeled images" in out.output
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(coco8_yaml), "--unlabeled", str(tmp_path), "--pseudo-conf", "1.5"], terminal_width=200)
+    assert out.exit_code == 2 and "--pseudo-conf" in out.output and "less than or equal to 1" in out.output
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
                               str(coco8_yaml), "--freeze-bn"], terminal_width=200)
     assert out.exit_code == 2 and "--freeze-bn keeps a trained student's BatchNorm statistics" in out.output
     out = runner.invoke(app, ["train", "--resume", str(tmp_path)], terminal_width=200)
