@@ -16,7 +16,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,19 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     """Print ``error: <message>`` (naming the problem and the fix) to stderr and exit with ``code``."""
     typer.secho(f"error: {one_line(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def path_parser(option: str, expects: str) -> Callable[[str], Path]:
+    """A typer ``parser=`` for the path option ``option``: an empty value is refused, since ``Path("")`` would
+    silently be the current folder. ``expects`` says what to pass instead, e.g. 'a folder of images'."""
+
+    def parse(value: str) -> Path:
+        if not str(value).strip():
+            fail(f"{option} is empty: pass {expects} (an empty path would silently mean the current folder; "
+                 "use . for it)")
+        return Path(value)
+
+    return parse
 
 
 def one_line(text: str) -> str:

@@ -251,3 +251,15 @@ def test_cli_help_and_errors(tmp_path):
         result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "m.onnx"), "--no-show", *args])
         assert result.exit_code == 2 and "is one of the demo's sources" in result.output, result.output
     assert clip.read_bytes() == b"the user's only copy" and second.read_bytes() == b"another source"
+
+
+def test_cli_names_an_empty_source_and_an_empty_model_before_running(tmp_path):
+    runner = CliRunner()
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")  # an export that did not finish: ONNX Runtime would only say "No graph was found"
+    result = runner.invoke(demo_cli(), ["demo", "--model", str(empty), "--no-show", "--max-frames", "1"])
+    assert result.exit_code == 2 and "error: model" in result.output and "is empty (0 bytes" in result.output
+    assert "export it again" in result.output and "Traceback" not in result.output
+    # the source is checked before the model loads (the empty model is never opened), and no clip is run
+    result = runner.invoke(demo_cli(), ["demo", "--model", str(empty), "-s", "", "--no-show", "--max-frames", "1"])
+    assert result.exit_code == 2 and "error: the source is empty" in result.output, result.output

@@ -33,7 +33,6 @@ from detdistill.demo.synthetic import SyntheticCamera, sample_images, write_clip
         ("https://example.com/live.m3u8", "stream", "https://example.com/live.m3u8", None),
         ("synthetic", "synthetic", "synthetic", None),
         (None, "auto", "", None),
-        ("", "auto", "", None),
     ],
 )
 def test_parse_source_kinds(text, kind, target, index):
@@ -55,6 +54,13 @@ def test_parse_source_options():
         parse_source("/dev/video0?width=wide")
     with pytest.raises(SourceError, match="csi://<sensor-id>"):
         parse_source("csi://front")
+
+
+@pytest.mark.parametrize("text", ["", "  "])
+def test_an_empty_source_is_refused_not_read_as_no_source(text):
+    # `demo -s ""` (an unset shell variable) used to run the synthetic clip as if --source were left out
+    with pytest.raises(SourceError, match="the source is empty .* leave --source out for camera 0"):
+        parse_source(text)
 
 
 def test_parse_files_and_folders(tmp_path):

@@ -134,3 +134,124 @@ def test_an_engine_without_tensorrt_ends_in_one_line_saying_how_to_install_it(tm
         out = _run(full_app, *args)
         assert out.exit_code == 2 and "error: TensorRT is not importable" in out.output, out.output
         assert "Traceback" not in out.output
+
+
+def test_eval_on_a_device_without_its_provider_ends_in_one_error_line(tmp_path_factory, teacher_pt, coco_mini_yaml):
+    ort = pytest.importorskip("onnxruntime")
+    from conftest import export_teacher
+    from detdistill.cli import app as full_app  # the real app: its error boundary turns the error into one line
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    for device, provider in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+        if provider in ort.get_available_providers():
+            continue
+        for verb in (("eval", onnx_path, "-d", coco_mini_yaml, "--limit", "4"), ("bench", onnx_path, "--runs", "50")):
+            out = _run(full_app, *verb, "--device", device)
+            assert out.exit_code == 2 and f"error: ONNX Runtime has no {provider} here" in out.output, out.output
+            assert "--device cpu" in out.output and "Traceback" not in out.output
+
+
+def test_an_empty_onnx_is_named_empty_by_every_verb_that_opens_it(app, tmp_path, coco8_yaml):
+    empty = tmp_path / "w.onnx"
+    empty.write_bytes(b"")  # an export or copy that stopped before writing anything
+    for args in (("eval", empty, "-d", coco8_yaml), ("bench", empty), ("quantize", empty, "-d", coco8_yaml),
+                 ("build", empty)):
+        out = _run(app, *args)
+        assert out.exit_code == 2 and f"error: model {empty} is empty (0 bytes" in out.output, (args, out.output)
+        assert "export it again with `detdistill export`" in out.output
+    from detdistill.runtime import Detector
+    from detdistill.runtime.backends import EmptyModelError
+
+    with pytest.raises(EmptyModelError, match="is empty"):  # the API too, before ONNX Runtime's "No graph was found"
+        Detector(empty, device="cpu")
+
+
+def test_build_checks_its_option_values_before_looking_for_tensorrt(app, tmp_path_factory, teacher_pt):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    out = _run(app, "build", onnx_path, "--precision", "fp8")
+    assert out.exit_code == 2 and "--precision must be one of fp32, fp16, int8, got 'fp8'" in out.output
+    out = _run(app, "build", onnx_path, "--precision", "int8", "--calibrator", "kl")
+    assert out.exit_code == 2 and "--calibrator must be one of entropy, minmax, got 'kl'" in out.output
+
+
+def test_an_empty_path_option_is_refused_instead_of_meaning_the_current_folder(app, tmp_path_factory, teacher_pt,
+                                                                              coco8_yaml, monkeypatch):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    monkeypatch.chdir(coco8_yaml.parent / "images" / "val")  # images here: '' used to calibrate/bench/check on them
+    for args, option in (((onnx_path, "-d", ""), "--data"), ((onnx_path, "--data", coco8_yaml, "--max-drop", "0.1",
+                                                               "--val-data", ""), "--val-data")):
+        out = _run(app, "quantize", *args)
+        assert out.exit_code == 2 and f"error: {option} is empty: pass" in out.output, out.output
+    for args, option in ((("bench", onnx_path, "--images", ""), "--images"),
+                         (("export", teacher_pt, "--parity", ""), "--parity"),
+                         (("eval", onnx_path, "-d", ""), "--data"),
+                         (("build", onnx_path, "--calib", ""), "--calib")):
+        out = _run(app, *args)
+        assert out.exit_code == 2 and f"error: {option} is empty: pass" in out.output, out.output
+        assert "current folder" in out.output
+
+
+def _val_copy(coco8_yaml, dst, labels: bool = True):
+    import shutil
+
+    import yaml
+
+    shutil.copytree(coco8_yaml.parent / "images" / "val", dst / "images" / "val")
+    if labels:
+        shutil.copytree(coco8_yaml.parent / "labels" / "val", dst / "labels" / "val",
+                        ignore=shutil.ignore_patterns("*.cache"))
+    (dst / "data.yaml").write_text(yaml.safe_dump({"val": "images/val",
+                                                   "names": yaml.safe_load(coco8_yaml.read_text())["names"]}))
+    return dst / "data.yaml"
+
+
+def test_eval_names_bad_labels_a_missing_labels_folder_and_a_split_the_yaml_lacks(app, tmp_path_factory, teacher_pt,
+                                                                                 coco8_yaml, tmp_path):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    data = _val_copy(coco8_yaml, tmp_path / "four")
+    label = sorted((tmp_path / "four" / "labels" / "val").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "0 0.5 0.5 0.1\n")  # 4 columns: was an IndexError
+    out = _run(app, "eval", onnx_path, "-d", data, "--limit", "1")
+    assert out.exit_code == 2 and f"error: {label} line " in out.output, out.output
+    assert "'class x_center y_center width height'" in out.output
+    nolabels = _val_copy(coco8_yaml, tmp_path / "nolabels", labels=False)
+    out = _run(app, "eval", onnx_path, "-d", nolabels, "--limit", "2")  # was mAP 0.0000 "(2 images, 0 instances)"
+    assert out.exit_code == 2 and "no label file for any of the 4 images of split 'val'" in out.output, out.output
+    assert str(tmp_path / "nolabels" / "labels" / "val") in out.output.replace("\n", "")
+    out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--split", "test")
+    assert out.exit_code == 2 and f"error: {coco8_yaml} has no 'test' split (it has train, val)" in out.output
+    assert '"' not in out.output
+
+
+def test_a_binary_data_yaml_is_named_by_every_verb(app, tmp_path_factory, teacher_pt, tmp_path):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    binary = tmp_path / "data.yaml"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 a JPEG saved as data.yaml")
+    for args in (("eval", onnx_path, "-d", binary), ("quantize", onnx_path, "-d", binary),
+                 ("bench", onnx_path, "--images", binary, "--device", "cpu"),
+                 ("export", teacher_pt, "--parity", binary, "-o", tmp_path / "x.onnx")):
+        out = _run(app, *args)
+        assert out.exit_code == 2 and f"error: {binary} is not a text data YAML (byte 0xff" in out.output, out.output
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp_path_factory, teacher_pt,
+                                                                       vehicles_yaml, coco8_yaml):
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "2")
+    assert out.exit_code == 0 and "mAP50-95" in out.output  # still scored (a teacher scored raw on purpose)
+    text = " ".join(out.output.split())
+    assert f"warning: the model predicts 80 classes and {vehicles_yaml} has 5" in text, text
+    assert "person as Ambulance" in text and "class_map=" in text
+    out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1")
+    assert out.exit_code == 0 and "warning" not in out.output

@@ -223,6 +223,9 @@ def test_bad_requests_are_explained(tmp_path_factory, teacher_pt, coco_mini_yaml
     with pytest.raises(PermissionError, match="cannot write /sys/q.onnx .*pass -o a path in a folder you can write"):
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), "/sys/q.onnx")
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("calib-*"))  # nothing calibrated
+    (tmp_path / "empty.onnx").touch()
+    with pytest.raises(ValueError, match="empty.onnx is empty .*export it again"):
+        quantize_onnx(tmp_path / "empty.onnx", _calib(coco_mini_yaml, 2))
 
 
 def test_onnx_runtimes_preprocessing_advice_is_not_printed(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,29 @@ import yaml
 from .images import images_in
 
 SPLITS = ("train", "val", "test")  # the split keys of a YOLO data YAML
+LABEL_FORMAT = ("each line is 'class x_center y_center width height': a class id, then the box's centre and size "
+                "normalised to 0-1 by the image's width and height, e.g. '0 0.5 0.5 0.2 0.3'")
+
+
+class DatasetError(ValueError):
+    """A data YAML, image list or label file that cannot be read as one; the message names the file and the fix."""
+
+
+class SplitError(KeyError):
+    """A split the data YAML does not have (a KeyError whose message prints without quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of ``path``, or a :class:`DatasetError` saying it is not a text ``what`` (e.g. a binary file)."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path} is not a text {what} (byte 0x{e.object[e.start]:02x} at position {e.start} is "
+                           f"not {e.encoding} text): pass the {what} itself, not an image or other binary "
+                           "file") from None
 
 
 @dataclass
@@ -20,24 +44,29 @@ class YoloDataset:
     root: Path
     splits: dict[str, list[Path]]
     names: dict[int, str]
+    source: Path | None = None  # the data YAML
 
     def images(self, split: str) -> list[Path]:
         """All image files of ``split`` (``train``, ``val`` or ``test``)."""
+        yaml_name = self.source or "the data YAML"
         if split not in self.splits:
-            raise KeyError(f"the data YAML has no '{split}' split (it has {', '.join(self.splits) or 'none'})")
+            raise SplitError(f"{yaml_name} has no '{split}' split (it has {', '.join(self.splits) or 'none'}): "
+                             f"choose one of those, or add a '{split}:' entry to the YAML")
         files: list[Path] = []
         for entry in self.splits[split]:
             if entry.is_dir():
                 files += images_in(entry)
             elif entry.suffix == ".txt":
-                lines = [x.strip() for x in entry.read_text().splitlines() if x.strip()]
+                lines = [x.strip() for x in read_text(entry, "image list").splitlines() if x.strip()]
                 files += [Path(x) if Path(x).is_absolute() else (self.root / x) for x in lines]
             elif entry.exists():
                 files.append(entry)
             else:
                 raise FileNotFoundError(f"split '{split}' path {entry} does not exist")
         if not files:
-            raise FileNotFoundError(f"no images found for split '{split}' in {self.splits[split]}")
+            where = ", ".join(str(e) for e in self.splits[split])
+            raise FileNotFoundError(f"no images found for split '{split}' in {where}: put the images there, or fix "
+                                    f"the '{split}:' path in {yaml_name}")
         return files
 
 
@@ -51,15 +80,52 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def require_labels(files: Sequence[Path], what: str) -> None:
+    """Raise when not one of ``files`` has a label file: its labels folder is missing, and every image would count as
+    a background image (mAP 0). An image whose label file is empty is a background image, and fine."""
+    if not files or any(label_path(f).is_file() for f in files):
+        return
+    folders = sorted({str(label_path(f).parent) for f in files})
+    where = folders[0] + (f" (and {len(folders) - 1} more folders)" if len(folders) > 1 else "")
+    raise FileNotFoundError(f"no label file for any of the {len(files)} images of {what}: looked for them in "
+                            f"{where} (.../images/x.jpg is labelled by .../labels/x.txt); add that labels folder, "
+                            "or point the data YAML at a labelled split")
+
+
+def _label_rows(f: Path) -> list[list[float]]:
+    """The numbers of each box line of label file ``f`` (the first 5 of a longer line); a bad line raises."""
+    rows = []
+    for n, line in enumerate(read_text(f, "YOLO label file").splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        bad = [v for v in cols[:5] if not _is_number(v)]
+        if len(cols) >= 5 and not bad:
+            rows.append([float(v) for v in cols[:5]])
+            continue
+        why = f"{len(cols)} value{'s' * (len(cols) != 1)}, not 5" if len(cols) < 5 else f"{bad[0]!r} is not a number"
+        raise DatasetError(f"{f} line {n} ({line.strip()[:60]!r}: {why}) is not a YOLO label line: {LABEL_FORMAT}; "
+                           "fix or delete that line")
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_labels(image: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth of one image: class ids ``(M,)`` and xyxy pixel boxes ``(M, 4)``."""
     f = label_path(image)
     if not f.is_file():
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
-    rows = [line.split() for line in f.read_text().splitlines() if line.strip()]
+    rows = _label_rows(f)
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
-    a = np.array([r[:5] for r in rows], dtype=np.float32)
+    a = np.array(rows, dtype=np.float32)
     h, w = shape
     cx, cy, bw, bh = a[:, 1] * w, a[:, 2] * h, a[:, 3] * w, a[:, 4] * h
     boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
@@ -68,10 +134,12 @@ def read_labels(image: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nda
 
 def load_dataset(path: str | Path) -> YoloDataset:
     """Parse a YOLO dataset YAML; relative paths resolve against ``path:`` or the YAML's folder."""
+    if not str(path).strip():
+        raise DatasetError("the data YAML path is empty: pass a YOLO data YAML")
     path = Path(path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"dataset YAML {path} not found")
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = yaml.safe_load(read_text(path, "data YAML")) or {}
     if not isinstance(cfg, dict) or "names" not in cfg:
         raise ValueError(f"{path} has no 'names' key; a YOLO data YAML needs names and train/val paths")
     root = Path(cfg.get("path") or path.parent)
@@ -90,4 +158,4 @@ def load_dataset(path: str | Path) -> YoloDataset:
         if v:
             entries = v if isinstance(v, list) else [v]
             splits[split] = [Path(e) if Path(e).is_absolute() else root / e for e in entries]
-    return YoloDataset(root=root, splits=splits, names=names)
+    return YoloDataset(root=root, splits=splits, names=names, source=path)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import load_dataset
+from .dataset import DatasetError, load_dataset, read_text
 from .images import IMG_SUFFIXES, images_in
 
 
 def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     """Images from a folder (recursive), a .txt list, a single image, or a dataset YAML's ``train`` split."""
+    if not str(source).strip():  # Path("") is the current folder: never scan it by accident
+        raise DatasetError("the image source is empty: pass a folder of images, an image, a .txt list or a data YAML")
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"image source {source} does not exist: pass a folder of images, an image or a data YAML")
@@ -23,7 +25,7 @@ def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     elif source.is_dir():
         files = images_in(source)
     elif source.suffix.lower() == ".txt":
-        files = [Path(line.strip()) for line in source.read_text().splitlines() if line.strip()]
+        files = [Path(line.strip()) for line in read_text(source, "image list").splitlines() if line.strip()]
         files = [p if p.is_absolute() else source.parent / p for p in files]
     elif source.suffix.lower() in IMG_SUFFIXES:
         files = [source]

@@ -36,7 +36,7 @@ from .gather import SourceSet
 from .output import Outputs, recording_paths
 from .pipeline import Pipeline
 from .recorder import JSON_SUFFIXES
-from .sources import SourceSpec, at_frame_size, open_source
+from .sources import SourceSpec, at_frame_size, open_source, parse_source
 from .stages import stages_for
 from .stats import Summary
 
@@ -265,6 +265,9 @@ def run_demo(
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
     specs = list(source) if isinstance(source, (list, tuple)) else [source]
     _check_output_files(record, save_json, specs)
+    for spec in specs:  # a bad source (e.g. an empty one) is named before the model loads
+        if isinstance(spec, (str, int)):
+            parse_source(spec)
     wanted = parse_classes(classes)
     if isinstance(model, (str, Path)):
         ids_only = wanted is not None and all(isinstance(c, int) for c in wanted)

@@ -72,7 +72,10 @@ def _with_geometry(spec: SourceSpec) -> SourceSpec:
 
 def parse_source(source: str | int | None) -> SourceSpec:
     """Turn a ``--source`` value into a ``SourceSpec`` (no device is touched)."""
-    if source is None or (isinstance(source, str) and source.strip() in ("", "auto")):
+    if isinstance(source, str) and not source.strip():
+        raise SourceError("the source is empty (''): pass a camera index, /dev/videoN, csi://N, a URL, a video "
+                          "file or an image folder, or leave --source out for camera 0 (else the synthetic clip)")
+    if source is None or (isinstance(source, str) and source.strip() == "auto"):
         return SourceSpec("auto")
     if isinstance(source, int):
         return SourceSpec("camera", f"/dev/video{source}", index=source)

@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from ..cli_errors import fail
+from ..cli_errors import fail, path_parser
+
+IMAGES = "a folder of images, an image, a .txt list or a data YAML"
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
 
 
 def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
@@ -17,6 +20,13 @@ def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> N
         fail(f"{what} {path} does not exist. {hint}")
     if suffixes and path.suffix.lower() not in suffixes:
         fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        from ..runtime.backends import EmptyModelError, require_nonempty  # lazy: numpy
+
+        try:
+            require_nonempty(path)  # a 0-byte model: ONNX Runtime would only say "No graph was found"
+        except EmptyModelError as e:
+            fail(str(e))
 
 
 def export(
@@ -28,7 +38,8 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (17 works on TensorRT 8.5+)."),
     simplify: bool = typer.Option(True, help="Simplify the graph with onnxslim."),
     parity: Optional[Path] = typer.Option(
-        None, help="Folder/list of real images for the ONNX-vs-PyTorch parity check (default: 2 sample photos)."),
+        None, parser=path_parser("--parity", IMAGES), metavar="PATH",
+        help="Folder/list of real images for the ONNX-vs-PyTorch parity check (default: 2 sample photos)."),
     nms: bool = typer.Option(
         False, help="Decode and class-aware NMS in the graph (ONNX NonMaxSuppression; EfficientNMS in `build`): "
         "fixed-shape outputs num_dets, det_boxes, det_scores, det_classes."),
@@ -63,7 +74,8 @@ def export(
 
 def quantize(
     model: Path = typer.Argument(..., help="FP32 .onnx from `detdistill export`."),
-    data: Path = typer.Option(..., "--data", "-d", help="Calibration images: folder, .txt list, or data YAML."),
+    data: Path = typer.Option(..., "--data", "-d", parser=path_parser("--data", IMAGES), metavar="PATH",
+                              help="Calibration images: folder, .txt list, or data YAML."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: <model>.int8-<target>.onnx)."),
     target: str = typer.Option("cpu", help="tensorrt: convs only, symmetric (for `build`); cpu: all ops, fast on ONNX Runtime CPU."),
     scheme: Optional[str] = typer.Option(
@@ -75,7 +87,8 @@ def quantize(
     keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
     max_drop: Optional[float] = typer.Option(None, min=0.0, max=1.0,
                                              help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
-    val_data: Optional[Path] = typer.Option(None, help="Data YAML whose --val-split measures the drop."),
+    val_data: Optional[Path] = typer.Option(None, parser=path_parser("--val-data", "a data YAML"), metavar="PATH",
+                                            help="Data YAML whose --val-split measures the drop."),
     val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
     val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, train (more images; "
                                   "keeps val unseen for reporting) or test."),
@@ -113,7 +126,8 @@ def build(
     model: Path = typer.Argument(..., help=".onnx (FP32, or Q/DQ INT8 from `detdistill quantize --target tensorrt`)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .engine (default: next to the ONNX)."),
     precision: str = typer.Option("fp16", help="fp32, fp16 or int8."),
-    calib: Optional[Path] = typer.Option(None, help="Calibration images for INT8 from a plain ONNX (TensorRT < 11)."),
+    calib: Optional[Path] = typer.Option(None, parser=path_parser("--calib", IMAGES), metavar="PATH",
+                                         help="Calibration images for INT8 from a plain ONNX (TensorRT < 11)."),
     calibrator: str = typer.Option("entropy", help="entropy or minmax (implicit INT8 only)."),
     workspace: Optional[float] = typer.Option(None, help="Workspace limit in GiB."),
     dla: Optional[int] = typer.Option(None, help="Jetson DLA core (GPU fallback is on)."),
@@ -125,8 +139,13 @@ def build(
     Example: detdistill build student.int8-tensorrt.onnx --precision int8
     """
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
-    from .tensorrt_build import BuildError, build_engine  # lazy: cv2, onnx (the CLI starts without them)
+    from .tensorrt_build import CALIBRATORS, PRECISIONS, BuildError, build_engine  # lazy: cv2, onnx
 
+    # the values first: a typo is named before TensorRT or a GPU is looked for
+    if precision not in PRECISIONS:
+        fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if calibrator not in CALIBRATORS:
+        fail(f"--calibrator must be one of {', '.join(CALIBRATORS)}, got {calibrator!r}")
     rng = None
     if batch:
         try:
@@ -144,7 +163,8 @@ def build(
 
 def eval_cmd(
     model: Path = typer.Argument(..., help=".pt, .onnx (FP32 or INT8) or .engine."),
-    data: Path = typer.Option(..., "--data", "-d", help="YOLO data YAML."),
+    data: Path = typer.Option(..., "--data", "-d", parser=path_parser("--data", "a YOLO data YAML"), metavar="PATH",
+                              help="YOLO data YAML."),
     split: str = typer.Option("val", help="Split to evaluate."),
     imgsz: Optional[int] = typer.Option(None, help="Input size for a .pt (default 640); checked for ONNX/engines."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
@@ -164,12 +184,15 @@ def eval_cmd(
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
+    from .evaluate import class_count_warning, evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
 
     try:
         specs = _corruption_specs(corrupt)
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
         _warn(det)
+        mismatch = class_count_warning(det, data)
+        if mismatch:
+            typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
         r = evaluate(det, data, split=split, limit=limit, rect=rect)
         typer.echo(f"{model.name}: {r.summary()}")
         if specs:
@@ -210,7 +233,8 @@ def _eval_corrupted(score, specs: list[tuple[str, int | None]], clean: float) ->
 def bench_cmd(
     model: Path = typer.Argument(..., help=".onnx or .engine."),
     images: Optional[Path] = typer.Option(
-        None, help="Real frames to cycle: a folder, an image, a .txt list or a data YAML (default: a gray frame)."),
+        None, parser=path_parser("--images", IMAGES), metavar="PATH",
+        help="Real frames to cycle: a folder, an image, a .txt list or a data YAML (default: a gray frame)."),
     runs: int = typer.Option(100, help="Timed runs (>= 50)."),
     warmup: int = typer.Option(10, help="Untimed warm-up runs."),
     device: str = typer.Option("auto", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),

@@ -20,14 +20,14 @@ from ..data import corruptions
 from ..runtime import Detector
 from ..runtime.cpu import instruction_set
 from ..runtime.metadata import ModelInfo
-from ..data.dataset import label_path, load_dataset, read_labels
+from ..data.dataset import label_path, load_dataset, read_labels, require_labels
 from ..data.images import read_bgr
 from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
 
-__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "describe_evaluator", "evaluate",
-           "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
+__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "class_count_warning", "describe_evaluator",
+           "evaluate", "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
 
 
 def map_of(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[float, float]:
@@ -149,6 +149,21 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     return det
 
 
+def class_count_warning(det: Detector, data: str | Path) -> str | None:
+    """Why scoring ``det`` on ``data`` may mean little: the model predicts more classes than the data names, and its
+    first ones are not the data's (:func:`evaluate` refuses fewer). ``None`` when the classes agree."""
+    names = load_dataset(data).names
+    n, m = len(det.names), len(names)
+    ours = [det.names.get(i, "").lower() for i in range(m)]
+    if n <= m or ours == [names[i].lower() for i in range(m) if i in names]:
+        return None
+    pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in range(min(m, 3)))
+    return (f"the model predicts {n} classes and {data} has {m}: its class ids are scored as the data's ({pairs}"
+            f"{', ...' if m > 3 else ''}), so this mAP means little unless it was trained on these classes. `eval` "
+            "has no class map: score a teacher of other classes with evaluate(..., class_map={model id: data id}) in "
+            "Python, or with `detdistill run`, which maps its classes by the data YAML's coco_classes block")
+
+
 def evaluate(
     model: str | Path | Detector,
     data: str | Path,
@@ -183,12 +198,16 @@ def evaluate(
     if corrupt is not None:
         corruptions.require(*corrupt)  # fail before the model loads
     ds = load_dataset(data)
+    what = f"split '{split}' of {data}" if files is None else "the images to evaluate"
+    files = list(files) if files is not None else ds.images(split)
+    # before the model loads: a missing labels folder would score every image as a background image (mAP 0)
+    require_labels(files, what)
+    files = files[:limit]
     det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device,
                                                                   int8=int8)
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
-    files = (list(files) if files is not None else ds.images(split))[:limit]
     if rect and not str(model).endswith(".pt"):
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")

@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 
 from .. import atomic
+from ..runtime.backends import require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
@@ -265,6 +266,7 @@ def quantize_onnx(
         dataset.images(val_split)  # a missing split folder fails here, before calibration
     out = checked_output(src, output or src.with_name(f"{src.stem}.int8-{target}.onnx"), ".onnx")
     atomic.check_writable(out)
+    require_nonempty(src)
     proto = onnx.load(str(src))
     info, head_prefix, input_name = _read_info(proto)
     if info.frame is not None:

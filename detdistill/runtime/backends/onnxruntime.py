@@ -8,6 +8,7 @@ import numpy as np
 
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
+from . import require_nonempty
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -15,6 +16,10 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+class ProviderError(RuntimeError):
+    """The ONNX Runtime device asked for has no execution provider in this install (the CLI prints one line)."""
 
 
 def resolve_providers(device: str, available: list[str]) -> list[str]:
@@ -26,7 +31,7 @@ def resolve_providers(device: str, available: list[str]) -> list[str]:
     wanted = PROVIDERS[device]
     if wanted not in available:
         hint = "pip install onnxruntime-gpu" if device != "cpu" else "pip install onnxruntime"
-        raise RuntimeError(
+        raise ProviderError(
             f"ONNX Runtime has no {wanted} here (available: {', '.join(available)}); install a build with it "
             f"({hint}, or the Jetson wheel for your JetPack) or use --device cpu (device='cpu' in Python)"
         )
@@ -53,6 +58,7 @@ class OrtBackend:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {path} not found; export one with `detdistill export`")
+        require_nonempty(path)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
