@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class WeightsError(FileNotFoundError):
 
 
 class ChecksumError(WeightsError):
-    """A local or downloaded file whose sha256 differs from the registry's, or, unpinned, that is no checkpoint."""
+    """A local or downloaded file whose sha256 differs from the registry's, or, unpinned, that is no checkpoint or a
+    checkpoint of another model than its name says."""
 
 
 @dataclass(frozen=True)
@@ -216,16 +218,21 @@ def _quarantine(path: Path) -> Path | None:
     return bad
 
 
-PARAMS_TOLERANCE = 0.03  # the registry counts the fused model; a checkpoint's unfused one has BatchNorm's too
-
-
-def _params_m(path: Path) -> float:
-    """Parameters (millions) of the model in an ultralytics checkpoint; 0 where it holds none."""
+def _model_of(path: Path) -> str | None:
+    """The model a checkpoint says it holds, as its YAML names it (``yolov8n.yaml`` -> ``yolov8n``); None where it
+    names none or cannot be read (the teacher's loader names that problem)."""
     import torch  # lazy: torch (listing the registry needs none)
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # not a checkpoint torch can read: left to the loader, which says so
+        return None
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
-    return sum(p.numel() for p in model.parameters()) / 1e6 if hasattr(model, "parameters") else 0.0
+    cfg = getattr(model, "yaml", None)
+    if not isinstance(cfg, dict):
+        return None
+    m = re.fullmatch(r"(yolo(?:v8|11|26))([nslmx])?", Path(str(cfg.get("yaml_file", ""))).stem)
+    return f"{m[1]}{cfg.get('scale') or m[2] or ''}" if m else None
 
 
 def _say(message: str) -> None:
@@ -233,15 +240,15 @@ def _say(message: str) -> None:
 
 
 def _check(path: Path, entry: WeightsEntry, how: str) -> Path:
-    """Verify ``path`` against the entry's sha256; where the registry pins none, print the digest and check only
-    that it is a PyTorch checkpoint at all (a zip archive, as ``torch.save`` writes)."""
+    """Verify ``path`` against the entry's sha256; where the registry pins none, print the digest and check that
+    it is a PyTorch checkpoint (a zip archive, as ``torch.save`` writes) of the model the name says, family and
+    scale as its YAML records them (a fine-tuned copy with other classes is still that model)."""
     got = file_sha256(path)
     if entry.sha256 is None:
         if not zipfile.is_zipfile(path):
             problem = "is not a PyTorch checkpoint (not a zip archive: truncated, or another file)"
-        elif entry.params_m and abs((count := _params_m(path)) / entry.params_m - 1) > PARAMS_TOLERANCE:
-            problem = (f"is not the registry's {entry.name!r}: it holds a model of {count:.2f}M parameters, "
-                       f"{entry.name} has {entry.params_m}M")
+        elif (held := _model_of(path)) and re.fullmatch(r"yolo(v8|11|26)[nslmx]", entry.name) and held != entry.name:
+            problem = f"is not the registry's {entry.name!r}: its checkpoint says it holds a {held}"
         else:
             _say(f"{path}: sha256 {got} (not pinned in the registry, so not checked)")
             return path
