@@ -15,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from .pipeline.runner import run_pipeline
+from .yaml_numbers import load_yaml
 
 RECIPE = Path(__file__).parent / "pipeline" / "recipes" / "quickstart.yaml"
 
 
 def quickstart_recipe(tiny: bool = False) -> dict:
     """The quickstart recipe; ``tiny`` is a minutes-long variant for tests (every stage runs, accuracy aside)."""
-    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe = load_yaml(RECIPE.read_text())
     if tiny:
         recipe["data"]["shapes"] = {"n_train": 24, "n_val": 8}
         recipe["teacher"]["train"]["epochs"] = 1

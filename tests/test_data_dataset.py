@@ -40,7 +40,7 @@ def test_a_bad_label_line_is_named_with_its_file_line_and_the_format(coco8_yaml,
     assert "'class x_center y_center width height'" in message and "normalised to 0-1" in message
 
 
-def test_labels_with_extra_columns_and_blank_lines_still_read(coco8_yaml, tmp_path):
+def test_labels_with_extra_columns_blank_lines_polygons_and_a_bom_read_as_ultralytics_reads_them(coco8_yaml, tmp_path):
     data = _copy_val(coco8_yaml, tmp_path)
     image = load_dataset(data).images("val")[0]
     label = tmp_path / "labels" / "val" / f"{image.stem}.txt"
@@ -48,6 +48,10 @@ def test_labels_with_extra_columns_and_blank_lines_still_read(coco8_yaml, tmp_pa
     label.write_text("\n" + "\n".join(f"{ln} 0.9" for ln in label.read_text().splitlines()) + "\n\n")
     ids2, boxes2 = read_labels(image, (100, 200))
     assert np.array_equal(ids, ids2) and np.allclose(boxes, boxes2) and len(ids) > 0
+
+    label.write_bytes(b"\xef\xbb\xbf3 0.1 0.1 0.3 0.1 0.3 0.4 0.1 0.4\r\n")  # a BOM, a polygon, Windows line ends
+    ids3, boxes3 = read_labels(image, (100, 200))  # (h, w): the polygon's box in pixels
+    assert ids3.tolist() == [3] and np.allclose(boxes3, [[20, 10, 60, 40]])
 
 
 def test_a_split_without_any_label_file_is_refused_but_background_images_are_fine(coco8_yaml, tmp_path):

@@ -58,7 +58,7 @@ def test_parse_source_options():
 
 @pytest.mark.parametrize("text", ["", "  "])
 def test_an_empty_source_is_refused_not_read_as_no_source(text):
-    # `demo -s ""` (an unset shell variable) used to run the synthetic clip as if --source were left out
+    # `demo -s ""` (an unset shell variable) is a mistake, not a --source left out
     with pytest.raises(SourceError, match="the source is empty .* leave --source out for camera 0"):
         parse_source(text)
 

@@ -181,7 +181,7 @@ def test_an_empty_path_option_is_refused_instead_of_meaning_the_current_folder(a
     from conftest import export_teacher
 
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
-    monkeypatch.chdir(coco8_yaml.parent / "images" / "val")  # images here: '' used to calibrate/bench/check on them
+    monkeypatch.chdir(coco8_yaml.parent / "images" / "val")  # images here, which '' must not pick up
     for args, option in (((onnx_path, "-d", ""), "--data"), ((onnx_path, "--data", coco8_yaml, "--max-drop", "0.1",
                                                                "--val-data", ""), "--val-data")):
         out = _run(app, "quantize", *args)

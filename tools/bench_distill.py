@@ -328,12 +328,15 @@ def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "non
 
 def named_recipe(method: str) -> str:
     """A method with ``default`` replaced by the recipe it stands for (``default+road`` -> ``at+road``, ``qad`` ->
-    ``qad:at``, ``qad-self`` -> ``qad-self:at``), so that every stored run names the losses it trained with."""
+    ``qad:at``, ``qad-self`` -> ``qad-self:logit-box``), so that every stored run names the losses it trained with."""
+    from detdistill.distill.qad import SELF_RECIPE
     from detdistill.distill.recipe import DEFAULT_RECIPE
 
     name, plus, suffix = method.partition("+")
-    if name in ("qad", "qad:default", "qad-self", "qad-self:default"):
-        name = f"{name.split(':')[0]}:{DEFAULT_RECIPE}"
+    if name in ("qad", "qad:default"):
+        name = f"qad:{DEFAULT_RECIPE}"
+    elif name == "qad-self":  # as `train --int8` without a teacher: the recipe QAD from its own weights uses
+        name = f"qad-self:{SELF_RECIPE}"
     elif name == "default":
         name = DEFAULT_RECIPE
     return name + plus + suffix
@@ -351,9 +354,9 @@ def main() -> None:
     ap.add_argument("--methods", default="none,ultralytics,default",
                     help="none, ultralytics, detdistill recipes (default: the recipe it stands for), qat "
                     "(ultralytics' INT8 QAT), qad[:recipe] (detdistill's quantization-aware distillation, default "
-                    "recipe) or qad-self[:recipe] (QAD with a .pt student's own FP32 weights as the teacher); a suffix "
-                    "+PRESET trains with that augmentation preset (+road, +road-heavy), +PRESET-clean also shows the "
-                    "KD teacher the clean images")
+                    "recipe) or qad-self[:recipe] (QAD with a .pt student's own FP32 weights as the teacher, "
+                    "logit-box by default); a suffix +PRESET trains with that augmentation preset (+road, "
+                    "+road-heavy), +PRESET-clean also shows the KD teacher the clean images")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--imgsz", type=int, default=320)

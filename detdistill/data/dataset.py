@@ -30,7 +30,7 @@ class SplitError(KeyError):
 def read_text(path: Path, what: str) -> str:
     """The text of ``path``, or a :class:`DatasetError` saying it is not a text ``what`` (e.g. a binary file)."""
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not part of the text
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path} is not a text {what} (byte 0x{e.object[e.start]:02x} at position {e.start} is "
                            f"not {e.encoding} text): pass the {what} itself, not an image or other binary "
@@ -93,13 +93,21 @@ def require_labels(files: Sequence[Path], what: str) -> None:
 
 
 def _label_rows(f: Path) -> list[list[float]]:
-    """The numbers of each box line of label file ``f`` (the first 5 of a longer line); a bad line raises."""
+    """``[class, x_center, y_center, width, height]`` of each line of label file ``f``: a box line (the first 5
+    values of a longer one), or a polygon line (class x1 y1 x2 y2 x3 y3 ..., a segmentation label) as the box
+    around it, as ultralytics reads it. A bad line raises."""
     rows = []
     for n, line in enumerate(read_text(f, "YOLO label file").splitlines(), 1):
         cols = line.split()
         if not cols:
             continue
-        bad = [v for v in cols[:5] if not _is_number(v)]
+        polygon = len(cols) > 6 and len(cols) % 2 == 1
+        bad = [v for v in (cols if polygon else cols[:5]) if not _is_number(v)]
+        if polygon and not bad:
+            xs, ys = [float(v) for v in cols[1::2]], [float(v) for v in cols[2::2]]
+            rows.append([float(cols[0]), (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
+                         max(ys) - min(ys)])
+            continue
         if len(cols) >= 5 and not bad:
             rows.append([float(v) for v in cols[:5]])
             continue

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,11 +58,17 @@ def usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[Pat
     return [f for f, why in problems.items() if why is None], _left_out(problems, what)
 
 
-def read_usable_images(files: Sequence[Path], what: str = "images") -> tuple[list[np.ndarray], str | None]:
-    """As :func:`usable_images`, but the usable images decoded (BGR), each file read once."""
-    decoded = {Path(f): decode_checked(f) for f in files}
-    note = _left_out({f: why for f, (_, why) in decoded.items()}, what)
-    return [img for img, why in decoded.values() if why is None], note
+def read_usable_images(files: Sequence[Path], what: str = "images",
+                       transform: Callable[[np.ndarray], Any] | None = None) -> tuple[list[Any], str | None]:
+    """As :func:`usable_images`, but the usable images decoded (BGR), each file read once; with ``transform``, what
+    it makes of each image as soon as it is decoded (so that only one full-size image is held at a time)."""
+    kept: list[Any] = []
+    problems: dict[Path, str | None] = {}
+    for f in files:
+        img, problems[Path(f)] = decode_checked(f)
+        if img is not None:
+            kept.append(transform(img) if transform else img)
+    return kept, _left_out(problems, what)
 
 
 def _left_out(problems: dict[Path, str | None], what: str) -> str | None:

@@ -25,8 +25,8 @@ from torch import nn
 from ultralytics.utils.torch_utils import is_qat, prepare_qat, restore_qat
 
 INSTALL = "pip install 'detdistill[qad]' (or: pip install nvidia-modelopt huggingface_hub)"
-# the KD recipe when the student's own FP32 checkpoint is its teacher: matching the float model's outputs, class
-# logits (KL) and box distributions (LD), as QAD from the float model does; chosen on the benchmark's tuning halves
+# the KD recipe when the student's own FP32 checkpoint is its teacher: the INT8 student matches the float model's
+# outputs, class logits (KL) and box distributions (LD); measured in docs/benchmarks.md (INT8 of a distilled student)
 SELF_RECIPE = "logit-box"
 CALIBRATION_BATCHES = 8  # training batches the activation ranges are calibrated on, as ultralytics' QAT does
 

@@ -72,7 +72,13 @@ class Recipe:
 
 
 def _number(value: Any, where: str, *, positive: bool = False, minimum: float | None = None) -> float:
-    """``value`` as a finite float, or a :class:`RecipeError` naming ``where``."""
+    """``value`` as a finite float, or a :class:`RecipeError` naming ``where``; text that spells a number (a quoted
+    ``"2"``) is taken as that number."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecipeError(f"{where}: expected a number, got {value!r}")
     if not math.isfinite(value):

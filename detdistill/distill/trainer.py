@@ -88,7 +88,8 @@ def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
         raise TrainArgumentError(f"optimizer={name}{where} is not an ultralytics optimizer ({hint}one of "
                                  f"{', '.join(OPTIMIZERS)})")
     size = args.get("imgsz")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+    sizes = size if isinstance(size, (list, tuple)) else [size]  # a list: ultralytics trains at its largest
+    if size is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
         raise TrainArgumentError(f"imgsz={size}{where}: give the training image size as a whole number of pixels, "
                                  "e.g. imgsz=640")
 

@@ -22,12 +22,12 @@ def calibration_batches(source: str | Path, imgsz: int, limit: int = 128, batch:
     from ..runtime.letterbox import preprocess
 
     try:
-        images, skipped = read_usable_images(list_images(source, limit=limit), "calibration images")
+        xs, skipped = read_usable_images(list_images(source, limit=limit), "calibration images",
+                                         transform=lambda img: preprocess(img, imgsz)[0])
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise PruneError(f"calibration images: {e}") from e
     if skipped:
         log(f"warning: {skipped}")
-    xs = [preprocess(img, imgsz)[0] for img in images]
     return [torch.from_numpy(np.concatenate(xs[i:i + batch])) for i in range(0, len(xs), batch)]
 
 
