@@ -39,3 +39,25 @@ def test_a_reused_run_is_scored_in_int8_without_training_again(tmp_path, coco8_y
     lines = [json.dumps(row), json.dumps({**row, "method": "at"}), json.dumps(new)]
     latest = tool.latest_rows(lines)
     assert [r["method"] for r in latest] == ["none", "at"] and latest[0] == new
+
+
+def test_a_run_trained_but_not_scored_is_scored_without_training_again(tmp_path, coco8_yaml, teacher_pt):
+    """A run whose training finished (best.pt, every epoch in results.csv) and whose scoring failed is scored on
+    the next call; a run with an epoch missing is not taken as finished."""
+    tool = load_tool("bench_distill")
+    run = tmp_path / "runs" / "none-s0"
+    (run / "weights").mkdir(parents=True)
+    shutil.copy(teacher_pt, run / "weights" / "best.pt")
+    digest = hashlib.sha256((run / "weights" / "best.pt").read_bytes()).hexdigest()
+    (run / "results.csv").write_text("epoch,time,metrics/mAP50-95(B)\n1,10.0,0.25\n2,30.0,0.3\n")
+    assert tool.finished_training(run, epochs=3) is None  # interrupted after two of three epochs
+    assert tool.finished_training(run, epochs=2) == (0.3, 15.0)  # best mAP, median of 10 s and 20 s
+    args = argparse.Namespace(student="x.pt", epochs=2, imgsz=320, batch=2, workers=0, close_mosaic=0, fraction=1.0,
+                              device="cpu", teacher=teacher_pt, track=str(coco8_yaml), out=tmp_path, train_arg=None,
+                              freeze_bn=False, int8=False)
+
+    row = tool.run_one("none", 0, args)
+
+    assert (row["val_map"], row["epoch_s"]) == (0.3, 15.0) and 0 < row["test_map"] <= 1
+    assert hashlib.sha256((run / "weights" / "best.pt").read_bytes()).hexdigest() == digest  # not trained again
+    assert not (run / "weights" / "last.pt").exists() and tool.records_path(tmp_path, row).is_file()

@@ -31,6 +31,7 @@ quantized after training and scored, not trained again.
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import json
 import os
@@ -131,7 +132,6 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
 
     from detdistill.distill import DistillationTrainer, check_inputs
     from detdistill.distill.students import scaled_model_yaml
-    from detdistill.export.evaluate import evaluate
     from detdistill.quickstart import quickstart_recipe
     from detdistill.distill.student_trainer import StudentTrainer
     from detdistill.yaml_numbers import load_yaml
@@ -157,6 +157,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         train_args[key] = load_yaml(value)
     train_data, halves = sealed_data(args.track, data, args.out)
     train_args["data"] = train_data
+    run_dir = Path(train_args["project"]) / train_args["name"]
+    if (done := finished_training(run_dir, args.epochs)) is not None:  # trained, not scored: score it
+        print(f"{run_dir}: trained earlier, scoring it", flush=True)
+        best = run_dir / "weights" / "best.pt"
+        n_params = sum(p.numel() for p in YOLO(str(best)).model.parameters())
+        return score_run(method, seed, args, data, halves, train_args, best, *done, n_params)
     model = YOLO(student)
     epoch_times: list[float] = []
     starts: dict[str, float] = {}
@@ -188,13 +194,36 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
                                                 teacher_clean=teacher_clean)
         metrics = model.train(trainer=trainer, **train_args)
     n_params = sum(p.numel() for p in model.model.parameters())
+    epoch_s = statistics.median(epoch_times) if epoch_times else float("nan")
+    return score_run(full_method, seed, args, data, halves, train_args, Path(model.trainer.best),
+                     float(metrics.box.map), epoch_s, n_params)
+
+
+def finished_training(run_dir: Path, epochs: int) -> tuple[float, float] | None:
+    """``(best validation mAP50-95, median seconds per epoch)`` of a training that finished in ``run_dir`` (its
+    best.pt, and every epoch in results.csv), so that a run whose scoring failed is scored, not trained again."""
+    results, best = run_dir / "results.csv", run_dir / "weights" / "best.pt"
+    if not (results.is_file() and best.is_file()):
+        return None
+    with results.open() as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    if len(rows) < epochs:
+        return None
+    ends = [float(r["time"]) for r in rows]  # seconds since the start, at each epoch's end
+    seconds = [b - a for a, b in zip([0.0, *ends], ends)]
+    return max(float(r["metrics/mAP50-95(B)"]) for r in rows), statistics.median(seconds)
+
+
+def score_run(method: str, seed: int, args: argparse.Namespace, data: str, halves: dict[str, list[Path]],
+              train_args: dict, best: Path, val_map: float, epoch_s: float, n_params: int) -> dict:
+    """A trained run's row: its ``best`` scored on both halves (and in INT8 with ``--int8``), its records saved."""
+    from detdistill.export.evaluate import evaluate
+
     row = {
-        "protocol": PROTOCOL, "method": full_method, "seed": seed, "track": args.track, "student": args.student,
-        "epochs": args.epochs, "imgsz": args.imgsz, "val_map": float(metrics.box.map),
-        "epoch_s": statistics.median(epoch_times) if epoch_times else float("nan"), "params": n_params,
+        "protocol": PROTOCOL, "method": method, "seed": seed, "track": args.track, "student": args.student,
+        "epochs": args.epochs, "imgsz": args.imgsz, "val_map": val_map, "epoch_s": epoch_s, "params": n_params,
         "freeze_bn": args.freeze_bn, "train_args": {k: v for k, v in train_args.items() if k in ("optimizer", "lr0")},
     }
-    best = Path(model.trainer.best)
     records: dict = {}  # each record names its image's photo: the bootstrap draws photos
     for half, files in halves.items():
         r = evaluate(best, data, files=files, imgsz=train_args["imgsz"], keep_records=True)
