@@ -160,7 +160,7 @@ def test_an_empty_onnx_is_named_empty_by_every_verb_that_opens_it(app, tmp_path,
         assert out.exit_code == 2 and f"error: model {empty} is empty (0 bytes" in out.output, (args, out.output)
         assert "export it again with `detdistill export`" in out.output
     from detdistill.runtime import Detector
-    from detdistill.runtime.backends import EmptyModelError
+    from detdistill.runtime.model_file import EmptyModelError
 
     with pytest.raises(EmptyModelError, match="is empty"):  # the API too, before ONNX Runtime's "No graph was found"
         Detector(empty, device="cpu")

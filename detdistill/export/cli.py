@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..cli_errors import fail, path_parser
+from ..runtime.model_file import EmptyModelError, require_nonempty
 
 IMAGES = "a folder of images, an image, a .txt list or a data YAML"
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
@@ -21,8 +22,6 @@ def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> N
     if suffixes and path.suffix.lower() not in suffixes:
         fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
     if path.suffix.lower() in MODEL_SUFFIXES:
-        from ..runtime.backends import EmptyModelError, require_nonempty  # lazy: numpy
-
         try:
             require_nonempty(path)  # a 0-byte model: ONNX Runtime would only say "No graph was found"
         except EmptyModelError as e:

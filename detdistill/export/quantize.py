@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 
 from .. import atomic
-from ..runtime.backends import require_nonempty
+from ..runtime.model_file import require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images

@@ -17,7 +17,8 @@ Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
                                       # int8.qad: {epochs: 10} adds quantization-aware distillation (from
                                       # the student's own FP32 weights; teacher: teacher for the teacher)
 
-Errors name the field, e.g. ``student.prune.target: must be below 1``. Values keep the types the YAML gave
+Errors name the field, e.g. ``student.prune.target: must be below 1``. The module is over 400 lines because every
+section and the checks of its values live together, so that one file documents what a recipe may say. Values keep the types the YAML gave
 them (paths stay strings): the stage keys of existing work folders are computed from them.
 """
 

@@ -10,19 +10,6 @@ import numpy as np
 from ..metadata import ModelInfo
 
 
-class EmptyModelError(ValueError):
-    """A model file of 0 bytes (an export, build or copy that stopped before writing anything)."""
-
-
-def require_nonempty(path: str | Path) -> None:
-    """Raise :class:`EmptyModelError` for a 0-byte model file, which ONNX Runtime would only call 'No graph'."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        fix = ("build it again with `detdistill build`" if path.suffix.lower() in (".engine", ".plan")
-               else "export it again with `detdistill export`")
-        raise EmptyModelError(f"model {path} is empty (0 bytes: an export or copy that did not finish?); {fix}")
-
-
 @runtime_checkable
 class Backend(Protocol):
     """What :class:`detdistill.runtime.Detector` needs from an inference engine."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
-from . import require_nonempty
+from ..model_file import require_nonempty
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
