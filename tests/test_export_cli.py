@@ -115,6 +115,9 @@ def test_numbers_out_of_range_are_refused_naming_the_valid_range(app, tmp_path_f
     pt = tmp_path_factory.getbasetemp() / "exported" / "teacher.pt"
     out = _run(app, "eval", pt, "--data", coco8_yaml, "--imgsz", "50")
     assert out.exit_code == 2 and "multiples of the model stride 32" in out.output
+    for verb in (("export", pt, "-o", tmp_path / "huge.onnx"), ("eval", pt, "--data", coco8_yaml)):
+        out = _run(app, *verb, "--imgsz", "65536")  # refused before a 65536-pixel input exhausts the memory
+        assert out.exit_code == 2 and "--imgsz" in out.output and "4096" in out.output, out.output
     for args, message in ((("--opset", "5"), "use 11-20"), (("--opset", "99"), "use 11-20"),
                           (("--opset", "11", "--nms"), "use 13-20")):
         out = _run(app, "export", pt, "--imgsz", "64", "-o", tmp_path / "o.onnx", *args)

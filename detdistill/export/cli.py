@@ -31,7 +31,7 @@ def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> N
 def export(
     weights: Path = typer.Argument(..., help="Trained ultralytics detection checkpoint (.pt)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: next to the weights)."),
-    imgsz: int = typer.Option(640, help="Square input size, a multiple of 32 (e.g. 320, 640)."),
+    imgsz: int = typer.Option(640, max=4096, help="Square input size, a multiple of 32 (e.g. 320, 640)."),
     batch: int = typer.Option(1, help="Static batch size."),
     dynamic: bool = typer.Option(False, help="Dynamic batch dimension (input size stays fixed)."),
     opset: int = typer.Option(17, help="ONNX opset (17 works on TensorRT 8.5+)."),
@@ -165,7 +165,8 @@ def eval_cmd(
     data: Path = typer.Option(..., "--data", "-d", parser=path_parser("--data", "a YOLO data YAML"), metavar="PATH",
                               help="YOLO data YAML."),
     split: str = typer.Option("val", help="Split to evaluate."),
-    imgsz: Optional[int] = typer.Option(None, help="Input size for a .pt (default 640); checked for ONNX/engines."),
+    imgsz: Optional[int] = typer.Option(None, max=4096,
+                                        help="Input size for a .pt (default 640); checked for ONNX/engines."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
     device: str = typer.Option("cpu", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
     rect: bool = typer.Option(False, help=".pt only: rectangular batches like YOLO(pt).val()."),
