@@ -96,7 +96,10 @@ def test_a_run_repeats_with_the_trainers_seed_in_the_main_process_and_in_dataloa
     def first_epoch(seed: int) -> list[dict]:
         init_seeds(seed)
         loader = build_dataloader(_train_dataset(coco8_yaml, "road"), batch=2, workers=workers, shuffle=True)
-        return [next(iter(loader)) for _ in range(3)]
+        try:
+            return [next(iter(loader)) for _ in range(3)]
+        finally:  # its workers joined now, not by the garbage collector while the next loader forks its own
+            loader.close()
 
     a, b, c = first_epoch(0), first_epoch(0), first_epoch(1)
     assert [x["corruption"] for x in a] == [x["corruption"] for x in b]
