@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ..hashing import file_sha256  # noqa: F401  (also part of this module's API: weights verify)
+from ..models import CheckpointError, load_detection_checkpoint
 
 REGISTRY_FILE = Path(__file__).resolve().parent / "weights.yaml"
 ENV_DIR = "DETDISTILL_WEIGHTS"
@@ -221,13 +222,10 @@ def _quarantine(path: Path) -> Path | None:
 def _model_of(path: Path) -> str | None:
     """The model a checkpoint says it holds, as its YAML names it (``yolov8n.yaml`` -> ``yolov8n``); None where it
     names none or cannot be read (the teacher's loader names that problem)."""
-    import torch  # lazy: torch (listing the registry needs none)
-
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # not a checkpoint torch can read: left to the loader, which says so
+        model = load_detection_checkpoint(path, role="weights", tasks=("detect", "segment", "pose", "obb"))[0]
+    except CheckpointError:  # left to the teacher's loader, which names the problem where the file is used
         return None
-    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
     cfg = getattr(model, "yaml", None)
     if not isinstance(cfg, dict):
         return None
