@@ -59,6 +59,12 @@ def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path, coco8_yaml):
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--max-drop", "0.01", "--val-data", coco8_yaml,
                "--val-split", "test")  # a valid name the YAML lacks: refused before calibrating, with the splits
     assert out.exit_code == 2 and "has no 'test' split" in out.output and "it has train, val" in out.output
+    # options that would do nothing are refused, not ignored
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--val-data", coco8_yaml, "--val-split", "train")
+    assert out.exit_code == 2 and "--val-data, --val-split: used only to measure" in out.output
+    assert "--max-drop 0.01" in out.output
+    out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--percentile", "99.9")
+    assert out.exit_code == 2 and "but the method is minmax: add --method percentile" in out.output
     out = _run(app, "bench", onnx_path, "--runs", "5")
     assert out.exit_code == 2 and ">= 50" in out.output
     out = _run(app, "export", tmp_path_factory.getbasetemp() / "exported" / "teacher.pt", "--imgsz", "100",

@@ -236,6 +236,22 @@ def test_frame_input_matches_host_preprocessing(teacher_variants, coco_mini_yaml
     assert evaluate(fit, coco_mini_yaml, limit=4).images == 4  # any image size, fitted to 640x480 on the host
 
 
+def test_eval_of_a_frame_model_says_that_images_are_fitted_to_its_frame(teacher_variants, coco_mini_yaml):
+    from typer.testing import CliRunner
+
+    from detdistill.cli import app
+
+    host, _, frame = teacher_variants
+    notes = {}
+    for model in (host, frame):
+        out = CliRunner().invoke(app, ["eval", str(model), "--data", str(coco_mini_yaml), "--limit", "2"],
+                                 terminal_width=300)
+        assert out.exit_code == 0, out.output
+        notes[model] = [line for line in out.output.splitlines() if line.startswith("note:")]
+    assert notes[host] == []
+    assert len(notes[frame]) == 1 and "takes 640x480 camera frames" in notes[frame][0]
+
+
 def test_quantize_keeps_graph_nms_in_float_and_refuses_frames(teacher_variants, coco_mini_yaml, tmp_path):
     from detdistill.export.quantize import quantize_onnx
 

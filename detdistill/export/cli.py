@@ -81,7 +81,7 @@ def quantize(
         None, help="cpu target's weights: u8s7 (default: 7-bit int8, exact on every CPU), u8u8, or u8s8 (full-range "
         "int8: saturates on x86 CPUs without VNNI)."),
     method: str = typer.Option("minmax", help="Calibration: minmax, entropy or percentile."),
-    percentile: float = typer.Option(99.999, help="Clip percentile for --method percentile."),
+    percentile: Optional[float] = typer.Option(None, help="Clip percentile for --method percentile (default 99.999)."),
     num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
     keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
     max_drop: Optional[float] = typer.Option(None, min=0.0, max=1.0,
@@ -89,8 +89,8 @@ def quantize(
     val_data: Optional[Path] = typer.Option(None, parser=path_parser("--val-data", "a data YAML"), metavar="PATH",
                                             help="Data YAML whose --val-split measures the drop."),
     val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
-    val_split: str = typer.Option("val", help="Split of --val-data that measures the drop: val, train (more images; "
-                                  "keeps val unseen for reporting) or test."),
+    val_split: Optional[str] = typer.Option(None, help="Split of --val-data that measures the drop: val, train (more images; "
+                                  "keeps val unseen for reporting) or test; default val)."),
 ) -> None:
     """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
 
@@ -102,13 +102,23 @@ def quantize(
     from ..data.dataset import SPLITS  # lazy: cv2, onnx (the CLI starts without them)
     from .quantize import quantize_onnx
 
-    if val_split not in SPLITS:
+    if val_split is not None and val_split not in SPLITS:
         fail(f"--val-split must be val, train or test, got {val_split!r}")
+    budget_only = [name for name, value in (("--val-data", val_data), ("--val-limit", val_limit),
+                                            ("--val-split", val_split)) if value is not None]
+    if max_drop is None and budget_only:  # they only measure the budget: without one they would do nothing
+        fail(f"{', '.join(budget_only)}: used only to measure the accuracy budget of --max-drop, which is not set: add "
+             "--max-drop 0.01 to keep layers in float until the drop is within a point, or leave them out and "
+             "score the INT8 file with `detdistill eval`")
+    if percentile is not None and method != "percentile":
+        fail(f"--percentile sets the clip of --method percentile, but the method is {method}: add --method "
+             "percentile, or leave --percentile out")
 
     try:
-        res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method, percentile=percentile,
-                            num_images=num_images, keep_float=keep_float, max_drop=max_drop, val_data=val_data,
-                            val_limit=val_limit, val_split=val_split)
+        res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method,
+                            percentile=99.999 if percentile is None else percentile, num_images=num_images,
+                            keep_float=keep_float, max_drop=max_drop, val_data=val_data, val_limit=val_limit,
+                            val_split=val_split or "val")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     for note in res.notes:
@@ -190,6 +200,11 @@ def eval_cmd(
         specs = _corruption_specs(corrupt)
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
         _warn(det)
+        if det.frame is not None:
+            h, w = det.frame
+            typer.secho(f"note: {model.name} takes {w}x{h} camera frames (its letterbox is in the graph): each image "
+                        f"of another size is letterboxed to {w}x{h} first, as that camera would frame it, so the score "
+                        "can differ from the same model exported without --frame", fg=typer.colors.YELLOW, err=True)
         mismatch = class_count_warning(det, data)
         if mismatch:
             typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
