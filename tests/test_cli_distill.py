@@ -125,19 +125,24 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
 
 
 def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, coco8_yaml, teacher_pt):
-    """An optimizer typo, a fractional or negative imgsz and a dataset YAML given as the student: one error line
-    each, before any training (ultralytics failed on them after loading the data, or trained at imgsz 32)."""
+    """An optimizer typo, a fractional or negative imgsz, an unknown cache mode, negative workers and a dataset YAML
+    given as the student: one error line each, before any training (ultralytics failed on them after loading the
+    data, trained at imgsz 32 or without a cache)."""
     from detdistill.distill.trainer import TrainArgumentError, check_train_args
 
     base = ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(coco8_yaml),
             f"project={tmp_path}", "name=run"]
     for arg, words in (("optimizer=Adamm", "optimizer=Adamm is not an ultralytics optimizer (did you mean 'Adam'"),
                        ("imgsz=1e3", "imgsz=1000.0: give the training image size as a whole number"),
-                       ("imgsz=-1", "imgsz=-1: give the training image size")):
+                       ("imgsz=-1", "imgsz=-1: give the training image size"),
+                       ("cache=maybe", "cache=maybe: ultralytics caches images with cache=ram or cache=disk"),
+                       ("workers=-1", "workers=-1: give the number of dataloader processes")):
         out = runner.invoke(app, [*base, arg], terminal_width=200)
         assert out.exit_code == 2 and words in " ".join(out.output.split()), out.output
         assert "Traceback" not in out.output and not (tmp_path / "run").exists()
     check_train_args({"optimizer": "adamw", "imgsz": 640})  # ultralytics matches optimizer names ignoring case
+    for ok in ({"cache": True}, {"cache": "RAM"}, {"cache": "disk"}, {"cache": False}, {"workers": 0}):
+        check_train_args(ok)
     with pytest.raises(TrainArgumentError, match="imgsz=True"):
         check_train_args({"imgsz": True})
     out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", str(coco8_yaml), "--data",

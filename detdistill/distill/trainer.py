@@ -73,20 +73,30 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
 
 
 # values ultralytics' check_cfg lets through and its trainer refuses (or bends) later: the optimizers its
-# build_optimizer knows (matched ignoring case), and imgsz, which it takes as a whole number of pixels
+# build_optimizer knows (matched ignoring case), the cache modes, workers and imgsz, a whole number of pixels
+CACHE_MODES = ("ram", "disk")  # with True and False; ultralytics takes any other text as no cache
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "auto")
 
 
 def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
-    """Raise :class:`TrainArgumentError` for an ``optimizer`` ultralytics does not know or an ``imgsz`` that is
-    not a positive whole number (ultralytics fails on the first after the data is loaded, on ``imgsz=1e3`` at the
-    model, and trains ``imgsz=-1`` at 32 with a warning)."""
+    """Raise :class:`TrainArgumentError` for an ``optimizer`` ultralytics does not know, a ``cache`` mode it
+    ignores, a negative ``workers`` or an ``imgsz`` that is not a positive whole number (ultralytics fails on the
+    optimizer after the data is loaded, on ``workers=-1`` in its dataloader, on ``imgsz=1e3`` at the model, trains
+    ``imgsz=-1`` at 32 with a warning and ``cache=maybe`` without a cache)."""
     name = args.get("optimizer")
     if name is not None and str(name).lower() not in {o.lower() for o in OPTIMIZERS}:
         close = _closest(str(name), set(OPTIMIZERS))
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise TrainArgumentError(f"optimizer={name}{where} is not an ultralytics optimizer ({hint}one of "
                                  f"{', '.join(OPTIMIZERS)})")
+    cache = args.get("cache")
+    if cache is not None and not isinstance(cache, bool) and str(cache).lower() not in CACHE_MODES:
+        raise TrainArgumentError(f"cache={cache}{where}: ultralytics caches images with cache=ram or cache=disk; "
+                                 "cache=False (the default) reads them from their files")
+    workers = args.get("workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+        raise TrainArgumentError(f"workers={workers}{where}: give the number of dataloader processes as a whole "
+                                 "number, 0 or more (0 loads in the training process), e.g. workers=2")
     size = args.get("imgsz")
     sizes = size if isinstance(size, (list, tuple)) else [size]  # a list: ultralytics trains at its largest
     if size is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
