@@ -83,12 +83,25 @@ def train(
     and load with plain YOLO(path)."""
     from detdistill.distill import api  # lazy: torch, ultralytics (the CLI starts without them)
     from detdistill.distill.classmap import parse_class_map_arg
-    from detdistill.distill.trainer import check_train_args
+    from detdistill.distill.trainer import RESUME_OVERRIDES, SET_BY_OPTIONS, check_train_args
 
     if pseudo_conf is not None and unlabeled is None:
         fail("--pseudo-conf sets the teacher's confidence for --unlabeled images: give --unlabeled DIR too, or drop it")
     overrides = parse_overrides(ctx.args)
+    for key in sorted(SET_BY_OPTIONS.keys() & overrides.keys()):
+        fail(f"{key}={overrides[key]} is set by {SET_BY_OPTIONS[key]}: use that option instead")
     check_train_args(overrides)
+    if resume is not None:  # a resumed run goes on as it started: say so rather than drop what was given
+        given = [name for name, value in (("--teacher", teacher), ("--student", student), ("--data", data),
+                                          ("--recipe", recipe), ("--class-map", class_map), ("--augment", augment),
+                                          ("--teacher-clean", teacher_clean), ("--unlabeled", unlabeled),
+                                          ("--pseudo-conf", pseudo_conf), ("--freeze-bn", freeze_bn), ("--int8", int8))
+                 if value not in (None, False)]
+        given += [f"{k}=" for k in sorted(overrides.keys() - RESUME_OVERRIDES)]
+        if given:
+            fail(f"--resume carries on a run with the settings it started with, from its checkpoint; "
+                 f"{', '.join(given)} cannot change them: drop {'it' if len(given) == 1 else 'them'}, or start a new "
+                 f"run (on resume only {', '.join(sorted(RESUME_OVERRIDES))} may be given, e.g. a smaller batch=)")
     if int8 and resume is None:
         from detdistill.distill.qad import SELF_RECIPE, require_modelopt
 

@@ -3,6 +3,8 @@
 PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-4``), so ``1e-4`` would load as the string
 ``'1e-4'`` and ultralytics would refuse it as a learning rate. YAML 1.2 and ultralytics' own command line
 read it as a number; so do detdistill's recipes, pipeline files and ``key=value`` train arguments.
+A key given twice in one mapping is an error: PyYAML would keep the last one without a word (two ``train:``
+blocks, the second with ``epochs: 100``, would train 100 epochs).
 """
 
 from __future__ import annotations
@@ -14,7 +16,20 @@ import yaml
 
 
 class NumberLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads exponent floats without a dot (``1e-4``, ``5E3``, ``-2e+2``)."""
+    """PyYAML's safe loader that also reads exponent floats without a dot (``1e-4``, ``5E3``, ``-2e+2``) and
+    refuses a key repeated in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line {seen[key].line + 1}): the second would silently "
+                    "replace the first; keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
 
 
 NumberLoader.add_implicit_resolver(

@@ -82,6 +82,17 @@ def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
     assert out.exit_code == 2 and "is not a checkpoint" in out.output
     out = runner.invoke(app, ["train", "--resume", str(teacher_pt)], terminal_width=200)
     assert out.exit_code == 2 and "not the checkpoint of an interrupted" in out.output
+    # a resumed run keeps its settings: options that would be dropped are named (batch= may change)
+    out = runner.invoke(app, ["train", "--resume", str(teacher_pt), "--recipe", "cwd", "epochs=25", "batch=4"],
+                        terminal_width=300)
+    assert out.exit_code == 2 and "--recipe, epochs= cannot change them" in out.output
+    late = tmp_path / "late.yaml"  # KD off for the last 5 of 2 epochs: nothing would be distilled
+    late.write_text("losses: [{type: at}]\nschedule: {stop_last: 5}\n")
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(coco8_yaml), "--recipe", str(late), "epochs=2", f"project={tmp_path}", "name=late"],
+                        terminal_width=300)
+    assert out.exit_code != 0 and "schedule.stop_last (5) turns KD off for all 2 epochs" in out.output
+    assert not (tmp_path / "late").exists()
 
 
 @pytest.mark.slow

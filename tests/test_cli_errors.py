@@ -222,6 +222,12 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
     _assert_one_error(result, "in the recipe's train: section", "'epochs=abc'")
     result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": 1, "data": "other.yaml"}))
     _assert_one_error(result, "train: data is not a training setting of a pipeline", "the data: section")
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"imgsz": 128}))  # the students train at imgsz:
+    _assert_one_error(result, "train: imgsz is not a training setting of a pipeline", "the top-level imgsz:")
+    for key, option in (("model=yolov8s.yaml", "--student"), ("data=other.yaml", "--data"),
+                        ("distill_model=yolov8s.pt", "--teacher"), ("quantize=8", "--int8")):
+        result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, key)
+        _assert_one_error(result, f"{key} is set by {option}", "use that option instead")
     result = _invoke("run", _recipe(tmp_path, teacher_pt, device="7"))  # no machine here has eight GPUs
     _assert_one_error(result, "device=7 (the recipe's device:)", "Invalid CUDA")
     result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, "device=7")

@@ -91,6 +91,10 @@ def test_export_is_qdq_onnx_scored_as_simulated_tensorrt_int8(qad_run, coco8_yam
     assert pt_map.map50_95 > 0.2 and abs(onnx_map.map50_95 - pt_map.map50_95) < 0.05, (onnx_map, pt_map)
     with pytest.raises(ValueError, match="already quantized"):
         quantize_onnx(onnx_path, default_parity_images())
+    old = tmp / "qad-opset12.onnx"
+    with pytest.raises(ValueError, match=r"--opset 12 is not supported for a quantization-aware \(--int8\) model"):
+        export_onnx(best, old, imgsz=160, opset=12)  # torch wrote an invalid file at opset 11-12
+    assert not old.exists()
 
 
 def test_missing_modelopt_is_explained(monkeypatch):

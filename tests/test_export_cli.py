@@ -65,6 +65,11 @@ def test_bad_values(app, tmp_path_factory, teacher_pt, tmp_path, coco8_yaml):
     assert "--max-drop 0.01" in out.output
     out = _run(app, "quantize", onnx_path, "--data", tmp_path, "--percentile", "99.9")
     assert out.exit_code == 2 and "but the method is minmax: add --method percentile" in out.output
+    pt = tmp_path_factory.getbasetemp() / "exported" / "teacher.pt"
+    out = _run(app, "export", pt, "-o", tmp_path / "e.onnx", "--max-det", "100", "--nms-iou", "0.5")
+    assert out.exit_code == 2 and "--max-det, --nms-iou: used only by the NMS in the graph" in out.output
+    out = _run(app, "export", pt, "-o", tmp_path / "e.onnx", "--dynamic", "--batch", "4")
+    assert out.exit_code == 2 and "--batch 4 would be ignored" in out.output and not (tmp_path / "e.onnx").exists()
     out = _run(app, "bench", onnx_path, "--runs", "5")
     assert out.exit_code == 2 and ">= 50" in out.output
     out = _run(app, "export", tmp_path_factory.getbasetemp() / "exported" / "teacher.pt", "--imgsz", "100",

@@ -89,6 +89,8 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
     ({"export": {"engines": ["fp16", "fp16"]}}, "export.engines: each precision once"),
     ({"name": "../../escape"}, "name: '../../escape' is a path"),
+    ({"data": {"yaml": "d.yaml", "pseudo_conf": 0.5}}, "data.pseudo_conf sets the teacher's confidence for "
+                                                       "data.unlabeled images: add data.unlabeled"),
 ])
 def test_errors_name_the_field(change, message):
     with pytest.raises(PipelineError) as e:
@@ -105,6 +107,12 @@ def test_recipe_files_load_and_bad_yaml_is_named(tmp_path):
         load_pipeline(bad)
     with pytest.raises(PipelineError, match="does not exist"):
         load_pipeline(tmp_path / "missing.yaml")
+    with pytest.raises(PipelineError, match="is a folder: pass the pipeline recipe YAML"):
+        load_pipeline(tmp_path)  # a work folder given as the recipe
+    twice = tmp_path / "twice.yaml"  # PyYAML keeps the last of two keys: the 100-epoch block would win silently
+    twice.write_text("data: {yaml: d.yaml}\ntrain: {epochs: 1}\nteacher: {weights: yolov8s}\ntrain:\n  epochs: 100\n")
+    with pytest.raises(PipelineError, match=r"found the key 'train' twice \(first on line 2\)"):
+        load_pipeline(twice)
     exponents = tmp_path / "exponents.yaml"  # YAML 1.1 reads 1e-4 (no dot) as text; users mean the number
     exponents.write_text("data: {yaml: d.yaml}\nteacher: {weights: yolov8s}\nstudent: {model: yolov8n.yaml}\n"
                          "train: {lr0: 1e-4}\nexport: {int8: {max_drop: 5E-3}}\n")

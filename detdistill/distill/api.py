@@ -15,6 +15,7 @@ import torch
 from ultralytics import YOLO
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
+from ultralytics.utils import DEFAULT_CFG
 
 from .student_trainer import StudentTrainer, set_class_count
 from .classmap import ClassMap, resolve_class_map
@@ -246,9 +247,15 @@ def check_job(job: TrainJob) -> Recipe | None:
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
     check_augment(job.augment, job.teacher_clean)
     try:
-        return check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)[0]
+        recipe = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)[0]
     except (FileNotFoundError, ValueError) as e:
         _raise_as_input_error(e)
+    args = job.args()
+    epochs = int(args.get("epochs", DEFAULT_CFG.epochs))
+    if recipe.schedule.off_throughout(epochs, int(args.get("close_mosaic", DEFAULT_CFG.close_mosaic))):
+        raise TrainInputError(f"the recipe's schedule.stop_last ({recipe.schedule.stop_last}) turns KD off for all "
+                              f"{epochs} epochs, so nothing would be distilled: train more epochs, or lower stop_last")
+    return recipe
 
 
 def _raise_as_input_error(e: Exception) -> NoReturn:

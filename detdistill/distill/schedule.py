@@ -23,6 +23,10 @@ class Schedule:
     final: float = 1.0
     stop_last: int | str = 0
 
+    def off_throughout(self, epochs: int, close_mosaic: int = 0) -> bool:
+        """True when ``stop_last`` leaves no epoch of ``epochs`` with KD on: such a run trains without a teacher."""
+        return self.factor(0, epochs, close_mosaic) == 0.0
+
     def factor(self, epoch: int, epochs: int, close_mosaic: int = 0) -> float:
         """KD multiplier at 0-based ``epoch`` of ``epochs``."""
         stop = min(close_mosaic, epochs // 4) if self.stop_last == "close_mosaic" else int(self.stop_last)

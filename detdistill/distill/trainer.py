@@ -33,6 +33,14 @@ class TrainArgumentError(ValueError):
 
 
 EXTRA_TRAIN_KEYS = frozenset({"augmentations", "save_dir"})  # accepted by ultralytics beyond its cfg keys
+# ultralytics settings that `detdistill train` sets through its own options: given as key=value they would
+# replace them behind the user's back (model=) or clash with them (data=)
+SET_BY_OPTIONS = {"model": "--student", "data": "--data", "resume": "--resume LAST.pt",
+                  "distill_model": "--teacher (detdistill's distillation, --recipe)",
+                  "quantize": "--int8 (quantization-aware distillation)"}
+# what ultralytics lets a resumed run change (BaseTrainer.check_resume), less the keys set by options
+RESUME_OVERRIDES = frozenset({"imgsz", "batch", "device", "close_mosaic", "save_period", "workers", "cache", "patience",
+                              "time", "freeze", "val", "plots", "channels_last"})
 RESUMED_KEYS = ("augment", "teacher_clean")  # taken from the checkpoint's KD configuration on resume
 
 

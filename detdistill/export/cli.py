@@ -42,10 +42,10 @@ def export(
     nms: bool = typer.Option(
         False, help="Decode and class-aware NMS in the graph (ONNX NonMaxSuppression; EfficientNMS in `build`): "
         "fixed-shape outputs num_dets, det_boxes, det_scores, det_classes."),
-    max_det: int = typer.Option(300, help="--nms: boxes kept per image (the fixed top-k)."),
-    nms_conf: float = typer.Option(0.001, help="--nms: score threshold in the graph (eval's 0.001 by default; the "
-                                   "runtime's --conf filters further)."),
-    nms_iou: float = typer.Option(0.7, help="--nms: IoU threshold in the graph."),
+    max_det: Optional[int] = typer.Option(None, help="--nms: boxes kept per image (the fixed top-k; default 300)."),
+    nms_conf: Optional[float] = typer.Option(None, help="--nms: score threshold in the graph (default eval's 0.001; "
+                                             "the runtime's --conf filters further)."),
+    nms_iou: Optional[float] = typer.Option(None, help="--nms: IoU threshold in the graph (default 0.7)."),
     frame: Optional[str] = typer.Option(
         None, help="Camera frame size WIDTHxHEIGHT, e.g. 1280x720: the input becomes that uint8 BGR frame, with "
         "letterbox, BGR->RGB, /255 and HWC->CHW in the graph."),
@@ -60,12 +60,22 @@ def export(
     from ..data.image_lists import list_images  # lazy: cv2, onnx (the CLI starts without them)
     from .onnx_export import ParityError, default_parity_images, export_onnx, parse_frame
 
+    nms_only = [name for name, value in (("--max-det", max_det), ("--nms-conf", nms_conf), ("--nms-iou", nms_iou))
+                if value is not None]
+    if nms_only and not nms:
+        fail(f"{', '.join(nms_only)}: used only by the NMS in the graph, which needs --nms: add --nms, or leave "
+             f"{'it' if len(nms_only) == 1 else 'them'} out (without --nms, NMS runs on the host)")
+    if dynamic and batch != 1:
+        fail(f"--dynamic makes the batch size dynamic, so --batch {batch} would be ignored: drop one of them (a "
+             "TensorRT engine's batch range is set by `detdistill build --batch min,opt,max`)")
     try:
         frame_hw = parse_frame(frame) if frame else None
         images = list_images(parity, limit=8) if parity else default_parity_images()
         out = export_onnx(weights, output, imgsz=imgsz, batch=batch, dynamic=dynamic, opset=opset,
-                          simplify=simplify, parity_images=images, nms=nms, max_det=max_det, nms_conf=nms_conf,
-                          nms_iou=nms_iou, frame=frame_hw)
+                          simplify=simplify, parity_images=images, nms=nms,
+                          max_det=300 if max_det is None else max_det,
+                          nms_conf=0.001 if nms_conf is None else nms_conf,
+                          nms_iou=0.7 if nms_iou is None else nms_iou, frame=frame_hw)
     except (ValueError, FileNotFoundError, ParityError) as e:
         fail(str(e))
     typer.echo(f"wrote {out}")

@@ -152,6 +152,7 @@ def export_onnx(
     The network itself is checked for parity before the in-graph pre/post-processing is added.
     """
     import torch  # lazy: torch (only exporting needs it, not the ONNX helpers here)
+    from ultralytics.utils.torch_utils import is_qat
 
     weights = Path(weights)
     model = load_detection_checkpoint(weights, role="weights")[0]
@@ -168,6 +169,10 @@ def export_onnx(
                          "(its outputs are ranked by score on the host)")
     tails = "--nms" if nms else "--frame" if frame is not None else \
         "the NMS-free head's ranking" if wrapper.nms_free else None  # what adds a tail to the graph, if anything
+    if is_qat(model) and opset < TAIL_MIN_OPSET:  # per-channel QuantizeLinear (its axis) came with opset 13
+        raise ValueError(f"--opset {opset} is not supported for a quantization-aware (--int8) model: its per-channel "
+                         f"INT8 weights need opset {TAIL_MIN_OPSET}-{MAX_OPSET}; 17 (the default) works on TensorRT "
+                         "8.5 and newer")
     check_opset(opset, tails)
     core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)

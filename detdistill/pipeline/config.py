@@ -386,6 +386,9 @@ def validate(raw: dict) -> PipelineConfig:
                             "or the example in `detdistill run --help`")
     cfg = build(PipelineConfig, raw, "", REFUSED)
     _check(cfg)
+    if "pseudo_conf" in (raw.get("data") or {}) and cfg.data.unlabeled is None:
+        raise PipelineError("data.pseudo_conf sets the teacher's confidence for data.unlabeled images: add "
+                            "data.unlabeled (a folder of your images), or drop pseudo_conf")
     s = cfg.student
     student = dataclasses.replace(
         s, imgsz=cfg.imgsz if s.imgsz is None else s.imgsz,
@@ -402,6 +405,9 @@ def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
     if isinstance(source, dict):
         return validate(source), yaml.safe_dump(source, sort_keys=False)
     path = Path(source)
+    if path.is_dir():
+        raise PipelineError(f"{path} is a folder: pass the pipeline recipe YAML (a run's work folder is --workdir; "
+                            "to resume a run, repeat its command)")
     if not path.is_file():
         raise PipelineError(f"pipeline recipe {path} does not exist; see `detdistill run --help` for an example")
     try:

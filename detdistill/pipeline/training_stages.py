@@ -16,7 +16,10 @@ RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "stud
 # train: keys the recipe sets elsewhere -> where
 SET_ELSEWHERE = {"data": "the data: section", "model": "the student: section (the teacher's: teacher.train.model)",
                  "project": "--workdir", "name": "--workdir", "resume": "rerunning the same command (finished "
-                 "stages are reused, an interrupted training resumes)"}
+                 "stages are reused, an interrupted training resumes)",
+                 "imgsz": "the top-level imgsz: (the students' own: student.imgsz)",
+                 "distill_model": "the teacher: section (detdistill's distillation, distill.recipe)",
+                 "quantize": "export.int8: {qad: {epochs: N}} (quantization-aware distillation)"}
 
 
 def check_train_settings(ctx: StageContext) -> None:
