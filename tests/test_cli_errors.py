@@ -228,6 +228,13 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
                         ("distill_model=yolov8s.pt", "--teacher"), ("quantize=8", "--int8")):
         result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, key)
         _assert_one_error(result, f"{key} is set by {option}", "use that option instead")
+    # found before the first stage (the data YAML here does not exist), not after the teacher's stages
+    for student, words in (({"model": "yolov8q.yaml"}, "student.model: yolov8q.yaml not found"),
+                           ({"width": 0.25, "freeze_bn": True}, "drop student.freeze_bn")):
+        _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, student=student)), words)
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, data={"yaml": str(coco8_yaml),
+                                                                "unlabeled": str(tmp_path / "frames")}))
+    _assert_one_error(result, "data.unlabeled:", "frames does not exist")
     result = _invoke("run", _recipe(tmp_path, teacher_pt, device="7"))  # no machine here has eight GPUs
     _assert_one_error(result, "device=7 (the recipe's device:)", "Invalid CUDA")
     result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, "device=7")

@@ -68,6 +68,26 @@ def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
     return merged
 
 
+def check_student_and_unlabeled(ctx: StageContext) -> None:
+    """Fail before the first stage on a student model YAML that does not load, ``student.freeze_bn`` on a student
+    built from a YAML (no BatchNorm statistics to keep) or a ``data.unlabeled`` that does not exist, which
+    would otherwise be found after the teacher's stages."""
+    s, unlabeled = ctx.cfg.student, ctx.cfg.data.unlabeled
+    if s.kind == "model":
+        from ultralytics.nn.tasks import yaml_model_load  # lazy: torch, ultralytics
+
+        try:
+            yaml_model_load(s.model)
+        except FileNotFoundError:
+            raise PipelineError(f"student.model: {s.model} not found; give a model YAML such as yolov8n.yaml or "
+                                "yolo11n.yaml, or a path to your own") from None
+    if s.freeze_bn and s.kind in ("model", "width"):
+        raise PipelineError(f"student.freeze_bn keeps a trained student's BatchNorm statistics, and a student.{s.kind} "
+                            "student is built from a YAML with none to keep: drop student.freeze_bn")
+    if unlabeled is not None and not Path(unlabeled).exists():
+        raise PipelineError(f"data.unlabeled: {unlabeled} does not exist; give a folder (or .txt list) of your images")
+
+
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     """What the students start from: a model YAML or a ``.pt`` (the pruned teacher, a checkpoint, the teacher)."""
     s = ctx.cfg.student

@@ -70,6 +70,7 @@ class Pipeline:
     def run(self) -> Path:
         """Every stage in order, then the report; return the path of ``report.md``."""
         training_stages.check_train_settings(self.ctx)
+        input_stages.check_student_and_unlabeled(self.ctx)
         self.stages.total = self._count_stages()
         data = self.data()
         artifacts = deploy_stages.export_all(self.ctx, self.checkpoints(data, self.teacher(data)), data)
