@@ -80,6 +80,18 @@ def _labels(out: Path, split: str) -> dict[str, list[list[float]]]:
             for p in sorted((out / "labels" / split).glob("*.txt"))}
 
 
+def _cli(*args: object):
+    """``detdistill data *args`` through the data verbs' typer app."""
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:  # keeps `data` a sub-command, as under the real `detdistill` app
+        """detdistill"""
+
+    return CliRunner().invoke(app, ["data", *map(str, args)])
+
+
 @pytest.fixture
 def coco(tmp_path: Path) -> Path:
     return _write_coco(tmp_path / "coco")
@@ -241,16 +253,7 @@ def test_a_preset_file_that_is_not_a_mapping_of_classes_is_named(tmp_path: Path)
 
 
 def test_cli(coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # keeps `data` a sub-command, as under the real `detdistill` app
-        """detdistill"""
-
-    def run(*args: object):
-        return CliRunner().invoke(app, ["data", *map(str, args)])
-
+    run = _cli
     monkeypatch.chdir(tmp_path)
     res = run("coco-subset", "--coco", coco, "--classes", "car, bus", "--no-progress")
     assert res.exit_code == 0, res.output
@@ -274,3 +277,140 @@ def test_cli(coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert res.exit_code == 2 and "error: " in res.output and message in res.output, res.output
     res = run("presets")
     assert res.exit_code == 0 and "road" in res.output and "traffic light" in res.output
+
+
+def _edit_json(path: Path, edit) -> None:
+    coco = json.loads(path.read_text())
+    edit(coco)
+    path.write_text(json.dumps(coco))
+
+
+def _jpeg(path: Path, value: int) -> bytes:
+    """A real W x H image of one grey ``value`` at ``path`` (JPEG or PNG by its suffix); returns its bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((H, W, 3), value, dtype=np.uint8))
+    return path.read_bytes()
+
+
+def test_images_sharing_an_output_name_are_refused_and_their_sources_kept(coco: Path, tmp_path: Path) -> None:
+    train = coco / "train2017"
+    originals = {name: _jpeg(train / name, v) for name, v in (("a/x.jpg", 10), ("b/x.jpg", 200), ("y.png", 90))}
+    originals["y.jpg"] = _jpeg(train / "y.jpg", 150)
+    ann = coco / "annotations" / "instances_train2017.json"
+    base = ann.read_text()
+    # a/x.jpg and b/x.jpg would both be images/train/x.jpg; y.jpg and y.png would share labels/train/y.txt
+    # (and one file listed twice would have two label files in one)
+    rename = "rename one of the two files and its file_name in instances_train2017.json"
+    for (first, second), clash, fix in ((("a/x.jpg", "b/x.jpg"), "images/train/x.jpg", rename),
+                                        (("y.jpg", "y.png"), "labels/train/y.txt", rename),
+                                        (("y.jpg", "y.jpg"), "images/train/y.jpg",
+                                         "remove one of the two entries from instances_train2017.json")):
+        ann.write_text(base)
+        _edit_json(ann, lambda c: [im.update(file_name=name) for im, name in zip(c["images"], (first, second))])
+        with pytest.raises(CocoSubsetError) as err:
+            make_coco_subset(coco, tmp_path / "out", ["car", "traffic light"], splits=("train2017",), progress=False)
+        assert (f"image 1 ({train / first}) and image 2 ({train / second}) would both be written to {clash}"
+                in str(err.value)), err.value
+        assert str(err.value).endswith(fix)
+        assert not (tmp_path / "out").exists()  # refused before anything is written
+    assert {name: (train / name).read_bytes() for name in originals} == originals
+
+
+def test_placing_a_file_never_writes_through_an_existing_hard_link(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from detdistill.data.files import link_or_copy
+
+    a, b, c = (tmp_path / "src" / n for n in ("a.jpg", "b.jpg", "c.jpg"))
+    bytes_a, bytes_b, bytes_c = _jpeg(a, 10), _jpeg(b, 200), _jpeg(c, 90)
+    dst = tmp_path / "out" / "x.jpg"
+    dst.parent.mkdir()
+    link_or_copy(a, dst)  # a hard link to the user's a.jpg
+    link_or_copy(b, dst)
+    assert dst.read_bytes() == bytes_b and a.read_bytes() == bytes_a
+    monkeypatch.setattr("detdistill.data.files.os.link",
+                        lambda *args: (_ for _ in ()).throw(OSError(errno.EXDEV, "cross-device link")))
+    link_or_copy(c, dst)  # copied (no link across file systems), onto a fresh file, not through b's link
+    assert dst.read_bytes() == bytes_c and b.read_bytes() == bytes_b and a.read_bytes() == bytes_a
+    with pytest.raises(ValueError, match="onto itself"):
+        link_or_copy(a, a)
+    assert a.read_bytes() == bytes_a
+
+
+def test_file_names_with_the_split_folder_are_found_and_missing_files_named_in_full(coco: Path, tmp_path: Path) -> None:
+    for split in ("train2017", "val2017"):  # file_name "train2017/x.jpg", relative to the COCO folder
+        _edit_json(coco / "annotations" / f"instances_{split}.json",
+                   lambda c, split=split: [im.update(file_name=f"{split}/{im['file_name']}") for im in c["images"]])
+    make_coco_subset(coco, tmp_path / "out", ["car", "bus", "traffic light"], progress=False)
+    assert sorted(_labels(tmp_path / "out", "train")) == [_name(1)[:-4], _name(2)[:-4]]
+    [row, _] = _labels(tmp_path / "out", "val")[_name(101)[:-4]]
+    assert row == pytest.approx(_yolo(1, 0, 0, 32, 24), abs=1e-6)
+
+    (coco / "val2017" / _name(101)).unlink()
+    with pytest.raises(CocoSubsetError) as err:
+        make_coco_subset(coco, tmp_path / "out2", ["bus"], progress=False)
+    assert f"(e.g. image 101: no file {coco / 'val2017' / 'val2017' / _name(101)})" in str(err.value), err.value
+    assert "fix the file_names in instances_val2017.json" in str(err.value)
+
+
+def test_a_rerun_replaces_an_interrupted_conversion(coco: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import detdistill.data.coco_subset_writer as writer
+
+    out, calls = tmp_path / "out", []
+    real_link = writer.link_or_copy
+
+    def interrupted(src: Path, dst: Path) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_link(src, dst)
+
+    monkeypatch.setattr(writer, "link_or_copy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_coco_subset(coco, out, ["car", "bus", "traffic light"], progress=False)
+    assert (out / "images" / "train" / _name(1)).is_file() and not (out / "data.yaml").exists()
+    monkeypatch.undo()
+
+    mine = out / "labels" / "train" / "mine.txt"  # a file the user added is still never deleted
+    mine.write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(CocoSubsetError, match=r"holds 1 file\(s\) the converter did not write \(e.g. labels/train/m"):
+        make_coco_subset(coco, out, ["car", "bus", "traffic light"], progress=False)
+    mine.unlink()
+    data = make_coco_subset(coco, out, ["car", "bus", "traffic light"], progress=False)
+    assert sorted(_labels(out, "train")) == [_name(1)[:-4], _name(2)[:-4]]
+    assert yaml.safe_load(data.read_text())["coco_subset"]["splits"]["train"]["images"] == 2
+
+
+MALFORMED = {  # what is wrong -> (edit of instances_train2017.json, the entry and problem the error names)
+    "no file_name": (lambda c: c["images"][0].pop("file_name"), "image 1 (images[0]) has no 'file_name'"),
+    "no height": (lambda c: c["images"][0].pop("height"),
+                  "image 1 (images[0]) has no 'height'; it needs the image's height in pixels (> 0)"),
+    "zero width": (lambda c: c["images"][0].update(width=0), "image 1 (images[0]) has width 0;"),
+    "no image id": (lambda c: c["images"][1].pop("id"), "images[1] has no 'id'; it needs an integer 'id'"),
+    "repeated image id": (lambda c: c["images"][1].update(id=1), "image 1 (images[1]) repeats an image id"),
+    "no bbox": (lambda c: c["annotations"][0].pop("bbox"), "annotation 1 (annotations[0], of image 1) has no 'bbox'"),
+    "3-number bbox": (lambda c: c["annotations"][0].update(bbox=[10, 5, 20]),
+                      "annotation 1 (annotations[0], of image 1) has bbox [10, 5, 20]; it needs [x, y, width, height]"),
+    "null bbox": (lambda c: c["annotations"][0].update(bbox=None),
+                  "annotation 1 (annotations[0], of image 1) has bbox null;"),
+    "category without id": (lambda c: c["categories"][1].pop("id"), "categories[1] ('car') has no 'id'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_annotation_is_named(case: str, coco: Path, tmp_path: Path) -> None:
+    edit, problem = MALFORMED[case]
+    ann = coco / "annotations" / "instances_train2017.json"
+    _edit_json(ann, edit)
+    with pytest.raises(CocoSubsetError) as err:
+        make_coco_subset(coco, tmp_path / "out", ["car", "traffic light"], progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{ann}: {problem}"), message
+    assert message.endswith("fix that entry or re-download the annotations")
+    assert not (tmp_path / "out").exists()
+
+    res = _cli("coco-subset", "--coco", coco, "--classes", "car", "--out", tmp_path / "out", "--no-progress")
+    assert res.exit_code == 2 and res.output.startswith("error: ") and problem in res.output, res.output
+

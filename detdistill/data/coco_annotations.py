@@ -4,6 +4,7 @@ boxes as YOLO label lines (crowd annotations skipped, boxes clipped to the image
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ def find_split(coco_dir: Path, source: str) -> tuple[Path, Path]:
 
 
 def load_instances(path: Path) -> dict:
-    """The parsed instances json, checked to have COCO's top-level keys."""
+    """The parsed instances json, checked to have COCO's top-level keys and well-formed images and categories."""
     try:
         coco = json.loads(path.read_bytes())
     except json.JSONDecodeError as e:
@@ -59,7 +60,53 @@ def load_instances(path: Path) -> dict:
     if malformed:
         raise CocoSubsetError(f"{path} is not a COCO instances file: its {', '.join(malformed)} should be a list of "
                               "objects; re-download or re-extract the annotations")
+    _check_images(coco["images"], path)
+    _check_categories(coco["categories"], path)
     return coco
+
+
+def _bad_item(path: Path, item: str, problem: str) -> CocoSubsetError:
+    """The error for one malformed entry of an instances file: the file, the entry, what is wrong and the fix."""
+    return CocoSubsetError(f"{path}: {item} {problem}; fix that entry or re-download the annotations")
+
+
+def _has(item: dict, key: str) -> str:
+    """How an entry's ``key`` reads in an error: ``has no 'bbox'`` or ``has bbox [1, 2, 3]`` (as JSON)."""
+    return f"has {key} {json.dumps(item[key])[:80]}" if key in item else f"has no '{key}'"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_images(images: list[dict], path: Path) -> None:
+    """Every image needs a unique integer id, a file_name and a positive width and height."""
+    seen: set[int] = set()
+    for i, im in enumerate(images):
+        if not _is_id(im.get("id")):
+            raise _bad_item(path, f"images[{i}]", f"{_has(im, 'id')}; it needs an integer 'id'")
+        item = f"image {im['id']} (images[{i}])"
+        if im["id"] in seen:
+            raise _bad_item(path, item, "repeats an image id of an earlier entry")
+        seen.add(im["id"])
+        name = im.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            raise _bad_item(path, item, f"{_has(im, 'file_name')}; it needs the image file's name, e.g. 'x.jpg'")
+        for key in ("width", "height"):
+            if not (_is_number(im.get(key)) and im[key] > 0):
+                raise _bad_item(path, item, f"{_has(im, key)}; it needs the image's {key} in pixels (> 0)")
+
+
+def _check_categories(categories: list[dict], path: Path) -> None:
+    """Every category needs an integer id."""
+    for i, cat in enumerate(categories):
+        if not _is_id(cat.get("id")):
+            raise _bad_item(path, f"categories[{i}] ({cat.get('name', '')!r})",
+                            f"{_has(cat, 'id')}; it needs an integer 'id'")
 
 
 def category_map(categories: list[dict], subset: Sequence[int], path: Path) -> dict[int, int]:
@@ -90,19 +137,25 @@ def yolo_line(cls: int, bbox: Sequence[float], width: float, height: float) -> s
     return f"{cls} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
 
 
-def collect_labels(coco: dict, cat_to_cls: dict[int, int]) -> SplitLabels:
-    """Label lines per image id of the chosen classes (``cat_to_cls``), with the crowd and empty boxes counted."""
+def collect_labels(coco: dict, cat_to_cls: dict[int, int], path: Path) -> SplitLabels:
+    """Label lines per image id of the chosen classes (``cat_to_cls``), with the crowd and empty boxes counted.
+    ``coco`` is checked by :func:`load_instances`; the boxes used are checked here (``path`` names the file)."""
     images = {im["id"]: im for im in coco["images"]}
     out = SplitLabels()
-    for ann in coco["annotations"]:
-        cls, im = cat_to_cls.get(ann.get("category_id")), images.get(ann.get("image_id"))
+    for k, ann in enumerate(coco["annotations"]):
+        cat, image_id = ann.get("category_id"), ann.get("image_id")  # not an id (e.g. a list): matches nothing
+        cls, im = cat_to_cls.get(cat) if _is_id(cat) else None, images.get(image_id) if _is_id(image_id) else None
         if cls is None or im is None:
             continue
         out.touched.add(im["id"])
         if ann.get("iscrowd", 0):
             out.crowd += 1
             continue
-        line = yolo_line(cls, ann["bbox"], im["width"], im["height"])
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+            raise _bad_item(path, f"annotation {ann.get('id', '(no id)')} (annotations[{k}], of image {im['id']})",
+                            f"{_has(ann, 'bbox')}; it needs [x, y, width, height], 4 numbers in pixels")
+        line = yolo_line(cls, bbox, im["width"], im["height"])
         if line is None:
             out.empty_boxes += 1
             continue

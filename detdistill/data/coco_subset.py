@@ -8,7 +8,10 @@ distils into the subset without a ``--class-map``.
 
 Rules: crowd annotations (``iscrowd: 1``) are skipped, boxes are clipped to the image and dropped when
 empty; an image whose only annotations of the chosen classes are crowd or empty boxes is left out
-(neither a positive nor a background image). Train and val come from their own COCO split only.
+(neither a positive nor a background image). Train and val come from their own COCO split only. Each image is
+written under its file name alone (a ``file_name``'s folders are dropped), so two that would share an output
+name are refused before anything is written. The output folder is marked as the converter's before its files
+are written (their list) and data.yaml is written last, so a rerun replaces an interrupted conversion.
 
 This module chooses each split's images and runs the conversion; the class tables and presets are in
 :mod:`detdistill.data.coco_classes`, reading the download in :mod:`detdistill.data.coco_annotations`, writing
@@ -46,7 +49,7 @@ from .coco_classes import (
     resolve_class,
     resolve_classes,
 )
-from .coco_subset_writer import (MARKER_KEY, WRITTEN_LIST, PlannedImage, SplitPlan, data_yaml, prepare_out,
+from .coco_subset_writer import (MARKER_KEY, PlannedImage, SplitPlan, check_output_names, data_yaml, prepare_out,
                                  progress_bar, write_split)
 
 __all__ = [  # the converter's API, importable from here
@@ -89,14 +92,25 @@ def _pick(ids: list[int], k: int, rng: random.Random) -> list[int]:
     return sorted(rng.sample(ids, k))
 
 
+def _image_file(image_dir: Path, file_name: str) -> Path:
+    """An image's file: ``file_name`` under the split's image folder, or, for a name that starts with that
+    folder's own name (``train2017/x.jpg``), under its parent when only that file exists."""
+    path = image_dir / file_name
+    if Path(file_name).parts[:1] == (image_dir.name,) and not path.is_file():
+        prefixed = image_dir.parent / file_name
+        if prefixed.is_file():
+            return prefixed
+    return path
+
+
 def _plan_split(
     ann: Path, image_dir: Path, subset: Sequence[int], max_images: int | None, include_empty: float | int, seed: int
 ) -> SplitPlan:
     """Read one split's annotations and choose its images (deterministic for a seed)."""
     source = image_dir.name
     coco = load_instances(ann)
-    labels = collect_labels(coco, category_map(coco["categories"], subset, ann))
-    files = {im["id"]: image_dir / im["file_name"] for im in coco["images"]}
+    labels = collect_labels(coco, category_map(coco["categories"], subset, ann), ann)
+    files = {im["id"]: _image_file(image_dir, im["file_name"]) for im in coco["images"]}
     del coco
     plan = SplitPlan(split_name(source), source, crowd=labels.crowd, empty_boxes=labels.empty_boxes)
 
@@ -112,8 +126,9 @@ def _plan_split(
 
     n_pos, n_neg = split_budget(len(present_pos), len(present_neg), max_images, include_empty)
     rng = random.Random(f"{seed}:{source}")
-    plan.positives = [PlannedImage(files[i], labels.lines[i]) for i in _pick(present_pos, n_pos, rng)]
-    plan.negatives = [PlannedImage(files[i], []) for i in _pick(present_neg, n_neg, rng)]
+    plan.positives = [PlannedImage(i, files[i], labels.lines[i]) for i in _pick(present_pos, n_pos, rng)]
+    plan.negatives = [PlannedImage(i, files[i], []) for i in _pick(present_neg, n_neg, rng)]
+    check_output_names(plan, ann)
     return plan
 
 
@@ -127,8 +142,9 @@ def _check_found(
         raise CocoSubsetError(f"no image in {ann.name} has a (non-crowd) box of {names}")
     if not present_pos:
         raise CocoSubsetError(
-            f"none of the {len(pos_ids)} {plan.source} images with {names} is in {image_dir} "
-            f"(e.g. {files[pos_ids[0]].name} is missing); unzip {plan.source}.zip there"
+            f"none of the {len(pos_ids)} {plan.source} images with {names} is in {image_dir} (e.g. image "
+            f"{pos_ids[0]}: no file {files[pos_ids[0]]}); unzip {plan.source}.zip there, or fix the file_names "
+            f"in {ann.name}"
         )
 
 
@@ -177,7 +193,8 @@ def make_coco_subset(
         seed: seed of the random image selection.
 
     Raises:
-        CocoSubsetError: wrong layout, unknown or no class, no image found, non-empty foreign ``out``.
+        CocoSubsetError: wrong layout, malformed annotations, unknown or no class, no image found, two images
+            with one output name, non-empty foreign ``out``.
     """
     coco_dir, out = Path(coco_dir).expanduser().resolve(), Path(out).expanduser()
     subset = resolve_classes(classes)
@@ -190,14 +207,12 @@ def make_coco_subset(
         with _reading(ann, progress):
             plans.append(_plan_split(ann, images, subset, max_images, include_empty, seed))
 
-    prepare_out(out)
-    written: list[str] = []
+    prepare_out(out, [f for plan in plans for f in plan.files()])  # marks out as ours before writing into it
     with progress_bar(progress) as bar:
         for plan in plans:
-            written += write_split(out, plan, bar)
-    (out / WRITTEN_LIST).write_text("".join(f"{path}\n" for path in written), encoding="utf-8")
+            write_split(out, plan, bar)
     provenance = {"coco": str(coco_dir), "seed": seed, "max_images": max_images, "include_empty": include_empty,
                   "splits": {p.name: p.stats() for p in plans}}
     data = out / "data.yaml"
-    data.write_text(data_yaml(subset, plans, provenance))
+    data.write_text(data_yaml(subset, plans, provenance))  # last: a folder without it is an unfinished conversion
     return data

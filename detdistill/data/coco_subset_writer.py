@@ -16,15 +16,22 @@ from .coco_classes import COCO80_NAMES, CocoSubsetError
 from .files import link_or_copy
 
 MARKER_KEY = "coco_subset"  # data.yaml block recording how the dataset was made (and that we may rewrite it)
-WRITTEN_LIST = ".coco-subset-files"  # the files a run wrote, one relative path per line: a rerun deletes only these
+# The files a run writes, one relative path per line, written before any of them: it marks the folder as the
+# converter's from the start (a rerun after an interruption may replace it), and a rerun deletes only these.
+WRITTEN_LIST = ".coco-subset-files"
 
 
 @dataclass
 class PlannedImage:
-    """One output image: its source file and YOLO label lines (empty for a background image)."""
+    """One output image: its COCO image id, source file and YOLO label lines (empty for a background image)."""
 
+    image_id: int
     src: Path
     lines: list[str]
+
+    def outputs(self, split: str) -> tuple[str, str]:
+        """Its image and label file in the dataset, relative to the dataset folder (named after the file alone)."""
+        return f"images/{split}/{self.src.name}", f"labels/{split}/{self.src.stem}.txt"
 
 
 @dataclass
@@ -51,6 +58,27 @@ class SplitPlan:
             "empty_boxes_skipped": self.empty_boxes,
         }
 
+    def files(self) -> list[str]:
+        """The files the split will write, relative to the dataset folder."""
+        return [f for im in self.positives + self.negatives for f in im.outputs(self.name)]
+
+
+def check_output_names(plan: SplitPlan, ann: Path) -> None:
+    """Raise if two of the split's images would be written to the same image or label file: outputs are named
+    after the file alone, so ``a/x.jpg`` and ``b/x.jpg`` both become ``x.jpg``, and ``x.jpg``, ``x.png`` share
+    ``x.txt``. Checked before anything is written (``ann`` is the annotation file, for the message)."""
+    by_label: dict[str, PlannedImage] = {}
+    for im in plan.positives + plan.negatives:
+        image, label = im.outputs(plan.name)
+        first = by_label.setdefault(label, im)
+        if first is not im:
+            clash = image if first.src.name == im.src.name else label
+            fix = (f"remove one of the two entries from {ann.name}" if first.src == im.src
+                   else f"rename one of the two files and its file_name in {ann.name}")
+            raise CocoSubsetError(
+                f"{ann}: image {first.image_id} ({first.src}) and image {im.image_id} ({im.src}) would both be "
+                f"written to {clash} (the dataset names each image after its file name, without its folder); {fix}")
+
 
 def _foreign_files(out: Path, written: set[str]) -> list[str]:
     """Files under ``out``'s images/ and labels/ that are not in ``written`` (paths relative to ``out``), less the
@@ -60,20 +88,28 @@ def _foreign_files(out: Path, written: set[str]) -> list[str]:
                   and (rel := f.relative_to(out).as_posix()) not in written)
 
 
-def prepare_out(out: Path) -> None:
-    """Create ``out``, or clear the images/labels of a dataset this converter wrote there before; files it did
-    not write there (listed in ``WRITTEN_LIST``) make it refuse rather than delete them."""
-    data = out / "data.yaml"
+def _has_marker(data: Path) -> bool:
+    """Whether ``data`` is a data.yaml this converter wrote (it has the ``MARKER_KEY`` block)."""
+    try:
+        cfg = yaml.safe_load(data.read_text(encoding="utf-8")) if data.is_file() else None
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and MARKER_KEY in cfg
+
+
+def prepare_out(out: Path, files: Sequence[str]) -> None:
+    """Create ``out``, or clear what this converter wrote there before (also by an interrupted run), then list
+    ``files`` (relative to ``out``, about to be written) in ``WRITTEN_LIST``. Files the earlier run did not write
+    under images/ or labels/ make it refuse rather than delete them, and so does a folder it did not write."""
+    data, written = out / "data.yaml", out / WRITTEN_LIST
     if out.exists() and not out.is_dir():
         raise CocoSubsetError(f"output {out} is a file; pass a folder")
     if out.is_dir() and any(out.iterdir()):
-        ours = data.is_file() and MARKER_KEY in (yaml.safe_load(data.read_text()) or {})
-        if not ours:
+        if not (written.is_file() or _has_marker(data)):
             raise CocoSubsetError(
                 f"output folder {out} is not empty and was not written by `detdistill data coco-subset`; "
                 "pass an empty or new folder"
             )
-        written = out / WRITTEN_LIST
         if written.is_file():  # datasets written before the list existed are replaced whole
             added = _foreign_files(out, set(written.read_text(encoding="utf-8").splitlines()))
             if added:
@@ -82,26 +118,23 @@ def prepare_out(out: Path) -> None:
                     "which rewriting it would delete: move them out, or write the subset to another folder")
         for sub in ("images", "labels"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        data.unlink()
-        written.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)  # an interrupted run wrote none (it is written last)
     out.mkdir(parents=True, exist_ok=True)
+    written.write_text("".join(f"{path}\n" for path in files), encoding="utf-8")  # replaces the old list
 
 
-def write_split(out: Path, plan: SplitPlan, progress: Any) -> list[str]:
-    """Link (or copy) the split's images and write their label files, advancing the ``progress`` bar; return the
-    paths written, relative to ``out``."""
-    images, labels = out / "images" / plan.name, out / "labels" / plan.name
-    images.mkdir(parents=True)
-    labels.mkdir(parents=True)
+def write_split(out: Path, plan: SplitPlan, progress: Any) -> None:
+    """Link (or copy) the split's images and write their label files into new folders, advancing the
+    ``progress`` bar (the output names are unique: see :func:`check_output_names`)."""
+    (out / "images" / plan.name).mkdir(parents=True)
+    (out / "labels" / plan.name).mkdir(parents=True)
     todo = plan.positives + plan.negatives
     task = progress.add_task(f"{plan.source} -> {plan.name}", total=len(todo))
-    written = []
     for im in todo:
-        link_or_copy(im.src, images / im.src.name)
-        (labels / f"{im.src.stem}.txt").write_text("".join(f"{line}\n" for line in im.lines))
-        written += [f"images/{plan.name}/{im.src.name}", f"labels/{plan.name}/{im.src.stem}.txt"]
+        image, label = im.outputs(plan.name)
+        link_or_copy(im.src, out / image)
+        (out / label).write_text("".join(f"{line}\n" for line in im.lines))
         progress.advance(task)
-    return written
 
 
 def _dump(obj: dict) -> str:
