@@ -263,3 +263,21 @@ def test_cli_names_an_empty_source_and_an_empty_model_before_running(tmp_path):
     # the source is checked before the model loads (the empty model is never opened), and no clip is run
     result = runner.invoke(demo_cli(), ["demo", "--model", str(empty), "-s", "", "--no-show", "--max-frames", "1"])
     assert result.exit_code == 2 and "error: the source is empty" in result.output, result.output
+
+
+def test_cli_refuses_outputs_under_a_file_and_bad_sources_before_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    clip = write_clip("clip.mp4", frames=3, size=(160, 120))
+    before = clip.read_bytes()
+    model = ["demo", "--model", "m.onnx", "--no-show", "-s", "clip.mp4"]  # the model is never opened
+    for option, out, fix in (("--record", "clip.mp4/out.mp4", "out.mp4"),
+                             ("--save-json", "clip.mp4/x/d.jsonl", "d.jsonl")):
+        result = runner.invoke(demo_cli(), [*model, option, out])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"error: {option} {out}: clip.mp4 is a file, not a folder; pass {option} a path in a folder, " \
+               f"e.g. {fix}" in result.output
+    assert clip.read_bytes() == before
+    result = runner.invoke(demo_cli(), ["demo", "--model", "m.onnx", "--no-show", "-s", "synthetic?fps=0"])
+    assert result.exit_code == 2 and "error: source 'synthetic?fps=0': option fps must be an integer from 1 to " \
+                                     "1000, got '0'" in result.output, result.output

@@ -84,3 +84,27 @@ def test_cli_demo_with_class_filter(teacher_onnx, bus_clip, tmp_path):
     assert len(records) == 4
     names = {d["name"] for r in records for d in r["detections"]}
     assert names == {"bus"}
+
+
+def test_cli_names_its_own_option_for_a_model_it_cannot_tell(teacher_pt, teacher_onnx, bus_clip, tmp_path):
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def version() -> None:
+        pass
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--model", str(teacher_pt), "-s", str(bus_clip), "--no-show"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "is a PyTorch checkpoint" in result.output and f"`detdistill export {teacher_pt}`" in result.output
+    renamed = tmp_path / "teacher.model"   # an ONNX model under a suffix --backend auto cannot read
+    shutil.copy(teacher_onnx, renamed)
+    result = runner.invoke(app, ["demo", "--model", str(renamed), "-s", str(bus_clip), "--no-show"])
+    assert result.exit_code == 2 and "add --backend onnxruntime" in result.output, result.output
+    assert "backend='" not in result.output   # the Python argument is no use on the command line
+    with pytest.raises(ValueError, match="pass backend='onnxruntime'"):   # the Python API keeps its own words
+        run_demo(renamed, str(bus_clip), show=False, log=lambda m: None)
+    result = runner.invoke(app, ["demo", "--model", str(renamed), "-s", str(bus_clip), "--no-show",
+                                 "--backend", "onnxruntime", "--max-frames", "2"])
+    assert result.exit_code == 0 and "summary: 2 frames" in result.output, result.output

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -73,6 +76,89 @@ def test_parse_files_and_folders(tmp_path):
     assert parse_source(str(tmp_path)).kind == "images"
     with pytest.raises(SourceError, match="not a camera index"):
         parse_source(str(tmp_path / "missing.mp4"))
+
+
+def _read_all(src) -> list:
+    frames = []
+    while (frame := src.read(timeout=2.0)) is not None or not src.finished:
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def test_only_the_exact_name_synthetic_is_the_generated_clip(tmp_path, monkeypatch):
+    # a user's video or folder whose name starts with "synthetic" is played, not the built-in clip
+    monkeypatch.chdir(tmp_path)
+    write_clip("synthetic_drive.mp4", frames=5, size=(160, 120))
+    Path("synthetic_frames").mkdir()
+    cv2.imwrite("synthetic_frames/a.png", np.full((24, 32, 3), 200, np.uint8))
+    assert (parse_source("synthetic_drive.mp4").kind, parse_source("synthetic_frames").kind) == ("file", "images")
+    with open_source("synthetic_drive.mp4") as src:
+        frames = _read_all(src)
+        assert "synthetic_drive.mp4" in src.description and not src.description.startswith("synthetic ")
+        assert len(frames) == 5 and frames[0].image.shape == (120, 160, 3)
+    with open_source("synthetic_frames/") as src:
+        assert [f.image.shape for f in _read_all(src)] == [(24, 32, 3)]
+    for text in ("synthetic", "SYNTHETIC", "synthetic?frames=3"):
+        assert parse_source(text).kind == "synthetic"
+    with pytest.raises(SourceError, match="not a camera index"):
+        parse_source("synthetic_missing.mp4")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("synthetic?frames=abc", r"option frames must be an integer from 1 to \d+, got 'abc'; "
+                             r"e\.g\. synthetic\?frames=300"),
+    ("synthetic?frames=-5", r"option frames must be an integer from 1 .*got '-5'"),
+    ("synthetic?frames=0", r"option frames must be an integer from 1 .*got '0'"),
+    ("synthetic?fps=0", r"option fps must be an integer from 1 to 1000, got '0'; e\.g\. synthetic\?fps=30"),
+    ("synthetic?width=99999", r"option width must be an integer from 16 to 4096, got '99999'"),
+    ("synthetic?frame=5", r"unknown option 'frame'; the synthetic source takes frames, fps, width, height: did you "
+                          r"mean frames\?"),
+    ("synthetic?widht=1280", r"unknown option 'widht'.*did you mean width\?"),
+    ("synthetic?colour=red", r"unknown option 'colour'.*takes frames, fps, width, height: remove it"),
+    ("/dev/video0?format=yuyv", r"option format must be one of mjpeg, mjpg, jpeg, raw, got 'yuyv'"),
+    ("csi://0?flip=9", r"option flip must be an integer from 0 to 7, got '9'"),
+    ("rtsp://cam/s#latncy=50", r"unknown option 'latncy'; the rtsp source takes codec, latency: did you mean latency"),
+])
+def test_bad_source_options_are_refused_naming_the_option(text, message):
+    with pytest.raises(SourceError, match=rf"^source '{re.escape(text)}': {message}"):
+        parse_source(text)
+
+
+def test_checked_options_reach_the_clip():
+    spec = parse_source("synthetic?frames=4&fps=60&width=160&height=120")
+    assert (spec.width, spec.height, spec.fps, spec.options) == (160, 120, 60, {"frames": "4"})
+    assert parse_source("rtsp://cam/s#codec=H265").options == {"codec": "h265"}   # choices in lower case
+    with open_source(spec) as src:
+        assert src.description == "synthetic 160x120@60 (4 frames)"
+        assert len(_read_all(src)) + src.dropped == 4
+    with pytest.raises(ValueError, match="fps > 0"):  # a SourceSpec built in Python is not parsed: the clip checks
+        SyntheticCamera((160, 120), fps=0)
+
+
+@pytest.mark.parametrize("name", ["2024", "synthetic"])
+def test_a_camera_index_or_synthetic_that_is_also_a_folder_here_is_refused(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    Path(name).mkdir()
+    cv2.imwrite(f"{name}/f0.png", np.full((24, 32, 3), 90, np.uint8))
+    other = "/dev/video2024 for the camera" if name.isdigit() else "synthetic?frames=300 for the clip"
+    with pytest.raises(SourceError, match=rf"source '{name}' is ambiguous: .*there is a folder {name} here; pass "
+                                          rf"\./{name} for the folder, or {re.escape(other)}"):
+        parse_source(name)
+    with open_source(f"./{name}") as src:        # the fix the message names plays the folder
+        assert [f.image.shape for f in _read_all(src)] == [(24, 32, 3)]
+    assert parse_source(f"{name}?width=320").kind == ("camera" if name.isdigit() else "synthetic")
+    Path("7").mkdir()
+    assert parse_source(7).target == "/dev/video7"  # an int from Python is a camera, whatever is here
+
+
+def test_no_source_falls_back_to_the_clip_even_with_a_synthetic_folder_here(tmp_path, monkeypatch):
+    if os.path.exists("/dev/video0"):
+        pytest.skip("a camera is plugged in: no source opens it instead of the clip")
+    monkeypatch.chdir(tmp_path)
+    Path("synthetic").mkdir()
+    with open_source(None) as src:
+        assert src.description.startswith("synthetic 640x480@30")
 
 
 # -- GStreamer pipeline strings -----------------------------------------------------------------

@@ -39,7 +39,8 @@ Source forms:
   rtsp://...       network camera; #codec=h264|h265&latency=200 (http:// via FFmpeg)
   clip.mp4         video file: every frame is processed, the demo ends with the file
   folder/, a.jpg   images in name order
-  synthetic        generated clip panning over sample photos; ?frames=300&fps=30
+  synthetic        generated clip panning over sample photos; ?frames=300&fps=30&width=640&height=480
+                   (exactly this name). A folder or file named 0, 2024 or synthetic: pass ./NAME
 
 Live sources keep only the newest frame (stale frames are dropped and counted) and are reconnected a few times when they fail or stall.
 
@@ -49,6 +50,23 @@ Recording and streaming: --encoder auto records with the Jetson's hardware encod
 
 Several sources: repeat --source (-s 0 -s csi://0 -s clip.mp4). They share the one model, batched into one engine call when its batch axis is dynamic (detdistill export --dynamic, then detdistill build --batch 1,4,4), and each gets its own window, stats, recording (out-0.mp4, out-1.mp4, ...) and stream (UDP port PORT, PORT+1, ...; RTSP path PATH-0, PATH-1, ...). A source that fails is reported and the others keep running.
 """
+
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan")    # what --backend auto opens (detdistill.runtime.backends)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def _check_model(path: Path, backend: str) -> None:
+    """Refuse a model that --backend auto cannot open, in the CLI's words (the runtime's own message names the
+    Python argument ``backend=``, which a CLI user cannot pass). A missing file is left to run_demo ("not found")."""
+    suffix = path.suffix.lower()
+    if backend != "auto" or suffix in MODEL_SUFFIXES or not path.is_file():
+        return
+    if suffix in CHECKPOINT_SUFFIXES:
+        fail(f"--model {path} is a PyTorch checkpoint, and the demo runs exported models: export it with "
+             f"`detdistill export {path}` and pass the .onnx (or build a TensorRT engine from that .onnx on the "
+             "device with `detdistill build`)")
+    fail(f"--model {path}: cannot tell from its suffix ({suffix or 'none'}) how to run it: pass a .onnx or "
+         ".engine file, or add --backend onnxruntime (an ONNX model) or --backend tensorrt (a TensorRT engine)")
 
 
 def demo(
@@ -90,13 +108,14 @@ def demo(
     if len(model) != 1:
         fail(f"--model given {len(model)} times ({', '.join(str(m) for m in model)}): a run has one model, "
              "shared by all its sources; start one demo per model to compare models")
+    _check_model(model[0], backend)
     sources = list(source or []) or None
     try:
         summary = run_demo(model[0], sources, conf=conf, iou=iou, classes=classes, max_fps=max_fps, show=show,
                            record=record, save_json=save_json, sync=sync, backend=backend, encoder=encoder,
                            bitrate=bitrate, stream=stream, max_frames=max_frames,
                            stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
-    except (SourceError, FileNotFoundError, ValueError) as exc:
+    except (SourceError, FileNotFoundError, PermissionError, ValueError) as exc:
         fail(str(exc))
     if summary.error:
         raise typer.Exit(1)

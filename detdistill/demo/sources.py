@@ -10,8 +10,12 @@ Accepted sources (options after ``?``, or after ``#`` for URLs):
 * ``rtsp://host/stream`` -- ``#codec=h264|h265&latency=200``; ``http(s)://`` -- via FFmpeg.
 * ``video.mp4`` -- a video file (every frame processed; the end of the file ends the demo).
 * ``images/`` or ``photo.jpg`` -- an image folder (sorted) or a single image.
-* ``synthetic`` -- the generated camera-like clip (``?frames=&fps=&width=&height=``).
+* ``synthetic`` -- the generated camera-like clip (``?frames=&fps=&width=&height=``); only this exact name
+  (``synthetic_drive.mp4`` is a video file).
 * nothing -- camera 0 if one is plugged in, else the synthetic clip.
+
+Options are checked (``detdistill.demo.source_options``). A camera index or ``synthetic`` that is also the name of a
+file or folder here is refused as ambiguous (``./NAME`` is the path).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from ..data.images import IMG_SUFFIXES
 from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
+from .source_options import check_options
 from .synthetic import SyntheticCamera
 
 LIVE_KINDS = {"camera", "csi", "rtsp", "stream", "synthetic"}
@@ -60,14 +65,28 @@ def _split_options(text: str, sep: str) -> tuple[str, dict[str, str]]:
     return text, {}
 
 
-def _with_geometry(spec: SourceSpec) -> SourceSpec:
+def _checked(spec: SourceSpec, text: str, sep: str = "?") -> SourceSpec:
+    """``spec`` with its options checked (:func:`check_options`); width, height and fps move onto it."""
+    values = check_options(spec.kind, spec.options, text, sep)
     for key in ("width", "height", "fps"):
-        if key in spec.options:
-            try:
-                setattr(spec, key, int(spec.options.pop(key)))
-            except ValueError:
-                raise SourceError(f"option {key} must be an integer") from None
+        if key in values:
+            setattr(spec, key, values.pop(key))
+    spec.options = {key: str(value) for key, value in values.items()}
     return spec
+
+
+def synthetic_spec(options: dict[str, str] | None = None) -> SourceSpec:
+    """The generated clip, by default 640x480 at 30 fps, 300 frames (``options`` unchecked)."""
+    return SourceSpec("synthetic", "synthetic", width=640, height=480, options=dict(options or {}))
+
+
+def _refuse_shadowed(text: str, meaning: str, other: str) -> None:
+    """Refuse ``text`` (a camera index or ``synthetic``) when a file or folder of that name is here too."""
+    path = Path(text)
+    if path.exists():
+        what = "folder" if path.is_dir() else "file"
+        raise SourceError(f"source {text!r} is ambiguous: it means {meaning}, but there is a {what} {text} here; "
+                          f"pass ./{text} for the {what}, or {other}")
 
 
 def parse_source(source: str | int | None) -> SourceSpec:
@@ -83,7 +102,7 @@ def parse_source(source: str | int | None) -> SourceSpec:
     lowered = text.lower()
     if lowered.startswith(("rtsp://", "rtsps://")):
         url, options = _split_options(text, "#")
-        return SourceSpec("rtsp", url, options=options)
+        return _checked(SourceSpec("rtsp", url, options=options), text, "#")
     if lowered.startswith(("http://", "https://")):
         url, options = _split_options(text, "#")
         return SourceSpec("stream", url, options=options)
@@ -91,19 +110,19 @@ def parse_source(source: str | int | None) -> SourceSpec:
         body, options = _split_options(text[len("csi://"):], "?")
         if not body.isdigit():
             raise SourceError(f"bad CSI source {text!r}: use csi://<sensor-id>, e.g. csi://0")
-        return _with_geometry(SourceSpec("csi", text.split("?")[0], index=int(body), options=options))
-    if lowered.startswith("synthetic"):
-        _, options = _split_options(text, "?")
-        spec = _with_geometry(SourceSpec("synthetic", "synthetic", width=640, height=480, options=options))
-        return spec
+        return _checked(SourceSpec("csi", text.split("?")[0], index=int(body), options=options), text)
     body, options = _split_options(text, "?")
+    if body.lower() == "synthetic":
+        _refuse_shadowed(text, "the generated synthetic clip", "synthetic?frames=300 for the clip")
+        return _checked(synthetic_spec(options), text)
     if body.isdigit():
         index = int(body)
-        return _with_geometry(SourceSpec("camera", f"/dev/video{index}", index=index, options=options))
+        _refuse_shadowed(text, f"camera {index} (/dev/video{index})", f"/dev/video{index} for the camera")
+        return _checked(SourceSpec("camera", f"/dev/video{index}", index=index, options=options), text)
     if body.startswith("/dev/"):
         match = re.fullmatch(r"/dev/video(\d+)", body)
         index = int(match.group(1)) if match else None
-        return _with_geometry(SourceSpec("camera", body, index=index, options=options))
+        return _checked(SourceSpec("camera", body, index=index, options=options), text)
     path = Path(text).expanduser()
     if path.is_dir():
         return SourceSpec("images", str(path))
@@ -112,7 +131,7 @@ def parse_source(source: str | int | None) -> SourceSpec:
         return SourceSpec(kind, str(path))
     raise SourceError(
         f"source {text!r} is not a camera index, /dev/videoN, csi://N, rtsp:// or http:// URL, "
-        "existing video file or image folder"
+        "existing video file or image folder, or synthetic"
     )
 
 
@@ -349,7 +368,7 @@ def open_source(
                 log(f"camera 0 unusable ({exc}); using the synthetic clip")
         else:
             log("no camera and no --source: using the synthetic clip")
-        spec = parse_source("synthetic")
+        spec = synthetic_spec()  # not parse_source: a folder named synthetic here must not stop the fallback
         if size:
             spec.width, spec.height = size["width"], size["height"]
     source_obj = FrameSource(

@@ -72,6 +72,9 @@ class SyntheticCamera:
 
     def __init__(self, size: tuple[int, int] = (640, 480), fps: float = 30.0, frames: int = 300,
                  realtime: bool = True, noise: float = 4.0) -> None:
+        if frames < 1 or not fps > 0 or min(size) < 1:  # fps 0 would divide by zero in read()
+            raise ValueError(f"synthetic clip: frames must be >= 1, fps > 0 and the size at least 1x1, got "
+                             f"frames={frames}, fps={fps}, size={size[0]}x{size[1]}")
         self.width, self.height = size
         self.fps = float(fps)
         self.frames = frames
