@@ -37,6 +37,8 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "cwd"}], "schedule": {"until": 3}}, r"schedule\.until: unknown field"),
         ({"losses": [{"type": "cwd"}], "region": "boxes"}, r"region: 'boxes'"),
         ({"losses": [{"type": "cwd"}], "epochs": 3}, r"unknown field 'epochs'"),
+        ({"path": "coco8", "train": "images/train", "val": "images/val", "names": {0: "person"}},
+         r"is a dataset YAML \(names:, train:/val:\), not a KD recipe: pass it to --data"),
         ({"losses": [{"type": "ld"}], "teacher_scale": 1.5},
          r"teacher_scale: box losses need.*use teacher_scale 1, 2, 4"),
         ({"losses": [{"type": "mgd", "mask_ratio": 1.5}]}, r"mask_ratio: must be in \[0, 1\)"),

@@ -128,6 +128,9 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with a `losses:` list, got {type(data).__name__}")
     known = {"losses", "schedule", "region", "teacher_scale", "adapter_init", "name", "description"}
+    if "names" in data and ({"train", "val", "path"} & data.keys()):
+        raise RecipeError(f"{source} is a dataset YAML (names:, train:/val:), not a KD recipe: pass it to --data, and "
+                          "as --recipe a built-in name (`detdistill recipes`) or a YAML with a losses: list")
     for key in data:
         if key not in known:
             raise RecipeError(f"{source}: unknown field {key!r}; valid fields: {', '.join(sorted(known))}")

@@ -30,6 +30,8 @@ def list_weights(
     # lazy: the CLI starts fast without it
     from detdistill.registry.weights import find_local, list_registry, search_dirs
 
+    if dir is not None and not dir.is_dir():
+        fail(f"--dir {dir} is not a folder here: pass the folder that holds your checkpoints (or leave --dir out)")
     try:
         entries = list_registry()
     except (OSError, ValueError) as e:
