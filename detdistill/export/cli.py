@@ -99,8 +99,8 @@ def quantize(
     val_data: Optional[Path] = typer.Option(None, parser=path_parser("--val-data", "a data YAML"), metavar="PATH",
                                             help="Data YAML whose --val-split measures the drop."),
     val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
-    val_split: Optional[str] = typer.Option(None, help="Split of --val-data that measures the drop: val, train (more images; "
-                                  "keeps val unseen for reporting) or test; default val)."),
+    val_split: Optional[str] = typer.Option(None, help="Split of --val-data that measures the drop: val (the default), "
+                                            "train (more images; keeps val unseen for reporting) or test."),
 ) -> None:
     """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
 
