@@ -59,8 +59,15 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
 
 def check_writable(path: str | Path, option: str = "-o") -> None:
     """Raise ``PermissionError`` naming ``path`` and ``option`` when a file cannot be written there (a read-only
-    or system folder); checked before long work, so that its result is not lost at the end. Creates the folder."""
+    or system folder, or a folder of the path that is a file: ``clip.mp4/out.mp4``); checked before long work, so
+    that its result is not lost at the end. Creates the folder."""
     path = Path(path)
+    for parent in path.parents:  # the nearest that exists decides
+        if parent.exists():
+            if not parent.is_dir():
+                raise PermissionError(f"{option} {path}: {parent} is a file, not a folder; pass {option} a path in a "
+                                      f"folder, e.g. {parent.parent / path.name}")
+            break
     probe = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -222,6 +222,11 @@ def test_bad_requests_are_explained(tmp_path_factory, teacher_pt, coco_mini_yaml
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), tmp_path / "q.onnx", max_drop=0.01, val_data=moved)
     with pytest.raises(PermissionError, match="cannot write /sys/q.onnx .*pass -o a path in a folder you can write"):
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), "/sys/q.onnx")
+    under_file = tmp_path / "notes.txt"
+    under_file.write_text("mine")
+    with pytest.raises(PermissionError, match=r"-o .*notes.txt/q.onnx: .*notes.txt is a file, not a folder"):
+        quantize_onnx(fp32, _calib(coco_mini_yaml, 2), under_file / "q.onnx")
+    assert under_file.read_text() == "mine"
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("calib-*"))  # nothing calibrated
     (tmp_path / "empty.onnx").touch()
     with pytest.raises(ValueError, match="empty.onnx is empty .*export it again"):

@@ -200,8 +200,8 @@ def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
 
 def _check_output_files(record: str | Path | None, save_json: str | Path | None, specs: list) -> None:
     """Raise ValueError when ``save_json`` is not a JSON path, or a file the run writes (``--record``, one per
-    source, or ``--save-json``) is one of its source files (it would be overwritten while it is read) or lies
-    under a file; PermissionError when its folder cannot be written. Checked before the model loads."""
+    source, or ``--save-json``) is one of its source files (it would be overwritten while it is read);
+    PermissionError when its folder cannot be written or lies under a file. Checked before the model loads."""
     if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
         raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
                          "object per frame, so it must not name another kind of file")
@@ -211,19 +211,7 @@ def _check_output_files(record: str | Path | None, save_json: str | Path | None,
         if out.resolve() in inputs:
             raise ValueError(f"{out} is one of the demo's sources: writing the run's output there would overwrite "
                              "it; choose another output path")
-        _check_output_folder(out, option)
-
-
-def _check_output_folder(path: Path, option: str) -> None:
-    """Raise ValueError when a folder of ``path`` is a file (``clip.mp4/out.mp4``), PermissionError when the folder
-    cannot be written (it is created if missing)."""
-    for parent in path.parents:  # the nearest that exists decides
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{option} {path}: {parent} is a file, not a folder; pass {option} a path in a "
-                                 f"folder, e.g. {parent.parent / path.name}")
-            break
-    check_writable(path, option)
+        check_writable(out, option)  # also refuses a path under a file (clip.mp4/out.mp4)
 
 
 def run_demo(
