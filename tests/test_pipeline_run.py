@@ -40,6 +40,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     for stage in ("data", "teacher", "prune", "train student without KD", "distill student (default)"):
         assert any(f"] {stage}: up to date, skipped" in s for s in steps), stage
     assert kd_best.stat().st_mtime_ns == stamp  # the finished training was not redone
+    assert not any("holds the stages of another recipe" in line for line in lines)  # the same recipe resumed
 
     manifest = json.loads((work / "stages.json").read_text())
     measured = {k[len("measure "):]: v["result"] for k, v in manifest.items() if k.startswith("measure ")}

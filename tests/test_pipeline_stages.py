@@ -161,3 +161,27 @@ def test_a_work_folder_recorded_with_absolute_keys_is_still_up_to_date(tmp_path)
     (tmp_path / "stages.json").write_text(json.dumps(manifest))
     assert _stage(StageCache(tmp_path), src, out, calls) == {"chars": 3} and len(calls) == 1
     assert json.loads((tmp_path / "stages.json").read_text())["upper"]["v"] == 3  # upgraded in place
+
+
+def test_a_work_folder_of_another_recipe_is_named_before_any_stage_runs(tmp_path):
+    """The recipe is kept in the work folder; a run of another recipe over finished stages warns up front, the same
+    recipe (or a folder with nothing finished yet) does not."""
+    from detdistill.pipeline.runner import RECIPE_COPY, claim_workdir, note_recipe
+
+    src, out, calls, lines = tmp_path / "in.txt", tmp_path / "out.txt", [], []
+    src.write_text("abc")
+    work = claim_workdir(tmp_path / "run")
+    first, second = "name: a\nepochs: 3\n", "name: a\nepochs: 4\n"
+    note_recipe(work, first, StageCache(work), lines.append)
+    assert lines == [] and (work / RECIPE_COPY).read_text() == first
+    note_recipe(work, second, StageCache(work), lines.append)  # nothing finished there yet: nothing to replace
+    assert lines == []
+    cache = StageCache(work)
+    cache.run("upper", {"src": src}, [out], lambda: calls.append(1))
+    note_recipe(work, second, StageCache(work), lines.append)
+    assert lines == []
+    note_recipe(work, first, StageCache(work), lines.append)
+    assert len(lines) == 1 and lines[0].startswith(f"warning: the work folder {work} holds the stages of another "
+                                                   "recipe") and "--workdir NEW_FOLDER" in lines[0]
+    assert (work / RECIPE_COPY).read_text() == first
+    assert claim_workdir(work) == work  # the kept recipe does not make the folder look like someone else's

@@ -71,6 +71,7 @@ class Pipeline:
         """Every stage in order, then the report; return the path of ``report.md``."""
         training_stages.check_train_settings(self.ctx)
         input_stages.check_student_and_unlabeled(self.ctx)
+        note_recipe(self.work, self.recipe_text, self.stages, self.log)
         self.stages.total = self._count_stages()
         data = self.data()
         artifacts = deploy_stages.export_all(self.ctx, self.checkpoints(data, self.teacher(data)), data)
@@ -108,6 +109,21 @@ class Pipeline:
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
         robust = onnx if c.measure.corrupt else 0
         return inputs + trainings + onnx + engines + measured + robust + bool(c.demo.frames)
+
+
+RECIPE_COPY = ".recipe.yaml"  # the recipe of the latest run in a work folder
+
+
+def note_recipe(work: Path, recipe_text: str, stages: StageCache, log: Log) -> None:
+    """Keep ``recipe_text`` in the work folder; warn before any stage runs when the folder's finished stages came from
+    another recipe (a stage whose settings differ is then done again and its earlier result replaced)."""
+    copy = work / RECIPE_COPY
+    before = copy.read_text(encoding="utf-8", errors="replace") if copy.is_file() else None
+    if before is not None and before != recipe_text and stages.finished():
+        log(f"warning: the work folder {work} holds the stages of another recipe: each stage whose settings differ "
+            "will be done again and its earlier result replaced (to keep both, give this recipe its own folder: "
+            "--workdir NEW_FOLDER)")
+    atomic.write_text(copy, recipe_text)
 
 
 def claim_workdir(workdir: Path) -> Path:

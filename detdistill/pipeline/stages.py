@@ -168,6 +168,10 @@ class StageCache:
         self.manifest[name] = entry
         atomic.write_text(self.file, json.dumps(self.manifest, indent=1, default=str))
 
+    def finished(self) -> list[str]:
+        """The stages this folder's manifest records as finished."""
+        return [name for name, entry in self.manifest.items() if entry.get("done")]
+
     def skip(self, name: str, why: str) -> None:
         self.log(f"{self._step()}{name}: skipped ({why})")
         self.rows.append((name, f"skipped: {why}", 0.0))
