@@ -136,6 +136,20 @@ def test_numbers_out_of_range_are_refused_naming_the_valid_range(app, tmp_path_f
     assert not (tmp_path / "o.onnx").exists()
 
 
+def test_the_opset_range_of_each_kind_of_graph():
+    from detdistill.export.onnx_export import check_opset
+
+    for opset, tails, qat in ((11, None, False), (13, "--nms", False), (13, None, True), (20, "--frame", True)):
+        check_opset(opset, tails, qat)
+    with pytest.raises(ValueError, match=r"--opset 12 is not supported for a quantization-aware \(--int8\) model: "
+                                         r"its per-channel INT8 weights need opset 13-20"):
+        check_opset(12, None, qat=True)
+    with pytest.raises(ValueError, match=r"--opset 21 is not supported: use 13-20 \(--nms builds"):
+        check_opset(21, "--nms", qat=True)
+    with pytest.raises(ValueError, match=r"--opset 10 is not supported: use 11-20; 17"):
+        check_opset(10, None)
+
+
 def test_an_engine_without_tensorrt_ends_in_one_line_saying_how_to_install_it(tmp_path, coco8_yaml):
     pytest.importorskip("cv2")
     if importlib.util.find_spec("tensorrt") is not None:

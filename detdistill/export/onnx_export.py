@@ -109,14 +109,18 @@ def parse_frame(text: str) -> tuple[int, int]:
     return h, w
 
 
-def check_opset(opset: int, tails: str | None) -> None:
-    """Raise ValueError unless torch's ONNX exporter and the graph's tail (``tails`` names what adds one: --nms,
-    --frame, an NMS-free head's ranking; None for none) support ``opset``."""
-    low = TAIL_MIN_OPSET if tails else MIN_OPSET
-    if not low <= opset <= MAX_OPSET:
-        why = f" ({tails} builds its part of the graph with opset-13 operators)" if tails else ""
-        raise ValueError(f"--opset {opset} is not supported: use {low}-{MAX_OPSET}{why}; 17 (the default) works on "
-                         "TensorRT 8.5 and newer")
+def check_opset(opset: int, tails: str | None, qat: bool = False) -> None:
+    """Raise ValueError unless torch's ONNX exporter, the graph's tail (``tails`` names what adds one: --nms,
+    --frame, an NMS-free head's ranking; None for none) and a quantization-aware model (``qat``) support ``opset``."""
+    low = TAIL_MIN_OPSET if tails or qat else MIN_OPSET
+    if low <= opset <= MAX_OPSET:
+        return
+    if qat and opset < low:  # per-channel QuantizeLinear (its axis) came with opset 13
+        raise ValueError(f"--opset {opset} is not supported for a quantization-aware (--int8) model: its per-channel "
+                         f"INT8 weights need opset {low}-{MAX_OPSET}; 17 (the default) works on TensorRT 8.5 and newer")
+    why = f" ({tails} builds its part of the graph with opset-13 operators)" if tails else ""
+    raise ValueError(f"--opset {opset} is not supported: use {low}-{MAX_OPSET}{why}; 17 (the default) works on "
+                     "TensorRT 8.5 and newer")
 
 
 def export_onnx(
@@ -169,11 +173,7 @@ def export_onnx(
                          "(its outputs are ranked by score on the host)")
     tails = "--nms" if nms else "--frame" if frame is not None else \
         "the NMS-free head's ranking" if wrapper.nms_free else None  # what adds a tail to the graph, if anything
-    if is_qat(model) and opset < TAIL_MIN_OPSET:  # per-channel QuantizeLinear (its axis) came with opset 13
-        raise ValueError(f"--opset {opset} is not supported for a quantization-aware (--int8) model: its per-channel "
-                         f"INT8 weights need opset {TAIL_MIN_OPSET}-{MAX_OPSET}; 17 (the default) works on TensorRT "
-                         "8.5 and newer")
-    check_opset(opset, tails)
+    check_opset(opset, tails, qat=is_qat(model))
     core = output.with_name(output.stem + ".core.onnx") if tails else output
     x = torch.zeros(batch, 3, *hw)
     with torch.no_grad():
