@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from detdistill.cli_errors import ErrorBoundary, fail
+from detdistill.cli_errors import ErrorBoundary, fail, path_parser
 from detdistill.yaml_numbers import load_yaml
 
 app = typer.Typer(
@@ -138,12 +138,20 @@ def val(
              f"exported model with `detdistill eval {model} --data {data}`")
     from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
+    from detdistill.data.dataset import load_dataset, require_labels
     from detdistill.distill.api import check_dataset
 
     try:
         check_dataset(data)  # as `train` checks it: a bad data YAML is named before the model loads
-        metrics = YOLO(str(model)).val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
-    except (TypeError, ValueError) as e:  # ultralytics' checks of the data YAML and the device
+        # as `eval` checks it: without any label file every image is a background image (mAP 0)
+        require_labels(load_dataset(data).images("val"), f"split 'val' of {data}")
+        yolo = YOLO(str(model))
+        stride = int(max(yolo.model.stride))
+        if imgsz % stride:
+            fail(f"--imgsz {imgsz} is not a multiple of the model stride {stride} (ultralytics would round it up to "
+                 f"{-(-imgsz // stride) * stride}): pass e.g. 320 or 640")
+        metrics = yolo.val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False)
+    except (TypeError, ValueError, FileNotFoundError) as e:  # ultralytics' checks of the data YAML and the device
         fail(str(e))
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
 
@@ -163,9 +171,13 @@ def recipes() -> None:
         typer.echo(f"{name:10s} {summary}")
 
 
+WORK_FOLDER = "a new or empty folder, or one an earlier run made"
+
+
 @app.command(epilog="Example: detdistill quickstart --workdir runs/first-look   (--tiny: a smoke run)")
 def quickstart(
-    workdir: Path = typer.Option(Path("runs/quickstart"), help="Work folder; finished stages found there are reused."),
+    workdir: Path = typer.Option(Path("runs/quickstart"), parser=path_parser("--workdir", WORK_FOLDER), metavar="PATH",
+                                 help="Work folder; finished stages found there are reused."),
     tiny: bool = typer.Option(False, help="A smoke run of a few minutes (1 epoch each, a few images): checks the pipeline only."),
 ) -> None:
     """Run the whole pipeline offline on generated data: train a teacher, train a half-width student
@@ -173,7 +185,7 @@ def quickstart(
     run the demo headless on a video, and write report.md/report.html."""
     from detdistill.quickstart import run_quickstart  # lazy: the CLI starts fast without the pipeline
 
-    report = run_quickstart(workdir, tiny, log=lambda line: console.print(line, highlight=False))
+    report = run_quickstart(workdir, tiny, log=lambda line: console.print(line, highlight=False, soft_wrap=True))
     typer.echo(report.read_text())
 
 
@@ -181,7 +193,8 @@ def quickstart(
              "--workdir runs/mine. Every recipe key, its type and default: docs/pipeline.md.")
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
-    workdir: Path = typer.Option(None, help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),
+    workdir: Path = typer.Option(None, parser=path_parser("--workdir", WORK_FOLDER), metavar="PATH",
+                                 help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),
 ) -> None:
     """Shrink a detector in one command: dataset (COCO subset), teacher, pruning, distillation, ONNX,
     INT8, TensorRT engines where TensorRT is installed, then accuracy and latency of every artifact in
@@ -189,7 +202,7 @@ def run(
     from detdistill.pipeline.runner import run_pipeline  # lazy: the CLI starts fast without the pipeline
 
     # bad recipes, inputs and files end in one `error:` line through the app's ErrorBoundary
-    report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False))
+    report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False, soft_wrap=True))
     typer.echo(report.read_text())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from detdistill.cli import app
@@ -169,3 +170,16 @@ def test_val_names_a_data_yaml_ultralytics_cannot_read(tmp_path, teacher_pt):
         out = runner.invoke(app, ["val", str(teacher_pt), "--data", str(data)], terminal_width=200)
         assert out.exit_code == 2 and f"dataset '{data}' could not be read" in out.output and words in out.output
         assert "Traceback" not in out.output
+
+
+def test_val_refuses_what_eval_refuses_a_split_without_labels_and_an_off_stride_size(tmp_path, teacher_pt, coco8_yaml):
+    import shutil
+
+    shutil.copytree(coco8_yaml.parent / "images", tmp_path / "images")  # the images, no labels folder
+    data = tmp_path / "data.yaml"
+    data.write_text(f"train: images/train\nval: images/val\nnames: {yaml.safe_load(coco8_yaml.read_text())['names']}\n")
+    out = runner.invoke(app, ["val", str(teacher_pt), "--data", str(data)], terminal_width=400)
+    assert out.exit_code == 2 and "no label file for any of the 4 images of split 'val'" in out.output, out.output
+    out = runner.invoke(app, ["val", str(teacher_pt), "--data", str(coco8_yaml), "--imgsz", "33"], terminal_width=400)
+    assert out.exit_code == 2 and "--imgsz 33 is not a multiple of the model stride 32 (ultralytics would round it " \
+        "up to 64)" in out.output, out.output  # validated at 64 without a word before

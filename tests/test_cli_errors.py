@@ -198,6 +198,9 @@ def test_a_work_folder_that_is_not_a_pipelines_is_refused_and_kept(tmp_path, tea
     (tmp_path / "a-file").write_text("x")
     for verb in (("run", _recipe(tmp_path, teacher_pt)), ("quickstart", "--tiny")):
         _assert_one_error(_invoke(*verb, "--workdir", tmp_path / "a-file"), "a-file", "is a file")
+        _assert_one_error(_invoke(*verb, "--workdir", tmp_path / "a-file" / "run"), "cannot create the work folder",
+                          "choose a folder you can write")
+        _assert_one_error(_invoke(*verb, "--workdir", ""), "--workdir is empty")  # was: the current folder
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(bytes(range(128, 256)))
     _assert_one_error(_invoke("run", binary), "binary.yaml", "not a text file")

@@ -25,8 +25,12 @@ def _copy_val(coco8_yaml: Path, dst: Path, labels: bool = True) -> Path:
     return dst / "data.yaml"
 
 
-@pytest.mark.parametrize("line,why", [("0 0.5 0.5 0.1", "4 values, not 5"), ("abc 0.5 0.5 0.1 0.1",
-                                                                             "'abc' is not a number")])
+@pytest.mark.parametrize("line,why", [
+    ("0 0.5 0.5 0.1", "4 values, not 5"), ("abc 0.5 0.5 0.1 0.1", "'abc' is not a number"),
+    # values ultralytics sets aside as corrupt, which were scored as boxes
+    ("0 1.5 0.5 0.2 0.2", "1.5 is outside 0-1: coordinates are fractions of the image's width and height"),
+    ("0 0.5 0.5 -0.2 0.2", "-0.2 is outside 0-1"), ("0 0.1 0.1 0.3 0.1 0.3 1.4 0.1 0.4", "1.4 is outside 0-1"),
+    ("1.5 0.5 0.5 0.2 0.2", "class 1.5 is not a class id 0, 1, 2, ..."), ("-1 0.5 0.5 0.2 0.2", "class -1 is not")])
 def test_a_bad_label_line_is_named_with_its_file_line_and_the_format(coco8_yaml, tmp_path, line, why):
     data = _copy_val(coco8_yaml, tmp_path)
     image = load_dataset(data).images("val")[0]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from detdistill.demo import gstreamer as gst
-from detdistill.demo.capture import SourceError
+from detdistill.demo.capture import FrameSource, SourceError
 from detdistill.demo.sources import (
     CvGrabber,
     ImageGrabber,
@@ -286,6 +286,12 @@ def test_image_folder_in_name_order(tmp_path):
     while (image := grabber.read()) is not None:
         values.append(int(image[0, 0, 0]))
     assert values == [10, 20, 30]
+    assert grabber.end_note == f"skipped 1 of 4 images that could not be read (first: {tmp_path / 'img15.jpg'})"
+    logs: list[str] = []  # the demo's source says so at the end (it ended with fewer frames without a word)
+    with FrameSource(lambda: ImageGrabber(str(tmp_path)), live=False, log=logs.append) as src:
+        while src.read(timeout=1.0) is not None or not src.finished:
+            pass
+    assert src.error is None and any("skipped 1 of 4 images that could not be read" in line for line in logs), logs
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"not a jpeg")

@@ -252,6 +252,11 @@ def test_eval_names_bad_labels_a_missing_labels_folder_and_a_split_the_yaml_lack
     out = _run(app, "eval", onnx_path, "-d", nolabels, "--limit", "2")  # was mAP 0.0000 "(2 images, 0 instances)"
     assert out.exit_code == 2 and "no label file for any of the 4 images of split 'val'" in out.output, out.output
     assert str(tmp_path / "nolabels" / "labels" / "val") in out.output.replace("\n", "")
+    partial = _val_copy(coco8_yaml, tmp_path / "partial")
+    for label in sorted((tmp_path / "partial" / "labels" / "val").glob("*.txt"))[:2]:
+        label.unlink()
+    out = _run(app, "eval", onnx_path, "-d", partial)  # scored as background images without a word before
+    assert out.exit_code == 0 and "(4 images, 2 of them without a label file, so background, " in out.output
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--split", "test")
     assert out.exit_code == 2 and f"error: {coco8_yaml} has no 'test' split (it has train, val)" in out.output
     assert '"' not in out.output
@@ -283,3 +288,43 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
     assert "person as Ambulance" in text and "class_map=" in text
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1")
     assert out.exit_code == 0 and "warning" not in out.output
+
+
+def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_path_factory, teacher_pt, coco8_yaml):
+    """`eval --rect` scores a .pt as evaluate(pt, rect=True) does (it was refused: the CLI passes an opened model);
+    a device PyTorch cannot use, and an --int8 choice for a model without Q/DQ pairs, are refused."""
+    import torch
+    from conftest import export_teacher
+
+    from detdistill.export.evaluate import evaluate
+
+    out = _run(app, "eval", teacher_pt, "-d", coco8_yaml, "--imgsz", "320", "--rect")
+    assert out.exit_code == 0, out.output
+    expected = evaluate(teacher_pt, coco8_yaml, imgsz=320, rect=True).map50_95
+    square = evaluate(teacher_pt, coco8_yaml, imgsz=320).map50_95
+    assert f"mAP50-95 {expected:.4f}" in out.output and f"{expected:.4f}" != f"{square:.4f}"
+    out = _run(app, "eval", teacher_pt, "-d", coco8_yaml, "--device", "bogus")
+    assert out.exit_code == 2 and "device 'bogus': a .pt runs in PyTorch, on cpu, cuda, auto" in out.output
+    if not torch.cuda.is_available():  # was scored on the CPU without a word
+        out = _run(app, "eval", teacher_pt, "-d", coco8_yaml, "--device", "cuda")
+        assert out.exit_code == 2 and "PyTorch sees no CUDA GPU here" in out.output, out.output
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    for model in (onnx_path, teacher_pt):
+        out = _run(app, "eval", model, "-d", coco8_yaml, "--int8", "kernels", "--limit", "1")
+        assert out.exit_code == 2 and f"--int8 kernels chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is " \
+            "not one: drop --int8" in out.output.replace("\n", ""), out.output
+
+
+def test_bench_names_the_frames_it_left_out(app, tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):
+    import shutil
+
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(sorted((coco8_yaml.parent / "images" / "val").glob("*.jpg"))[0], frames / "a.jpg")
+    (frames / "b.jpg").write_bytes(b"\xff\xd8 cut off")
+    out = _run(app, "bench", onnx_path, "--images", frames, "--runs", "50", "--warmup", "0")
+    assert out.exit_code == 0, out.output  # timed on the one good frame, and says so (it was silent)
+    assert "note: skipped 1 of 2 frames that cannot be used (first: " in out.output and "b.jpg" in out.output

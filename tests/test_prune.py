@@ -168,6 +168,10 @@ def test_cli_rejects_bad_input(app, tmp_path, coco8_yaml):
     assert out.exit_code == 2 and "--metric must be gflops or params" in out.output
     out = _run(app, "prune", fake, "--calib", coco8_yaml, "--calib-images", 0)
     assert out.exit_code == 2 and "--calib-images must be at least 1" in out.output
+    for options, named in ((("--no-refit",), "--no-refit sets"), (("--calib-images", 64), "--calib-images sets"),
+                           (("--refit", "--calib-images", 64), "--calib-images and --refit set")):
+        out = _run(app, "prune", fake, *options)  # ignored without --calib before
+        assert out.exit_code == 2 and named in out.output and "no --calib is given: add --calib IMAGES" in out.output
     out = _run(app, "prune", fake, "--importance", "magic")
     assert out.exit_code == 2 and "--importance must be one of" in out.output
     for option, value, message in (("--max-layer-ratio", 1, "--max-layer-ratio must be between 0 and 1"),

@@ -128,3 +128,18 @@ def test_engine_from_another_tensorrt_is_refused_clearly(tmp_path):
 def test_undeserializable_engine_is_refused_clearly(tmp_path):
     with pytest.raises(RuntimeError, match="could not deserialize.*Rebuild"):
         TrtBackend(_engine(tmp_path), trt=make_fake_trt(deserialize_ok=False), cuda=FakeCuda())
+
+
+def test_imgsz_override_on_an_engine_of_dynamic_batch_and_fixed_size_is_refused(tmp_path):
+    trt = make_fake_trt(boxes=np.zeros((1, 4, 3), np.float32), scores=np.zeros((1, 2, 3), np.float32))
+    trt.cuda = FakeCuda()
+    det = Detector(TrtBackend(_engine(tmp_path), trt=trt, cuda=trt.cuda))
+    with pytest.raises(ValueError, match=r"input 640x640 \(HxW\): this model takes a fixed 320x320 input"):
+        det.detect(np.zeros((480, 640, 3), np.uint8), imgsz=(640, 640))
+    assert not any(c[0] == "set_input_shape" and c[2][2:] == (640, 640) for c in trt.calls)  # refused before binding
+
+
+def test_an_unknown_option_names_detector_and_the_engine_backend_options(tmp_path):
+    with pytest.raises(TypeError, match=r"^Detector got an unexpected keyword argument 'confidence': its options are "
+                                        r"conf, .*, and for the tensorrt backend trt, cuda, batch$"):
+        Detector(_engine(tmp_path), confidence=0.5)

@@ -50,8 +50,9 @@ class YoloDataset:
         """All image files of ``split`` (``train``, ``val`` or ``test``)."""
         yaml_name = self.source or "the data YAML"
         if split not in self.splits:
-            raise SplitError(f"{yaml_name} has no '{split}' split (it has {', '.join(self.splits) or 'none'}): "
-                             f"choose one of those, or add a '{split}:' entry to the YAML")
+            others = (f"it has {', '.join(self.splits)}): choose one of those, or add" if self.splits
+                      else "it names no split): add")
+            raise SplitError(f"{yaml_name} has no '{split}' split ({others} a '{split}:' entry to the YAML")
         files: list[Path] = []
         for entry in self.splits[split]:
             if entry.is_dir():
@@ -92,6 +93,9 @@ def require_labels(files: Sequence[Path], what: str) -> None:
                             "or point the data YAML at a labelled split")
 
 
+EPS = 1e-6  # rounding slack on the 0-1 range of label coordinates
+
+
 def _label_rows(f: Path) -> list[list[float]]:
     """``[class, x_center, y_center, width, height]`` of each line of label file ``f``: a box line (the first 5
     values of a longer one), or a polygon line (class x1 y1 x2 y2 x3 y3 ..., a segmentation label) as the box
@@ -103,15 +107,24 @@ def _label_rows(f: Path) -> list[list[float]]:
             continue
         polygon = len(cols) > 6 and len(cols) % 2 == 1
         bad = [v for v in (cols if polygon else cols[:5]) if not _is_number(v)]
+        row = None
         if polygon and not bad:
             xs, ys = [float(v) for v in cols[1::2]], [float(v) for v in cols[2::2]]
-            rows.append([float(cols[0]), (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
-                         max(ys) - min(ys)])
+            row = [float(cols[0]), (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
+                   max(ys) - min(ys)]
+            out_of_range = next((v for v in xs + ys if not -EPS <= v <= 1 + EPS), None)
+        elif len(cols) >= 5 and not bad:
+            row = [float(v) for v in cols[:5]]
+            out_of_range = next((v for v in row[1:] if not -EPS <= v <= 1 + EPS), None)
+        if row is not None and row[0] >= 0 and row[0].is_integer() and out_of_range is None:
+            rows.append(row)
             continue
-        if len(cols) >= 5 and not bad:
-            rows.append([float(v) for v in cols[:5]])
-            continue
-        why = f"{len(cols)} value{'s' * (len(cols) != 1)}, not 5" if len(cols) < 5 else f"{bad[0]!r} is not a number"
+        if row is None:
+            why = f"{len(cols)} value{'s' * (len(cols) != 1)}, not 5" if len(cols) < 5 else f"{bad[0]!r} is not a number"
+        elif not (row[0] >= 0 and row[0].is_integer()):
+            why = f"class {cols[0]} is not a class id 0, 1, 2, ..."
+        else:
+            why = f"{out_of_range:g} is outside 0-1: coordinates are fractions of the image's width and height"
         raise DatasetError(f"{f} line {n} ({line.strip()[:60]!r}: {why}) is not a YOLO label line: {LABEL_FORMAT}; "
                            "fix or delete that line")
     return rows

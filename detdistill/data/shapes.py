@@ -6,6 +6,7 @@ small detector learns within minutes on a CPU, with boxes known exactly.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -59,14 +60,19 @@ def make_image(rng: np.random.Generator, size: int, max_objects: int = 4) -> tup
 def make_shapes_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, size: int = 192, seed: int = 0) -> Path:
     """Write the dataset under ``root`` (images/, labels/, data.yaml); return the YAML path.
 
-    Existing complete datasets are reused (the YAML is written last).
+    A complete dataset made with the same settings is reused (the YAML, which names them, is written last); one
+    made with other settings, or left half-written, is replaced.
     """
     root = Path(root)
     yaml_path = root / "data.yaml"
-    if yaml_path.exists():
+    made_with = f"# detdistill shapes: n_train={n_train} n_val={n_val} size={size} seed={seed}\n"
+    if yaml_path.is_file() and yaml_path.read_text(encoding="utf-8", errors="replace").startswith(made_with):
         return yaml_path
+    yaml_path.unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("val", n_val)):
+        for folder in ("images", "labels"):  # no image of other settings may stay beside the new ones
+            shutil.rmtree(root / folder / split, ignore_errors=True)
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
@@ -79,5 +85,5 @@ def make_shapes_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, s
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
     # no path key: the splits resolve against this file's folder, so the dataset can move
-    yaml_path.write_text(f"train: images/train\nval: images/val\nnames:\n{names}\n")
+    yaml_path.write_text(f"{made_with}train: images/train\nval: images/val\nnames:\n{names}\n")
     return yaml_path

@@ -167,6 +167,8 @@ class FrameSource:
                     break
                 if image is None:
                     if not self.live or getattr(grabber, "ended", False):
+                        if note := getattr(grabber, "end_note", None):  # e.g. unreadable images skipped
+                            self._log(f"{self.name}: {note}")
                         self._finish(failure)   # a file that cannot be read on is an error, not its end
                         break
                     self._log(f"{self.name}: read failed, reconnecting")

@@ -297,6 +297,7 @@ class ImageGrabber:
         self.files = files
         self.position = 0
         self.readable = 0  # images decoded so far; unreadable ones are skipped
+        self.skipped: list[Path] = []
         self.description = f"{target} [{len(files)} images]"
         self.fps = None
 
@@ -309,10 +310,19 @@ class ImageGrabber:
             if image is not None:
                 self.readable += 1
                 return image
+            self.skipped.append(path)
         if not self.readable:
             raise SourceError(f"none of the {len(self.files)} images could be read (first: {self.files[0]}); "
                               "pass intact images (JPEG, PNG, ...)")
         return None
+
+    @property
+    def end_note(self) -> str | None:
+        """What the end of the images leaves to say: the unreadable images skipped, if any."""
+        if not self.skipped:
+            return None
+        return (f"skipped {len(self.skipped)} of {len(self.files)} images that could not be read (first: "
+                f"{self.skipped[0]})")
 
     def close(self) -> None:
         self.position = len(self.files)

@@ -13,6 +13,7 @@ from ..data.image_lists import list_images
 from ..data.images import read_usable_images
 
 MIN_RUNS = 50  # timed runs below which medians and p90 are not stable
+FRAMES = 16  # images cycled through the timed runs: the first of --images
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -26,6 +27,7 @@ class BenchResult:
     median: dict[str, float]
     p90: dict[str, float]
     fps: float
+    note: str | None = None  # images of --images left out (unreadable), if any
 
     def table(self) -> str:
         rows = [f"{'stage':<12}{'median ms':>11}{'p90 ms':>9}"]
@@ -43,17 +45,19 @@ def bench(
     backend: str = "auto",
     **backend_kwargs,
 ) -> BenchResult:
-    """Time ``runs`` calls (after ``warmup``) of the full Detector pipeline on real images (cycled)."""
+    """Time ``runs`` calls (after ``warmup``) of the full Detector pipeline on real images: the first ``FRAMES``
+    readable ones of ``images``, cycled (a gray frame without ``images``)."""
     if runs < MIN_RUNS:
         raise ValueError(f"runs must be >= {MIN_RUNS} for stable medians/p90, got {runs}")
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     det = model if isinstance(model, Detector) else Detector(model, conf=conf, backend=backend, **backend_kwargs)
     size = det.frame or (480, 640)  # (h, w): a model with in-graph preprocessing takes its camera's frames
+    note = None
     if images is None:
         frames = [np.full((*size, 3), 114, np.uint8)]
     else:
-        frames, _ = read_usable_images(list_images(images, limit=16), "frames")  # unreadable frames are left out
+        frames, note = read_usable_images(list_images(images, limit=FRAMES), "frames")  # unreadable ones left out
         if det.frame:  # as the camera delivers them: at the model's frame size, no host letterbox timed
             frames = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames]
     for i in range(warmup):
@@ -67,4 +71,4 @@ def bench(
     med = {s: float(np.median(v)) for s, v in t.items()}
     p90 = {s: float(np.percentile(v, 90)) for s, v in t.items()}
     return BenchResult(str(model if not isinstance(model, Detector) else "detector"), runs, med, p90,
-                       1000.0 / float(np.mean(t["total"])))
+                       1000.0 / float(np.mean(t["total"])), note)

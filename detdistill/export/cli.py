@@ -188,7 +188,8 @@ def eval_cmd(
     imgsz: Optional[int] = typer.Option(None, max=4096,
                                         help="Input size for a .pt (default 640); checked for ONNX/engines."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
-    device: str = typer.Option("cpu", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
+    device: str = typer.Option("cpu", help="Where it runs: cpu, cuda, auto; tensorrt for an ONNX (ONNX Runtime's "
+                               "TensorRT provider)."),
     rect: bool = typer.Option(False, help=".pt only: rectangular batches like YOLO(pt).val()."),
     int8: str = typer.Option(
         "auto", help="How an INT8 ONNX runs: auto (a tensorrt-target model simulated as TensorRT computes it, a "
@@ -209,6 +210,7 @@ def eval_cmd(
     try:
         specs = _corruption_specs(corrupt)
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
+        _check_int8_choice(model, int8)
         _warn(det)
         if det.frame is not None:
             h, w = det.frame
@@ -225,6 +227,18 @@ def eval_cmd(
                             specs, r.map50_95)
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))
+
+
+def _check_int8_choice(model: Path, int8: str) -> None:
+    """Raise ValueError for ``--int8 kernels|simulate`` on a model that has no Q/DQ pair to run either way."""
+    if int8 not in ("kernels", "simulate"):
+        return
+    import onnx  # lazy: onnx (eval of an engine needs none)
+
+    from .quantize import has_qdq
+
+    if model.suffix != ".onnx" or not has_qdq(onnx.load(str(model), load_external_data=False)):
+        raise ValueError(f"--int8 {int8} chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is not one: drop --int8")
 
 
 def _corruption_specs(spec: Optional[str]) -> list[tuple[str, int | None]]:
@@ -259,7 +273,8 @@ def bench_cmd(
     model: Path = typer.Argument(..., help=".onnx or .engine."),
     images: Optional[Path] = typer.Option(
         None, parser=path_parser("--images", IMAGES), metavar="PATH",
-        help="Real frames to cycle: a folder, an image, a .txt list or a data YAML (default: a gray frame)."),
+        help="Real frames to cycle, the first 16: a folder, an image, a .txt list or a data YAML (default: a gray "
+             "frame)."),
     runs: int = typer.Option(100, help="Timed runs (>= 50)."),
     warmup: int = typer.Option(10, help="Untimed warm-up runs."),
     device: str = typer.Option("auto", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
@@ -280,6 +295,8 @@ def bench_cmd(
         r = bench(det, images, runs=runs, warmup=warmup)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
+    if r.note:
+        typer.secho(f"note: {r.note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(r.table())
     typer.echo(f"on {describe_evaluator(det)}")
 

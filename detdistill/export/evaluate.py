@@ -53,6 +53,7 @@ class EvalResult:
     ap_small: float | None = None  # objects under 32x32 pixels of box area
     ap_medium: float | None = None  # 32x32 to 96x96
     ap_large: float | None = None  # over 96x96
+    unlabelled: int = 0  # images without a label file, scored as background images (as ultralytics scores them)
 
     def as_dict(self) -> dict:
         return {"mAP50-95": self.map50_95, "mAP50": self.map50, "mAP75": self.map75, "APs": self.ap_small,
@@ -64,7 +65,8 @@ class EvalResult:
         size = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         return (f"mAP50-95 {self.map50_95:.4f}  mAP50 {self.map50:.4f}  APs {size(self.ap_small)}  "
                 f"APm {size(self.ap_medium)}  APl {size(self.ap_large)}  ({self.images} images, "
-                f"{self.instances} instances; {self.evaluator})")
+                + (f"{self.unlabelled} of them without a label file, so background, " if self.unlabelled else "")
+                + f"{self.instances} instances; {self.evaluator})")
 
 
 def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[Path, tuple[int, int]]:
@@ -208,7 +210,7 @@ def evaluate(
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
-    if rect and not str(model).endswith(".pt"):
+    if rect and not isinstance(det.backend, TorchBackend):
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")
     shapes = rect_shapes(files, max(det.imgsz), rect_batch, det.backend.info.stride) if rect else {}
@@ -234,4 +236,5 @@ def evaluate(
     for record, photo in zip(m.records or [], photo_groups(files)):
         record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare
     return EvalResult(m.map50_95, m.map50, len(files), sum(len(c) for c, _ in ground_truth), m.per_class_ap,
-                      describe_evaluator(det), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large)
+                      describe_evaluator(det), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large,
+                      sum(not label_path(f).is_file() for f in files))

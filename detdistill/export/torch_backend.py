@@ -13,15 +13,24 @@ from ..runtime.metadata import ModelInfo
 from .wrapper import ExportWrapper, input_size
 
 
+TORCH_DEVICES = ("cpu", "cuda", "auto")
+
+
 class TorchBackend:
     """Backend protocol over a PyTorch detection model (CPU or CUDA), static square ``imgsz``."""
 
     def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] = 640, device: str = "cpu") -> None:
         import torch  # lazy: torch (export.evaluate imports this module and stays torch-free)
 
+        if device not in TORCH_DEVICES:
+            raise ValueError(f"device {device!r}: a .pt runs in PyTorch, on {', '.join(TORCH_DEVICES)} (auto: a CUDA "
+                             "GPU when PyTorch sees one); for TensorRT, export the model and build an engine")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda': PyTorch sees no CUDA GPU here (a CPU-only torch, or no driver): use "
+                             "device cpu, or auto to take a GPU where there is one")
         model = load_detection_checkpoint(weights, role="model")[0]
         self.model, _ = ExportWrapper.build(model, dynamic_shape=False)
-        self.device = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
+        self.device = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         hw = input_size(model, imgsz)
         names = {int(k): str(v) for k, v in model.names.items()}

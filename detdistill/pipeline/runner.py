@@ -140,7 +140,10 @@ def claim_workdir(workdir: Path) -> Path:
             raise PipelineError(f"{where} already holds files that are not a detdistill pipeline's "
                                 f"(no {StageCache.MANIFEST}; e.g. {found[0]}): a run writes and deletes stage folders "
                                 "there, so choose a new or empty folder")
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PipelineError(f"cannot create {where}: {e.strerror or e}; choose a folder you can write") from None
     return work
 
 

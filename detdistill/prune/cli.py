@@ -28,9 +28,10 @@ def prune(
     calib: Path | None = typer.Option(
         None, help="Images (data YAML = its train split, folder or .txt): refit the pruned layers by least squares to "
                    "reproduce the teacher's outputs. Recommended."),
-    calib_images: int = typer.Option(128, help="How many --calib images to use."),
-    refit: bool = typer.Option(True, "--refit/--no-refit", help="With --calib: refit the layers (--no-refit: "
-                               "re-estimate BatchNorm statistics only)."),
+    calib_images: int | None = typer.Option(
+        None, help=f"How many --calib images to use (default {PruneConfig.calib_images})."),
+    refit: bool | None = typer.Option(None, "--refit/--no-refit", help="With --calib: refit the layers (the "
+                                         "default; --no-refit: re-estimate BatchNorm statistics only)."),
 ) -> None:
     """Prune channels of a YOLO detector to a GFLOPs/parameter budget; the student keeps the teacher's weights.
 
@@ -43,10 +44,16 @@ def prune(
     if weights.suffix.lower() != ".pt":
         fail(f"weights {weights} should end in .pt. Pass a trained ultralytics detection checkpoint (.pt).")
 
+    given = [name for name, value in (("--calib-images", calib_images), ("--refit" if refit else "--no-refit", refit))
+             if value is not None]
+    if given and calib is None:
+        fail(f"{' and '.join(given)} set{'s' * (len(given) == 1)} how the pruned layers are refitted on --calib "
+             "images, and no --calib is given: add --calib IMAGES, or leave "
+             f"{'it' if len(given) == 1 else 'them'} out")
     try:
         config = PruneConfig(target=target, metric=metric, importance=importance, global_pruning=global_pruning,
                              max_layer_ratio=max_layer_ratio, imgsz=imgsz, round_to=round_to, calib=calib,
-                             calib_images=calib_images, refit=refit)
+                             **{k: v for k, v in (("calib_images", calib_images), ("refit", refit)) if v is not None})
     except PruneConfigError as e:  # named as the option that set it
         fail(f"--{e.field.replace('_', '-')} {e.problem}")
     try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import numbers
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .backends import Backend, load_backend
-from .letterbox import MODES, LetterboxInfo, preprocess
+from .backends import Backend, backend_for
+from .letterbox import MODES, LetterboxInfo, check_image, preprocess
 from .letterbox import letterbox as fit_letterbox
 from .postprocess import NMS_OUTPUTS, decode, decode_topk, graph_detections, scale_boxes, split_head
 
@@ -38,9 +40,10 @@ class Detector:
 
     Args:
         model: path to ``.onnx`` / ``.engine``, or an already built backend object.
-        conf: score threshold. iou: NMS IoU threshold. classes: keep only these class ids.
+        conf: score threshold. iou: NMS IoU threshold. classes: keep only these class ids (integers; one id alone
+            is taken as ``[id]``; :attr:`names` maps ids to names).
         backend: ``auto`` (by file suffix), ``onnxruntime`` or ``tensorrt``.
-        max_det: most boxes per frame. multi_label: one box per (anchor, class) above ``conf``.
+        max_det: most boxes per frame (at least 1). multi_label: one box per (anchor, class) above ``conf``.
         letterbox: ``val`` / ``predict`` to override the model's letterbox mode (metadata, default ``val``).
         fit_frames: for a model with in-graph preprocessing, letterbox frames of another size to its frame size
             on the host first (evaluation on images of many sizes) instead of refusing them.
@@ -52,7 +55,7 @@ class Detector:
         model: str | Path | Backend,
         conf: float = 0.25,
         iou: float = 0.7,
-        classes: Sequence[int] | None = None,
+        classes: int | Sequence[int] | None = None,
         backend: str = "auto",
         *,
         max_det: int = 300,
@@ -61,9 +64,24 @@ class Detector:
         fit_frames: bool = False,
         **backend_kwargs,
     ) -> None:
+        for name, value in (("conf", conf), ("iou", iou)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number in [0, 1], e.g. {name}=0.5, got {value!r} (a "
+                                f"{type(value).__name__})")
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
-        self.backend = model if isinstance(model, Backend) else load_backend(str(model), backend, **backend_kwargs)
+        need = f"max_det is the most boxes per frame, an integer of at least 1 (e.g. 300), got {max_det!r}"
+        if not _is_int(max_det):
+            raise TypeError(f"{need} (a {type(max_det).__name__})")
+        if max_det < 1:
+            raise ValueError(need)
+        if isinstance(model, Backend):
+            _check_options(backend_kwargs, None, None)
+            self.backend = model
+        else:
+            name, cls = backend_for(str(model), backend)
+            _check_options(backend_kwargs, name, cls)
+            self.backend = cls(str(model), **backend_kwargs)
         info = self.backend.info
         if letterbox is not None:
             if letterbox not in MODES:
@@ -76,9 +94,7 @@ class Detector:
             raise ValueError("the model has a dynamic input size and no 'imgsz' metadata; re-export it with detdistill")
         self.names: dict[int, str] = info.names or {}
         self.imgsz: tuple[int, int] = tuple(info.imgsz)
-        if classes is not None and self.names and any(c not in self.names for c in classes):
-            raise ValueError(f"classes {list(classes)} not all in the model's class ids 0..{len(self.names) - 1}")
-        self.conf, self.iou, self.classes = conf, iou, classes
+        self.conf, self.iou, self.classes = conf, iou, _class_ids(classes, self.names)
         self.max_det, self.multi_label = max_det, multi_label
         self.postprocess_mode = info.postprocess
         if self.postprocess_mode not in ("host_nms", "none", "graph_nms"):
@@ -113,10 +129,7 @@ class Detector:
                           dtype=self.backend.input_dtype, long_side=max(self.imgsz) if imgsz else None)
 
     def _frame_input(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, list[LetterboxInfo]]:
-        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 \
-                or frame_bgr.dtype != np.uint8:
-            got = f"{type(frame_bgr).__name__} {getattr(frame_bgr, 'shape', '')} {getattr(frame_bgr, 'dtype', '')}"
-            raise ValueError(f"expected a uint8 HxWx3 BGR frame, got {got}")
+        check_image(frame_bgr)
         (h, w), (fh, fw) = frame_bgr.shape[:2], self.frame
         boxes = [self._frame_box]
         if (h, w) != (fh, fw):
@@ -162,6 +175,51 @@ class Detector:
             return decode_topk(boxes[image], scores[image], conf=self.conf, classes=self.classes, max_det=self.max_det)
         return decode(boxes[image], scores[image], conf=self.conf, iou=self.iou, classes=self.classes,
                       multi_label=self.multi_label, max_det=self.max_det)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_options(given: dict, backend: str | None, cls: type | None) -> None:
+    """Refuse a keyword that neither :class:`Detector` nor the backend ``cls`` that opens the model takes (``None``:
+    the model came as a backend object, which takes none)."""
+
+    def names(fn: Callable[..., object]) -> list[str]:
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in kinds and p.name not in ("self", "model", "path")]
+
+    valid = names(cls) if cls is not None else []
+    unknown = [k for k in given if k not in valid]
+    if not unknown:
+        return
+    extra = f", and for the {backend} backend {', '.join(valid)}" if cls is not None else \
+        " (backend options apply only when Detector opens the model from a path)"
+    what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+    raise TypeError(f"Detector got {what} {', '.join(map(repr, unknown))}: its options are "
+                    f"{', '.join(names(Detector.__init__))}{extra}")
+
+
+def _class_ids(classes: object, names: dict[int, str]) -> list[int] | None:
+    """``classes`` as a list of class ids (one id alone is taken as ``[id]``), refusing names and unknown ids."""
+    if classes is None:
+        return None
+    items = list(classes) if isinstance(classes, Iterable) and not isinstance(classes, str) else [classes]
+    if not all(_is_int(c) for c in items):
+        by_name = {v.lower(): k for k, v in names.items()}
+        ids = [c if _is_int(c) else by_name.get(c.lower()) if isinstance(c, str) else None for c in items]
+        message = f"classes {items!r}: class ids are integers here"
+        if None not in ids:  # names this model has: say their ids
+            pairs = ", ".join(f"{c!r} is {i}" for c, i in zip(items, ids) if isinstance(c, str))
+            raise TypeError(f"{message}; in this model {pairs}: pass classes={[int(i) for i in ids]}")
+        known = f", 0..{len(names) - 1} in this model (Detector.names maps them to names)" if names else \
+            ", e.g. classes=[0]"
+        raise TypeError(message + known)
+    ids = [int(c) for c in items]
+    if names and any(c not in names for c in ids):
+        raise ValueError(f"classes {ids} not all in the model's class ids 0..{len(names) - 1}")
+    return ids
 
 
 def to_frame(xyxy: np.ndarray, lb: LetterboxInfo | list[LetterboxInfo]) -> np.ndarray:

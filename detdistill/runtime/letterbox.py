@@ -68,6 +68,16 @@ def _fit(img: np.ndarray, new_hw: tuple[int, int], *, scaleup: bool, auto: bool,
     return img, r, (left, top)
 
 
+def check_image(img: object) -> None:
+    """Refuse anything but a non-empty uint8 HxWx3 BGR image: the one check of every image the runtime takes."""
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        got = f"{type(img).__name__} {getattr(img, 'shape', '')} {getattr(img, 'dtype', '')}"
+        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {got}; decode frames with cv2.imread/VideoCapture")
+    if img.size == 0:
+        raise ValueError(f"expected a uint8 HxWx3 BGR image, got an empty one of shape {img.shape}; pass an image "
+                         "with pixels (a failed read or a crop outside the image leaves an empty array)")
+
+
 def letterbox(
     img: np.ndarray,
     new_shape: int | tuple[int, int] = 640,
@@ -86,9 +96,7 @@ def letterbox(
     """
     if mode not in MODES:
         raise ValueError(f"letterbox mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        got = f"{type(img).__name__} {getattr(img, 'shape', '')} {getattr(img, 'dtype', '')}"
-        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {got}; decode frames with cv2.imread/VideoCapture")
+    check_image(img)
     hw = _as_hw(new_shape)
     h0, w0 = img.shape[:2]
     if mode == "val":

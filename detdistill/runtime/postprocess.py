@@ -53,11 +53,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_keep: int | None 
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1) * (y2 - y1)
     keep: list[int] = []
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         i = order[0]
         keep.append(i)
-        if max_keep is not None and len(keep) >= max_keep:
-            break
         rest = order[1:]
         w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)

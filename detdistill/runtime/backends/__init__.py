@@ -23,22 +23,30 @@ class Backend(Protocol):
         ...
 
 
-def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
-    """Open ``path`` with the named backend (``auto``: ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt)."""
-    suffix = Path(path).suffix.lower()
+SUFFIXES = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}  # what ``auto`` picks
+
+
+def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
+    """``(name, class)`` of the backend that opens ``path`` (``auto``: ``.onnx`` -> onnxruntime, ``.engine`` ->
+    tensorrt); the class is imported here, on demand (the CLI starts fast)."""
     if backend == "auto":
-        backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix, "")
+        backend = SUFFIXES.get(Path(path).suffix.lower(), "")
         if not backend:
             raise ValueError(
                 f"cannot pick a backend for {path!r}: expected a .onnx or .engine file "
                 "(export a .pt first with `detdistill export`), or pass backend='onnxruntime'/'tensorrt'"
             )
     if backend == "onnxruntime":
-        from .onnxruntime import OrtBackend  # lazy: loaded when picked (the CLI starts fast)
+        from .onnxruntime import OrtBackend  # lazy: loaded when picked
 
-        return OrtBackend(path, **kwargs)
+        return backend, OrtBackend
     if backend == "tensorrt":
         from .tensorrt import TrtBackend  # lazy: as above
 
-        return TrtBackend(path, **kwargs)
+        return backend, TrtBackend
     raise ValueError(f"unknown backend {backend!r}: use 'auto', 'onnxruntime' or 'tensorrt'")
+
+
+def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
+    """Open ``path`` with the named backend (``auto``: by file suffix, see :func:`backend_for`)."""
+    return backend_for(path, backend)[1](path, **kwargs)

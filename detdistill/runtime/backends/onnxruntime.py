@@ -8,7 +8,8 @@ import numpy as np
 
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
-from ..model_file import require_nonempty
+from ..model_file import opening_onnx, require_nonempty
+from .shape import check_input
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -66,7 +67,8 @@ class OrtBackend:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.int8_kernels = int8_kernels
         self.providers = resolve_providers(device, ort.get_available_providers())
-        self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
+        with opening_onnx(path):  # a truncated or non-ONNX file: one clear error, not ORT's InvalidProtobuf
+            self.session = ort.InferenceSession(str(path), opts, providers=self.providers)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
@@ -87,4 +89,5 @@ class OrtBackend:
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one batch."""
+        check_input(x.shape, self.input_shape)
         return self.session.run(self.output_names, {self.input_name: x.astype(self.input_dtype, copy=False)})

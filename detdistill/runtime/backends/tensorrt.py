@@ -10,6 +10,7 @@ import numpy as np
 
 from ..metadata import ModelInfo
 from .cuda_mem import CudaMem
+from .shape import check_input
 
 
 class TensorRTMissingError(ImportError):
@@ -113,10 +114,9 @@ class TrtBackend:
 
     def _bind(self, shape: tuple[int, ...]) -> None:
         """Set the input shape (dynamic engines) and (re)allocate every I/O buffer for it."""
+        check_input(shape, self.input_shape)
         if -1 in self.input_shape:
             self.context.set_input_shape(self.input_name, shape)
-        elif shape != self.input_shape:
-            raise ValueError(f"this engine takes input {self.input_shape}, got {shape}; build it with --dynamic")
         for name in self.inputs + self.outputs:
             shp = tuple(int(d) for d in self.context.get_tensor_shape(name))
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
