@@ -69,6 +69,14 @@ def test_imgsz_override_on_a_fixed_size_model_is_refused(models, image, kind):
     assert len(det.detect(image, imgsz=(320, 320))) == len(det(image)) > 0  # its own size still works
 
 
+def test_imgsz_override_on_a_frame_model_is_refused(models, image):
+    det = Detector(models["frame"], fit_frames=True)
+    with pytest.raises(ValueError, match=r"imgsz \(640, 640\): this model takes 640x480 camera frames and letterboxes "
+                                         r"them to \(320, 320\) in its graph; leave imgsz out"):
+        det.detect(image, imgsz=(640, 640))  # was ignored without a word
+    assert len(det.detect(image, imgsz=(320, 320))) == len(det(image)) > 0
+
+
 def test_a_second_image_on_a_fixed_batch_is_refused(models):
     x = np.zeros((2, 3, 320, 320), np.float32)
     with pytest.raises(ValueError, match=r"a batch of 2: this model takes a fixed batch of 1; .*--dynamic"):

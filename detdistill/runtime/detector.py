@@ -124,6 +124,10 @@ class Detector:
         """
         info = self.backend.info
         if self.frame is not None:
+            if imgsz is not None and tuple(imgsz) != self.imgsz:
+                fh, fw = self.frame
+                raise ValueError(f"imgsz {tuple(imgsz)}: this model takes {fw}x{fh} camera frames and letterboxes them "
+                                 f"to {self.imgsz} in its graph; leave imgsz out")
             return self._frame_input(frame_bgr)
         return preprocess(frame_bgr, imgsz or self.imgsz, mode=info.letterbox, pad_value=info.pad_value,
                           dtype=self.backend.input_dtype, long_side=max(self.imgsz) if imgsz else None)
