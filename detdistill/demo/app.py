@@ -31,6 +31,7 @@ import numpy as np
 
 from ..atomic import check_writable
 from ..runtime import Detector
+from ..runtime.detector import class_ids_of
 from .capture import FrameSource, SourceError
 from .encoders import plan_video
 from .gather import SourceSet
@@ -72,15 +73,9 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
     """Class ids for ids or names (names are matched case-insensitively)."""
     if not classes:
         return None
-    by_name = {v.lower(): k for k, v in names.items()}
-    ids = []
-    for c in classes:
-        if isinstance(c, int):
-            ids.append(c)
-        elif c.lower() in by_name:
-            ids.append(by_name[c.lower()])
-        else:
-            raise ValueError(f"unknown class {c!r}; this model knows: {', '.join(names.values())}")
+    ids = class_ids_of(classes, names)
+    if None in ids:
+        raise ValueError(f"unknown class {classes[ids.index(None)]!r}; this model knows: {', '.join(names.values())}")
     return ids
 
 

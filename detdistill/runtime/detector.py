@@ -205,14 +205,19 @@ def _check_options(given: dict, backend: str | None, cls: type | None) -> None:
                     f"{', '.join(names(Detector.__init__))}{extra}")
 
 
+def class_ids_of(items: Iterable[object], names: dict[int, str]) -> list[int | None]:
+    """Each item's class id: an integer as it is, a class name of ``names`` (any case) as its id, else None."""
+    by_name = {v.lower(): k for k, v in names.items()}
+    return [int(c) if _is_int(c) else by_name.get(c.lower()) if isinstance(c, str) else None for c in items]
+
+
 def _class_ids(classes: object, names: dict[int, str]) -> list[int] | None:
     """``classes`` as a list of class ids (one id alone is taken as ``[id]``), refusing names and unknown ids."""
     if classes is None:
         return None
     items = list(classes) if isinstance(classes, Iterable) and not isinstance(classes, str) else [classes]
     if not all(_is_int(c) for c in items):
-        by_name = {v.lower(): k for k, v in names.items()}
-        ids = [c if _is_int(c) else by_name.get(c.lower()) if isinstance(c, str) else None for c in items]
+        ids = class_ids_of(items, names)
         message = f"classes {items!r}: class ids are integers here"
         if None not in ids:  # names this model has: say their ids
             pairs = ", ".join(f"{c!r} is {i}" for c, i in zip(items, ids) if isinstance(c, str))
