@@ -288,6 +288,8 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
     assert "person as Ambulance" in text and "class_map=" in text
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1")
     assert out.exit_code == 0 and "warning" not in out.output
+    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--split", "nosuch")  # a fatal data error comes alone
+    assert out.exit_code != 0 and "nosuch" in out.output and "warning" not in out.output, out.output
 
 
 def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_path_factory, teacher_pt, coco8_yaml):

@@ -113,6 +113,9 @@ def test_bad_presets_and_a_missing_albumentations_name_the_fix(monkeypatch, teac
 
     with pytest.raises(AugmentationError, match=r"unknown augmentation preset 'raod': choose from road"):
         StudentTrainer.with_options(augment="raod")
+    assert StudentTrainer.with_options(augment=" Road").augment == " Road"  # a name is a name in any case
+    with pytest.raises(AugmentationError, match=r"unknown augmentation preset \['road'\]"):
+        StudentTrainer.with_options(augment=["road"])
     with pytest.raises(AugmentationError, match="unknown augmentation preset 'fog'"):
         DistillationTrainer.configure(teacher_pt, "default", augment="fog")
     with pytest.raises(AugmentationError, match=r"teacher_clean needs an augmentation preset \(--augment road"):

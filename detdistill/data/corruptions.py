@@ -135,7 +135,8 @@ def check(name: str, severity: int | None) -> None:
 def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
     """``"fog,rain:3,noise"`` -> ``[("fog", None), ("rain", 3), ("noise", None)]``; ``all`` names every corruption.
 
-    A severity of None stands for the mean over severities 1-5. Repeats are dropped.
+    A severity of None stands for the mean over severities 1-5. Repeats are dropped; a name given both alone and
+    at a severity is refused (the mean over corruptions would count it twice).
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[tuple[str, int | None]] = []
@@ -153,6 +154,11 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
             check(n, severity)
             if (n, severity) not in out:
                 out.append((n, severity))
+    for name in (n for n, sev in out if sev is None):
+        if twice := [f"{n}:{sev}" for n, sev in out if n == name and sev]:
+            raise CorruptionError(f"corruption {name!r} is given alone, which scores it at every severity 1-5, and "
+                                  f"again as {', '.join(twice)}: its mean would be counted twice; give either "
+                                  f"'{name}' or {', '.join(repr(t) for t in twice)}")
     if not out:
         raise CorruptionError(f"no corruption given: pass names from {', '.join(CORRUPTIONS)} (or 'all'), "
                               "each optionally with ':severity' (1-5), separated by commas, e.g. 'fog,noise:3'")

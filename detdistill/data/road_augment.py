@@ -82,7 +82,8 @@ def get_preset(name: str) -> Preset:
 
     Raises :class:`AugmentationError` naming the fix for an unknown name or a missing albumentations.
     """
-    if not isinstance(name, str) or name not in PRESETS:
+    key = name.strip().lower() if isinstance(name, str) else None
+    if key not in PRESETS:
         raise AugmentationError(f"unknown augmentation preset {name!r}: choose from {', '.join(PRESETS)} "
                                 "(or leave augmentation off)")
     try:
@@ -90,7 +91,7 @@ def get_preset(name: str) -> Preset:
     except CorruptionError as e:
         raise AugmentationError(f"augmentation preset {name!r} needs albumentations, which is not installed: "
                                 f"{INSTALL_HINT}") from e
-    return PRESETS[name]
+    return PRESETS[key]
 
 
 def check_augment(augment: str | None, teacher_clean: bool = False) -> None:

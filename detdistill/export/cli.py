@@ -217,10 +217,9 @@ def eval_cmd(
             typer.secho(f"note: {model.name} takes {w}x{h} camera frames (its letterbox is in the graph): each image "
                         f"of another size is letterboxed to {w}x{h} first, as that camera would frame it, so the score "
                         "can differ from the same model exported without --frame", fg=typer.colors.YELLOW, err=True)
-        mismatch = class_count_warning(det, data)
-        if mismatch:
-            typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
         r = evaluate(det, data, split=split, limit=limit, rect=rect)
+        if mismatch := class_count_warning(det, data):  # after the data passed evaluate's checks, beside the score
+            typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"{model.name}: {r.summary()}")
         if specs:
             _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c).map50_95,
