@@ -85,6 +85,9 @@ def train(
     from detdistill.distill.classmap import parse_class_map_arg
     from detdistill.distill.trainer import RESUME_OVERRIDES, SET_BY_OPTIONS, check_train_args
 
+    if pseudo_conf == 0:
+        fail("--pseudo-conf 0 would label every one of the teacher's candidate boxes: give a confidence above 0 and "
+             "at most 1 (default 0.4)")
     if pseudo_conf is not None and unlabeled is None:
         fail("--pseudo-conf sets the teacher's confidence for --unlabeled images: give --unlabeled DIR too, or drop it")
     overrides = parse_overrides(ctx.args)
@@ -195,11 +198,21 @@ def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
     workdir: Path = typer.Option(None, parser=path_parser("--workdir", WORK_FOLDER), metavar="PATH",
                                  help="Work folder (default: runs/pipeline/<name>); finished stages are reused."),
+    check: bool = typer.Option(False, "--check", help="Only check the recipe and its inputs, as a run does before "
+                               "its first stage; run and write nothing."),
 ) -> None:
     """Shrink a detector in one command: dataset (COCO subset), teacher, pruning, distillation, ONNX,
     INT8, TensorRT engines where TensorRT is installed, then accuracy and latency of every artifact in
     report.md and a self-contained report.html. Rerun the same command to resume an interrupted run."""
-    from detdistill.pipeline.runner import run_pipeline  # lazy: the CLI starts fast without the pipeline
+    from detdistill.pipeline.runner import check_pipeline, run_pipeline  # lazy: the CLI starts fast without them
+
+    if check:
+        work, notes = check_pipeline(recipe, workdir)
+        for note in notes:
+            console.print(f"note: {note}", highlight=False, soft_wrap=True)
+        typer.echo(f"{recipe}: no problem found (the recipe's fields, training arguments and device, data, teacher, "
+                   f"student, unlabeled images); a run would work in {work}")
+        return
 
     # bad recipes, inputs and files end in one `error:` line through the app's ErrorBoundary
     report = run_pipeline(recipe, workdir, log=lambda line: console.print(line, highlight=False, soft_wrap=True))

@@ -75,6 +75,9 @@ def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
                               str(coco8_yaml), "--unlabeled", str(tmp_path), "--pseudo-conf", "1.5"], terminal_width=200)
     assert out.exit_code == 2 and "--pseudo-conf" in out.output and "less than or equal to 1" in out.output
     out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(coco8_yaml), "--unlabeled", str(tmp_path), "--pseudo-conf", "0"], terminal_width=200)
+    assert out.exit_code == 2 and "--pseudo-conf 0 would label every one" in out.output  # as data.pseudo_conf: (0, 1]
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
                               str(coco8_yaml), "--freeze-bn"], terminal_width=200)
     assert out.exit_code == 2 and "--freeze-bn keeps a trained student's BatchNorm statistics" in out.output
     out = runner.invoke(app, ["train", "--resume", str(tmp_path)], terminal_width=200)

@@ -232,9 +232,13 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
         result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, key)
         _assert_one_error(result, f"{key} is set by {option}", "use that option instead")
     # found before the first stage (the data YAML here does not exist), not after the teacher's stages
-    for student, words in (({"model": "yolov8q.yaml"}, "student.model: yolov8q.yaml not found"),
-                           ({"width": 0.25, "freeze_bn": True}, "drop student.freeze_bn")):
-        _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, student=student)), words)
+    for student, *words in (({"model": "yolov8q.yaml"}, "student.model: student model config 'yolov8q.yaml' not found"),
+                            ({"model": str(coco8_yaml)}, "student.model: student", "is not a model YAML"),
+                            ({"weights": str(tmp_path / "nope.pt")}, "student.weights: student checkpoint", "nope.pt"),
+                            ({"width": 0.25, "freeze_bn": True}, "drop student.freeze_bn")):
+        _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, student=student)), *words)
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, teacher={"train": {"model": "yolov8q.yaml", "epochs": 1}}))
+    _assert_one_error(result, "teacher.train.model: teacher model config 'yolov8q.yaml' not found")
     result = _invoke("run", _recipe(tmp_path, teacher_pt, data={"yaml": str(coco8_yaml),
                                                                 "unlabeled": str(tmp_path / "frames")}))
     _assert_one_error(result, "data.unlabeled:", "frames does not exist")
@@ -242,6 +246,26 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
     _assert_one_error(result, "device=7 (the recipe's device:)", "Invalid CUDA")
     result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, "device=7")
     _assert_one_error(result, "device=7", "Invalid CUDA")
+
+
+def test_run_check_finds_what_a_run_would_refuse_and_writes_nothing(tmp_path, teacher_pt, coco8_yaml, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = _recipe(tmp_path, teacher_pt, data={"yaml": str(coco8_yaml)})
+    result = _invoke("run", good, "--check")
+    assert result.exit_code == 0 and "no problem found" in result.output, result.output
+    assert f"a run would work in {tmp_path / 'runs' / 'pipeline' / 't'}" in " ".join(result.output.split())
+    assert not (tmp_path / "runs").exists()  # nothing written, not even the work folder
+    for changes, words in (({}, ("data.yaml:", "absent-data.yaml does not exist")),
+                           ({"data": {"yaml": "absent.yaml"}}, ("data.yaml: absent.yaml does not exist",
+                                                                f"read from the folder you run in, {tmp_path}")),
+                           ({"data": {"yaml": str(coco8_yaml)}, "teacher": {"weights": str(tmp_path / "t.pt")}},
+                            ("teacher.weights:", "t.pt' does not exist")),
+                           ({"data": {"yaml": str(coco8_yaml)}, "student": {"model": "yolov8q.yaml"}},
+                            ("student.model: student model config 'yolov8q.yaml' not found",)),
+                           ({"data": {"yaml": str(coco8_yaml)}, "train": {"epoch": 3}},
+                            ("unknown training argument 'epoch'", "did you mean 'epochs'"))):
+        _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, **changes), "--check"), *words)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_path, teacher_pt, coco8_yaml):

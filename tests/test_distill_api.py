@@ -87,3 +87,44 @@ def test_an_int8_job_fine_tunes_at_a_small_learning_rate_unless_told_otherwise(t
                     train_args={"optimizer": "AdamW", "lr0": 0.002}).args()
     assert (mine["optimizer"], mine["lr0"], mine["warmup_epochs"], mine["name"]) == ("AdamW", 0.002, 0, "qad")
     assert TrainJob("s.pt", "d.yaml", "t.pt", train_args={"epochs": 3}).args() == {"epochs": 3}  # float training
+
+
+def test_the_python_train_checks_its_inputs_as_the_cli_does(tmp_path, monkeypatch, teacher_pt, coco8_yaml):
+    """train() goes through run_training: what `detdistill train` refuses is refused from Python too, before any
+    training (model= would train another student, int8 on a YAML would fine-tune random weights)."""
+    fits: list[tuple] = []
+    monkeypatch.setattr(api, "fit", lambda *a, **k: fits.append((a, k)) or tmp_path / "best.pt")
+    for bad, message in (({"model": "yolov8s.yaml"}, r"model='yolov8s.yaml' is set by train\(\)'s student"),
+                         ({"distill_model": teacher_pt}, r"distill_model=.* is set by train\(\)'s teacher"),
+                         ({"epoch": 1}, r"unknown training argument 'epoch' \(did you mean 'epochs'\?\)"),
+                         ({"freezebn": True}, r"unknown training argument 'freezebn' \(did you mean 'freeze_bn'\?\)"),
+                         ({"recipie": "at"}, r"unknown training argument 'recipie' \(did you mean 'recipe'\?\)")):
+        with pytest.raises(ValueError, match=message):
+            api.train("yolov8n.yaml", teacher_pt, coco8_yaml, **bad)
+    with pytest.raises(TrainInputError, match="fine-tunes a trained student, and yolov8n.yaml has no trained weights"):
+        api.train("yolov8n.yaml", teacher_pt, coco8_yaml, int8=True, epochs=1)
+    with pytest.raises(TrainInputError, match="keeps a trained student's BatchNorm statistics"):
+        api.train("yolov8n.yaml", teacher_pt, coco8_yaml, freeze_bn=True, epochs=1)
+    stop_all = {"losses": [{"type": "at"}], "schedule": {"stop_last": 5}}
+    with pytest.raises(TrainInputError, match=r"schedule.stop_last \(5\) turns KD off for all 1 epochs"):
+        api.train("yolov8n.yaml", teacher_pt, coco8_yaml, recipe=stop_all, epochs=1)
+    assert fits == []
+    # a good call reaches fit with the checked recipe, the class map in the CLI's text form, and the INT8 defaults
+    best = api.train(teacher_pt, teacher_pt, coco8_yaml, recipe="logit-box", class_map="person=person", int8=True,
+                     epochs=1)
+    (student, teacher, data, recipe, class_map, freeze_bn, int8, *_), args = fits[0]
+    assert best == tmp_path / "best.pt" and (student, teacher, data) == (teacher_pt, teacher_pt, coco8_yaml)
+    assert [s.type for s in recipe.losses] == ["logit", "box"] and class_map == "person=person" and int8
+    assert args == {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0, "epochs": 1}
+
+
+def test_a_job_takes_its_folders_as_text_and_names_what_it_lacks(tmp_path):
+    job = TrainJob("s.yaml", "d.yaml", run_dir=str(tmp_path / "run"), resume=str(tmp_path / "last.pt"))
+    assert job.run_dir == tmp_path / "run" and job.resume == tmp_path / "last.pt"
+    assert job.args()["project"] == str(tmp_path)
+    with pytest.raises(TrainInputError, match="has no student and no data: give student"):
+        run_training(TrainJob(teacher="t.pt"))
+    with pytest.raises(TrainInputError, match="train_args is a mapping"):
+        TrainJob("s.yaml", "d.yaml", train_args=[("epochs", 1)])
+    with pytest.raises(ValueError, match="teacher must be a path .* got None"):
+        api.check_inputs("yolov8n.yaml", None, "d.yaml")

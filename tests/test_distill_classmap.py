@@ -69,3 +69,10 @@ def test_explicit_empty_mapping_and_cli_parsing():
         parse_class_map_arg("person=person;person=dog")
     with pytest.raises(ClassMapError, match="has no entry"):
         parse_class_map_arg(" ; ")
+    # the same class under another case, or by its id, is the same class: refused, not overwritten
+    for spec in ({"Car": "car", "car": "truck"}, {"Car": "car", 0: "truck"}, "Car=car;CAR=truck"):
+        with pytest.raises(ClassMapError, match=r"maps student class 'Car' twice \(as 'Car' and .*'Car=A,B'"):
+            build_class_map(COCO_NAMES, ["Car", "Ambulance"], spec)
+    assert build_class_map(COCO_NAMES, ["Car", "Ambulance"], "Car=car;Ambulance=car,truck").sources == ((2,), (2, 7))
+    with pytest.raises(ClassMapError, match=r"a class map is a mapping .*; got list"):
+        build_class_map(COCO_NAMES, ["Car"], [("Car", "car")])

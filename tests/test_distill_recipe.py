@@ -48,6 +48,13 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "cwd"}], "teacher_scale": float("nan")}, r"teacher_scale: must be a finite number"),
         ({"losses": [{"type": "cwd"}], "schedule": {"final": float("inf")}}, r"schedule\.final: must be a finite"),
         ({"losses": [{"type": "cwd"}], "schedule": {"stop_last": 1.5}}, r"stop_last.*whole number of epochs"),
+        ({"losses": [{"type": ["at"]}]}, r"losses\[0\]\.type: \['at'\] is not a loss; choose one of"),
+        ({"losses": [{"type": "at", "name": None}]}, r"losses\[0\]\.name: expected a non-empty text"),
+        ({"losses": [{"type": "at", "weight": 0}, {"type": "logit", "weight": 0.0}]},
+         r"every loss has weight 0, so nothing would be distilled"),
+        ({"losses": [{"type": "cwd"}], "schedule": 0}, r"schedule: expected a mapping"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"final": 0.1}}, r"schedule\.final: a constant schedule .* kind: cosine"),
+        ({"losses": [{"type": "cwd"}], "teacher_scale": 100}, r"teacher_scale: at most 4 .*got 100"),
     ],
 )
 def test_bad_fields_are_named(data, message):
@@ -68,6 +75,9 @@ def test_recipe_file_errors(tmp_path):
         load_recipe(binary)
     with pytest.raises(RecipeError, match="is a folder"):
         load_recipe(tmp_path)
+    for not_a_recipe in (0, False, []):  # a falsy value of another type is not the default recipe
+        with pytest.raises(RecipeError, match=f"a recipe is a built-in name .*; got {type(not_a_recipe).__name__}"):
+            load_recipe(not_a_recipe)
     good = tmp_path / "good.yaml"
     good.write_text("losses:\n  - {type: pkd, weight: 2}\nschedule: {kind: linear, final: 0.5, stop_last: 1}\n")
     recipe = load_recipe(good)

@@ -89,6 +89,7 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"student": {"model": ["a.yaml"]}}, "student.model: expected a model YAML"),
     ({"export": {"engines": ["fp16", "fp16"]}}, "export.engines: each precision once"),
     ({"name": "../../escape"}, "name: '../../escape' is a path"),
+    ({"name": " "}, "name: empty; it names the work folder"),
     ({"data": {"yaml": "d.yaml", "pseudo_conf": 0.5}}, "data.pseudo_conf sets the teacher's confidence for "
                                                        "data.unlabeled images: add data.unlabeled"),
 ])

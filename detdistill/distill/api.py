@@ -23,7 +23,8 @@ from .model import KDModel
 from .recipe import Recipe, load_recipe
 from ..models import class_names, load_detection_checkpoint
 from .teacher import TeacherError, load_teacher
-from .trainer import DistillationTrainer, check_train_args
+from .qad import require_modelopt
+from .trainer import DistillationTrainer, TrainArgumentError, check_train_args
 from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 
@@ -36,40 +37,52 @@ def check_dataset(data: str | Path) -> dict:
         raise ValueError(f"dataset {str(data)!r} could not be read: {e}") from e
 
 
-def _student_model(student: str | Path, nc: int):
-    """Build (YAML) or load (.pt) the student, checking that it is a detection model."""
-    s = str(student)
+def model_config(source: str | Path, role: str = "student") -> dict | None:
+    """The detection model YAML ``source`` as ultralytics reads it, or None for a ``.pt`` that exists; a
+    ``FileNotFoundError`` or ``ValueError`` naming ``role`` and the fix for anything else (a missing file, a
+    dataset YAML, a segmentation YAML, another kind of file)."""
+    s = str(source)
     if s.endswith(".pt"):
         if not Path(s).is_file():
-            raise FileNotFoundError(f"student checkpoint {s!r} does not exist")
-        model = load_detection_checkpoint(s, role="student")[0]
-    elif s.endswith((".yaml", ".yml")):
-        try:
-            cfg = yaml_model_load(s)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"student model config {s!r} not found (e.g. yolov8n.yaml, yolo11n.yaml)") from e
-        if not {"backbone", "head"} <= set(cfg):
-            raise ValueError(f"student {s!r} is not a model YAML (it has no backbone: and head: sections): give a "
-                             "model YAML such as yolov8n.yaml or a trained .pt; a dataset YAML goes to --data")
-        if guess_model_task(cfg) != "detect":
-            raise ValueError(f"student {s!r} is a {guess_model_task(cfg)} model: detdistill trains detection students")
-        model = DetectionModel(cfg, nc=nc, verbose=False)
-    else:
-        raise ValueError(f"student {s!r} must be a model YAML (e.g. yolov8n.yaml) or a .pt checkpoint")
+            raise FileNotFoundError(f"{role} checkpoint {s!r} does not exist")
+        return None
+    if not s.endswith((".yaml", ".yml")):
+        raise ValueError(f"{role} {s!r} must be a model YAML (e.g. yolov8n.yaml) or a .pt checkpoint")
+    try:
+        cfg = yaml_model_load(s)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{role} model config {s!r} not found (e.g. yolov8n.yaml, yolo11n.yaml)") from e
+    if not {"backbone", "head"} <= set(cfg):
+        raise ValueError(f"{role} {s!r} is not a model YAML (it has no backbone: and head: sections): give a model "
+                         "YAML such as yolov8n.yaml or a trained .pt; a dataset YAML is the data (--data), not a model")
+    if guess_model_task(cfg) != "detect":
+        raise ValueError(f"{role} {s!r} is a {guess_model_task(cfg)} model: detdistill trains detection models")
+    return cfg
+
+
+def _student_model(student: str | Path, nc: int):
+    """Build (YAML) or load (.pt) the student, checking that it is a detection model."""
+    cfg = model_config(student)
+    model = load_detection_checkpoint(student, role="student")[0] if cfg is None else \
+        DetectionModel(cfg, nc=nc, verbose=False)
     if guess_model_task(model) != "detect":
-        raise ValueError(f"student {s!r} is a {guess_model_task(model)} model: detdistill trains detection students")
+        raise ValueError(f"student {str(student)!r} is a {guess_model_task(model)} model: detdistill trains "
+                         "detection models")
     set_class_count(model, nc)  # as training will (a .pt trained on other classes gets a new class layer)
     return model
 
 
 def check_inputs(
-    student: str | Path, teacher: str | Path, data: str | Path, recipe: Any = None, class_map: dict | None = None
+    student: str | Path, teacher: str | Path, data: str | Path, recipe: Any = None, class_map: dict | str | None = None
 ) -> tuple[Recipe, ClassMap]:
     """Validate every input of a distillation run; return the parsed recipe and class map.
 
     Builds the training-time model once on CPU, so a teacher/student pair that cannot be distilled
     with this recipe (feature levels, strides, DFL bins) fails here rather than on the first step.
     """
+    for name, value in (("student", student), ("teacher", teacher), ("data", data)):
+        if not isinstance(value, (str, Path)) or not str(value).strip():
+            raise ValueError(f"{name} must be a path (or, for the teacher, a registry name), got {value!r}")
     recipe = load_recipe(recipe)
     teacher_model = load_teacher(teacher)
     dataset = check_dataset(data)
@@ -82,7 +95,7 @@ def check_inputs(
     return recipe, cm
 
 
-def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | None = None,
+def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Recipe, class_map: dict | str | None = None,
         freeze_bn: bool = False, int8: bool = False, augment: str | None = None, teacher_clean: bool = False,
         **train_args: Any) -> Path:
     """Train with inputs already validated by :func:`check_inputs`; return the student-only ``best.pt``.
@@ -95,30 +108,54 @@ def fit(student: str | Path, teacher: str | Path, data: str | Path, recipe: Reci
     return Path(model.trainer.best)
 
 
+# ultralytics train keys that train()'s own arguments set: given in **train_args they would train something else
+SET_BY_ARGUMENTS = {"model": "student", "data": "data", "distill_model": "teacher (and recipe)",
+                    "quantize": "int8=True", "resume": "resume(last) instead of train()"}
+TRAIN_OPTIONS = ("recipe", "class_map", "freeze_bn", "int8", "augment", "teacher_clean")
+
+
 def train(
     student: str | Path,
     teacher: str | Path,
     data: str | Path,
     recipe: Any = None,
-    class_map: dict | None = None,
+    class_map: dict | str | None = None,
     freeze_bn: bool = False,
+    *,
+    int8: bool = False,
+    augment: str | None = None,
+    teacher_clean: bool = False,
     **train_args: Any,
 ) -> Path:
     """Distill ``teacher`` into ``student`` on ``data``; return the path of the student-only ``best.pt``.
+
+    Every input is checked as ``detdistill train`` checks it, before anything trains.
 
     Args:
         student: student model YAML (trained from scratch) or ``.pt`` (fine-tuned, e.g. a pruned teacher).
         teacher: trained ultralytics detection checkpoint.
         data: ultralytics dataset YAML.
         recipe: built-in recipe name, YAML path or mapping (default: ``default``).
-        class_map: ``{student class: teacher class(es)}``; by default from the data YAML
-            (``teacher_classes``/``coco_classes``) or by class name.
+        class_map: ``{student class: teacher class(es)}`` (or the CLI's ``'Bus=bus;Ambulance=car,truck'``); by
+            default from the data YAML (``teacher_classes``/``coco_classes``) or by class name.
         freeze_bn: keep the student's BatchNorm statistics fixed (for students that inherit weights and
             small datasets; see :class:`detdistill.distill.student_trainer.StudentTrainer`).
-        **train_args: any ultralytics train argument (epochs, imgsz, batch, device, seed, ...).
+        int8: quantization-aware distillation of a trained ``.pt`` student (:mod:`detdistill.distill.qad`).
+        augment: a training augmentation preset (``"road"``, :mod:`detdistill.data.road_augment`);
+            ``teacher_clean``: the teacher sees each image before it.
+        **train_args: ultralytics train arguments (epochs, imgsz, batch, device, seed, ...), checked as
+            ``detdistill train`` checks them; ``model``, ``data``, ``distill_model``, ``quantize`` and ``resume``
+            are refused (this function's own arguments set them).
     """
-    recipe_obj, _ = check_inputs(student, teacher, data, recipe, class_map)
-    return fit(student, teacher, data, recipe_obj, class_map, freeze_bn, **train_args)
+    for key in sorted(SET_BY_ARGUMENTS.keys() & train_args.keys()):
+        raise TrainArgumentError(f"{key}={train_args[key]!r} is set by train()'s {SET_BY_ARGUMENTS[key]}: "
+                                 "use that instead")
+    check_train_args(train_args, options=TRAIN_OPTIONS)
+    if int8:
+        require_modelopt()
+    return run_training(TrainJob(student=student, data=data, teacher=teacher, recipe=recipe, class_map=class_map,
+                                 freeze_bn=freeze_bn, int8=int8, augment=augment, teacher_clean=teacher_clean,
+                                 train_args=train_args))
 
 
 def resume_config(last: str | Path) -> dict[str, Any]:
@@ -180,7 +217,7 @@ class TrainJob:
     data: str | Path | None = None
     teacher: str | Path | None = None
     recipe: Any = None  # KD recipe name, YAML path or mapping; None: "default"
-    class_map: dict | None = None
+    class_map: dict | str | None = None  # a mapping, or the CLI's text form
     freeze_bn: bool = False
     int8: bool = False
     augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), e.g. "road"
@@ -190,6 +227,14 @@ class TrainJob:
     run_dir: Path | None = None
     resume: Path | None = None
     train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments
+
+    def __post_init__(self) -> None:
+        for name in ("unlabeled", "run_dir", "resume"):  # a folder or file given as text
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, Path(getattr(self, name)))
+        if not isinstance(self.train_args, dict):
+            raise TrainInputError(f"train_args is a mapping of ultralytics train arguments, e.g. {{'epochs': 10}}, "
+                                  f"got {type(self.train_args).__name__}")
 
     def args(self) -> dict[str, Any]:
         """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned; an ``int8`` job
@@ -230,6 +275,10 @@ def run_training(job: TrainJob) -> Path:
 def check_job(job: TrainJob) -> Recipe | None:
     """Check the inputs of a new run of ``job`` without training anything; return its parsed recipe (None for a
     run without a teacher). A bad input raises :class:`TrainInputError`, or detdistill's error naming it."""
+    missing = [name for name in ("student", "data") if getattr(job, name) is None]
+    if missing:
+        raise TrainInputError(f"the training job has no {' and no '.join(missing)}: give student (a model YAML such as "
+                              "yolov8n.yaml, or a trained .pt) and data (a dataset YAML)")
     if job.freeze_bn and str(job.student).endswith((".yaml", ".yml")):
         raise TrainInputError(f"--freeze-bn keeps a trained student's BatchNorm statistics, and {job.student} is built "
                               "from a YAML with none to keep: drop --freeze-bn (pipeline: student.freeze_bn)")

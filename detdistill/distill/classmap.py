@@ -91,14 +91,15 @@ def _as_list(value) -> list:
 
 
 def build_class_map(
-    teacher_names: Sequence[str], student_names: Sequence[str], spec: MappingSpec | None = None
+    teacher_names: Sequence[str], student_names: Sequence[str], spec: MappingSpec | str | None = None
 ) -> ClassMap:
     """Relate student classes to teacher classes.
 
     Args:
         teacher_names: teacher class names in id order.
         student_names: student (dataset) class names in id order.
-        spec: optional explicit mapping ``{student id or name: teacher id/name, list of them, or None}``.
+        spec: optional explicit mapping ``{student id or name: teacher id/name, list of them, or None}``, or
+            the CLI's text form (:func:`parse_class_map_arg`).
             Classes it omits are matched by name. ``None``/empty maps a class to nothing (it is then
             distilled only through features and boxes).
 
@@ -107,9 +108,22 @@ def build_class_map(
             explicit entry, with the fix in the message.
     """
     teacher_names, student_names = tuple(map(str, teacher_names)), tuple(map(str, student_names))
+    if isinstance(spec, str):  # the CLI form, 'Bus=bus;Ambulance=car,truck'
+        spec = parse_class_map_arg(spec)
+    if spec is not None and not isinstance(spec, Mapping):
+        raise ClassMapError(f"a class map is a mapping {{student class: teacher class(es)}}, e.g. {{'Ambulance': "
+                            f"['car', 'truck']}}, or the CLI's text 'Ambulance=car,truck;Bus=bus'; got "
+                            f"{type(spec).__name__} {spec!r}")
     sources: list[tuple[int, ...] | None] = [None] * len(student_names)
+    given: dict[int, object] = {}  # student id -> the key that mapped it (names match in any case, and ids count)
     for key, value in (spec or {}).items():
         c = _resolve(key, student_names, "the student's dataset")
+        if c in given:
+            raise ClassMapError(f"the class map maps student class {student_names[c]!r} twice (as {given[c]!r} and "
+                                f"{key!r}; names match in any case, ids count too): give each class once, with all of its "
+                                f"teacher classes together, e.g. '{student_names[c]}=A,B' on the command line, "
+                                f"{{{student_names[c]!r}: ['A', 'B']}} in Python or a recipe")
+        given[c] = key
         sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
 
     if not spec and [_norm(n) for n in teacher_names] == [_norm(n) for n in student_names]:
@@ -172,6 +186,6 @@ def dataset_class_names(data: Mapping) -> list[str]:
     return [str(names[i]) for i in sorted(names)] if isinstance(names, Mapping) else [str(n) for n in names]
 
 
-def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | None = None) -> ClassMap:
+def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | str | None = None) -> ClassMap:
     """The class map for a run: ``spec`` if given, else the data YAML's mapping block, else class names."""
     return build_class_map(teacher_names, dataset_class_names(data), spec or spec_from_data(data, len(teacher_names)))

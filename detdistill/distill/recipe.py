@@ -38,6 +38,7 @@ REGIONS = ("teacher", "gt", "teacher+gt", "all")
 ADAPTER_INITS = ("fit", "random")
 # teacher image sizes at which its pyramid levels coincide with the student's (same size, or shifted by 1-2 levels)
 ALIGNED_SCALES = (1.0, 2.0, 4.0)
+MAX_TEACHER_SCALE = 4.0  # the teacher at 4x the student's input already costs 16 forward passes' worth
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,12 @@ def _loss(item: Any, i: int, src: str, used: set[str]) -> LossSpec:
     item = dict(item)
     kind = item.pop("type", None)
     types = loss_types()
-    if kind not in types:
+    if not isinstance(kind, str) or kind not in types:
         raise RecipeError(f"{where}.type: {kind!r} is not a loss; choose one of {', '.join(types)}")
     weight = _number(item.pop("weight", 1.0), f"{where}.weight", minimum=0)
-    name = str(item.pop("name", kind))
+    name = item.pop("name", kind)
+    if not isinstance(name, str) or not name.strip():
+        raise RecipeError(f"{where}.name: expected a non-empty text (the loss's name in logs, kd_<name>), got {name!r}")
     if name in used:
         raise RecipeError(f"{where}.name: {name!r} is used twice; give each loss a distinct name")
     used.add(name)
@@ -139,8 +142,11 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
         raise RecipeError(f"{source}: losses: expected a non-empty list of losses")
     used: set[str] = set()
     losses = tuple(_loss(item, i, source, used) for i, item in enumerate(items))
+    if all(spec.weight == 0 for spec in losses):
+        raise RecipeError(f"{source}: losses: every loss has weight 0, so nothing would be distilled: give one a "
+                          "weight above 0 (or train without a teacher)")
 
-    sched = data.get("schedule") or {}
+    sched = {} if data.get("schedule") is None else data["schedule"]
     if not isinstance(sched, dict):
         raise RecipeError(f"{source}: schedule: expected a mapping like {{kind: cosine, final: 0.1}}")
     unknown = set(sched) - {"kind", "final", "stop_last"}
@@ -150,6 +156,9 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if kind not in KINDS:
         raise RecipeError(f"{source}: schedule.kind: {kind!r} is not one of {', '.join(KINDS)}")
     final = _number(sched.get("final", 1.0), f"{source}: schedule.final", minimum=0)
+    if kind == "constant" and final != 1.0:
+        raise RecipeError(f"{source}: schedule.final: a constant schedule keeps the factor at 1, so final={final:g} "
+                          "would do nothing: set kind: cosine (or linear) to decay to it, or drop final")
     stop_last = sched.get("stop_last", 0)
     if stop_last != "close_mosaic":
         where = f"{source}: schedule.stop_last (an epoch count or 'close_mosaic')"
@@ -162,6 +171,9 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if region not in REGIONS:
         raise RecipeError(f"{source}: region: {region!r} is not one of {', '.join(REGIONS)}")
     scale = _number(data.get("teacher_scale", 1.0), f"{source}: teacher_scale", positive=True)
+    if scale > MAX_TEACHER_SCALE:
+        raise RecipeError(f"{source}: teacher_scale: at most {MAX_TEACHER_SCALE:g} (the teacher's input relative to "
+                          f"the student's; its forward pass costs teacher_scale^2 times more), got {scale:g}")
     if scale not in ALIGNED_SCALES and any(s.family == "box" for s in losses):
         raise RecipeError(
             f"{source}: teacher_scale: box losses need the teacher's anchors to line up with the student's: "
@@ -189,6 +201,9 @@ def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:
         return recipe
     if isinstance(recipe, dict):
         return parse_recipe(recipe)
+    if recipe is not None and not isinstance(recipe, (str, Path)):
+        raise RecipeError(f"a recipe is a built-in name ({', '.join(builtin_recipes())}), a YAML path, a mapping "
+                          f"with a losses: list, or a Recipe; got {type(recipe).__name__} {recipe!r}")
     recipe = resolve_recipe_name(str(recipe) if recipe else None)
     path = Path(recipe)
     if not path.suffix and not path.exists():

@@ -7,7 +7,7 @@ Checkpoints are written atomically by :meth:`detdistill.distill.student_trainer.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,11 @@ def _closest(word: str, names: set[str]) -> list[str]:
     return [c for c, r in zip(close, score) if r == score[0]]
 
 
-def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
+def check_train_args(args: Mapping[str, Any], where: str = "", options: Collection[str] = ()) -> None:
     """Raise :class:`TrainArgumentError` for the first key of ``args`` that is not an ultralytics setting
-    (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one, or whose value ultralytics' own
-    check refuses (type and range, e.g. ``epochs=-1``; a ``device`` this machine lacks). ``where`` says where
-    it was given."""
+    (``ultralytics.cfg.DEFAULT_CFG_DICT``), suggesting the closest valid one (or of ``options``, the caller's own
+    keywords), or whose value ultralytics' own check refuses (type and range, e.g. ``epochs=-1``; a ``device``
+    this machine lacks). ``where`` says where it was given."""
     valid = set(DEFAULT_CFG_DICT) | EXTRA_TRAIN_KEYS
     for key in args:
         if key == "augment":  # ultralytics' test-time augmentation: a predict/val setting, and detdistill's option name
@@ -64,7 +64,7 @@ def check_train_args(args: Mapping[str, Any], where: str = "") -> None:
                                      "(pipeline: distill.augment)")
         if key in valid:
             continue
-        close = _closest(str(key), valid)
+        close = _closest(str(key), valid | set(options))
         hint = f"did you mean {' or '.join(map(repr, close))}?" if close else \
             "see https://docs.ultralytics.com/modes/train/#train-settings"
         raise TrainArgumentError(f"unknown training argument {key!r}{where} ({hint})")
@@ -154,7 +154,7 @@ class DistillationTrainer(StudentTrainer):
 
     @classmethod
     def configure(
-        cls, teacher: str | Path, recipe: Any = None, class_map: dict | None = None, freeze_bn: bool = False,
+        cls, teacher: str | Path, recipe: Any = None, class_map: dict | str | None = None, freeze_bn: bool = False,
         int8: bool = False, augment: str | None = None, teacher_clean: bool = False,
     ) -> type[DistillationTrainer]:
         """A subclass with the KD configuration baked in (picklable for DDP). ``freeze_bn``: keep the student's

@@ -92,13 +92,13 @@ def quantize(
         "int8: saturates on x86 CPUs without VNNI)."),
     method: str = typer.Option("minmax", help="Calibration: minmax, entropy or percentile."),
     percentile: Optional[float] = typer.Option(None, help="Clip percentile for --method percentile (default 99.999)."),
-    num_images: int = typer.Option(500, help="Calibration images to use (500-1000 recommended)."),
+    num_images: int = typer.Option(500, min=1, help="Calibration images to use (500-1000 recommended)."),
     keep_float: str = typer.Option("head-outputs", help="head-outputs (last convs, DFL, decode) or head (whole Detect)."),
     max_drop: Optional[float] = typer.Option(None, min=0.0, max=1.0,
                                              help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
     val_data: Optional[Path] = typer.Option(None, parser=path_parser("--val-data", "a data YAML"), metavar="PATH",
                                             help="Data YAML whose --val-split measures the drop."),
-    val_limit: Optional[int] = typer.Option(None, help="Use only the first N images of --val-split for --max-drop."),
+    val_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N images of --val-split for --max-drop."),
     val_split: Optional[str] = typer.Option(None, help="Split of --val-data that measures the drop: val (the default), "
                                             "train (more images; keeps val unseen for reporting) or test."),
 ) -> None:
@@ -110,10 +110,18 @@ def quantize(
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
     from ..data.dataset import SPLITS  # lazy: cv2, onnx (the CLI starts without them)
-    from .quantize import quantize_onnx
+    from .quantize import CPU_SCHEMES, KEEP_FLOAT, METHODS, TARGETS, quantize_onnx
 
     if val_split is not None and val_split not in SPLITS:
         fail(f"--val-split must be val, train or test, got {val_split!r}")
+    for flag, value, choices in (("--target", target, TARGETS), ("--method", method, METHODS),
+                                 ("--keep-float", keep_float, KEEP_FLOAT),
+                                 ("--scheme", scheme if target == "cpu" else None, CPU_SCHEMES)):
+        if value is not None and value not in choices:
+            fail(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    if max_drop is not None and val_data is None:
+        fail("--max-drop needs --val-data: a data YAML whose images measure the drop (e.g. the --data YAML, with "
+             "--val-split train to keep its val images unseen)")
     budget_only = [name for name, value in (("--val-data", val_data), ("--val-limit", val_limit),
                                             ("--val-split", val_split)) if value is not None]
     if max_drop is None and budget_only:  # they only measure the budget: without one they would do nothing

@@ -332,6 +332,8 @@ def _check(cfg: PipelineConfig) -> None:
             raise PipelineError(f"{name}: give exactly one of {', '.join(part.ALTERNATIVES)} "
                                 f"(got {present or 'none'})")
     _text(cfg.name, "name", "a name (it names the work folder)", optional=False)
+    if not cfg.name.strip():
+        raise PipelineError("name: empty; it names the work folder runs/pipeline/<name>: give one, e.g. name: vehicles")
     if any(sep in cfg.name for sep in ("/", "\\")) or cfg.name in (".", ".."):
         raise PipelineError(f"name: {cfg.name!r} is a path; a name (it names the work folder runs/pipeline/<name>) has "
                             "no '/' (to choose the folder itself, use workdir or --workdir)")

@@ -11,8 +11,9 @@ from ..data.unlabeled import add_unlabeled
 from ..models import load_detection_checkpoint
 from ..prune import PruneConfig, prune_checkpoint
 from ..registry.weights import resolve_weights
+from .config import PipelineConfig
 from .context import StageContext
-from .schema import PipelineError, as_dict
+from .schema import PipelineError, as_dict, read_from
 
 
 def dataset(ctx: StageContext) -> Path:
@@ -21,7 +22,7 @@ def dataset(ctx: StageContext) -> Path:
     if d.kind == "yaml":
         path = Path(d.yaml)
         if not path.is_file():
-            raise FileNotFoundError(f"data.yaml: {path} does not exist")
+            raise FileNotFoundError(f"data.yaml: {path} does not exist{read_from(path)}")
         return path.resolve()
     if d.kind == "shapes":
         from ..data.shapes import make_shapes_dataset  # lazy: cv2 (only this data source needs it)
@@ -68,24 +69,32 @@ def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
     return merged
 
 
-def check_student_and_unlabeled(ctx: StageContext) -> None:
-    """Fail before the first stage on a student model YAML that does not load, ``student.freeze_bn`` on a student
-    built from a YAML (no BatchNorm statistics to keep) or a ``data.unlabeled`` that does not exist, which
-    would otherwise be found after the teacher's stages."""
-    s, unlabeled = ctx.cfg.student, ctx.cfg.data.unlabeled
-    if s.kind == "model":
-        from ultralytics.nn.tasks import yaml_model_load  # lazy: torch, ultralytics
+def check_student_and_unlabeled(cfg: PipelineConfig) -> None:
+    """Fail before the first stage on a student (``student.model``, ``student.weights``) that is not a detection
+    model YAML or an existing ``.pt``, a ``teacher.train.model`` YAML that is not one, ``student.freeze_bn`` on
+    a student built from a YAML (no BatchNorm statistics to keep) or a ``data.unlabeled`` that does not exist,
+    which would otherwise be found after the teacher's stages."""
+    from ..distill.api import model_config  # lazy: torch, ultralytics
 
+    s, unlabeled, t = cfg.student, cfg.data.unlabeled, cfg.teacher
+    models = [("student.model", s.model, "student") if s.kind == "model" else None,
+              ("student.weights", s.weights, "student") if s.kind == "weights" and s.weights != "teacher" else None,
+              # a teacher's .pt may be a name ultralytics downloads (yolov8n.pt): only its YAML is checked here
+              ("teacher.train.model", t.train.model, "teacher")
+              if t.kind == "train" and str(t.train.model).endswith((".yaml", ".yml")) else None]
+    for field, source, role in filter(None, models):
         try:
-            yaml_model_load(s.model)
-        except FileNotFoundError:
-            raise PipelineError(f"student.model: {s.model} not found; give a model YAML such as yolov8n.yaml or "
-                                "yolo11n.yaml, or a path to your own") from None
+            model_config(source, role)
+        except FileNotFoundError as e:
+            raise PipelineError(f"{field}: {e}{read_from(source)}") from None
+        except ValueError as e:
+            raise PipelineError(f"{field}: {e}") from None
     if s.freeze_bn and s.kind in ("model", "width"):
         raise PipelineError(f"student.freeze_bn keeps a trained student's BatchNorm statistics, and a student.{s.kind} "
                             "student is built from a YAML with none to keep: drop student.freeze_bn")
     if unlabeled is not None and not Path(unlabeled).exists():
-        raise PipelineError(f"data.unlabeled: {unlabeled} does not exist; give a folder (or .txt list) of your images")
+        raise PipelineError(f"data.unlabeled: {unlabeled} does not exist{read_from(unlabeled)}; give a folder (or .txt "
+                            "list) of your images")
 
 
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
@@ -96,9 +105,7 @@ def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     if s.kind == "weights":  # fine-tune a checkpoint as it is (with student.imgsz: the teacher, smaller input)
         if str(s.weights) == "teacher":
             return str(teacher_pt)
-        if not Path(s.weights).is_file():
-            raise PipelineError(f"student.weights: {s.weights} does not exist; give a .pt file or 'teacher'")
-        return str(s.weights)
+        return str(s.weights)  # checked before the first stage (check_student_and_unlabeled)
     if s.kind == "width":
         from ..distill.students import scaled_model_yaml  # lazy: torch, ultralytics (only this stage needs them)
 

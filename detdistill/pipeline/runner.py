@@ -13,12 +13,13 @@ from pathlib import Path
 
 from .. import atomic
 from ..export.platform_info import detect_gpu
+from ..registry.weights import WeightsError, get_entry, offline, resolve_weights
 from . import deploy_stages, input_stages, measure_stages, training_stages
 from .artifacts import Artifact, final_student
 from .config import PipelineConfig, load_pipeline
 from .context import Log, StageContext, describe_machine, tensorrt_version
 from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
-from .schema import PipelineError
+from .schema import PipelineError, read_from
 from .stages import StageCache
 
 
@@ -69,8 +70,7 @@ class Pipeline:
 
     def run(self) -> Path:
         """Every stage in order, then the report; return the path of ``report.md``."""
-        training_stages.check_train_settings(self.ctx)
-        input_stages.check_student_and_unlabeled(self.ctx)
+        check_inputs(self.cfg)
         note_recipe(self.work, self.recipe_text, self.stages, self.log)
         self.stages.total = self._count_stages()
         data = self.data()
@@ -126,9 +126,10 @@ def note_recipe(work: Path, recipe_text: str, stages: StageCache, log: Log) -> N
     atomic.write_text(copy, recipe_text)
 
 
-def claim_workdir(workdir: Path) -> Path:
-    """``workdir`` resolved and created; raises :class:`PipelineError` when it is a file, or a folder that holds
-    other files than a pipeline's (a run deletes and rewrites its stage folders: nothing else may be lost)."""
+def claim_workdir(workdir: Path, create: bool = True) -> Path:
+    """``workdir`` resolved and (``create``) created; raises :class:`PipelineError` when it is a file, or a folder
+    that holds other files than a pipeline's (a run deletes and rewrites its stage folders: nothing else may be
+    lost)."""
     work = workdir.resolve()
     where = f"the work folder {workdir} (from --workdir, the recipe's workdir, or runs/pipeline/<name>)"
     if work.exists() and not work.is_dir():
@@ -140,6 +141,8 @@ def claim_workdir(workdir: Path) -> Path:
             raise PipelineError(f"{where} already holds files that are not a detdistill pipeline's "
                                 f"(no {StageCache.MANIFEST}; e.g. {found[0]}): a run writes and deletes stage folders "
                                 "there, so choose a new or empty folder")
+    if not create:
+        return work
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -147,8 +150,40 @@ def claim_workdir(workdir: Path) -> Path:
     return work
 
 
+def check_inputs(cfg: PipelineConfig) -> None:
+    """What can be checked before the first stage beyond the recipe's own fields: training arguments and the
+    device, the student (and a teacher to train) as models, and ``data.unlabeled``."""
+    training_stages.check_train_settings(cfg)
+    input_stages.check_student_and_unlabeled(cfg)
+
+
+def work_folder(cfg: PipelineConfig, workdir: Path | None = None) -> Path:
+    """The run's work folder: ``workdir`` (``--workdir``), else the recipe's ``workdir``, else runs/pipeline/<name>."""
+    return Path(workdir or cfg.workdir or Path("runs/pipeline") / cfg.name)
+
+
+def check_pipeline(recipe: str | Path | dict, workdir: Path | None = None) -> tuple[Path, list[str]]:
+    """Check a recipe as :func:`run_pipeline` does before its first stage, and its data YAML and teacher
+    weights as their stages would, without running, downloading or writing anything; return the work folder a
+    run would use and notes (a teacher the run would download)."""
+    cfg, _ = load_pipeline(recipe)
+    work = claim_workdir(work_folder(cfg, workdir), create=False)
+    check_inputs(cfg)
+    if cfg.data.kind == "yaml" and not Path(cfg.data.yaml).is_file():
+        raise PipelineError(f"data.yaml: {cfg.data.yaml} does not exist{read_from(cfg.data.yaml)}")
+    notes = []
+    if cfg.teacher.kind == "weights":
+        try:
+            resolve_weights(cfg.teacher.weights, download=False)
+        except WeightsError as e:
+            entry = get_entry(str(cfg.teacher.weights))
+            if entry is None or entry.url is None or offline():
+                raise PipelineError(f"teacher.weights: {e}") from None
+            notes.append(f"teacher.weights: {entry.name} is not on this machine; the run downloads it from {entry.url}")
+    return work, notes
+
+
 def run_pipeline(recipe: str | Path | dict, workdir: Path | None = None, log: Log = print) -> Path:
     """Run a pipeline recipe; return the path of its ``report.md``."""
     cfg, text = load_pipeline(recipe)
-    work = Path(workdir or cfg.workdir or Path("runs/pipeline") / cfg.name)
-    return Pipeline(cfg, text, work, log).run()
+    return Pipeline(cfg, text, work_folder(cfg, workdir), log).run()

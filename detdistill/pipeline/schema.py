@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 
 class PipelineError(ValueError):
     """A pipeline recipe field is missing, unknown or out of range."""
+
+
+def read_from(path: str | Path) -> str:
+    """Where a missing relative ``path`` of a recipe was looked for (the folder ``detdistill run`` runs in); empty
+    for an absolute one."""
+    return "" if Path(path).is_absolute() else f" (relative paths are read from the folder you run in, {Path.cwd()})"
 
 
 def section(cls: type, *, off_unless_given: bool = False, null_turns_off: bool = False) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import QAD_NAME, ROLE_NAMES, Artifact
+from .config import PipelineConfig
 from .context import StageContext
 
 RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
@@ -22,21 +23,21 @@ SET_ELSEWHERE = {"data": "the data: section", "model": "the student: section (th
                  "quantize": "export.int8: {qad: {epochs: N}} (quantization-aware distillation)"}
 
 
-def check_train_settings(ctx: StageContext) -> None:
+def check_train_settings(cfg: PipelineConfig) -> None:
     """Fail before the first stage on a trainer argument ultralytics does not know (e.g. ``epoch``) or refuses,
     a key of ``train:`` that the recipe sets elsewhere, or a ``device`` this machine lacks."""
     from ..distill.trainer import TrainArgumentError, check_train_args  # lazy: torch, ultralytics
 
-    sections = {"train": ctx.cfg.train}
-    if ctx.cfg.teacher.train is not None:
-        sections["teacher.train.args"] = ctx.cfg.teacher.train.args
+    sections = {"train": cfg.train}
+    if cfg.teacher.train is not None:
+        sections["teacher.train.args"] = cfg.teacher.train.args
     for section, args in sections.items():
         for key in sorted(SET_ELSEWHERE.keys() & args.keys()):
             raise TrainArgumentError(f"{section}: {key} is not a training setting of a pipeline: it is set by "
                                      f"{SET_ELSEWHERE[key]}")
         check_train_args(args, f" in the recipe's {section}" + (": section" if section == "train" else ""))
-    if ctx.cfg.device is not None:
-        check_train_args({"device": ctx.cfg.device}, " (the recipe's device:)")
+    if cfg.device is not None:
+        check_train_args({"device": cfg.device}, " (the recipe's device:)")
 
 
 def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, job: Any) -> Path:
