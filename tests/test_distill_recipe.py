@@ -53,7 +53,8 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "at", "weight": 0}, {"type": "logit", "weight": 0.0}]},
          r"every loss has weight 0, so nothing would be distilled"),
         ({"losses": [{"type": "cwd"}], "schedule": 0}, r"schedule: expected a mapping"),
-        ({"losses": [{"type": "cwd"}], "schedule": {"final": 0.1}}, r"schedule\.final: a constant schedule .* kind: cosine"),
+        ({"losses": [{"type": "cwd"}], "schedule": {"final": 0.1}},
+         r"schedule\.final: a constant schedule .* kind: cosine"),
         ({"losses": [{"type": "cwd"}], "teacher_scale": 100}, r"teacher_scale: at most 4 .*got 100"),
     ],
 )

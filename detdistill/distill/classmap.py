@@ -119,10 +119,11 @@ def build_class_map(
     for key, value in (spec or {}).items():
         c = _resolve(key, student_names, "the student's dataset")
         if c in given:
-            raise ClassMapError(f"the class map maps student class {student_names[c]!r} twice (as {given[c]!r} and "
-                                f"{key!r}; names match in any case, ids count too): give each class once, with all of its "
-                                f"teacher classes together, e.g. '{student_names[c]}=A,B' on the command line, "
-                                f"{{{student_names[c]!r}: ['A', 'B']}} in Python or a recipe")
+            name = student_names[c]
+            raise ClassMapError(f"the class map maps student class {name!r} twice (as {given[c]!r} and {key!r}; names "
+                                f"match in any case, ids count too): give each class once, with all of its teacher "
+                                f"classes together, e.g. '{name}=A,B' on the command line, {{{name!r}: ['A', 'B']}} in "
+                                "Python or a recipe")
         given[c] = key
         sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
 

@@ -98,7 +98,8 @@ def quantize(
                                              help="mAP50-95 budget, e.g. 0.01; needs --val-data."),
     val_data: Optional[Path] = typer.Option(None, parser=path_parser("--val-data", "a data YAML"), metavar="PATH",
                                             help="Data YAML whose --val-split measures the drop."),
-    val_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N images of --val-split for --max-drop."),
+    val_limit: Optional[int] = typer.Option(None, min=1,
+                                            help="Use only the first N images of --val-split for --max-drop."),
     val_split: Optional[str] = typer.Option(None, help="Split of --val-data that measures the drop: val (the default), "
                                             "train (more images; keeps val unseen for reporting) or test."),
 ) -> None:

@@ -20,10 +20,7 @@ def dataset(ctx: StageContext) -> Path:
     """The data YAML: the recipe's own, or one generated (shapes) or built (COCO subset) in ``<work>/data``."""
     d, out = ctx.cfg.data, ctx.work / "data"
     if d.kind == "yaml":
-        path = Path(d.yaml)
-        if not path.is_file():
-            raise FileNotFoundError(f"data.yaml: {path} does not exist{read_from(path)}")
-        return path.resolve()
+        return Path(d.yaml).resolve()  # checked before the first stage (check_files)
     if d.kind == "shapes":
         from ..data.shapes import make_shapes_dataset  # lazy: cv2 (only this data source needs it)
 
@@ -69,11 +66,11 @@ def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
     return merged
 
 
-def check_student_and_unlabeled(cfg: PipelineConfig) -> None:
-    """Fail before the first stage on a student (``student.model``, ``student.weights``) that is not a detection
-    model YAML or an existing ``.pt``, a ``teacher.train.model`` YAML that is not one, ``student.freeze_bn`` on
-    a student built from a YAML (no BatchNorm statistics to keep) or a ``data.unlabeled`` that does not exist,
-    which would otherwise be found after the teacher's stages."""
+def check_files(cfg: PipelineConfig) -> None:
+    """Fail before the first stage on a ``data.yaml`` that does not exist, a student (``student.model``,
+    ``student.weights``) that is not a detection model YAML or an existing ``.pt``, a ``teacher.train.model`` YAML
+    that is not one, ``student.freeze_bn`` on a student built from a YAML (no BatchNorm statistics to keep) or a
+    ``data.unlabeled`` that does not exist: most would otherwise be found after the teacher's stages."""
     from ..distill.api import model_config  # lazy: torch, ultralytics
 
     s, unlabeled, t = cfg.student, cfg.data.unlabeled, cfg.teacher
@@ -95,6 +92,8 @@ def check_student_and_unlabeled(cfg: PipelineConfig) -> None:
     if unlabeled is not None and not Path(unlabeled).exists():
         raise PipelineError(f"data.unlabeled: {unlabeled} does not exist{read_from(unlabeled)}; give a folder (or .txt "
                             "list) of your images")
+    if cfg.data.kind == "yaml" and not Path(cfg.data.yaml).is_file():
+        raise PipelineError(f"data.yaml: {cfg.data.yaml} does not exist{read_from(cfg.data.yaml)}")
 
 
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
@@ -105,7 +104,7 @@ def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     if s.kind == "weights":  # fine-tune a checkpoint as it is (with student.imgsz: the teacher, smaller input)
         if str(s.weights) == "teacher":
             return str(teacher_pt)
-        return str(s.weights)  # checked before the first stage (check_student_and_unlabeled)
+        return str(s.weights)  # checked before the first stage (check_files)
     if s.kind == "width":
         from ..distill.students import scaled_model_yaml  # lazy: torch, ultralytics (only this stage needs them)
 

@@ -19,7 +19,7 @@ from .artifacts import Artifact, final_student
 from .config import PipelineConfig, load_pipeline
 from .context import Log, StageContext, describe_machine, tensorrt_version
 from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
-from .schema import PipelineError, read_from
+from .schema import PipelineError
 from .stages import StageCache
 
 
@@ -152,9 +152,9 @@ def claim_workdir(workdir: Path, create: bool = True) -> Path:
 
 def check_inputs(cfg: PipelineConfig) -> None:
     """What can be checked before the first stage beyond the recipe's own fields: training arguments and the
-    device, the student (and a teacher to train) as models, and ``data.unlabeled``."""
+    device, and the files it names (data YAML, student, a teacher to train, unlabeled images)."""
     training_stages.check_train_settings(cfg)
-    input_stages.check_student_and_unlabeled(cfg)
+    input_stages.check_files(cfg)
 
 
 def work_folder(cfg: PipelineConfig, workdir: Path | None = None) -> Path:
@@ -163,14 +163,12 @@ def work_folder(cfg: PipelineConfig, workdir: Path | None = None) -> Path:
 
 
 def check_pipeline(recipe: str | Path | dict, workdir: Path | None = None) -> tuple[Path, list[str]]:
-    """Check a recipe as :func:`run_pipeline` does before its first stage, and its data YAML and teacher
-    weights as their stages would, without running, downloading or writing anything; return the work folder a
-    run would use and notes (a teacher the run would download)."""
+    """Check a recipe as :func:`run_pipeline` does before its first stage, and its teacher weights as their stage
+    would, without running, downloading or writing anything; return the work folder a run would use and notes (a
+    teacher the run would download)."""
     cfg, _ = load_pipeline(recipe)
     work = claim_workdir(work_folder(cfg, workdir), create=False)
     check_inputs(cfg)
-    if cfg.data.kind == "yaml" and not Path(cfg.data.yaml).is_file():
-        raise PipelineError(f"data.yaml: {cfg.data.yaml} does not exist{read_from(cfg.data.yaml)}")
     notes = []
     if cfg.teacher.kind == "weights":
         try:
