@@ -106,9 +106,8 @@ def train(
                  f"{', '.join(given)} cannot change them: drop {'it' if len(given) == 1 else 'them'}, or start a new "
                  f"run (on resume only {', '.join(sorted(RESUME_OVERRIDES))} may be given, e.g. a smaller batch=)")
     if int8 and resume is None:
-        from detdistill.distill.qad import SELF_RECIPE, require_modelopt
+        from detdistill.distill.qad import SELF_RECIPE  # ModelOpt is checked with the other inputs (check_job)
 
-        require_modelopt()
         if teacher is None and student and student.endswith(".pt"):
             teacher, recipe = Path(student), recipe or SELF_RECIPE  # QAD from the student's own FP32 weights
     if resume is None:

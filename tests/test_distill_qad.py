@@ -97,10 +97,17 @@ def test_export_is_qdq_onnx_scored_as_simulated_tensorrt_int8(qad_run, coco8_yam
     assert not old.exists()
 
 
-def test_missing_modelopt_is_explained(monkeypatch):
+def test_missing_modelopt_is_explained(monkeypatch, teacher_pt, coco8_yaml):
+    from detdistill.distill.api import TrainJob, run_training
+
     monkeypatch.setitem(sys.modules, "modelopt.torch.quantization", None)
     with pytest.raises(QADError, match=r"needs NVIDIA ModelOpt.*pip install 'detdistill\[qad\]'"):
         require_modelopt()
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("a training started"))
+    with pytest.raises(QADError, match="needs NVIDIA ModelOpt"):  # run_training: the CLI's, the pipeline's
+        run_training(TrainJob(student=teacher_pt, teacher=teacher_pt, data=coco8_yaml, int8=True))
+    with pytest.raises(QADError, match="needs NVIDIA ModelOpt"):
+        api.train(teacher_pt, teacher_pt, coco8_yaml, int8=True, epochs=1)
 
 
 def test_int8_from_scratch_is_refused_before_training(teacher_pt, coco8_yaml, tmp_path):

@@ -151,8 +151,6 @@ def train(
         raise TrainArgumentError(f"{key}={train_args[key]!r} is set by train()'s {SET_BY_ARGUMENTS[key]}: "
                                  "use that instead")
     check_train_args(train_args, options=TRAIN_OPTIONS)
-    if int8:
-        require_modelopt()
     return run_training(TrainJob(student=student, data=data, teacher=teacher, recipe=recipe, class_map=class_map,
                                  freeze_bn=freeze_bn, int8=int8, augment=augment, teacher_clean=teacher_clean,
                                  train_args=train_args))
@@ -294,6 +292,8 @@ def check_job(job: TrainJob) -> Recipe | None:
             "calibrated on random weights does not train (the quickstart's student scored 0 mAP under ultralytics' "
             "QAT and diverged under QAD). Train it in float first, then fine-tune its best.pt: "
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
+    if job.int8:
+        require_modelopt()
     check_augment(job.augment, job.teacher_clean)
     try:
         recipe = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)[0]
