@@ -22,6 +22,10 @@ def has_one2one(head) -> bool:
 class ExportWrapper:
     """Built lazily (needs torch): runs the model in export mode and splits boxes from scores.
 
+    The DFL integral is exported as a softmax over the last axis and a matrix product with the bins, the same
+    numbers as ultralytics' softmax over the bins' axis and 1x1 convolution, which ONNX Runtime's CPU kernels run
+    about 5x slower (2.7 ms of a 40 ms yolov8n at 320 on a 2-core AVX2 EPYC; docs/benchmarks.md).
+
     A head with a one-to-one branch (YOLOv10, YOLO26) is exported through that branch (``one2one=True``,
     the default): the same two outputs, ``boxes`` xywh and ``scores``, whose top-k needs no NMS. The built
     module's ``nms_free`` attribute says which branch it runs.
@@ -30,7 +34,7 @@ class ExportWrapper:
     @staticmethod
     def build(model, dynamic_shape: bool, one2one: bool = True):
         import torch  # lazy: torch, ultralytics (export.evaluate imports this module and stays torch-free)
-        from ultralytics.nn.modules import C2f, Detect
+        from ultralytics.nn.modules import C2f, DFL, Detect
 
         model = copy.deepcopy(model).float().eval()
         for p in model.parameters():
@@ -52,6 +56,8 @@ class ExportWrapper:
                 m.export, m.format, m.dynamic, m.shape = True, "onnx", dynamic_shape, None
             elif isinstance(m, C2f):
                 m.forward = m.forward_split
+            if isinstance(getattr(m, "dfl", None), DFL):
+                m.dfl = _last_axis_dfl(m.dfl)
         if getattr(head, "end2end", False):
             raise ValueError("could not select the one-to-one branch of this end-to-end head")
 
@@ -67,3 +73,22 @@ class ExportWrapper:
                 return y[:, :4], y[:, 4:]
 
         return Split(model).eval(), head
+
+
+def _last_axis_dfl(dfl):
+    """``dfl``'s expectation over its bins (Li et al., Generalized Focal Loss, NeurIPS 2020) as a softmax over the
+    last axis and a product with the bins: (B, 4 * bins, A) logits -> (B, 4, A) distances."""
+    import torch  # lazy: torch
+
+    class LastAxisDFL(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("bins", dfl.conv.weight.detach().reshape(-1, 1).clone())  # (bins, 1): 0 .. bins-1
+            self.n = len(self.bins)
+
+        def forward(self, x):
+            b, _, a = x.shape
+            p = x.view(b, 4, self.n, a).transpose(2, 3).softmax(-1)  # (B, 4, A, bins)
+            return (p @ self.bins).view(b, 4, a)
+
+    return LastAxisDFL()
