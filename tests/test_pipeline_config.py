@@ -30,6 +30,8 @@ def test_defaults_fill_in_and_alternatives_are_recorded():
 
 def test_null_turns_a_section_off_and_an_empty_top_level_section_takes_its_defaults():
     assert validate({**BASE, "export": {"int8": None}}).export.int8 is None
+    assert validate({**BASE, "export": {"engines": None}}).export.engines is None  # `engines:` builds none
+    assert validate(BASE).export.engines == ["fp16", "int8"]
     cfg = validate({**BASE, "demo": None, "measure": None, "export": None})
     assert (cfg.demo.frames, cfg.measure.bench_runs, cfg.export.int8.calib_images) == (0, 50, 300)
 

@@ -4,9 +4,9 @@
 Both files come from the same ``.pt`` at each ``--imgsz`` (ultralytics: ``YOLO(pt).export(format="onnx")``
 with its defaults; detdistill: ``export_onnx``, whose parity check against PyTorch runs on two photos) and
 are timed by the runtime's ONNX Runtime backend on the CPU, on real coco-mini val photos letterboxed to the
-input size, one model after the other for ``--rounds`` rounds, so that a slow spell of a shared machine
-falls on both alike. Prints the median per round and the ratio detdistill / ultralytics with its range.
-Run it on an otherwise idle machine.
+input size, taking turns call by call, so that a slow spell of a shared machine falls on both alike. Prints
+the median of each round and the ratio detdistill / ultralytics with its range over the rounds. Run it on an
+otherwise idle machine.
 
     YOLO_OFFLINE=1 python tools/bench_export_speed.py --imgsz 320,640 --rounds 5 --runs 100
 """
@@ -46,17 +46,20 @@ def ultralytics_onnx(pt: Path, imgsz: int, work: Path) -> Path:
     return Path(shutil.move(out, work / f"ultralytics-{imgsz}.onnx"))
 
 
-def median_ms(backend: OrtBackend, inputs: list[np.ndarray], runs: int) -> float:
-    """Median inference milliseconds over ``runs`` calls cycling through ``inputs`` (after 5 warm-up calls)."""
-    for x in inputs[:5]:
-        backend.infer(x)
-    times = []
+def round_medians(backends: dict[str, OrtBackend], inputs: list[np.ndarray], runs: int) -> dict[str, float]:
+    """Median inference milliseconds of each backend over ``runs`` calls, the backends taking turns call by call
+    (a slow spell of a shared machine falls on both), cycling through ``inputs`` after 5 warm-up calls each."""
+    for backend in backends.values():
+        for x in inputs[:5]:
+            backend.infer(x)
+    times: dict[str, list[float]] = {name: [] for name in backends}
     for i in range(runs):
         x = inputs[i % len(inputs)]
-        t = time.perf_counter()
-        backend.infer(x)
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
+        for name, backend in backends.items():
+            t = time.perf_counter()
+            backend.infer(x)
+            times[name].append(1000 * (time.perf_counter() - t))
+    return {name: statistics.median(ms) for name, ms in times.items()}
 
 
 def main() -> None:
@@ -84,8 +87,8 @@ def main() -> None:
         inputs = [preprocess(p, (imgsz, imgsz))[0] for p in photos]
         times: dict[str, list[float]] = {name: [] for name in models}
         for r in range(args.rounds):
-            for name, backend in backends.items():
-                times[name].append(median_ms(backend, inputs, args.runs))
+            for name, ms in round_medians(backends, inputs, args.runs).items():
+                times[name].append(ms)
             ratio = times["detdistill"][-1] / times["ultralytics"][-1]
             print(f"imgsz {imgsz} round {r + 1}/{args.rounds}: ultralytics {times['ultralytics'][-1]:.1f} ms  "
                   f"detdistill {times['detdistill'][-1]:.1f} ms  ({ratio:.2f}x)", flush=True)

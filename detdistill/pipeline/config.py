@@ -161,7 +161,7 @@ class ExportSection:
     """``export``: INT8 and TensorRT engines (ONNX export of every model always runs)."""
 
     int8: Int8Spec | None = section(Int8Spec, null_turns_off=True)
-    engines: list = field(default_factory=lambda: ["fp16", "int8"])
+    engines: list | None = null_means_off(factory=lambda: ["fp16", "int8"])  # null: no engines, as []
 
 
 @dataclass(frozen=True)
@@ -315,12 +315,13 @@ def _check_export(e: ExportSection) -> None:
             if i.qad.teacher not in ("self", "teacher"):
                 raise PipelineError(f"export.int8.qad.teacher: self (the student's own FP32 weights) or teacher, got "
                                     f"{i.qad.teacher!r}")
-    if not isinstance(e.engines, list):
-        raise PipelineError(f"export.engines: a list such as [fp16, int8] (or []), got {e.engines!r}")
-    bad = [p for p in e.engines if p not in PRECISIONS]
+    if not isinstance(e.engines, (list, type(None))):
+        raise PipelineError(f"export.engines: a list such as [fp16, int8] (or [] or null for none), got {e.engines!r}")
+    engines = e.engines or []
+    bad = [p for p in engines if p not in PRECISIONS]
     if bad:
         raise PipelineError(f"export.engines: each of fp32, fp16, int8; got {bad[0]!r}")
-    if len(set(e.engines)) != len(e.engines):
+    if len(set(engines)) != len(engines):
         raise PipelineError(f"export.engines: each precision once (one engine each), got {e.engines!r}")
 
 

@@ -30,7 +30,7 @@ def export_all(ctx: StageContext, checkpoints: list[Artifact], data: Path) -> li
     int8 = ctx.cfg.export.int8
     if int8 is not None:
         artifacts.append(quantize(ctx, final, data, int8))
-    for precision in ctx.cfg.export.engines:
+    for precision in ctx.cfg.export.engines or []:
         engine = build_engine(ctx, final, data, precision)
         if engine is not None:
             artifacts.append(engine)

@@ -104,7 +104,7 @@ class Pipeline:
         inputs = (c.data.kind != "yaml") + (c.teacher.kind == "train") + bool(c.data.unlabeled)
         inputs += c.student.kind == "prune"
         trainings = bool(c.distill.baseline) + bool(c.distill.recipe) + (c.qad is not None)
-        engines = len(c.export.engines)
+        engines = len(c.export.engines or [])
         onnx = 1 + trainings + (c.export.int8 is not None)
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
         robust = onnx if c.measure.corrupt else 0

@@ -38,8 +38,11 @@ def section(cls: type, *, off_unless_given: bool = False, null_turns_off: bool =
     return dataclasses.field(default_factory=cls, metadata=meta)
 
 
-def null_means_off(default: Any) -> Any:
-    """A plain field whose ``null`` in the recipe means None (off) rather than its default (``distill.recipe``)."""
+def null_means_off(default: Any = None, *, factory: Any = None) -> Any:
+    """A plain field whose ``null`` in the recipe means None (off) rather than its default (``distill.recipe``);
+    ``factory`` makes a mutable default (``export.engines``)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"null_means_off": True})
     return dataclasses.field(default=default, metadata={"null_means_off": True})
 
 
