@@ -34,6 +34,28 @@ def test_parity_with_pytorch_on_real_images(tmp_path_factory, teacher_pt, coco_m
     assert report.max_box_diff < 0.05 and report.max_score_diff < 1e-3
 
 
+def test_the_dfl_runs_its_softmax_on_the_last_axis_and_keeps_ultralytics_numbers(tmp_path_factory, teacher_pt,
+                                                                                 coco_mini_yaml):
+    """The export's DFL (last-axis softmax, product with the bins) gives the boxes of ultralytics' own DFL."""
+    import torch
+    from ultralytics import YOLO
+
+    from detdistill.export.wrapper import ExportWrapper
+
+    model = YOLO(str(teacher_pt)).model
+    wrapper, _ = ExportWrapper.build(model, dynamic_shape=False)
+    reference = model.fuse().eval()
+    x = torch.from_numpy(preprocess(__import__("cv2").imread(str(val_images(coco_mini_yaml, 1)[0])), 320)[0])
+    with torch.no_grad():
+        boxes, _ = wrapper(x)
+        expected = reference(x)[0][:, :4]  # ultralytics' inference output: xywh boxes, then class scores
+    assert boxes.shape == expected.shape and (boxes - expected).abs().max() < 1e-3
+    proto = onnx.load(str(export_teacher(tmp_path_factory, teacher_pt)))
+    softmax = [n for n in proto.graph.node if n.op_type == "Softmax"]
+    assert len(softmax) == 1 and "dfl" in softmax[0].name
+    assert [a.i for a in softmax[0].attribute if a.name == "axis"] == [-1]
+
+
 def test_parity_fails_loudly_on_a_broken_export(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
     path = export_teacher(tmp_path_factory, teacher_pt)
     proto = onnx.load(str(path))

@@ -9,11 +9,17 @@ ratio INT8 / FP32 is printed per round, with its range over the rounds. Run it o
 
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7,u8s8 --rounds 5 --runs 300
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --weights pruned.pt --imgsz 320 --schemes u8s7
+    YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7 --profile   # where the time goes
+
+``--profile`` adds, per model, the milliseconds per inference of each kind of operator as ONNX Runtime's
+profiler records them after its graph optimisations (so fused kernels appear under their own names).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import shutil
 import statistics
@@ -42,6 +48,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=300, help="timed runs per model per round")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--profile", action="store_true", help="also print each model's time per operator kind")
     args = ap.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="int8-speed-"))
@@ -67,12 +74,37 @@ def main() -> None:
         ratios = "  ".join(f"{name}/FP32 {times[name][-1] / times['FP32'][-1]:.2f}x" for name in models
                            if name != "FP32")
         print(f"round {r + 1}/{args.rounds}: {row}  |  {ratios}", flush=True)
+    if args.profile:
+        print("\nms per inference by operator kind (ONNX Runtime's profiler, 50 runs after 10 warm-up runs):")
+        for name, path in models.items():
+            print(f"{name}: " + ", ".join(f"{op} {ms:.2f}" for op, ms in operator_ms(path, work)))
     print("\nmodel   median ms over rounds [min, max]   vs FP32 per round [min, max]")
     for name, ms in times.items():
         ratio = [m / f for m, f in zip(ms, times["FP32"])]
         mid = statistics.median(ms)
         ratio_text = "-" if name == "FP32" else f"{statistics.median(ratio):.2f}x [{min(ratio):.2f}, {max(ratio):.2f}]"
         print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
+
+
+def operator_ms(path: Path, work: Path, runs: int = 50) -> list[tuple[str, float]]:
+    """Milliseconds per inference spent in each operator kind of ``path``, largest first (on a gray image)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling, opts.profile_file_prefix = True, str(work / f"profile-{path.stem}")
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.full(session.get_inputs()[0].shape, 114 / 255, np.float32)}
+    warmup = 10
+    for _ in range(warmup + runs):
+        session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    start = sorted(e["ts"] for e in events if e.get("name") == "model_run")[warmup]  # after the warm-up runs
+    total: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+            total[e["args"]["op_name"]] += e["dur"] / 1000 / runs
+    return total.most_common()
 
 
 if __name__ == "__main__":
