@@ -22,9 +22,9 @@ def has_one2one(head) -> bool:
 class ExportWrapper:
     """Built lazily (needs torch): runs the model in export mode and splits boxes from scores.
 
-    The DFL integral is exported as a softmax over the last axis and a matrix product with the bins, the same
+    The DFL integral is exported as a softmax over the last axis and a matrix product with the bins: the same
     numbers as ultralytics' softmax over the bins' axis and 1x1 convolution, which ONNX Runtime's CPU kernels run
-    about 5x slower (2.7 ms of a 40 ms yolov8n at 320 on a 2-core AVX2 EPYC; docs/benchmarks.md).
+    several times slower (docs/benchmarks.md, "ONNX on CPU").
 
     A head with a one-to-one branch (YOLOv10, YOLO26) is exported through that branch (``one2one=True``,
     the default): the same two outputs, ``boxes`` xywh and ``scores``, whose top-k needs no NMS. The built

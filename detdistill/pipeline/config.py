@@ -25,7 +25,7 @@ them (paths stay strings): the stage keys of existing work folders are computed 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
