@@ -65,6 +65,15 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
     return model, ckpt
 
 
+def never_trained(model: Any) -> bool:
+    """Whether every BatchNorm layer of ``model`` still holds its initial running statistics (mean 0, variance 1),
+    as in a model built from its YAML and saved untrained. A fused model (no BatchNorm left) is not judged."""
+    from torch.nn.modules.batchnorm import _BatchNorm  # lazy: torch (as above)
+
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.running_mean is not None]
+    return bool(norms) and all(bool((m.running_mean == 0).all() and (m.running_var == 1).all()) for m in norms)
+
+
 def class_names(model: Any) -> list[str]:
     """A model's class names in id order."""
     names = getattr(model, "names", None) or {i: str(i) for i in range(detect_head(model).nc)}

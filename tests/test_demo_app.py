@@ -81,6 +81,25 @@ def test_headless_run_processes_every_frame_and_records(clip, tmp_path):
     assert any(line.startswith("summary: 40 frames") for line in lines)
 
 
+def test_records_of_an_image_folder_name_their_file_and_a_one_pixel_image_still_records(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((1, 5, 3), 200, np.uint8))  # 1 pixel high: MPEG-4 refuses it
+    (folder / "b.jpg").write_bytes(b"not a jpeg")  # skipped: frame 1 is c.png
+    cv2.imwrite(str(folder / "c.png"), np.full((40, 60, 3), 90, np.uint8))
+    run_demo(FakeDetector(), str(folder), show=False, record=tmp_path / "out.mp4", save_json=tmp_path / "d.jsonl",
+             log=lambda m: None)
+    records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [(r["frame"], r["image"]) for r in records] == [(0, str(folder / "a.png")), (1, str(folder / "c.png"))]
+    assert video_frame_count(tmp_path / "out.mp4") == 2
+    run_demo(FakeDetector(), str(clip_of(tmp_path)), show=False, save_json=tmp_path / "v.jsonl", log=lambda m: None)
+    assert all("image" not in json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines())
+
+
+def clip_of(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "short.mp4", frames=3, size=(160, 120))
+
+
 def test_recorded_frames_carry_the_overlay(clip, tmp_path):
     run_demo(FakeDetector(), str(clip), show=False, record=tmp_path / "o.avi", max_frames=3, log=lambda m: None)
     cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
@@ -243,6 +262,15 @@ def test_cli_help_and_errors(tmp_path):
                                         "--save-json", str(precious)])
     assert result.exit_code == 2 and "should end in .jsonl" in result.output
     assert precious.read_text() == "names: [bus]\n"  # never opened for writing
+    folder = tmp_path / "videos.mp4"
+    folder.mkdir()
+    for args, message in ((["--save-json", str(tmp_path / "d.json")], "should end in .jsonl: detections are "
+                           "written as JSON Lines"),  # a .json of JSON Lines would not load with json.load
+                          (["--record", str(folder)], f"--record {folder} is a folder: pass a file path in it, "
+                           f"such as {folder / 'out.mp4'}"),
+                          (["--save-json", ""], "--save-json is empty"), (["--record", ""], "--record is empty")):
+        result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "m.onnx"), "--no-show", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
     clip, second = tmp_path / "clip.mp4", tmp_path / "out-1.mp4"  # with two sources --record out.mp4 writes out-1.mp4
     clip.write_bytes(b"the user's only copy")
     second.write_bytes(b"another source")

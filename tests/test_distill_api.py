@@ -72,6 +72,12 @@ def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_p
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, train_args={"augment": True}))
     with pytest.raises(ValueError, match="unknown augmentation preset 'fog'"):
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, augment="fog"))
+    from ultralytics import YOLO
+
+    untrained = tmp_path / "yolov8n.pt"
+    YOLO("yolov8n.yaml").save(untrained)  # built from its YAML, never trained: nothing to teach
+    with pytest.raises(ValueError, match=f"teacher {untrained} holds untrained weights .* pass a trained checkpoint"):
+        run_training(TrainJob("yolov8n.yaml", coco8_yaml, untrained))
 
 
 def test_the_job_pins_its_run_folder_in_the_train_arguments(tmp_path):

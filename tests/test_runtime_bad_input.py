@@ -60,6 +60,17 @@ def test_an_empty_image_is_refused(models, shape):
         letterbox(empty, 320)
 
 
+@pytest.mark.parametrize(("img", "fix"), [
+    (np.zeros((8, 8), np.uint8), "cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)"),  # cv2.IMREAD_GRAYSCALE
+    (np.zeros((8, 8, 4), np.uint8), "cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)"),  # a PNG read with IMREAD_UNCHANGED
+    (np.zeros((8, 8, 3), np.uint16), "(img >> 8).astype(np.uint8) for 16-bit pixels"),
+    (np.zeros((3, 8, 8), np.uint8), "img.transpose(1, 2, 0) for a CxHxW array"),
+    ([np.zeros((8, 8, 3), np.uint8)], "call the detector once per image")])
+def test_an_image_of_another_kind_is_refused_naming_its_conversion(img, fix):
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        letterbox(img, 320)
+
+
 @pytest.mark.parametrize("kind", ["host", "dyn"])  # dyn: a dynamic batch axis, a fixed size
 def test_imgsz_override_on_a_fixed_size_model_is_refused(models, image, kind):
     det = Detector(models[kind])

@@ -140,6 +140,7 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[tuple[str, int | None]] = []
+    alone_by_all = False  # 'all' (no severity) named each corruption alone
     for raw in (s.strip().lower() for s in items):
         if not raw:
             continue
@@ -150,14 +151,16 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
                                   f"e.g. '{name}:3'")
         severity = int(sev) if sep else None
         names = list(CORRUPTIONS) if name == "all" else [name]
+        alone_by_all |= name == "all" and severity is None
         for n in names:
             check(n, severity)
             if (n, severity) not in out:
                 out.append((n, severity))
     for name in (n for n, sev in out if sev is None):
         if twice := [f"{n}:{sev}" for n, sev in out if n == name and sev]:
-            raise CorruptionError(f"corruption {name!r} is given alone, which scores it at every severity 1-5, and "
-                                  f"again as {', '.join(twice)}: its mean would be counted twice; give either "
+            given = "'all' names it alone" if alone_by_all else "it is given alone"
+            raise CorruptionError(f"corruption {name!r}: {given}, which scores it at every severity 1-5, and it is "
+                                  f"given again as {', '.join(twice)}: its mean would be counted twice; give either "
                                   f"'{name}' or {', '.join(repr(t) for t in twice)}")
     if not out:
         raise CorruptionError(f"no corruption given: pass names from {', '.join(CORRUPTIONS)} (or 'all'), "

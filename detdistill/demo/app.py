@@ -37,7 +37,7 @@ from .encoders import plan_video
 from .gather import SourceSet
 from .output import Outputs, recording_paths
 from .pipeline import Pipeline
-from .recorder import JSON_SUFFIXES
+from .recorder import JSON_SUFFIX
 from .sources import SourceSpec, at_frame_size, open_source, parse_source
 from .stages import stages_for
 from .stats import Summary
@@ -197,9 +197,14 @@ def _check_output_files(record: str | Path | None, save_json: str | Path | None,
     """Raise ValueError when ``save_json`` is not a JSON path, or a file the run writes (``--record``, one per
     source, or ``--save-json``) is one of its source files (it would be overwritten while it is read);
     PermissionError when its folder cannot be written or lies under a file. Checked before the model loads."""
-    if save_json is not None and Path(save_json).suffix.lower() not in JSON_SUFFIXES:
-        raise ValueError(f"--save-json {save_json} should end in .jsonl (or .json): it is overwritten with one JSON "
-                         "object per frame, so it must not name another kind of file")
+    for path, option in ((record, "--record"), (save_json, "--save-json")):
+        if path is not None and Path(path).is_dir():
+            raise ValueError(f"{option} {path} is a folder: pass a file path in it, such as "
+                             f"{Path(path) / ('out.mp4' if option == '--record' else 'dets' + JSON_SUFFIX)}")
+    if save_json is not None and Path(save_json).suffix.lower() != JSON_SUFFIX:
+        raise ValueError(f"--save-json {save_json} should end in {JSON_SUFFIX}: detections are written as JSON Lines "
+                         "(one JSON object per frame per line, readable while the demo runs), and the file is "
+                         "overwritten, so it must not name another kind of file")
     inputs = {Path(s).resolve() for s in specs if isinstance(s, (str, Path)) and Path(s).is_file()}
     outputs = [(out, "--record") for out in (recording_paths(record, max(len(specs), 1)) if record else [])]
     for out, option in [*outputs, *([(Path(save_json), "--save-json")] if save_json else [])]:

@@ -47,6 +47,7 @@ class Frame:
     index: int          # sequence number among all frames grabbed (dropped ones included)
     t_grabbed: float    # time.monotonic() when the grabber returned it (finite sources: handed out)
     grab_ms: float      # time spent inside Grabber.read (decode and sensor wait)
+    origin: str | None = None  # the file it was read from, for sources that read one file per frame
 
 
 class FrameSource:
@@ -175,7 +176,7 @@ class FrameSource:
                     grabber.close()
                     grabber = self._reconnect(gen)
                     continue
-                self._publish(gen, Frame(image, 0, t1, (t1 - t0) * 1000.0))
+                self._publish(gen, Frame(image, 0, t1, (t1 - t0) * 1000.0, getattr(grabber, "current", None)))
         finally:
             if grabber is not None:
                 grabber.close()

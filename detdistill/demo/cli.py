@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from ..cli_errors import fail
+from ..cli_errors import fail, path_parser
 from .app import run_demo
 from .capture import SourceError
+from .recorder import RecordingError
 
 try:
     from typing import Annotated
@@ -86,7 +87,8 @@ def demo(
                                                  "display exists). --no-show prints a stats line every "
                                                  "few seconds instead.")] = None,
     record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov; see "
-                                                  "--encoder).")] = None,
+                                                  "--encoder).", metavar="PATH",
+                                                  parser=path_parser("--record", "a video file such as out.mp4"))] = None,
     encoder: Annotated[str, typer.Option(help="Video encoder of --record and --stream: auto, nvv4l2h264enc, "
                                          "nvv4l2h265enc (Jetson hardware), x264enc (GStreamer software) or "
                                          "opencv (OpenCV's writer; files only).")] = "auto",
@@ -96,7 +98,9 @@ def demo(
                                                   "or rtsp://SERVER:PORT/PATH (an RTSP server). Needs OpenCV "
                                                   "with GStreamer.")] = None,
     save_json: Annotated[Optional[Path], typer.Option("--save-json", help="Save detections, one JSON object "
-                                                      "per frame per line (JSON Lines).")] = None,
+                                                      "per frame per line (JSON Lines, .jsonl).", metavar="PATH",
+                                                      parser=path_parser("--save-json", "a file such as "
+                                                                         "dets.jsonl"))] = None,
     max_frames: Annotated[int, typer.Option("--max-frames", help="Stop each source after this many frames "
                                             "(0 = no limit).", min=0)] = 0,
     sync: Annotated[bool, typer.Option("--sync", help="Run the stages one after another on one thread "
@@ -115,7 +119,7 @@ def demo(
                            record=record, save_json=save_json, sync=sync, backend=backend, encoder=encoder,
                            bitrate=bitrate, stream=stream, max_frames=max_frames,
                            stats_every_s=stats_every, log=lambda m: typer.echo(m, err=False))
-    except (SourceError, FileNotFoundError, PermissionError, ValueError) as exc:
+    except (SourceError, RecordingError, FileNotFoundError, PermissionError, ValueError) as exc:
         fail(str(exc))
     if summary.error:
         raise typer.Exit(1)

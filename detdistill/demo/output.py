@@ -129,7 +129,7 @@ class Outputs:
                     writer.write(frame.image)
             if self.json_log is not None:
                 self.json_log.write(self.frame_numbers[i], frame.index, frame.t_grabbed - (self.stats.t_start or 0.0),
-                                    frame.image.shape, boxes, scores, class_ids, source=i)
+                                    frame.image.shape, boxes, scores, class_ids, source=i, image=frame.origin)
         if self.show:
             self.poll_keys()
         t_out = time.monotonic()

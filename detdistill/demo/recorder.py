@@ -21,6 +21,10 @@ from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipel
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
+class RecordingError(RuntimeError):
+    """A video file or stream that cannot be opened or written (the message names the output)."""
+
+
 def open_gstreamer_writer(pipeline: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     """An OpenCV writer feeding ``pipeline``'s ``appsrc`` with BGR frames (fourcc 0: raw video)."""
     return cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, size, True)
@@ -60,7 +64,7 @@ class FrameWriter:
         raise NotImplementedError
 
     def _opencv_writer(self) -> cv2.VideoWriter:
-        raise RuntimeError(f"{self.label}: OpenCV's writer only writes files")
+        raise RecordingError(f"{self.label}: OpenCV's writer only writes files")
 
     # -- opening -------------------------------------------------------------------------------
     def _open_with(self, encoder: str) -> cv2.VideoWriter:
@@ -70,13 +74,14 @@ class FrameWriter:
         pipeline = self._pipeline(encoder, *self.size)
         writer = open_gstreamer_writer(pipeline, self.fps, self.size)
         if not writer.isOpened():
-            raise RuntimeError(f"GStreamer could not start the {encoder} pipeline for {self.label} (run it with "
+            raise RecordingError(f"GStreamer could not start the {encoder} pipeline for {self.label} (run it with "
                                f"gst-launch-1.0 to see why, videotestsrc in place of appsrc): {pipeline}")
         self.pipeline = pipeline
         return writer
 
     def _open(self, image: np.ndarray) -> cv2.VideoWriter:
-        self.size = (image.shape[1], image.shape[0])
+        # encoders refuse a frame 1 pixel wide or high (an odd image of a folder): such frames are stretched to 2
+        self.size = (max(image.shape[1], 2), max(image.shape[0], 2))
         try:
             return self._open_with(self.encoder)
         except RuntimeError as exc:
@@ -108,7 +113,7 @@ class FrameWriter:
     def write(self, image: np.ndarray) -> None:
         """Queue one BGR frame for encoding."""
         if self._error is not None:
-            raise RuntimeError(f"{self.kind} {self.label} failed: {self._error}")
+            raise RecordingError(f"{self.kind} {self.label} failed: {self._error}")
         if self._thread is None:
             writer = self._open(image)
             self._thread = threading.Thread(target=self._encode, args=(writer,), name=self.thread_name, daemon=True)
@@ -123,7 +128,7 @@ class FrameWriter:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            raise RuntimeError(f"{self.kind} {self.label} failed: {self._error}")
+            raise RecordingError(f"{self.kind} {self.label} failed: {self._error}")
 
 
 class VideoRecorder(FrameWriter):
@@ -150,7 +155,9 @@ class VideoRecorder(FrameWriter):
     def _opencv_writer(self) -> cv2.VideoWriter:
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.codec), self.fps, self.size)
         if not writer.isOpened():
-            raise RuntimeError(f"cannot open {self.path} for writing (codec {self.codec})")
+            raise RecordingError(f"OpenCV cannot open {self.path} for writing (codec {self.codec}, frames of "
+                                 f"{self.size[0]}x{self.size[1]}): check that its folder can be written, or record "
+                                 "to .avi (MJPEG)")
         return writer
 
     def _pipeline(self, encoder: str, width: int, height: int) -> str:
@@ -176,7 +183,7 @@ class VideoStreamer(FrameWriter):
         return stream_pipeline(self.target, encoder, width, height, self.fps, self.bitrate)
 
 
-JSON_SUFFIXES = (".jsonl", ".json")  # what --save-json may overwrite
+JSON_SUFFIX = ".jsonl"  # what --save-json writes (and may overwrite): JSON Lines, readable while the demo runs
 
 
 class DetectionLog:
@@ -184,8 +191,10 @@ class DetectionLog:
 
     ``{"frame": 0, "source_index": 0, "time_s": 0.03, "width": 640, "height": 480,
     "detections": [{"class_id": 5, "name": "bus", "score": 0.87, "box": [x1, y1, x2, y2]}],
-    "source": 0}`` (box in frame pixels; ``frame`` counts the frames of that ``source``, the
-    number of the ``--source`` it came from, which is only there when the caller passes it).
+    "source": 0, "image": "photos/a.jpg"}`` (box in frame pixels; ``frame`` counts the frames of that
+    ``source``, the number of the ``--source`` it came from, which is only there when the caller passes
+    it; ``image`` is the file a frame of an image folder was read from, only there for such frames:
+    unreadable images are skipped, so frame numbers alone do not say which file a record is).
     """
 
     def __init__(self, path: str | Path, names: dict[int, str] | None = None) -> None:
@@ -196,7 +205,8 @@ class DetectionLog:
         self._file: TextIO | None = self.path.open("w", encoding="utf-8")
 
     def write(self, frame: int, source_index: int, time_s: float, shape: tuple[int, ...],
-              boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, source: int | None = None) -> None:
+              boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, source: int | None = None,
+              image: str | None = None) -> None:
         detections = [
             {"class_id": int(c), "name": self.names.get(int(c), str(int(c))), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in b]}
@@ -206,6 +216,8 @@ class DetectionLog:
                   "width": int(shape[1]), "height": int(shape[0]), "detections": detections}
         if source is not None:
             record["source"] = source
+        if image is not None:
+            record["image"] = image
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()

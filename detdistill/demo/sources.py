@@ -298,6 +298,7 @@ class ImageGrabber:
         self.position = 0
         self.readable = 0  # images decoded so far; unreadable ones are skipped
         self.skipped: list[Path] = []
+        self.current: str | None = None  # the file of the image read last
         self.description = f"{target} [{len(files)} images]"
         self.fps = None
 
@@ -309,6 +310,7 @@ class ImageGrabber:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 self.readable += 1
+                self.current = str(path)
                 return image
             self.skipped.append(path)
         if not self.readable:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..models import CheckpointError, detect_head, load_detection_checkpoint
+from ..models import CheckpointError, detect_head, load_detection_checkpoint, never_trained
 from ..registry.weights import WeightsError, resolve_weights
 
 
@@ -54,6 +54,10 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     except CheckpointError as e:
         raise TeacherError(str(e)) from e
     model = _unwrap(model)
+    if never_trained(model):
+        raise TeacherError(f"teacher {path} holds untrained weights (every BatchNorm layer keeps its initial "
+                           "statistics, as in a model built from its YAML and never trained): it has nothing to "
+                           "teach; pass a trained checkpoint, e.g. --teacher runs/detect/train/weights/best.pt")
     head = detect_head(model)
     if fuse and getattr(head, "one2one_cv2", None) is None and hasattr(model, "fuse"):
         model = model.fuse(verbose=False)

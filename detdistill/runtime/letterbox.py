@@ -68,11 +68,31 @@ def _fit(img: np.ndarray, new_hw: tuple[int, int], *, scaleup: bool, auto: bool,
     return img, r, (left, top)
 
 
+def _conversion(img: object) -> str:
+    """How to turn ``img`` into a uint8 HxWx3 BGR image, as far as its type and shape say."""
+    if isinstance(img, (list, tuple)):
+        return "call the detector once per image"
+    if not isinstance(img, np.ndarray):
+        return "decode frames with cv2.imread/VideoCapture"
+    fixes = []
+    if img.dtype == np.uint16:
+        fixes.append("(img >> 8).astype(np.uint8) for 16-bit pixels")
+    elif img.dtype != np.uint8:
+        fixes.append("np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
+    channels = 1 if img.ndim == 2 else img.shape[-1] if img.ndim == 3 else None
+    if channels in (1, 4):
+        fixes.append(f"cv2.cvtColor(img, cv2.COLOR_{'GRAY' if channels == 1 else 'BGRA'}2BGR)")
+    elif img.ndim == 3 and img.shape[0] == 3:
+        fixes.append("img.transpose(1, 2, 0) for a CxHxW array")
+    return ("convert it: " + ", then ".join(fixes)) if fixes else "decode frames with cv2.imread (no flags) or " \
+        "VideoCapture, one image per call"
+
+
 def check_image(img: object) -> None:
     """Refuse anything but a non-empty uint8 HxWx3 BGR image: the one check of every image the runtime takes."""
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        got = f"{type(img).__name__} {getattr(img, 'shape', '')} {getattr(img, 'dtype', '')}"
-        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {got}; decode frames with cv2.imread/VideoCapture")
+        got = " ".join(str(v) for v in (type(img).__name__, getattr(img, "shape", ""), getattr(img, "dtype", "")) if v)
+        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {got}; {_conversion(img)}")
     if img.size == 0:
         raise ValueError(f"expected a uint8 HxWx3 BGR image, got an empty one of shape {img.shape}; pass an image "
                          "with pixels (a failed read or a crop outside the image leaves an empty array)")
