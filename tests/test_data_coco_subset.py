@@ -125,7 +125,7 @@ def test_labels_crowd_clipping_and_splits(coco: Path, tmp_path: Path, caplog: py
     assert cfg["coco_classes"] == {0: [2], 1: [5], 2: [9]}
     stats = cfg["coco_subset"]["splits"]
     assert stats["train"] == {"from": "train2017", "images": 2, "negatives": 0, "boxes": 3, "missing_skipped": 1,
-                              "crowd_skipped": 2, "empty_boxes_skipped": 1}
+                              "crowd_skipped": 2, "empty_boxes_skipped": 1, "other_size_skipped": 0}
     assert "not on disk" in caplog.text
 
 
@@ -201,6 +201,19 @@ def test_bad_input_errors(coco: Path, tmp_path: Path) -> None:
     with pytest.raises(CocoSubsetError, match="is not empty and was not written by"):
         make_coco_subset(coco, tmp_path / "foreign", ["car"], splits=("train2017",))
     assert not (tmp_path / "o").exists()  # nothing is written before every input is checked
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(CocoSubsetError, match=r"COCO folder .*notes.txt is a file, not a folder"):
+        make_coco_subset(notes, tmp_path / "o", ["car"])
+    with pytest.raises(CocoSubsetError, match=r"preset file missing.yaml does not exist"):
+        make_coco_subset(coco, tmp_path / "o", load_preset("missing.yaml"))
+    # the lights' annotations name an image that is not listed: said, not "no box"
+    _edit_json(coco / "annotations" / "instances_train2017.json",
+               lambda c: [a.update(image_id=999) for a in c["annotations"] if a["category_id"] == LIGHT])
+    with pytest.raises(CocoSubsetError, match=r"no image in instances_train2017.json has a \(non-crowd\) box of "
+                                              r"\['traffic light'\]: 1 annotation\(s\) refer to image ids that "
+                                              r"'images' does not list \(e.g. 999\)"):
+        make_coco_subset(coco, tmp_path / "o", ["traffic light"], splits=("train2017",))
 
 
 def test_ultralytics_loads_the_dataset(coco: Path, tmp_path: Path) -> None:
@@ -290,6 +303,23 @@ def _jpeg(path: Path, value: int) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((H, W, 3), value, dtype=np.uint8))
     return path.read_bytes()
+
+
+def test_an_image_of_another_size_than_annotated_is_left_out_not_labelled_wrong(coco: Path, tmp_path: Path,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    resized = coco / "train2017" / _name(2)  # resized after annotation: its boxes, scaled by the JSON size, miss
+    cv2.imwrite(str(resized), np.zeros((H * 2, W * 2, 3), np.uint8))
+    out = tmp_path / "out"
+    make_coco_subset(coco, out, ["car", "bus", "traffic light"], progress=False)
+    assert sorted(_labels(out, "train")) == [_name(1)[:-4]]
+    assert f"1 of the 2 chosen train2017 images are not the size instances_train2017.json gives (e.g. {resized}: " \
+           f"{W * 2}x{H * 2} on disk, {W}x{H} in the annotations)" in caplog.text
+    cfg = yaml.safe_load((out / "data.yaml").read_text())
+    assert cfg["coco_subset"]["splits"]["train"]["other_size_skipped"] == 1
+    with pytest.raises(CocoSubsetError, match=r"1 of the 1 chosen val2017 images are not the size .* fix width and "
+                                              r"height in instances_val2017.json"):
+        cv2.imwrite(str(coco / "val2017" / _name(101)), np.zeros((H, W + 1, 3), np.uint8))
+        make_coco_subset(coco, tmp_path / "out2", ["car", "bus", "traffic light"], progress=False)
 
 
 def test_images_sharing_an_output_name_are_refused_and_their_sources_kept(coco: Path, tmp_path: Path) -> None:

@@ -127,9 +127,10 @@ def test_class_filter_by_name(clip, tmp_path):
 def test_parse_and_resolve_classes():
     assert parse_classes("2, 5") == [2, 5]
     assert parse_classes("bus,car") == ["bus", "car"]
-    assert parse_classes("") is None and parse_classes(None) is None
-    with pytest.raises(ValueError, match="names no class"):
-        parse_classes(" , ")
+    assert parse_classes([]) is None and parse_classes(None) is None
+    for empty in (" , ", "", " "):  # e.g. --classes "$UNSET": refused, not read as every class
+        with pytest.raises(ValueError, match="names no class"):
+            parse_classes(empty)
     assert resolve_classes(["Bus", 0], {0: "person", 5: "bus"}) == [5, 0]
 
 

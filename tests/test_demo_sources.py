@@ -74,8 +74,12 @@ def test_parse_files_and_folders(tmp_path):
     assert parse_source(str(video)).kind == "file" and not parse_source(str(video)).live
     assert parse_source(str(image)).kind == "images"
     assert parse_source(str(tmp_path)).kind == "images"
-    with pytest.raises(SourceError, match="not a camera index"):
+    with pytest.raises(SourceError, match=r"source '.*missing\.mp4' does not exist: check the path"):
         parse_source(str(tmp_path / "missing.mp4"))
+    with pytest.raises(SourceError, match=r"does not exist \(nor does its folder .*gone\)"):
+        parse_source(str(tmp_path / "gone" / "clip.mp4"))
+    with pytest.raises(SourceError, match="not a camera index"):
+        parse_source("webcam")  # neither a path nor any source form
 
 
 def _read_all(src) -> list:
@@ -101,7 +105,7 @@ def test_only_the_exact_name_synthetic_is_the_generated_clip(tmp_path, monkeypat
         assert [f.image.shape for f in _read_all(src)] == [(24, 32, 3)]
     for text in ("synthetic", "SYNTHETIC", "synthetic?frames=3"):
         assert parse_source(text).kind == "synthetic"
-    with pytest.raises(SourceError, match="not a camera index"):
+    with pytest.raises(SourceError, match="does not exist"):
         parse_source("synthetic_missing.mp4")
 
 

@@ -206,6 +206,11 @@ def test_a_weights_folder_that_is_a_file_is_refused(tmp_path, monkeypatch):
     afile.write_text("not a folder")
     with pytest.raises(WeightsError, match=r"--dir .*afile is a file, not a folder"):
         resolve_weights("yolov8s", weights_dir=afile, download=False)
+    (tmp_path / "mine" / "yolov8s.pt").mkdir(parents=True)  # a folder under the checkpoint's name
+    with pytest.raises(WeightsError, match=r"mine/yolov8s.pt is a folder, not the checkpoint 'yolov8s': move it"):
+        resolve_weights("yolov8s", weights_dir=tmp_path / "mine", download=False)
+    with pytest.raises(WeightsError, match="the weights name is empty"):
+        resolve_weights(" ")
     monkeypatch.setenv(W.ENV_DIR, str(afile))
     with pytest.raises(WeightsError, match=r"DETDISTILL_WEIGHTS .*afile is a file, not a folder"):
         resolve_weights("yolov8s", weights_dir=tmp_path / "mine", download=False)
@@ -286,6 +291,8 @@ def test_cli_list(cli, teacher_dir):
     assert "searched:" in res.output and str(teacher_dir) in res.output
     res = CliRunner().invoke(cli, ["weights", "list", "--dir", str(teacher_dir / "absent")])  # a typo: not "none here"
     assert res.exit_code == 2 and "absent is not a folder here" in res.output
+    res = CliRunner().invoke(cli, ["weights", "list"], env={"DETDISTILL_WEIGHTS": str(teacher_dir / "yolov8n-coco.pt")})
+    assert res.exit_code == 2 and "DETDISTILL_WEIGHTS" in res.output and "is a file, not a folder" in res.output
 
 
 def test_cli_fetch(cli, teacher_dir):

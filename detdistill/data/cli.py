@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 import yaml
 
-from ..cli_errors import fail
+from ..cli_errors import fail, path_parser
 
 data_app = typer.Typer(help="Build YOLO datasets (e.g. a COCO class subset) for training and calibration.",
                        no_args_is_help=True)
@@ -35,7 +35,8 @@ def _slug(names: list[str]) -> str:
 
 
 def coco_subset(
-    coco: Path = typer.Option(..., "--coco", help="COCO 2017 folder: annotations/, train2017/, val2017/."),
+    coco: Path = typer.Option(..., "--coco", help="COCO 2017 folder: annotations/, train2017/, val2017/.",
+                              parser=path_parser("--coco", "the COCO 2017 folder"), metavar="PATH"),
     classes: Optional[str] = typer.Option(
         None, "--classes", "-c", help="Comma-separated COCO class names or 0-79 ids, e.g. 'car,bus,traffic light', "
         "or a preset name."),
@@ -68,6 +69,8 @@ def coco_subset(
         fail(str(e))
     for split, s in yaml.safe_load(data.read_text())[MARKER_KEY]["splits"].items():
         skipped = f"; skipped {s['missing_skipped']} missing image(s)" if s["missing_skipped"] else ""
+        if s.get("other_size_skipped"):
+            skipped += f"; skipped {s['other_size_skipped']} image(s) not of their annotated size"
         typer.echo(f"{split}: {s['images']} images ({s['negatives']} background), {s['boxes']} boxes, "
                    f"{s['crowd_skipped']} crowd boxes skipped{skipped}")
     typer.echo(f"wrote {data}")

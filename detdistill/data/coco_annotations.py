@@ -23,7 +23,20 @@ class SplitLabels:
     lines: dict[int, list[str]] = field(default_factory=dict)  # image id -> label lines
     touched: set[int] = field(default_factory=set)  # every image with any annotation of the chosen classes
     crowd: int = 0
-    empty_boxes: int = 0
+    empty_boxes: int = 0  # boxes with nothing left inside their image's width and height
+    unknown_images: list = field(default_factory=list)  # image ids of chosen-class annotations not in "images"
+
+    def why_none(self) -> str:
+        """What became of the chosen classes' annotations when no image got a box (empty when there were none)."""
+        parts = []
+        if self.unknown_images:
+            parts.append(f"{len(self.unknown_images)} annotation(s) refer to image ids that 'images' does not list "
+                         f"(e.g. {self.unknown_images[0]!r})")
+        if self.empty_boxes:
+            parts.append(f"{self.empty_boxes} box(es) lie outside their image's width and height")
+        if self.crowd:
+            parts.append(f"{self.crowd} are crowd boxes")
+        return "; ".join(parts)
 
 
 def split_name(source: str) -> str:
@@ -145,6 +158,8 @@ def collect_labels(coco: dict, cat_to_cls: dict[int, int], path: Path) -> SplitL
     for k, ann in enumerate(coco["annotations"]):
         cat, image_id = ann.get("category_id"), ann.get("image_id")  # not an id (e.g. a list): matches nothing
         cls, im = cat_to_cls.get(cat) if _is_id(cat) else None, images.get(image_id) if _is_id(image_id) else None
+        if cls is not None and im is None:
+            out.unknown_images.append(image_id)
         if cls is None or im is None:
             continue
         out.touched.add(im["id"])

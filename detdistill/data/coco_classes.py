@@ -53,6 +53,9 @@ def load_preset(preset: str | Path) -> list[str]:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = PRESETS_DIR / f"{preset}.yaml"
     if not path.is_file():
+        if Path(preset).suffix in (".yaml", ".yml"):
+            raise CocoSubsetError(f"preset file {preset} does not exist; pass a YAML with a classes: list, or a "
+                                  f"built-in preset: {', '.join(list_presets())}")
         raise CocoSubsetError(f"no class preset {str(preset)!r}; built-in presets: {', '.join(list_presets())}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

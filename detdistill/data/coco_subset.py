@@ -49,6 +49,7 @@ from .coco_classes import (
     resolve_class,
     resolve_classes,
 )
+from .images import image_size
 from .coco_subset_writer import (MARKER_KEY, PlannedImage, SplitPlan, check_output_names, data_yaml, prepare_out,
                                  progress_bar, write_split)
 
@@ -111,6 +112,7 @@ def _plan_split(
     coco = load_instances(ann)
     labels = collect_labels(coco, category_map(coco["categories"], subset, ann), ann)
     files = {im["id"]: _image_file(image_dir, im["file_name"]) for im in coco["images"]}
+    sizes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}
     del coco
     plan = SplitPlan(split_name(source), source, crowd=labels.crowd, empty_boxes=labels.empty_boxes)
 
@@ -119,27 +121,52 @@ def _plan_split(
     present_pos = [i for i in pos_ids if files[i].is_file()]
     present_neg = [i for i in neg_ids if files[i].is_file()]
     plan.missing = len(pos_ids) - len(present_pos) + len(neg_ids) - len(present_neg)
-    _check_found(plan, ann, image_dir, subset, pos_ids, present_pos, files)
+    _check_found(plan, ann, image_dir, subset, pos_ids, present_pos, files, labels.why_none())
     if plan.missing:
         example = next(files[i] for i in pos_ids + neg_ids if not files[i].is_file())
         log.warning(f"{source}: {plan.missing} image(s) listed in {ann.name} are not on disk (e.g. {example}); skipped")
 
     n_pos, n_neg = split_budget(len(present_pos), len(present_neg), max_images, include_empty)
     rng = random.Random(f"{seed}:{source}")
-    plan.positives = [PlannedImage(i, files[i], labels.lines[i]) for i in _pick(present_pos, n_pos, rng)]
+    plan.positives = _sized_as_annotated([PlannedImage(i, files[i], labels.lines[i])
+                                          for i in _pick(present_pos, n_pos, rng)], sizes, plan, ann)
     plan.negatives = [PlannedImage(i, files[i], []) for i in _pick(present_neg, n_neg, rng)]
     check_output_names(plan, ann)
     return plan
 
 
+def _sized_as_annotated(images: list[PlannedImage], sizes: dict[int, tuple[float, float]], plan: SplitPlan,
+                        ann: Path) -> list[PlannedImage]:
+    """``images`` whose file has the width and height the annotations give (or both swapped, an EXIF rotation):
+    the boxes are scaled by those, so an image resized after annotation would get wrong labels. The others are
+    left out with a warning (``plan.resized``); none left is an error."""
+    kept, wrong = [], []
+    for im in images:
+        on_disk, annotated = image_size(im.src), tuple(round(v) for v in sizes[im.image_id])
+        (kept if on_disk is None or on_disk in (annotated, annotated[::-1]) else wrong).append((im, on_disk))
+    plan.resized = len(wrong)
+    if wrong:
+        (im, (w, h)) = wrong[0]
+        what = (f"{len(wrong)} of the {len(images)} chosen {plan.source} images are not the size {ann.name} gives "
+                f"(e.g. {im.src}: {w}x{h} on disk, {sizes[im.image_id][0]:g}x{sizes[im.image_id][1]:g} in the "
+                "annotations), so their boxes would be scaled wrong")
+        if not kept:
+            raise CocoSubsetError(f"{what}; use the images the annotations were made for, or fix width and height "
+                                  f"in {ann.name}")
+        log.warning(f"{what}; skipped")
+    return [im for im, _ in kept]
+
+
 def _check_found(
     plan: SplitPlan, ann: Path, image_dir: Path, subset: Sequence[int], pos_ids: list[int], present_pos: list[int],
-    files: dict[int, Path],
+    files: dict[int, Path], why_none: str = "",
 ) -> None:
-    """Raise if the split has no image with a chosen class, or none of them is on disk."""
+    """Raise if the split has no image with a chosen class (``why_none``: what became of their annotations), or
+    none of them is on disk."""
     names = [COCO80_NAMES[c] for c in subset]
     if not pos_ids:
-        raise CocoSubsetError(f"no image in {ann.name} has a (non-crowd) box of {names}")
+        raise CocoSubsetError(f"no image in {ann.name} has a (non-crowd) box of {names}"
+                              + (f": {why_none}" if why_none else ""))
     if not present_pos:
         raise CocoSubsetError(
             f"none of the {len(pos_ids)} {plan.source} images with {names} is in {image_dir} (e.g. image "
@@ -200,7 +227,8 @@ def make_coco_subset(
     subset = resolve_classes(classes)
     _check_options(max_images, include_empty, splits)
     if not coco_dir.is_dir():
-        raise CocoSubsetError(f"COCO folder {coco_dir} does not exist; {LAYOUT_HINT}")
+        problem = "is a file, not a folder" if coco_dir.exists() else "does not exist"
+        raise CocoSubsetError(f"COCO folder {coco_dir} {problem}; {LAYOUT_HINT}")
     layout = [find_split(coco_dir, s) for s in splits]
     plans = []
     for ann, images in layout:

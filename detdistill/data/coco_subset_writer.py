@@ -45,6 +45,7 @@ class SplitPlan:
     missing: int = 0
     crowd: int = 0
     empty_boxes: int = 0
+    resized: int = 0  # images whose size on disk is not the annotations' (their boxes would land wrong)
 
     def stats(self) -> dict[str, int | str]:
         """The split's counts as recorded in data.yaml's ``coco_subset.splits``."""
@@ -56,6 +57,7 @@ class SplitPlan:
             "missing_skipped": self.missing,
             "crowd_skipped": self.crowd,
             "empty_boxes_skipped": self.empty_boxes,
+            "other_size_skipped": self.resized,
         }
 
     def files(self) -> list[str]:

@@ -46,6 +46,21 @@ def decode_checked(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     return img, None
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` of an image file as stored (EXIF orientation not applied), from its header where Pillow
+    is installed (else decoded); None when it cannot be read."""
+    try:
+        from PIL import Image  # lazy, optional: reads the header only
+    except ImportError:  # pragma: no cover - Pillow comes with ultralytics
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None if img is None else (int(img.shape[1]), int(img.shape[0]))
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError):
+        return None
+
+
 def image_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a usable image (:func:`decode_checked`), or ``None``."""
     return decode_checked(path)[1]

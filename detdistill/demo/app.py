@@ -57,9 +57,10 @@ class DetectorLike(Protocol):
 
 
 def parse_classes(text: str | Sequence[int | str] | None) -> list[int | str] | None:
-    """``"2,5"`` -> [2, 5]; ``"bus, car"`` -> ["bus", "car"]; None or empty -> None (every class); ValueError when
-    the text holds only separators (``","``)."""
-    if text is None or not (text.strip() if isinstance(text, str) else len(text)):
+    """``"2,5"`` -> [2, 5]; ``"bus, car"`` -> ["bus", "car"]; None or an empty list -> None (every class);
+    ValueError when the text is empty or holds only separators (``","``): an unset shell variable must not turn
+    the filter off."""
+    if text is None or (not isinstance(text, str) and not len(text)):
         return None
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     out = [int(s) if isinstance(s, (int, np.integer)) or str(s).isdigit() else str(s) for s in items if str(s)]

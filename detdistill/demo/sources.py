@@ -129,6 +129,10 @@ def parse_source(source: str | int | None) -> SourceSpec:
     if path.is_file():
         kind = "images" if path.suffix.lower() in IMG_SUFFIXES else "file"
         return SourceSpec(kind, str(path))
+    if path.suffix or len(path.parts) > 1:  # meant as a file or folder
+        where = "" if path.parent.is_dir() else f" (nor does its folder {path.parent})"
+        raise SourceError(f"source {text!r} does not exist{where}: check the path of the video file, image or "
+                          "image folder")
     raise SourceError(
         f"source {text!r} is not a camera index, /dev/videoN, csi://N, rtsp:// or http:// URL, "
         "existing video file or image folder, or synthetic"

@@ -28,10 +28,14 @@ def list_weights(
     Example: detdistill weights list
     """
     # lazy: the CLI starts fast without it
-    from detdistill.registry.weights import find_local, list_registry, search_dirs
+    from detdistill.registry.weights import WeightsError, check_folders, find_local, list_registry, search_dirs
 
     if dir is not None and not dir.is_dir():
         fail(f"--dir {dir} is not a folder here: pass the folder that holds your checkpoints (or leave --dir out)")
+    try:
+        check_folders(None)  # DETDISTILL_WEIGHTS naming a file
+    except WeightsError as e:
+        fail(str(e))
     try:
         entries = list_registry()
     except (OSError, ValueError) as e:

@@ -275,7 +275,7 @@ def _looks_like_path(text: str) -> bool:
     return p.is_absolute() or len(p.parts) > 1 or text.startswith(("~", ".")) or p.suffix not in ("", ".pt")
 
 
-def _check_folders(weights_dir: str | Path | None) -> None:
+def check_folders(weights_dir: str | Path | None) -> None:
     """Refuse a weights folder the user named (``--dir`` or ``DETDISTILL_WEIGHTS``) that is an existing file."""
     for given, how in ((weights_dir, "--dir"), (os.environ.get(ENV_DIR), ENV_DIR)):
         folder = Path(given).expanduser() if given else None
@@ -312,12 +312,15 @@ def resolve_weights(name_or_path: str | Path, weights_dir: Path | None = None, d
     if entry is None:
         raise _unknown(text, path)
 
-    _check_folders(weights_dir)
+    check_folders(weights_dir)
     dirs = search_dirs(weights_dir)
     for d in dirs:
         candidate = d / entry.file
         if candidate.is_file():
             return _check(candidate, entry, "local file")
+        if candidate.is_dir():
+            raise WeightsError(f"{candidate} is a folder, not the checkpoint {entry.name!r}: move it away, then place "
+                               f"the file {entry.file} there or fetch it again")
 
     if download is False:
         raise _not_found(entry, dirs, "downloading is off (download=False)")
@@ -352,9 +355,12 @@ def resolve_weights(name_or_path: str | Path, weights_dir: Path | None = None, d
 
 def _unknown(text: str, path: Path) -> WeightsError:
     names = [e.name for e in list_registry()]
-    if _looks_like_path(text) or not text:
+    if not text:
+        return WeightsError("the weights name is empty: pass a registry name such as yolov8s (see `detdistill "
+                            "weights list`) or the path of a .pt file")
+    if _looks_like_path(text):
         hint = ""
-        known = get_entry(path.name) if text else None
+        known = get_entry(path.name)
         if known is not None:
             hint = f"; to use the registry's {known.name!r}, pass just the name {known.name}"
         return WeightsError(f"weights file {text!r} does not exist{hint}")
