@@ -75,7 +75,7 @@ class FrameWriter:
         writer = open_gstreamer_writer(pipeline, self.fps, self.size)
         if not writer.isOpened():
             raise RecordingError(f"GStreamer could not start the {encoder} pipeline for {self.label} (run it with "
-                               f"gst-launch-1.0 to see why, videotestsrc in place of appsrc): {pipeline}")
+                                 f"gst-launch-1.0 to see why, videotestsrc in place of appsrc): {pipeline}")
         self.pipeline = pipeline
         return writer
 
