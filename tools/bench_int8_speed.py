@@ -3,10 +3,9 @@
 
 Exports the teacher fixture at ``--imgsz`` (or takes ``--weights``, e.g. a pruned or distilled student),
 quantizes it once per ``--schemes`` entry (calibrated on coco-mini train), then times FP32 and each INT8 model
-through the runtime's ``Detector``, as ``detdistill bench`` does (ONNX Runtime on the CPU, real coco-mini val
-frames), the models taking turns frame by frame, for ``--rounds`` rounds of ``--runs`` frames each. Taking turns
-spreads a slow spell of a shared machine over every model alike; the ratio INT8 / FP32 is printed per round,
-with its range over the rounds. Run it on an otherwise idle machine.
+with the code of ``detdistill bench`` (ONNX Runtime on the CPU, real coco-mini val frames), one after another,
+for ``--rounds`` rounds. Alternating spreads a slow spell of a shared machine over every model alike; the
+ratio INT8 / FP32 is printed per round, with its range over the rounds. Run it on an otherwise idle machine.
 
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7,u8s8 --rounds 5 --runs 300
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --weights pruned.pt --imgsz 320 --schemes u8s7
@@ -32,12 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from detdistill.data.image_lists import list_images  # noqa: E402
-from detdistill.data.images import read_usable_images  # noqa: E402
-from detdistill.export.bench import FRAMES  # noqa: E402
+from detdistill.export.bench import bench  # noqa: E402
 from detdistill.export.onnx_export import default_parity_images, export_onnx  # noqa: E402
 from detdistill.export.quantize import quantize_onnx  # noqa: E402
-from detdistill.runtime import Detector  # noqa: E402
 from bench_demo_pipeline import cpu_info  # noqa: E402  (tools/: CPU model, instruction set, cores)
 
 FIX = Path(os.environ.get("DETDISTILL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -70,12 +66,10 @@ def main() -> None:
     cpu = cpu_info()
     print(f"{cpu['cpus']}-core {cpu['model']}, instruction set {cpu['isa']}; {args.weights.name} at {args.imgsz}; "
           f"{args.rounds} rounds of {args.runs} runs per model; median inference ms (ONNX Runtime, CPU)", flush=True)
-    detectors = {name: Detector(path, device="cpu") for name, path in models.items()}
-    images, _ = read_usable_images(list_images(frames, limit=FRAMES), "frames")
     times: dict[str, list[float]] = {name: [] for name in models}
     for r in range(args.rounds):
-        for name, ms in round_medians(detectors, images, args.runs).items():
-            times[name].append(ms)
+        for name, path in models.items():
+            times[name].append(bench(path, frames, runs=args.runs, device="cpu").median["inference"])
         row = "  ".join(f"{name} {times[name][-1]:.2f}" for name in models)
         ratios = "  ".join(f"{name}/FP32 {times[name][-1] / times['FP32'][-1]:.2f}x" for name in models
                            if name != "FP32")
@@ -90,20 +84,6 @@ def main() -> None:
         mid = statistics.median(ms)
         ratio_text = "-" if name == "FP32" else f"{statistics.median(ratio):.2f}x [{min(ratio):.2f}, {max(ratio):.2f}]"
         print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
-
-
-def round_medians(detectors: dict[str, Detector], images: list, runs: int) -> dict[str, float]:
-    """Median inference milliseconds of each detector (the runtime's, as `detdistill bench` times it) over ``runs``
-    frames, the models taking turns frame by frame, so that a slow spell of a shared machine falls on all alike."""
-    for det in detectors.values():
-        for image in images[:5]:
-            det(image)
-    times: dict[str, list[float]] = {name: [] for name in detectors}
-    for i in range(runs):
-        for name, det in detectors.items():
-            det(images[i % len(images)])
-            times[name].append(det.last_timings["inference"])
-    return {name: statistics.median(ms) for name, ms in times.items()}
 
 
 def operator_ms(path: Path, work: Path, runs: int = 50) -> list[tuple[str, float]]:
