@@ -6,9 +6,8 @@ quantizes it once per ``--schemes`` entry (calibrated on coco-mini train), then 
 with the code of ``detdistill bench`` (ONNX Runtime on the CPU, real coco-mini val frames), one after another,
 for ``--rounds`` rounds. Alternating spreads a slow spell of a shared machine over every model alike; the
 ratio INT8 / FP32 is printed per round, with its range over the rounds. Run it on an otherwise idle machine.
-Each model runs a whole block of frames warm, as on a device: taking turns frame by frame would evict the
-larger FP32 weights from the caches between calls and flatter INT8 (0.92x FP32 that way on a busy Zen 1
-EPYC where blocks gave about 1.0x).
+Each model runs a whole block of frames warm, as on a device: taking turns frame by frame would evict each
+model's weights from the caches between calls, which costs the four times larger FP32 weights more.
 
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7,u8s8 --rounds 5 --runs 300
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --weights pruned.pt --imgsz 320 --schemes u8s7
