@@ -49,9 +49,9 @@ from .coco_classes import (
     resolve_class,
     resolve_classes,
 )
-from .images import image_size
 from .coco_subset_writer import (MARKER_KEY, PlannedImage, SplitPlan, check_output_names, data_yaml, prepare_out,
                                  progress_bar, write_split)
+from .images import image_size
 
 __all__ = [  # the converter's API, importable from here
     "COCO80_CATEGORY_IDS",
