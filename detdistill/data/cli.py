@@ -57,7 +57,7 @@ def coco_subset(
     """
     from .coco_classes import COCO80_NAMES, CocoSubsetError, resolve_classes  # lazy: the CLI starts fast without it
     from .coco_subset import make_coco_subset
-    from .coco_subset_writer import MARKER_KEY
+    from .coco_subset_writer import MARKER_KEY  # lazy: as above
 
     items, name = _class_list(classes, preset)
     try:

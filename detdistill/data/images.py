@@ -50,7 +50,7 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     """``(width, height)`` of an image file as stored (EXIF orientation not applied), from its header where Pillow
     is installed (else decoded); None when it cannot be read."""
     try:
-        from PIL import Image  # lazy, optional: reads the header only
+        from PIL import Image  # lazy: Pillow is optional (it comes with ultralytics); it reads the header only
     except ImportError:  # pragma: no cover - Pillow comes with ultralytics
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         return None if img is None else (int(img.shape[1]), int(img.shape[0]))
