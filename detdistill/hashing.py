@@ -7,6 +7,7 @@ same bytes keeps its caches, and one changed in place never reuses a stale one.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,3 +34,10 @@ def files_key(paths: Iterable[str | Path]) -> str:
     for p in sorted(str(p) for p in paths):
         h.update(f"{Path(p).name}|{file_sha256(p)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def settings_key(settings: object) -> str:
+    """Short digest of JSON-serialisable settings (key order does not matter), e.g. what a cached result depends
+    on beside its files."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

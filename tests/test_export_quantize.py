@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from detdistill.export.evaluate import evaluate
+from detdistill.export import quantize
 from detdistill.export.quantize import quantize_onnx
 from detdistill.runtime import Detector
 from conftest import export_teacher, val_images
@@ -187,14 +188,20 @@ def test_sensitivity_search_keeps_a_layer_in_float_when_the_budget_demands_it(
     assert json.loads(meta["quantization"])["float_layers"] == res.float_layers
 
 
-def test_an_unreachable_budget_raises_or_keeps_the_best_attempt(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path):
+def test_an_unreachable_budget_raises_or_keeps_the_best_attempt(tmp_path_factory, teacher_pt, coco_mini_yaml, tmp_path,
+                                                                 monkeypatch):
     fp32 = export_teacher(tmp_path_factory, teacher_pt)
     kw = dict(target="cpu", val_data=coco_mini_yaml, val_limit=16, cache_dir=tmp_path, max_float_layers=2)
     calib = _calib(coco_mini_yaml, 8)
     with pytest.raises(RuntimeError, match="could not meet max_drop=-0.5 with 2 layers in float"):
         quantize_onnx(fp32, calib, tmp_path / "strict.onnx", max_drop=-0.5, **kw)
+    [ranking] = tmp_path.glob("calib-*-sensitivity-*.json")  # the probes' ranking, saved beside the ranges
     base = quantize_onnx(fp32, calib, tmp_path / "base.onnx", max_drop=1.0, **kw)
+    # the same search again reads the ranking instead of probing every layer again
+    monkeypatch.setattr(quantize, "rank_sensitivity", lambda *a, **k: pytest.fail("the layers were probed again"))
     res = quantize_onnx(fp32, calib, tmp_path / "best.onnx", max_drop=-0.5, strict=False, **kw)
+    assert res.sensitivity == [tuple(pair) for pair in json.loads(ranking.read_text())["ranking"]]
+    assert len(res.sensitivity) > 10 and res.sensitivity[0][1] >= res.sensitivity[-1][1]
     assert not res.within_budget and res.path.is_file()
     assert res.int8_map >= base.int8_map  # the most accurate of the attempts, the plain INT8 model included
     assert res.drop_interval[0] <= res.drop <= res.drop_interval[1]  # the interval of the attempt kept
@@ -239,3 +246,23 @@ def test_onnx_runtimes_preprocessing_advice_is_not_printed(tmp_path_factory, tea
     with caplog.at_level(logging.WARNING):
         quantize_onnx(fp32, _calib(coco_mini_yaml, 2), tmp_path / "q.onnx")
     assert (tmp_path / "q.onnx").is_file() and not any("pre-processing" in r.getMessage() for r in caplog.records)
+
+
+def test_the_sensitivity_cache_is_keyed_by_everything_the_probes_depend_on(tmp_path, coco_mini_yaml, monkeypatch):
+    calib_cache, probes = tmp_path / "calib-abc-def-cpu-minmax-b1.json", _calib(coco_mini_yaml, 4)
+    settings = {"scheme": "u8s7", "per_channel": True, "keep_float": "head-outputs", "conv_outputs": False,
+                "fixed": [], "candidates": ["model.0", "model.1"]}
+    path = quantize.sensitivity_cache_path(calib_cache, probes, settings)
+    assert path.parent == tmp_path and path.name.startswith("calib-abc-def-cpu-minmax-b1-sensitivity-")
+    assert quantize.sensitivity_cache_path(calib_cache, probes, dict(reversed(settings.items()))) == path
+    others = [quantize.sensitivity_cache_path(calib_cache, probes[:3], settings),
+              quantize.sensitivity_cache_path(tmp_path / "calib-abd-def-cpu-minmax-b1.json", probes, settings),
+              *(quantize.sensitivity_cache_path(calib_cache, probes, {**settings, key: value}) for key, value in
+                (("scheme", "u8u8"), ("fixed", ["model.2"]), ("keep_float", "head"), ("per_channel", False)))]
+    monkeypatch.setattr(quantize, "instruction_set", lambda: "arm64")  # another CPU's kernels round otherwise
+    others.append(quantize.sensitivity_cache_path(calib_cache, probes, settings))
+    assert path not in others and len(set(others)) == len(others)
+    path.write_text("{not json")  # a damaged cache is ranked again and rewritten
+    assert quantize.cached_ranking(path, lambda: [("model.1", 2.0), ("model.0", 1.0)]) == [("model.1", 2.0),
+                                                                                           ("model.0", 1.0)]
+    assert quantize.cached_ranking(path, lambda: pytest.fail("ranked again")) == [("model.1", 2.0), ("model.0", 1.0)]

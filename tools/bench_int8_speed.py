@@ -14,7 +14,8 @@ model's weights from the caches between calls, which costs the four times larger
     YOLO_OFFLINE=1 python tools/bench_int8_speed.py --imgsz 320 --schemes u8s7 --profile   # where the time goes
 
 ``--profile`` adds, per model, the milliseconds per inference of each kind of operator as ONNX Runtime's
-profiler records them after its graph optimisations (so fused kernels appear under their own names).
+profiler records them after its graph optimisations (so fused kernels appear under their own names), and per
+layer of the model (``model.N``) each INT8 model's time against FP32's: which layers, if any, INT8 makes faster.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -78,8 +80,17 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}: {row}  |  {ratios}", flush=True)
     if args.profile:
         print("\nms per inference by operator kind (ONNX Runtime's profiler, 50 runs after 10 warm-up runs):")
-        for name, path in models.items():
-            print(f"{name}: " + ", ".join(f"{op} {ms:.2f}" for op, ms in operator_ms(path, work)))
+        profiles = {name: node_ms(path, work) for name, path in models.items()}
+        for name, nodes in profiles.items():
+            print(f"{name}: " + ", ".join(f"{op} {ms:.2f}" for op, ms in by_key(nodes, 1)))
+        print("\nms per inference by layer (nodes outside model.N: 'other')")
+        layers = {name: dict(by_key(nodes, 0)) for name, nodes in profiles.items()}
+        print(f"{'layer':<9}" + "".join(f"{name:>16}" for name in models))
+        for layer in sorted(layers["FP32"].keys() | set().union(*layers.values()), key=layer_order):
+            fp32_ms = layers["FP32"].get(layer, 0.0)
+            cells = [f"{fp32_ms:16.2f}"] + [f"{layers[n].get(layer, 0.0):9.2f} ({layers[n].get(layer, 0.0) / fp32_ms:.2f}x)"
+                                            if fp32_ms else f"{layers[n].get(layer, 0.0):16.2f}" for n in models if n != "FP32"]
+            print(f"{layer:<9}" + "".join(cells))
     print("\nmodel   median ms over rounds [min, max]   vs FP32 per round [min, max]")
     for name, ms in times.items():
         ratio = [m / f for m, f in zip(ms, times["FP32"])]
@@ -88,8 +99,9 @@ def main() -> None:
         print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
 
 
-def operator_ms(path: Path, work: Path, runs: int = 50) -> list[tuple[str, float]]:
-    """Milliseconds per inference spent in each operator kind of ``path``, largest first (on a gray image)."""
+def node_ms(path: Path, work: Path, runs: int = 50) -> collections.Counter:
+    """Milliseconds per inference of ``path`` (on a gray image) by (layer, operator kind): the layer is the
+    ``model.N`` in the node's name (ultralytics' module index), ``other`` where there is none."""
     import numpy as np
     import onnxruntime as ort
 
@@ -105,8 +117,22 @@ def operator_ms(path: Path, work: Path, runs: int = 50) -> list[tuple[str, float
     total: collections.Counter = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
-            total[e["args"]["op_name"]] += e["dur"] / 1000 / runs
+            layer = re.search(r"model\.\d+", e["name"])
+            total[layer.group(0) if layer else "other", e["args"]["op_name"]] += e["dur"] / 1000 / runs
+    return total
+
+
+def by_key(nodes: collections.Counter, index: int) -> list[tuple[str, float]]:
+    """``nodes`` summed by layer (``index`` 0) or by operator kind (1), largest first."""
+    total: collections.Counter = collections.Counter()
+    for key, ms in nodes.items():
+        total[key[index]] += ms
     return total.most_common()
+
+
+def layer_order(layer: str) -> tuple[int, int]:
+    """model.0, model.1, ..., model.22, then other."""
+    return (1, 0) if layer == "other" else (0, int(layer.split(".")[1]))
 
 
 if __name__ == "__main__":

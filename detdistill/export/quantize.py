@@ -27,7 +27,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,8 @@ import numpy as np
 import onnx
 
 from .. import atomic
+from ..hashing import files_key, settings_key
+from ..runtime.cpu import instruction_set
 from ..runtime.model_file import require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
@@ -322,9 +324,12 @@ def quantize_onnx(
     if result.drop <= max_drop:
         result.check_interval(fp32.records, first.records, max_drop)
         return result
-    result.sensitivity = rank_sensitivity(src, files[:SENSITIVITY_IMAGES], build, chosen,
-                                          [g for g in groups if g not in chosen],
-                                          info, input_name)
+    probes, candidates = files[:SENSITIVITY_IMAGES], [g for g in groups if g not in chosen]
+    ranking_cache = sensitivity_cache_path(cache, probes, {
+        "scheme": scheme, "per_channel": per_channel, "keep_float": keep_float, "conv_outputs": conv_outputs,
+        "fixed": chosen, "candidates": candidates})
+    result.sensitivity = cached_ranking(ranking_cache, lambda: rank_sensitivity(src, probes, build, chosen, candidates,
+                                                                                 info, input_name))
     trial_map = result.int8_map
     best_eval, best_layers = first, list(chosen)
     with tempfile.TemporaryDirectory() as tmp:
@@ -351,6 +356,25 @@ def quantize_onnx(
     raise RuntimeError(f"could not meet max_drop={max_drop} with {max_float_layers} layers in float (drop still "
                        f"{result.fp32_map - trial_map:.4f}): raise --max-drop, use more calibration images, or "
                        "--keep-float head")
+
+
+def sensitivity_cache_path(calibration_cache: Path, probes: Sequence[Path], settings: dict) -> Path:
+    """Where the sensitivity ranking is cached: beside the calibration ranges it was built from (whose name holds the
+    model, the calibration images, target and method), keyed by the probe images, ``settings`` and this CPU's
+    instruction set (the cpu target's probes run its integer kernels, which round differently per CPU)."""
+    key = settings_key({**settings, "isa": instruction_set()})
+    return calibration_cache.with_name(f"{calibration_cache.stem}-sensitivity-{files_key(probes)}-{key}.json")
+
+
+def cached_ranking(path: Path, rank: Callable[[], list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """``rank()``'s ranking, read from ``path`` when an earlier search with the same inputs saved it there (a second
+    ``--max-drop`` on the same model skips the probes); an unreadable cache is computed again."""
+    try:
+        return [(str(layer), float(err)) for layer, err in json.loads(path.read_text())["ranking"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        ranking = rank()
+        atomic.write_text(path, json.dumps({"ranking": ranking}))
+        return ranking
 
 
 def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[str], layers: Sequence[str],
