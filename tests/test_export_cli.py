@@ -112,6 +112,14 @@ def test_an_output_path_that_would_lose_the_input_is_refused_before_any_work(app
         out = _run(app, "export", pt, "--imgsz", "64", "-o", target)
         assert out.exit_code == 2 and message in out.output, out.output
     assert pt.read_bytes() == pt_bytes and not (tmp_path / "teacher.pt2").exists()
+    # a folder of -o that is a file, or a folder that cannot be made: one error line, before the export
+    from detdistill.cli import app as detdistill_app
+
+    for target, message in ((pt / "x.onnx", f"-o {pt / 'x.onnx'}: {pt} is a file, not a folder"),
+                            ("/proc/x.onnx", "cannot write /proc/x.onnx")):
+        out = _run(detdistill_app, "export", pt, "--imgsz", "64", "-o", target)  # its error boundary, as users get
+        assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output, out.output
+    assert pt.read_bytes() == pt_bytes
 
 
 

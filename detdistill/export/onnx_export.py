@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .. import atomic
 from ..data.images import read_bgr
 from ..hashing import file_sha256
 from ..models import load_detection_checkpoint
@@ -166,7 +167,7 @@ def export_onnx(
     if nms and not (0 <= nms_conf <= 1 and 0 <= nms_iou <= 1 and max_det >= 1):
         raise ValueError(f"NMS needs conf and iou in [0, 1] and max_det >= 1, got {nms_conf}, {nms_iou}, {max_det}")
     output = checked_output(weights, output or weights.with_suffix(".onnx"), ".onnx")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic.check_writable(output)  # before the export: a mistyped -o loses no work
     wrapper, head = ExportWrapper.build(model, dynamic_shape=False, one2one=one2one)
     if nms and wrapper.nms_free:
         raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
