@@ -49,11 +49,13 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
                               "(exported formats cannot be trained, pruned or exported again)")
     from ultralytics.nn.tasks import load_checkpoint  # lazy: ultralytics (eval and the CLI start without it)
 
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{role} {path} is empty (0 bytes): an interrupted copy or save; copy it again, or "
+                              "rerun the training that wrote it")
     try:
         model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
     except Exception as e:  # truncated file, not a torch file, not an ultralytics checkpoint
-        raise CheckpointError(f"could not load {role} {path} as an ultralytics checkpoint ({type(e).__name__}: "
-                              f"{e}); the file may be truncated or of another kind: re-download or re-train it") from e
+        raise CheckpointError(f"could not load {role} {path} as an ultralytics checkpoint: {_load_problem(e)}") from e
     task = getattr(model, "task", None) or type(model).__name__
     try:
         detect_head(model)
@@ -63,6 +65,20 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
         raise CheckpointError(f"{role} {path} is a '{task}' model; only YOLO detection models (a Detect head) "
                               "are supported")
     return model, ckpt
+
+
+def _load_problem(exc: Exception) -> str:
+    """What ``load_checkpoint``'s error says about the file, and the fix, without ultralytics' advice to download
+    its own models (which a user's checkpoint does not need)."""
+    cause = exc.__cause__
+    if cause is not None:  # ultralytics wraps torch's error (a truncated zip, an empty pickle) in its TypeError
+        first = str(cause).split(". ")[0].strip()
+        return (f"the file is truncated or corrupted ({type(cause).__name__}: {first}); copy it again, or rerun the "
+                "training that wrote it")
+    what = ("it holds other objects than an ultralytics model"
+            if "outside the supported Ultralytics checkpoint format" in str(exc)
+            else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}")
+    return f"{what}; pass a checkpoint written by ultralytics' training (runs/detect/NAME/weights/best.pt)"
 
 
 def never_trained(model: Any) -> bool:

@@ -268,6 +268,30 @@ def test_run_check_finds_what_a_run_would_refuse_and_writes_nothing(tmp_path, te
     assert not (tmp_path / "runs").exists()
 
 
+def test_run_check_opens_the_teacher_and_the_data_as_their_stages_would(tmp_path, teacher_pt, coco8_yaml, bad_files,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    empty, no_names, bad_yaml = tmp_path / "empty.pt", tmp_path / "no-names.yaml", tmp_path / "broken.yaml"
+    empty.touch()
+    no_names.write_text(f"path: {coco8_yaml.parent}\ntrain: images/train\nval: images/val\n")
+    bad_yaml.write_text("path: [unclosed\ntrain: images\n")
+    data = {"yaml": str(coco8_yaml)}
+    distill = {"recipe": "default", "baseline": True}
+    for changes, words in (
+            ({"teacher": {"weights": str(empty)}}, ("teacher.weights:", "empty.pt is empty (0 bytes)")),
+            ({"teacher": {"weights": str(bad_files["pt"])}},
+             ("teacher.weights:", "truncated.pt", "truncated or corrupted", "copy it again")),
+            ({"data": {"yaml": str(no_names)}}, ("data.yaml:", "no-names.yaml", "'names' or 'nc' are required")),
+            ({"data": {"yaml": str(bad_yaml)}}, ("data.yaml:", "broken.yaml", "YAML syntax error")),
+            ({"distill": {**distill, "class_map": {"person": "lorry"}}}, ("distill.class_map:", "no class named 'lorry'")),
+            ({"workdir": str(teacher_pt.parent / teacher_pt.name / "sub")}, ("is a file, not a folder",)),
+            ({"workdir": "/proc/detdistill-work"}, ("cannot create the work folder /proc/detdistill-work",))):
+        recipe = _recipe(tmp_path, teacher_pt, **{"data": data, "distill": distill, **changes})
+        line = _assert_one_error(_invoke("run", recipe, "--check"), *words)
+        assert "download" not in line and "Verify YAML" not in line  # ultralytics' advice, which fixes nothing here
+    assert not (tmp_path / "runs").exists() and not list(Path("/proc").glob(".detdistill-check-*"))
+
+
 def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_path, teacher_pt, coco8_yaml):
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"x")

@@ -34,7 +34,10 @@ def check_dataset(data: str | Path) -> dict:
     try:
         return check_det_dataset(str(data))
     except Exception as e:
-        raise ValueError(f"dataset {str(data)!r} could not be read: {e}") from e
+        # without ultralytics' lines about its download folder and an online YAML checker, which fix nothing here
+        problem = "\n".join(line for line in str(e).splitlines()
+                            if not line.startswith(("Note dataset download directory", "Verify YAML with")))
+        raise ValueError(f"dataset {str(data)!r} could not be read: {problem}") from e
 
 
 def model_config(source: str | Path, role: str = "student") -> dict | None:

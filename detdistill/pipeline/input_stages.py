@@ -96,6 +96,40 @@ def check_files(cfg: PipelineConfig) -> None:
         raise PipelineError(f"data.yaml: {cfg.data.yaml} does not exist{read_from(cfg.data.yaml)}")
 
 
+def check_teacher_and_data(cfg: PipelineConfig) -> None:
+    """Fail before the first stage on a ``data.yaml`` that ultralytics cannot read (its syntax, ``names``, split
+    folders), a ``teacher.weights`` on this machine that is no trained detector, or classes the distillation cannot
+    match (``distill.class_map``): each would otherwise stop the run at its first stage that reads them. A teacher to
+    train or to download is checked by its stage."""
+    from ..distill.api import check_dataset  # lazy: torch, ultralytics
+    from ..distill.classmap import resolve_class_map
+    from ..distill.teacher import load_teacher
+    from ..models import class_names
+    from ..registry.weights import WeightsError
+
+    dataset = None
+    if cfg.data.kind == "yaml":
+        try:
+            dataset = check_dataset(cfg.data.yaml)
+        except ValueError as e:
+            raise PipelineError(f"data.yaml: {e}") from None
+    if cfg.teacher.kind != "weights":
+        return
+    try:
+        weights = resolve_weights(cfg.teacher.weights, download=False)
+    except WeightsError:
+        return  # a registry teacher not downloaded yet: its stage downloads it (run --check names it)
+    try:
+        teacher_model = load_teacher(weights)
+    except (FileNotFoundError, ValueError, RuntimeError, EOFError) as e:
+        raise PipelineError(f"teacher.weights: {e}") from None
+    if dataset is not None and cfg.distill.recipe is not None:
+        try:
+            resolve_class_map(class_names(teacher_model), dataset, cfg.distill.class_map or None)
+        except ValueError as e:
+            raise PipelineError(f"distill.class_map: {e}") from None
+
+
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
     """What the students start from: a model YAML or a ``.pt`` (the pruned teacher, a checkpoint, the teacher)."""
     s = ctx.cfg.student

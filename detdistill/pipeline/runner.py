@@ -7,6 +7,7 @@ The stages themselves live with their family (:mod:`.input_stages`, :mod:`.train
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -142,6 +143,7 @@ def claim_workdir(workdir: Path, create: bool = True) -> Path:
                                 f"(no {StageCache.MANIFEST}; e.g. {found[0]}): a run writes and deletes stage folders "
                                 "there, so choose a new or empty folder")
     if not create:
+        writable_folder(work, where)
         return work
     try:
         work.mkdir(parents=True, exist_ok=True)
@@ -150,11 +152,26 @@ def claim_workdir(workdir: Path, create: bool = True) -> Path:
     return work
 
 
+def writable_folder(work: Path, where: str) -> None:
+    """Raise :class:`PipelineError` when ``work`` could not be created or written; leaves nothing behind (a probe
+    folder is made in its nearest existing folder and removed: permission bits do not tell, e.g. /proc for root)."""
+    existing = next(p for p in (work, *work.parents) if p.exists())
+    if not existing.is_dir():
+        raise PipelineError(f"cannot create {where}: {existing} is a file, not a folder; choose another folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".detdistill-check-", dir=existing))
+    except OSError as e:
+        raise PipelineError(f"cannot create {where}: {existing} is not writable ({e.strerror or e}); choose a folder "
+                            "you can write") from None
+
+
 def check_inputs(cfg: PipelineConfig) -> None:
     """What can be checked before the first stage beyond the recipe's own fields: training arguments and the
-    device, and the files it names (data YAML, student, a teacher to train, unlabeled images)."""
+    device, the files it names (data YAML, student, a teacher to train, unlabeled images), the teacher's weights
+    and the classes it distills."""
     training_stages.check_train_settings(cfg)
     input_stages.check_files(cfg)
+    input_stages.check_teacher_and_data(cfg)
 
 
 def work_folder(cfg: PipelineConfig, workdir: Path | None = None) -> Path:
