@@ -73,10 +73,15 @@ def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_ya
     run, _ = interrupted_run
     refits = []
     monkeypatch.setattr(Distiller, "_fit_adapters", lambda self, *args: refits.append(args))
+    # a stop after epoch 2's row was written and before its last.pt: the row of an epoch the resume trains again
+    results = run / "results.csv"
+    header, first = results.read_text().splitlines()[:2]
+    results.write_text("\n".join([header, first, "2" + first[first.index(","):]]) + "\n")
     best = api.resume(run / "weights" / "last.pt")
     assert not refits  # the resumed run keeps the checkpoint's trained adapters instead of fitting new ones
     rows = _rows(run)
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # epoch 2 once, from the resumed training
+    assert rows[1]["train/kd_cwd"] != rows[0]["train/kd_cwd"]
     # cosine schedule 1 -> 0.1 over the two epochs: the second epoch's KD terms shrink accordingly
     assert float(rows[1]["train/kd_cwd"]) < float(rows[0]["train/kd_cwd"])
     ckpt = torch.load(best, map_location="cpu", weights_only=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
 from .classmap import ClassMapError, resolve_class_map
+from .. import atomic
 from ..atomic import staged
 from ..data.road_augment import attach, attached, check_augment
 from ..models import class_names, detect_head
@@ -184,6 +186,13 @@ class StudentTrainer(DetectionTrainer):
             finally:
                 self.last, self.best = final
 
+    def resume_training(self, ckpt):
+        """ultralytics' resume, less the ``results.csv`` rows of epochs that ended after the checkpoint: a run stopped
+        between an epoch's row and its ``last.pt`` trains that epoch again, which would write its row twice."""
+        super().resume_training(ckpt)
+        if ckpt is not None and self.resume and RANK in {-1, 0}:
+            drop_rows_after(self.csv, ckpt.get("epoch", -1) + 1)
+
     def get_model(self, cfg=None, weights=None, verbose=True):
         if not isinstance(weights, nn.Module):
             return super().get_model(cfg, weights, verbose)
@@ -199,3 +208,15 @@ class StudentTrainer(DetectionTrainer):
             n = sum(p.numel() for p in model.parameters())
             LOGGER.info(f"detdistill: training the pruned model as it is ({n / 1e6:.2f}M parameters)")
         return self.set_model_names_for_load(model)
+
+
+def drop_rows_after(csv: Path, last_epoch: int) -> None:
+    """Remove from ultralytics' ``results.csv`` the rows of epochs (its first column, counted from 1) after
+    ``last_epoch``; a missing or unreadable file is left as it is."""
+    try:
+        header, *rows = csv.read_text(encoding="utf-8").splitlines()
+        kept = [row for row in rows if float(row.split(",")[0]) <= last_epoch]
+    except (OSError, ValueError):
+        return
+    if len(kept) < len(rows):
+        atomic.write_text(csv, "\n".join([header, *kept]) + "\n")
