@@ -53,8 +53,10 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"student": {"prune": {"target": 1.5}}}, "student.prune.target: must be a number in (0, 1]"),
-    ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be below 1"),
+    ({"student": {"prune": {"target": 1.5}}}, "student.prune.target: must be a number in (0, 1), got 1.5 (the fraction"),
+    ({"student": {"prune": {"target": 0}}}, "student.prune.target: must be a number in (0, 1), got 0"),
+    ({"student": {"prune": {"target": 1}}}, "student.prune.target: must be a number in (0, 1), got 1"),
+    ({"student": {"prune": {}, "imgsz": 100}}, "student.imgsz: must be a multiple of 32"),
     ({"student": {"prune": {"taget": 0.5}}}, "student.prune.taget: unknown field"),
     ({"student": {"prune": {"refit": "yes"}}}, "student.prune.refit: true (refit the pruned layers"),
     ({"student": {"prune": {"target": 0.5, "importance": "foo"}}}, "student.prune.importance: must be one of var"),
@@ -131,7 +133,7 @@ def test_run_command_reports_a_bad_recipe_without_a_traceback(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("data: {yaml: d.yaml}\nteacher: {weights: t.pt}\nstudent: {prune: {target: 0}}\n")
     result = CliRunner().invoke(app, ["run", str(recipe)])
-    assert result.exit_code == 2 and "student.prune.target: must be a number in (0, 1]" in result.output
+    assert result.exit_code == 2 and "student.prune.target: must be a number in (0, 1)" in result.output
     recipe.write_text(f"data: {{yaml: {tmp_path / 'missing.yaml'}}}\nteacher: {{weights: t.pt}}\nstudent: {{width: 0.5}}\n")
     result = CliRunner().invoke(app, ["run", str(recipe), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2 and "missing.yaml does not exist" in result.output

@@ -17,7 +17,7 @@ Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
                                       # int8.qad: {epochs: 10} adds quantization-aware distillation (from
                                       # the student's own FP32 weights; teacher: teacher for the teacher)
 
-Errors name the field, e.g. ``student.prune.target: must be below 1``. The module is over 400 lines because every
+Errors name the field, e.g. ``student.prune.target: must be a number in (0, 1), got 1.5``. The module is over 400 lines because every
 section and the checks of its values live together, so that one file documents what a recipe may say. Values keep the types the YAML gave
 them (paths stay strings): the stage keys of existing work folders are computed from them.
 """
@@ -218,15 +218,14 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _number(value: Any, path: str, lo: float, hi: float, *, integer: bool = False, open_lo: bool = False,
-            optional: bool = False) -> None:
+            open_hi: bool = False, optional: bool = False) -> None:
     if optional and value is None:
         return
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    ok = ok and (lo < value if open_lo else lo <= value) and value <= hi
+    ok = ok and (lo < value if open_lo else lo <= value) and (value < hi if open_hi else value <= hi)
     if not ok:
-        lo_b = "(" if open_lo else "["
-        raise PipelineError(f"{path}: must be {'an integer' if integer else 'a number'} in {lo_b}{lo}, {hi}], "
-                            f"got {value!r}")
+        interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+        raise PipelineError(f"{path}: must be {'an integer' if integer else 'a number'} in {interval}, got {value!r}")
 
 
 def _kd_recipe(value: str | None, path: str) -> None:
@@ -271,11 +270,14 @@ def _check_data(d: DataSection) -> None:
 
 
 def _check_student(s: StudentSection) -> None:
+    if s.imgsz is not None:  # first: pruning counts GFLOPs at this size
+        _imgsz(s.imgsz, "student.imgsz")
     if s.prune is not None:
         p = s.prune
-        _number(p.target, "student.prune.target", 0, 1, open_lo=True)
-        if p.target >= 1:
-            raise PipelineError("student.prune.target: must be below 1 (the fraction of the teacher to keep, e.g. 0.5)")
+        try:
+            _number(p.target, "student.prune.target", 0, 1, open_lo=True, open_hi=True)
+        except PipelineError as e:
+            raise PipelineError(f"{e} (the fraction of the teacher's GFLOPs to keep, e.g. 0.5)") from None
         if p.metric not in ("gflops", "params"):
             raise PipelineError(f"student.prune.metric: gflops or params, got {p.metric!r}")
         if not isinstance(p.refit, bool):
@@ -293,8 +295,6 @@ def _check_student(s: StudentSection) -> None:
         _number(s.width, "student.width", 0, 1, open_lo=True)
     _text(s.model, "student.model", "a model YAML such as yolov8n.yaml")
     _text(s.weights, "student.weights", "a .pt path or 'teacher'")
-    if s.imgsz is not None:
-        _imgsz(s.imgsz, "student.imgsz")
     if s.freeze_bn is not None and not isinstance(s.freeze_bn, bool):
         raise PipelineError("student.freeze_bn: true, false, or leave it out (true for prune and weights students)")
 
