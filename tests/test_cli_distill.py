@@ -150,6 +150,8 @@ def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, co
     for arg, words in (("optimizer=Adamm", "optimizer=Adamm is not an ultralytics optimizer (did you mean 'Adam'"),
                        ("imgsz=1e3", "imgsz=1000.0: give the training image size as a whole number"),
                        ("imgsz=-1", "imgsz=-1: give the training image size"),
+                       ("imgsz=100", "imgsz=100 is not a multiple of the models' stride 32 (ultralytics would train "
+                                     "at 128): pass e.g. imgsz=128"),
                        ("cache=maybe", "cache=maybe: ultralytics caches images with cache=ram or cache=disk"),
                        ("workers=-1", "workers=-1: give the number of dataloader processes")):
         out = runner.invoke(app, [*base, arg], terminal_width=200)
@@ -160,6 +162,8 @@ def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, co
         check_train_args(ok)
     with pytest.raises(TrainArgumentError, match="imgsz=True"):
         check_train_args({"imgsz": True})
+    with pytest.raises(TrainArgumentError, match=r"imgsz=\[320, 330\] is not a multiple .* train at 352"):
+        check_train_args({"imgsz": [320, 330]})
     out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", str(coco8_yaml), "--data",
                               str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "is not a model YAML (it has no backbone: and head: sections)" in out.output

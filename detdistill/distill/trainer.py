@@ -82,6 +82,8 @@ def check_train_args(args: Mapping[str, Any], where: str = "", options: Collecti
 
 # values ultralytics' check_cfg lets through and its trainer refuses (or bends) later: the optimizers its
 # build_optimizer knows (matched ignoring case), the cache modes, workers and imgsz, a whole number of pixels
+# and a multiple of the stride
+MAX_STRIDE = 32  # the largest stride of YOLOv8/11/26 detection models (P3-P5): every input size is a multiple
 CACHE_MODES = ("ram", "disk")  # with True and False; ultralytics takes any other text as no cache
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "auto")
 
@@ -110,6 +112,11 @@ def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
     if size is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
         raise TrainArgumentError(f"imgsz={size}{where}: give the training image size as a whole number of pixels, "
                                  "e.g. imgsz=640")
+    odd = [v for v in sizes if size is not None and v % MAX_STRIDE]
+    if odd:  # ultralytics would train at the next multiple, which val, export and the pipeline then refuse
+        raise TrainArgumentError(f"imgsz={size}{where} is not a multiple of the models' stride {MAX_STRIDE} "
+                                 f"(ultralytics would train at {-(-odd[0] // MAX_STRIDE) * MAX_STRIDE}): pass e.g. "
+                                 f"imgsz={-(-odd[0] // MAX_STRIDE) * MAX_STRIDE}")
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:
