@@ -69,6 +69,9 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     assert "TensorRT is not installed" in md  # the engine stages say why they did not run
     assert "INT8: calibrated on" in md  # the INT8 stage's notes reach the report (few calibration images here)
     assert "summary: 8 frames" in md  # the demo processed every frame of the video
+    from detdistill.runtime.cpu import cpu_model, instruction_set
+
+    assert f"**machine:** {cpu_model()} (" in md and f", {instruction_set()}), " in md  # the CPU the numbers are from
     cap = cv2.VideoCapture(str(work / "demo.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()

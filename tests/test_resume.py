@@ -191,3 +191,7 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
     assert steps and all(s.endswith(": up to date, skipped") for s in steps), steps
     stage_rows = [line for line in (work / "report.md").read_text().splitlines() if line.startswith("| ")]
     assert not any("| ran |" in line for line in stage_rows)
+    cached = [line for line in stage_rows if "| cached |" in line]
+    assert cached and all(line.rstrip().endswith("| cached | - |") for line in cached)  # no time of their own
+    assert f"| total of this run ({len(cached)} cached stages took their time in earlier runs) |" in "\n".join(
+        stage_rows)

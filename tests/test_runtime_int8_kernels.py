@@ -101,3 +101,16 @@ def test_instruction_set_is_named_and_the_warning_names_the_fix():
     assert saturation_warning("u8s8", "arm64-dotprod") is None and saturation_warning(None, "avx2") is None
     msg = saturation_warning("u8s8", "avx2")
     assert "saturate" in msg and "avx2" in msg and "--scheme u8s7" in msg
+
+
+def test_the_cpu_model_is_lscpus_model_name():
+    import platform
+    import shutil
+
+    from detdistill.runtime.cpu import cpu_model
+
+    if shutil.which("lscpu") is None:
+        pytest.skip("lscpu is not installed here")
+    listed = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    names = [line.split(":", 1)[1].strip() for line in listed.splitlines() if line.startswith("Model name:")]
+    assert cpu_model() == (names[0] if names else platform.machine())

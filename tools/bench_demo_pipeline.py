@@ -27,9 +27,7 @@ import argparse
 import gc
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ import numpy as np  # noqa: E402
 from detdistill.demo import run_demo  # noqa: E402
 from detdistill.demo.simulated import Recording, SimulatedBackend  # noqa: E402
 from detdistill.demo.synthetic import SyntheticCamera  # noqa: E402
-from detdistill.runtime.cpu import instruction_set  # noqa: E402
+from detdistill.runtime.cpu import cpu_model, instruction_set  # noqa: E402
 
 from bench_demo import TEACHER, export_models  # noqa: E402  (this folder: the teacher exported as the demo bench does)
 
@@ -56,13 +54,7 @@ SIZE = (640, 480)
 
 def cpu_info() -> dict:
     """CPU model (lscpu), its instruction set as the runtime sees it, core count and load."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except OSError:
-        text = ""
-    model = re.search(r"^Model name:\s*(.+)$", text, re.M)
-    return {"model": model.group(1).strip() if model else "unknown", "isa": instruction_set(),
-            "cpus": os.cpu_count(), "load": os.getloadavg()}
+    return {"model": cpu_model(), "isa": instruction_set(), "cpus": os.cpu_count(), "load": os.getloadavg()}
 
 
 def scene_of_photos(height: int, count: int = 8) -> np.ndarray | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runtime.cpu import cpu_model, instruction_set
 from .config import PipelineConfig
 from .stages import StageCache
 
@@ -53,7 +54,8 @@ def tensorrt_version() -> str | None:
 
 def describe_machine(gpu_name: str | None) -> str:
     """CPU, GPU and runtime versions, for the report."""
-    parts = [f"{platform.machine()}, {os.cpu_count()} CPU cores", gpu_name or "no GPU"]
+    parts = [f"{cpu_model()} ({platform.machine()}, {instruction_set()}), {os.cpu_count()} CPU cores",
+             gpu_name or "no GPU"]
     try:
         import onnxruntime  # lazy: onnxruntime (optional: reported where installed)
 

@@ -17,6 +17,8 @@ does not report, where it agrees with numpy.
 from __future__ import annotations
 
 import platform
+import re
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +47,18 @@ def _cpuinfo_flags() -> set[str]:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` prints it (e.g. ``AMD EPYC``, ``Cortex-A78AE``), or the machine name
+    (``x86_64``) where lscpu is missing or says none."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    name = re.search(r"^Model name:\s*(.+)$", text, re.M)
+    return name.group(1).strip() if name else platform.machine()
+
+
 def instruction_set() -> str:
     """``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``, ``x86`` (older), ``arm64-dotprod``, ``arm64`` or the machine name."""
     machine = platform.machine().lower()

@@ -101,11 +101,14 @@ def robustness_caption(report: PipelineReport) -> str:
 
 
 def stage_table(report: PipelineReport) -> Table:
-    """Pipeline stages with their status and wall time, and a total row."""
-    rows = [[name, status, fmt(seconds, 1)] for name, status, seconds in report.stages]
+    """Pipeline stages with their status and this run's wall time (a cached stage took none: "-", its time is in
+    the run that made it), and a total row that says when it leaves cached stages out."""
+    rows = [[name, status, "-" if status == "cached" else fmt(seconds, 1)] for name, status, seconds in report.stages]
     if rows:
-        rows.append(["total", "", fmt(sum(s for _, _, s in report.stages), 1)])
-    return Table(["stage", "status", "seconds"], rows, (0, 1))
+        cached = sum(status == "cached" for _, status, _ in report.stages)
+        rows.append([f"total of this run ({cached} cached stages took their time in earlier runs)" if cached
+                     else "total", "", fmt(sum(s for _, _, s in report.stages), 1)])
+    return Table(["stage", "status", "seconds this run"], rows, (0, 1))
 
 
 def _last(values: list[float]) -> float | None:
@@ -143,6 +146,7 @@ def relative_caption(report: PipelineReport) -> str:
     if teacher is None:
         return "No teacher artifact: relative columns are empty."
     return (
-        f"Latencies are medians in ms. \"mAP kept %\" and \"GFLOPs %\" are relative to "
+        f"Latencies are medians in ms over the timed runs, each column on its own: \"total\" is the median of "
+        f"each run's total, not the sum of the stage medians. \"mAP kept %\" and \"GFLOPs %\" are relative to "
         f"\"{teacher.name}\"."
     )
