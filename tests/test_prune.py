@@ -135,7 +135,7 @@ def test_trains_one_step(pruned, coco8_yaml, tmp_path):
 
 
 @pytest.mark.parametrize("family", ["yolov8n", "yolo11n"])
-def test_random_init_families(family, tmp_path):
+def test_random_init_families(family, tmp_path, app):
     """Randomly initialised v8 (C2f) and 11 (C3k2, C2PSA attention, DWConv head) models prune and still run."""
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
@@ -145,6 +145,11 @@ def test_random_init_families(family, tmp_path):
     torch.save({"model": DetectionModel(f"{family}.yaml", nc=3, verbose=False), "train_args": {}}, src)
     res = prune_checkpoint(src, tmp_path / "p.pt", PruneConfig(target=0.6, imgsz=320))
     assert 0.45 < res.ratio <= 0.6
+    assert res.untrained_source  # the CLI warns instead of suggesting it as a teacher
+    if family == "yolov8n":
+        out = _run(app, "prune", src, "--target", 0.6, "--imgsz", 320, "-o", tmp_path / "cli.pt")
+        assert out.exit_code == 0 and "holds untrained weights" in out.output and "next:" not in out.output
+        assert " MB " in out.output  # file sizes in MB, as the pipeline's report gives them
     if family == "yolo11n":
         assert any("C2PSA" in note for note in res.ignored)
     model = YOLO(str(res.path)).model

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import atomic
 from ..export.outputs import checked_output
+from ..models import never_trained
 from .calibration import calibration_batches, recalibrate_bn
 from .config import PruneConfig
 from .models import PruneError, count_gflops, count_params, load_detection_model, output_tensors, reset_head
@@ -75,7 +76,7 @@ def prune_checkpoint(weights: str | Path, out: str | Path | None = None, config:
     result = PruneResult(
         path=out, source=weights, config=c, params_before=params_before, params_after=count_params(model),
         gflops_before=gflops_before, gflops_after=count_gflops(model, c.imgsz), layers=layers, ignored=notes,
-        size_before=weights.stat().st_size,
+        size_before=weights.stat().st_size, untrained_source=never_trained(teacher),
     )
     save_student(model, ckpt, result, out, half=c.half)
     result.size_after = out.stat().st_size

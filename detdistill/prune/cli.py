@@ -63,6 +63,11 @@ def prune(
     typer.echo(res.summary())
     for note in res.ignored:
         typer.echo(f"  kept whole: {note}")
+    if res.untrained_source:  # a structure to try out, not a student: nothing learned to keep, nothing to teach
+        typer.secho(f"warning: {weights} holds untrained weights (every BatchNorm layer at its initial statistics), so "
+                    f"{res.path} inherits nothing learned and {weights} cannot teach it: prune a trained checkpoint",
+                    fg=typer.colors.YELLOW, err=True)
+        return
     data = str(calib) if calib is not None and calib.suffix.lower() in (".yaml", ".yml") else "DATA.yaml"
     typer.echo("next: fine-tune the pruned student with distillation from the full teacher:\n"
                f"  detdistill train --teacher {weights} --student {res.path} --data {data}")

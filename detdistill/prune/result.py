@@ -34,6 +34,7 @@ class PruneResult:
     size_after: int = 0
     layers: list[LayerWidth] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    untrained_source: bool = False  # the source never trained (detdistill.models.never_trained): nothing learned
 
     @property
     def ratio(self) -> float:
@@ -44,15 +45,14 @@ class PruneResult:
 
     def table(self) -> list[tuple[str, str, str, str]]:
         """Rows (quantity, before, after, kept) of the before/after table."""
-        mb = 1 << 20
         rows = [
             ("parameters", f"{self.params_before / 1e6:.3f} M", f"{self.params_after / 1e6:.3f} M",
              f"{self.params_after / self.params_before:.1%}"),
-            (f"GFLOPs @{self.config.imgsz}", f"{self.gflops_before:.2f}", f"{self.gflops_after:.2f}",
+            (f"GFLOPs @{self.config.imgsz}", _gflops(self.gflops_before), _gflops(self.gflops_after),
              f"{self.gflops_after / self.gflops_before:.1%}"),
         ]
-        if self.size_before and self.size_after:
-            rows.append(("file size", f"{self.size_before / mb:.2f} MiB", f"{self.size_after / mb:.2f} MiB",
+        if self.size_before and self.size_after:  # MB as the pipeline's report counts them (10^6 bytes)
+            rows.append(("file size", f"{self.size_before / 1e6:.2f} MB", f"{self.size_after / 1e6:.2f} MB",
                          f"{self.size_after / self.size_before:.1%}"))
         return rows
 
@@ -84,3 +84,8 @@ class PruneResult:
             "ignored": list(self.ignored),
             "layers": {w.name: [w.before, w.after] for w in self.layers},
         }
+
+
+def _gflops(value: float) -> str:
+    """Two decimals, or two significant digits below 0.1 (a tiny model at a small size is not 0.00 GFLOPs)."""
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
