@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from detdistill.export.cli import register
@@ -291,7 +292,7 @@ def test_a_binary_data_yaml_is_named_by_every_verb(app, tmp_path_factory, teache
 
 
 def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp_path_factory, teacher_pt,
-                                                                       vehicles_yaml, coco8_yaml):
+                                                                       vehicles_yaml, coco8_yaml, tmp_path):
     from conftest import export_teacher
 
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
@@ -302,6 +303,16 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
     assert "person as Ambulance" in text and "class_map=" in text
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1")
     assert out.exit_code == 0 and "warning" not in out.output
+    names = yaml.safe_load(coco8_yaml.read_text())["names"]
+    names[0], names[1] = names[1], names[0]  # the same 80 classes, two of them in each other's place
+    swapped = tmp_path / "swapped.yaml"
+    swapped.write_text(yaml.safe_dump({"path": str(coco8_yaml.parent), "train": "images/train", "val": "images/val",
+                                       "names": names}))
+    out = _run(app, "eval", onnx_path, "-d", swapped, "--limit", "1")
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "mAP50-95" in text, text
+    assert f"warning: the model and {swapped} name their 80 classes differently (person as bicycle, bicycle as " \
+           "person): class ids are scored by position" in text, text
     out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--split", "nosuch")  # a fatal data error comes alone
     assert out.exit_code != 0 and "nosuch" in out.output and "warning" not in out.output, out.output
 

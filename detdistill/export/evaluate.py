@@ -153,11 +153,20 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
 
 def class_count_warning(det: Detector, data: str | Path) -> str | None:
     """Why scoring ``det`` on ``data`` may mean little: the model predicts more classes than the data names, and its
-    first ones are not the data's (:func:`evaluate` refuses fewer). ``None`` when the classes agree."""
+    first ones are not the data's (:func:`evaluate` refuses fewer), or as many under other names. ``None`` when the
+    classes agree."""
     names = load_dataset(data).names
     n, m = len(det.names), len(names)
     ours = [det.names.get(i, "").lower() for i in range(m)]
-    if n <= m or ours == [names[i].lower() for i in range(m) if i in names]:
+    if n == m:  # the same count: the ids are scored by position, so their names must agree too
+        differ = [i for i in range(m) if ours[i] != str(names.get(i, "")).lower()]
+        if not differ:
+            return None
+        pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in differ[:3])
+        return (f"the model and {data} name their {m} classes differently ({pairs}{', ...' if len(differ) > 3 else ''})"
+                ": class ids are scored by position, so if these are the same classes in another order this mAP is "
+                "wrong; check the data YAML's names: against the model's training data")
+    if n < m or ours == [names[i].lower() for i in range(m) if i in names]:
         return None
     pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in range(min(m, 3)))
     return (f"the model predicts {n} classes and {data} has {m}: its class ids are scored as the data's ({pairs}"
