@@ -79,8 +79,9 @@ def main() -> None:
                            if name != "FP32")
         print(f"round {r + 1}/{args.rounds}: {row}  |  {ratios}", flush=True)
     if args.profile:
-        print("\nms per inference by operator kind (ONNX Runtime's profiler, 50 runs after 10 warm-up runs):")
-        profiles = {name: node_ms(path, work) for name, path in models.items()}
+        print("\nms per inference by operator kind (ONNX Runtime's profiler; the models take turns in 5 blocks of 10 "
+              "runs, after 10 warm-up runs each):")
+        profiles = node_ms(models, work)
         for name, nodes in profiles.items():
             print(f"{name}: " + ", ".join(f"{op} {ms:.2f}" for op, ms in by_key(nodes, 1)))
         print("\nms per inference by layer (nodes outside model.N: 'other')")
@@ -99,27 +100,36 @@ def main() -> None:
         print(f"{name:<7} {mid:8.2f} [{min(ms):.2f}, {max(ms):.2f}]{'':10}{ratio_text}")
 
 
-def node_ms(path: Path, work: Path, runs: int = 50) -> collections.Counter:
-    """Milliseconds per inference of ``path`` (on a gray image) by (layer, operator kind): the layer is the
-    ``model.N`` in the node's name (ultralytics' module index), ``other`` where there is none."""
+def node_ms(models: dict[str, Path], work: Path, rounds: int = 5, runs: int = 10) -> dict[str, collections.Counter]:
+    """Milliseconds per inference of each model (on a gray image) by (layer, operator kind): the layer is the
+    ``model.N`` in the node's name (ultralytics' module index), ``other`` where there is none. The models take turns
+    in blocks of ``runs`` for ``rounds`` rounds, after a warm-up block each, so that a slow spell of a shared machine
+    falls on all of them alike."""
     import numpy as np
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.enable_profiling, opts.profile_file_prefix = True, str(work / f"profile-{path.stem}")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.full(session.get_inputs()[0].shape, 114 / 255, np.float32)}
-    warmup = 10
-    for _ in range(warmup + runs):
-        session.run(None, feed)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    start = sorted(e["ts"] for e in events if e.get("name") == "model_run")[warmup]  # after the warm-up runs
-    total: collections.Counter = collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
-            layer = re.search(r"model\.\d+", e["name"])
-            total[layer.group(0) if layer else "other", e["args"]["op_name"]] += e["dur"] / 1000 / runs
-    return total
+    sessions, feeds, warm_runs = {}, {}, 10
+    for name, path in models.items():
+        opts = ort.SessionOptions()
+        opts.enable_profiling, opts.profile_file_prefix = True, str(work / f"profile-{path.stem}")
+        sessions[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        shape = sessions[name].get_inputs()[0].shape
+        feeds[name] = {sessions[name].get_inputs()[0].name: np.full(shape, 114 / 255, np.float32)}
+    for block in range(rounds + 1):  # block 0 warms each model up and is not counted
+        for name, session in sessions.items():
+            for _ in range(warm_runs if block == 0 else runs):
+                session.run(None, feeds[name])
+    totals = {}
+    for name, session in sessions.items():
+        events = json.loads(Path(session.end_profiling()).read_text())
+        start = sorted(e["ts"] for e in events if e.get("name") == "model_run")[warm_runs]  # after the warm-up
+        total: collections.Counter = collections.Counter()
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+                layer = re.search(r"model\.\d+", e["name"])
+                total[layer.group(0) if layer else "other", e["args"]["op_name"]] += e["dur"] / 1000 / (rounds * runs)
+        totals[name] = total
+    return totals
 
 
 def by_key(nodes: collections.Counter, index: int) -> list[tuple[str, float]]:
