@@ -32,7 +32,7 @@ def test_stage_is_skipped_while_up_to_date_and_reruns_on_change(tmp_path):
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 1_000_000))
     lines: list[str] = []
     assert _stage(StageCache(tmp_path, log=lines.append), src, out, calls) == {"chars": 4} and len(calls) == 2
-    assert lines == ["upper (its inputs changed since the last run: done again, its earlier result replaced)"]
+    assert lines == ["upper (its inputs or settings changed since the last run: done again, its earlier result replaced)"]
     out.unlink()  # lost output: run again, nothing to say about inputs
     _stage(StageCache(tmp_path, log=lines.append), src, out, calls)
     assert len(calls) == 3 and out.read_text() == "ABCD" and lines[-1] == "upper"
@@ -185,3 +185,16 @@ def test_a_work_folder_of_another_recipe_is_named_before_any_stage_runs(tmp_path
                                                    "recipe") and "--workdir NEW_FOLDER" in lines[0]
     assert (work / RECIPE_COPY).read_text() == first
     assert claim_workdir(work) == work  # the kept recipe does not make the folder look like someone else's
+
+
+def test_after_a_damaged_manifest_a_training_stage_keeps_its_folder_and_says_it_may_be_reused(tmp_path):
+    run_dir = tmp_path / "student"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "weights" / "last.pt").write_bytes(b"epoch 3")
+    (tmp_path / "stages.json").write_text('{"train": {"key": "3f')  # cut off mid-write
+    lines: list[str] = []
+    cache = StageCache(tmp_path, log=lines.append)
+    seen = cache.run("train", {"epochs": 5}, [run_dir / "weights" / "best.pt"],
+                     lambda: (run_dir / "weights" / "last.pt").read_text(), clean=(run_dir,))
+    assert seen == "epoch 3"  # the folder was kept for the training to resume or reuse
+    assert lines[-1] == "train (from what its folder holds: resumed, or reused if finished)", lines

@@ -139,9 +139,11 @@ class StageCache:
         # a training interrupted in a folder since moved starts again: its checkpoint names the old folder
         resuming = (same and not self._moved(entry)) or (entry is None and self.recovered)
         replaced = bool(entry and entry.get("done")) and not same  # its inputs changed since it finished
-        self.log(f"{where}{name}" + (" (resuming)" if resuming and clean else "") +
-                 (" (its inputs changed since the last run: done again, its earlier result replaced)" if replaced
-                  else ""))
+        # after a damaged manifest nothing says whether the folder's training finished: it resumes or is reused
+        picking_up = " (resuming)" if same else " (from what its folder holds: resumed, or reused if finished)"
+        self.log(f"{where}{name}" + (picking_up if resuming and clean else "") +
+                 (" (its inputs or settings changed since the last run: done again, its earlier result replaced)"
+                  if replaced else ""))
         if not resuming:
             for folder in clean:
                 shutil.rmtree(folder, ignore_errors=True)
