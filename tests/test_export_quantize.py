@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from detdistill.export.evaluate import evaluate
-from detdistill.export import quantize
+from detdistill.export import quantize, sensitivity
 from detdistill.export.quantize import quantize_onnx
 from detdistill.runtime import Detector
 from conftest import export_teacher, val_images
@@ -252,17 +252,17 @@ def test_the_sensitivity_cache_is_keyed_by_everything_the_probes_depend_on(tmp_p
     calib_cache, probes = tmp_path / "calib-abc-def-cpu-minmax-b1.json", _calib(coco_mini_yaml, 4)
     settings = {"scheme": "u8s7", "per_channel": True, "keep_float": "head-outputs", "conv_outputs": False,
                 "fixed": [], "candidates": ["model.0", "model.1"]}
-    path = quantize.sensitivity_cache_path(calib_cache, probes, settings)
+    path = sensitivity.sensitivity_cache_path(calib_cache, probes, settings)
     assert path.parent == tmp_path and path.name.startswith("calib-abc-def-cpu-minmax-b1-sensitivity-")
-    assert quantize.sensitivity_cache_path(calib_cache, probes, dict(reversed(settings.items()))) == path
-    others = [quantize.sensitivity_cache_path(calib_cache, probes[:3], settings),
-              quantize.sensitivity_cache_path(tmp_path / "calib-abd-def-cpu-minmax-b1.json", probes, settings),
-              *(quantize.sensitivity_cache_path(calib_cache, probes, {**settings, key: value}) for key, value in
+    assert sensitivity.sensitivity_cache_path(calib_cache, probes, dict(reversed(settings.items()))) == path
+    others = [sensitivity.sensitivity_cache_path(calib_cache, probes[:3], settings),
+              sensitivity.sensitivity_cache_path(tmp_path / "calib-abd-def-cpu-minmax-b1.json", probes, settings),
+              *(sensitivity.sensitivity_cache_path(calib_cache, probes, {**settings, key: value}) for key, value in
                 (("scheme", "u8u8"), ("fixed", ["model.2"]), ("keep_float", "head"), ("per_channel", False)))]
-    monkeypatch.setattr(quantize, "instruction_set", lambda: "arm64")  # another CPU's kernels round otherwise
-    others.append(quantize.sensitivity_cache_path(calib_cache, probes, settings))
+    monkeypatch.setattr(sensitivity, "instruction_set", lambda: "arm64")  # another CPU's kernels round otherwise
+    others.append(sensitivity.sensitivity_cache_path(calib_cache, probes, settings))
     assert path not in others and len(set(others)) == len(others)
     path.write_text("{not json")  # a damaged cache is ranked again and rewritten
-    assert quantize.cached_ranking(path, lambda: [("model.1", 2.0), ("model.0", 1.0)]) == [("model.1", 2.0),
+    assert sensitivity.cached_ranking(path, lambda: [("model.1", 2.0), ("model.0", 1.0)]) == [("model.1", 2.0),
                                                                                            ("model.0", 1.0)]
-    assert quantize.cached_ranking(path, lambda: pytest.fail("ranked again")) == [("model.1", 2.0), ("model.0", 1.0)]
+    assert sensitivity.cached_ranking(path, lambda: pytest.fail("ranked again")) == [("model.1", 2.0), ("model.0", 1.0)]

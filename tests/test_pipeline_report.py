@@ -151,7 +151,8 @@ def test_header_stages_notes_training_and_recipe(tmp_path: Path) -> None:
                  "TensorRT not present: engine stages skipped", "skipped: no TensorRT"):
         assert text in md and html.escape(text) in page
     assert _md_row(md, "distill") == ["distill", "ran", "412.5"]
-    assert _md_row(md, "data") == ["data", "cached", "0.0"]
+    assert _md_row(md, "data") == ["data", "cached", "-"]  # no time of its own in this run
+    assert "total of this run (1 cached: their time was spent in earlier runs)" in md
     assert "```yaml\nteacher: yolov8n.pt\n" in md
     # training summary: final mAP of each run, KD columns found (padded header names stripped)
     no_kd = _md_row(md, "student, no KD", "Training")

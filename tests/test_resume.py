@@ -193,5 +193,5 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
     assert not any("| ran |" in line for line in stage_rows)
     cached = [line for line in stage_rows if "| cached |" in line]
     assert cached and all(line.rstrip().endswith("| cached | - |") for line in cached)  # no time of their own
-    assert f"| total of this run ({len(cached)} cached stages took their time in earlier runs) |" in "\n".join(
+    assert f"| total of this run ({len(cached)} cached: their time was spent in earlier runs) |" in "\n".join(
         stage_rows)

@@ -27,16 +27,13 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from .. import atomic
-from ..hashing import files_key, settings_key
-from ..runtime.cpu import instruction_set
 from ..runtime.model_file import require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
@@ -45,6 +42,7 @@ from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path,
 from .compare import paired_gain
 from .evaluate import EvalResult, evaluate
 from .outputs import checked_output
+from .sensitivity import SENSITIVITY_IMAGES, cached_ranking, rank_sensitivity, sensitivity_cache_path
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
@@ -53,7 +51,6 @@ TARGETS = ("tensorrt", "cpu")
 CPU_SCHEMES = ("u8s7", "u8u8", "u8s8")
 DEFAULT_CPU_SCHEME = "u8s7"
 KEEP_FLOAT = ("head-outputs", "head")
-SENSITIVITY_IMAGES = 16  # calibration images the per-layer sensitivity probes run on
 HEAD_INNER = re.compile(r"/cv[23]\.\d+/cv[23]\.\d+\.[01]/")  # the head's 3x3 conv blocks (quantizable)
 
 
@@ -356,49 +353,3 @@ def quantize_onnx(
     raise RuntimeError(f"could not meet max_drop={max_drop} with {max_float_layers} layers in float (drop still "
                        f"{result.fp32_map - trial_map:.4f}): raise --max-drop, use more calibration images, or "
                        "--keep-float head")
-
-
-def sensitivity_cache_path(calibration_cache: Path, probes: Sequence[Path], settings: dict) -> Path:
-    """Where the sensitivity ranking is cached: beside the calibration ranges it was built from (whose name holds the
-    model, the calibration images, target and method), keyed by the probe images, ``settings`` and this CPU's
-    instruction set (the cpu target's probes run its integer kernels, which round differently per CPU)."""
-    key = settings_key({**settings, "isa": instruction_set()})
-    return calibration_cache.with_name(f"{calibration_cache.stem}-sensitivity-{files_key(probes)}-{key}.json")
-
-
-def cached_ranking(path: Path, rank: Callable[[], list[tuple[str, float]]]) -> list[tuple[str, float]]:
-    """``rank()``'s ranking, read from ``path`` when an earlier search with the same inputs saved it there (a second
-    ``--max-drop`` on the same model skips the probes); an unreadable cache is computed again."""
-    try:
-        return [(str(layer), float(err)) for layer, err in json.loads(path.read_text())["ranking"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        ranking = rank()
-        atomic.write_text(path, json.dumps({"ranking": ranking}))
-        return ranking
-
-
-def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[str], layers: Sequence[str],
-                     info: ModelInfo, input_name: str) -> list[tuple[str, float]]:
-    """Rank layers by the error that quantizing each one alone adds (largest first).
-
-    Each probe quantizes one layer and leaves every other layer in float; the error is the mean squared
-    difference of its class scores to the FP32 model's on ``files``. One-at-a-time probes give a ranking
-    that stays put across image sets (the stem convolutions lead on YOLOv8), where probing "all but one
-    layer in INT8" drowns each layer's share in the others' error.
-    """
-    import onnxruntime as ort  # lazy: onnxruntime (tensorrt_build imports this module without it)
-
-    xs = [CalibrationReader([f], info, input_name).get_next() for f in files]
-
-    def scores(path: Path) -> list[np.ndarray]:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return [sess.run(["scores"], x)[0] for x in xs]
-
-    ref = scores(src)
-    ranked = []
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "probe.onnx"
-        for layer in layers:
-            build([*fixed, *(g for g in layers if g != layer)], p)  # only `layer` (and what is not a layer) in INT8
-            ranked.append((layer, float(np.mean([np.mean((a - b) ** 2) for a, b in zip(scores(p), ref)]))))
-    return sorted(ranked, key=lambda t: -t[1])

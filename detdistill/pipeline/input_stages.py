@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..data.coco_subset import chosen_classes, make_coco_subset
 from ..data.unlabeled import add_unlabeled
-from ..models import load_detection_checkpoint
+from ..models import class_names, load_detection_checkpoint
 from ..prune import PruneConfig, prune_checkpoint
-from ..registry.weights import resolve_weights
+from ..registry.weights import WeightsError, resolve_weights
 from .config import PipelineConfig
 from .context import StageContext
 from .schema import PipelineError, as_dict, read_from
@@ -104,8 +104,6 @@ def check_teacher_and_data(cfg: PipelineConfig) -> None:
     from ..distill.api import check_dataset  # lazy: torch, ultralytics
     from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher
-    from ..models import class_names
-    from ..registry.weights import WeightsError
 
     dataset = None
     if cfg.data.kind == "yaml":

@@ -106,7 +106,7 @@ def stage_table(report: PipelineReport) -> Table:
     rows = [[name, status, "-" if status == "cached" else fmt(seconds, 1)] for name, status, seconds in report.stages]
     if rows:
         cached = sum(status == "cached" for _, status, _ in report.stages)
-        rows.append([f"total of this run ({cached} cached stages took their time in earlier runs)" if cached
+        rows.append([f"total of this run ({cached} cached: their time was spent in earlier runs)" if cached
                      else "total", "", fmt(sum(s for _, _, s in report.stages), 1)])
     return Table(["stage", "status", "seconds this run"], rows, (0, 1))
 
