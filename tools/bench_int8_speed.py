@@ -87,10 +87,13 @@ def main() -> None:
         print("\nms per inference by layer (nodes outside model.N: 'other')")
         layers = {name: dict(by_key(nodes, 0)) for name, nodes in profiles.items()}
         print(f"{'layer':<9}" + "".join(f"{name:>16}" for name in models))
-        for layer in sorted(layers["FP32"].keys() | set().union(*layers.values()), key=layer_order):
+        for layer in sorted(set().union(*layers.values()), key=layer_order):
             fp32_ms = layers["FP32"].get(layer, 0.0)
-            cells = [f"{fp32_ms:16.2f}"] + [f"{layers[n].get(layer, 0.0):9.2f} ({layers[n].get(layer, 0.0) / fp32_ms:.2f}x)"
-                                            if fp32_ms else f"{layers[n].get(layer, 0.0):16.2f}" for n in models if n != "FP32"]
+            cells = [f"{fp32_ms:16.2f}"]
+            for name in models:
+                if name != "FP32":
+                    ms = layers[name].get(layer, 0.0)
+                    cells.append(f"{ms:9.2f} ({ms / fp32_ms:.2f}x)" if fp32_ms else f"{ms:16.2f}")
             print(f"{layer:<9}" + "".join(cells))
     print("\nmodel   median ms over rounds [min, max]   vs FP32 per round [min, max]")
     for name, ms in times.items():

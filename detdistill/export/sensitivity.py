@@ -47,7 +47,7 @@ def rank_sensitivity(src: Path, files: Sequence[Path], build, fixed: Sequence[st
     that stays put across image sets (the stem convolutions lead on YOLOv8), where probing "all but one
     layer in INT8" drowns each layer's share in the others' error.
     """
-    import onnxruntime as ort  # lazy: onnxruntime (tensorrt_build imports quantize, and through it this module, without it)
+    import onnxruntime as ort  # lazy: onnxruntime (tensorrt_build imports quantize, so this module, without it)
 
     xs = [CalibrationReader([f], info, input_name).get_next() for f in files]
 

@@ -76,7 +76,8 @@ def build_engine(ctx: StageContext, onnx: Artifact, data: Path, precision: str) 
     if tensorrt_version() is None:
         ctx.stages.skip(name, "TensorRT is not installed here")
         ctx.note("TensorRT is not installed on this machine: the engine stages were skipped. Run the same "
-                 "recipe on the Jetson (see deploy/jetson/README.md in detdistill's repository) to build and measure them.")
+                 "recipe on the Jetson (see deploy/jetson/README.md in detdistill's repository) to build and "
+                 "measure them.")
         return None
     from ..export.tensorrt_build import build_engine as build  # lazy: cv2, onnx (only this stage needs them)
 

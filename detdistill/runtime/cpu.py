@@ -47,7 +47,6 @@ def _cpuinfo_flags() -> set[str]:
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name as ``lscpu`` prints it (e.g. ``AMD EPYC``, ``Cortex-A78AE``), or the machine name
     (``x86_64``) where lscpu is missing or says none."""
@@ -59,6 +58,7 @@ def cpu_model() -> str:
     return name.group(1).strip() if name else platform.machine()
 
 
+@lru_cache(maxsize=1)
 def instruction_set() -> str:
     """``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``, ``x86`` (older), ``arm64-dotprod``, ``arm64`` or the machine name."""
     machine = platform.machine().lower()
