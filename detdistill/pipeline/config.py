@@ -17,10 +17,10 @@ Example (every section but ``data``, ``teacher`` and ``student`` is optional)::
                                       # int8.qad: {epochs: 10} adds quantization-aware distillation (from
                                       # the student's own FP32 weights; teacher: teacher for the teacher)
 
-Errors name the field, e.g. ``student.prune.target: must be a number in (0, 1), got 1.5``. The module is over 400
-lines because every section and the checks of its values live together, so that one file documents what a recipe may
-say. Values keep the types the YAML gave them (paths stay strings): the stage keys of existing work folders are
-computed from them.
+Errors name the field, e.g. ``student.prune.target: must be a number in (0, 1), got 1.5``.
+The module is over 400 lines because every section and the checks of its values live together, so that one file
+documents what a recipe may say. Values keep the types the YAML gave them (paths stay strings): the stage keys of
+existing work folders are computed from them.
 """
 
 from __future__ import annotations
