@@ -112,11 +112,11 @@ def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
     if size is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
         raise TrainArgumentError(f"imgsz={size}{where}: give the training image size as a whole number of pixels, "
                                  "e.g. imgsz=640")
-    odd = [v for v in sizes if size is not None and v % MAX_STRIDE]
+    odd = [v for v in sizes if v % MAX_STRIDE] if size is not None else []
     if odd:  # ultralytics would train at the next multiple, which val, export and the pipeline then refuse
+        rounded = -(-odd[0] // MAX_STRIDE) * MAX_STRIDE
         raise TrainArgumentError(f"imgsz={size}{where} is not a multiple of the models' stride {MAX_STRIDE} "
-                                 f"(ultralytics would train at {-(-odd[0] // MAX_STRIDE) * MAX_STRIDE}): pass e.g. "
-                                 f"imgsz={-(-odd[0] // MAX_STRIDE) * MAX_STRIDE}")
+                                 f"(ultralytics would train at {rounded}): pass e.g. imgsz={rounded}")
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:

@@ -157,20 +157,20 @@ def class_count_warning(det: Detector, data: str | Path) -> str | None:
     classes agree."""
     names = load_dataset(data).names
     n, m = len(det.names), len(names)
-    ours = [det.names.get(i, "").lower() for i in range(m)]
-    if n == m:  # the same count: the ids are scored by position, so their names must agree too
-        differ = [i for i in range(m) if ours[i] != str(names.get(i, "")).lower()]
-        if not differ:
-            return None
-        pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in differ[:3])
-        return (f"the model and {data} name their {m} classes differently ({pairs}{', ...' if len(differ) > 3 else ''})"
-                ": class ids are scored by position, so if these are the same classes in another order this mAP is "
-                "wrong; check the data YAML's names: against the model's training data")
-    if n < m or ours == [names[i].lower() for i in range(m) if i in names]:
+    differ = [i for i in range(m) if det.names.get(i, "").lower() != str(names.get(i, "")).lower()]
+    if n < m or not differ:
         return None
-    pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in range(min(m, 3)))
-    return (f"the model predicts {n} classes and {data} has {m}: its class ids are scored as the data's ({pairs}"
-            f"{', ...' if m > 3 else ''}), so this mAP means little unless it was trained on these classes. `eval` "
+
+    def shown(ids: list[int] | range) -> str:
+        pairs = ", ".join(f"{det.names.get(i, i)} as {names.get(i, i)}" for i in ids[:3])
+        return pairs + (", ..." if len(ids) > 3 else "")
+
+    if n == m:  # the same count: the ids are scored by position, so their names must agree too
+        return (f"the model and {data} name their {m} classes differently ({shown(differ)}): class ids are scored by "
+                "position, so if these are the same classes in another order this mAP is wrong; check the data "
+                "YAML's names: against the model's training data")
+    return (f"the model predicts {n} classes and {data} has {m}: its class ids are scored as the data's "
+            f"({shown(range(m))}), so this mAP means little unless it was trained on these classes. `eval` "
             "has no class map: score a teacher of other classes with evaluate(..., class_map={model id: data id}) in "
             "Python, or with `detdistill run`, which maps its classes by the data YAML's coco_classes block")
 
