@@ -15,7 +15,15 @@ import torch
 from conftest import Interrupted, stop_after_first_save
 
 from detdistill.data.corruptions import INSTALL_HINT
-from detdistill.data.road_augment import PRESETS, AugmentationError, PresetTransform, attach, attached, get_preset
+from detdistill.data.road_augment import (
+    PRESETS,
+    ROAD_CORRUPTIONS,
+    AugmentationError,
+    PresetTransform,
+    attach,
+    attached,
+    get_preset,
+)
 
 pytest.importorskip("albumentations", reason="the road preset needs pip install 'detdistill[robust]'")
 
@@ -50,6 +58,15 @@ def test_the_heavy_preset_corrupts_more_images_up_to_severity_four():
     assert 0.12 < clean < 0.28 and clean < sum(road.draw(seed) is None for seed in range(400)) / 400
     assert {d[1] for d in draws if d} == {1, 2, 3, 4}
     assert {d[0] for d in draws if d} == {"fog", "rain", "snow", "glare", "dark", "motion_blur", "noise", "jpeg"}
+
+
+def test_the_light_preset_leaves_more_images_clean_at_severities_one_and_two():
+    road, light = get_preset("road"), get_preset("road-light")
+    draws = [light.draw(seed) for seed in range(400)]
+    clean = sum(d is None for d in draws) / len(draws)
+    assert 0.67 < clean < 0.83 and clean > sum(road.draw(seed) is None for seed in range(400)) / 400
+    assert {d[1] for d in draws if d} == {1, 2}
+    assert {d[0] for d in draws if d} == set(ROAD_CORRUPTIONS)
 
 
 def _train_dataset(coco8_yaml, preset: str | None):
