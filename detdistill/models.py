@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 
+MAX_STRIDE = 32  # the largest stride of YOLOv5u/v8/11/26 detection models (P3-P5): input sizes are multiples of it
+
+
 class CheckpointError(ValueError):
     """A file that is not a loadable ultralytics detection checkpoint (missing, truncated, another task)."""
 

@@ -292,6 +292,32 @@ def test_run_check_opens_the_teacher_and_the_data_as_their_stages_would(tmp_path
     assert not (tmp_path / "runs").exists() and not list(Path("/proc").glob(".detdistill-check-*"))
 
 
+def test_run_check_downloads_nothing_and_names_what_the_run_would_download(tmp_path, teacher_pt, coco8_yaml,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    marker = tmp_path / "download-ran"
+    data = yaml.safe_load(coco8_yaml.read_text())
+    fetched = tmp_path / "fetched.yaml"  # images not here yet; ultralytics would run the download: script
+    fetched.write_text(yaml.safe_dump({**data, "path": str(tmp_path / "not-yet"),
+                                       "download": f"import pathlib; pathlib.Path({str(marker)!r}).touch()"}))
+    result = _invoke("run", _recipe(tmp_path, teacher_pt, data={"yaml": str(fetched)}), "--check")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0 and "no problem found" in output, result.output
+    assert "note: data.yaml: its images are not on this machine; the run gets them with the YAML's download:" in output
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+    missing = tmp_path / "missing.yaml"  # no download: entry: an error, as before
+    missing.write_text(yaml.safe_dump({**data, "path": str(tmp_path / "not-yet")}))
+    _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, data={"yaml": str(missing)}), "--check"),
+                      "data.yaml:", "images not found")
+    monkeypatch.setenv("DETDISTILL_WEIGHTS", str(tmp_path / "no-weights-here"))
+    monkeypatch.setattr("detdistill.registry.weights._ultralytics_weights_dir", lambda: tmp_path / "nor-here")
+    line = _assert_one_error(_invoke("run", _recipe(tmp_path, teacher_pt, data={"yaml": str(coco8_yaml)},
+                                                    teacher={"weights": "yolov8s"}), "--check"),
+                             "teacher.weights:", "'yolov8s' not found")
+    assert "YOLO_OFFLINE=1" in line and "download=False" not in line  # the reason a run would give
+
+
 def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_path, teacher_pt, coco8_yaml):
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(b"x")

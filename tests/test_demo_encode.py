@@ -4,6 +4,8 @@ GStreamer probes, the errors before the run, the writers through a fake OpenCV G
 from __future__ import annotations
 
 import shlex
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -302,3 +304,56 @@ def test_cli_refuses_an_encoder_that_cannot_run_before_the_model_loads(clip, tmp
     result = runner.invoke(demo_cli(), base + ["--record", str(tmp_path / "o.mp4"), "--encoder", "nvv4l2h264enc"])
     assert result.exit_code == 2 and "no nvv4l2h264enc" in result.output
     assert not (tmp_path / "o.mp4").exists()
+
+
+class FailingWriter(FakeWriter):
+    """A pipeline that breaks after its first frame (e.g. a stream whose receiver went away)."""
+
+    def write(self, image: np.ndarray) -> None:
+        if self.shapes:
+            time.sleep(0.3)       # meanwhile the demo fills the queue and waits on it
+            raise OSError("broken pipe")
+        super().write(image)
+
+
+def test_an_encoder_that_fails_mid_recording_never_blocks_the_demo(tmp_path, monkeypatch):
+    monkeypatch.setattr(rec, "open_gstreamer_writer", lambda p, fps, size: FailingWriter(p, fps, size))
+    recorder = rec.VideoRecorder(tmp_path / "o.mkv", queue_size=2, encoder="nvv4l2h264enc")
+    raised: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for _ in range(50):
+                recorder.write(np.zeros((64, 64, 3), np.uint8))
+        except rec.RecordingError as exc:
+            raised.append(exc)
+        finally:
+            try:
+                recorder.close(timeout_s=10)
+            except rec.RecordingError as exc:
+                raised.append(exc)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    feeder.join(20)
+    assert not feeder.is_alive(), "write() or close() blocked on the queue of a failed encoder"
+    assert raised and all("broken pipe" in str(exc) for exc in raised)
+
+
+def test_close_gives_up_on_an_encoder_that_never_finishes(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    class StuckWriter(FakeWriter):
+        def release(self) -> None:     # end-of-stream that never completes
+            release.wait(30)
+
+    monkeypatch.setattr(rec, "open_gstreamer_writer", lambda p, fps, size: StuckWriter(p, fps, size))
+    recorder = rec.VideoRecorder(tmp_path / "o.mkv", encoder="nvv4l2h264enc")
+    recorder.write(np.zeros((64, 64, 3), np.uint8))
+    try:
+        with pytest.raises(rec.RecordingError, match=r"did not finish within 0.2 s.*may be incomplete"):
+            recorder.close(timeout_s=0.2)
+        with pytest.raises(rec.RecordingError, match="did not finish"):
+            recorder.close()           # idempotent: the same error, without a second wait
+    finally:
+        release.set()

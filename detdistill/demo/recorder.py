@@ -18,6 +18,7 @@ import numpy as np
 
 from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipeline, stream_pipeline, video_suffix
 
+CLOSE_TIMEOUT_S = 60.0  # how long close() waits for the encoder to write what is queued and finalise the file
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
@@ -100,15 +101,21 @@ class FrameWriter:
     # -- encoding thread -----------------------------------------------------------------------
     def _encode(self, writer: cv2.VideoWriter) -> None:
         try:
+            # after an error the queue is still drained (frames dropped), so that write() and close() never
+            # wait on a full queue that nothing empties
             while (image := self._queue.get()) is not None:
                 if self._error is None:
-                    if (image.shape[1], image.shape[0]) != self.size:
-                        image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-                    writer.write(image)
-        except BaseException as exc:  # reported by the next write() or close()
-            self._error = exc
+                    try:
+                        if (image.shape[1], image.shape[0]) != self.size:
+                            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+                        writer.write(image)
+                    except Exception as exc:  # reported by the next write() or close()
+                        self._error = exc
         finally:
-            writer.release()     # writes the MP4 index / sends end-of-stream
+            try:
+                writer.release()     # writes the MP4 index / sends end-of-stream
+            except Exception as exc:
+                self._error = self._error or exc
 
     def write(self, image: np.ndarray) -> None:
         """Queue one BGR frame for encoding."""
@@ -121,12 +128,18 @@ class FrameWriter:
         self._queue.put(image)
         self.frames += 1
 
-    def close(self) -> None:
-        """Encode what is queued and finalise the output (idempotent)."""
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Encode what is queued and finalise the output (idempotent); a :class:`RecordingError` when encoding
+        failed, or did not finish within ``timeout_s`` (the encoder thread is a daemon: it does not keep the
+        process alive)."""
         if self._thread is not None:
+            thread, self._thread = self._thread, None
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+            thread.join(timeout_s)
+            if thread.is_alive():
+                self._error = self._error or TimeoutError(
+                    f"the encoder did not finish within {timeout_s:g} s ({self._queue.qsize()} frames still "
+                    "queued; a stuck GStreamer pipeline?): the output may be incomplete")
         if self._error is not None:
             raise RecordingError(f"{self.kind} {self.label} failed: {self._error}")
 

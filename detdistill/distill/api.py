@@ -29,10 +29,13 @@ from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 
 
-def check_dataset(data: str | Path) -> dict:
-    """``data`` as ultralytics reads it for training and validation; a ``ValueError`` naming it when it cannot."""
+def check_dataset(data: str | Path, download: bool = True) -> dict:
+    """``data`` as ultralytics reads it for training and validation; a ``ValueError`` naming it when it cannot.
+
+    ``download=False``: a YAML whose images are missing is an error even when it has a ``download:`` entry (which
+    ultralytics would otherwise run: a URL, a shell or a Python script)."""
     try:
-        return check_det_dataset(str(data))
+        return check_det_dataset(str(data), autodownload=download)
     except Exception as e:
         # without ultralytics' lines about its download folder and an online YAML checker, which fix nothing here
         problem = "\n".join(line for line in str(e).splitlines()

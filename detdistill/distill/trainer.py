@@ -24,7 +24,7 @@ from .classmap import resolve_class_map
 from .model import KDModel
 from .qad import prepare_student
 from .recipe import load_recipe
-from ..models import class_names
+from ..models import MAX_STRIDE, class_names
 from .teacher import load_teacher, teacher_path
 
 
@@ -83,7 +83,6 @@ def check_train_args(args: Mapping[str, Any], where: str = "", options: Collecti
 # values ultralytics' check_cfg lets through and its trainer refuses (or bends) later: the optimizers its
 # build_optimizer knows (matched ignoring case), the cache modes, workers and imgsz, a whole number of pixels
 # and a multiple of the stride
-MAX_STRIDE = 32  # the largest stride of YOLOv8/11/26 detection models (P3-P5): every input size is a multiple
 CACHE_MODES = ("ram", "disk")  # with True and False; ultralytics takes any other text as no cache
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "auto")
 

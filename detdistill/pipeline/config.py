@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import yaml
 
 from ..data.corruptions import CorruptionError, albumentations, parse_spec
+from ..models import MAX_STRIDE
 from ..yaml_numbers import load_yaml
 from .schema import PipelineError, build, free_form, null_means_off, paths_where, schema_of, section
 
@@ -249,9 +250,9 @@ def _text(value: Any, path: str, what: str, optional: bool = True) -> None:
 
 
 def _imgsz(value: Any, path: str) -> None:
-    _number(value, path, 32, 4096, integer=True)
-    if value % 32:
-        raise PipelineError(f"{path}: must be a multiple of 32 (the largest stride), got {value}")
+    _number(value, path, MAX_STRIDE, 4096, integer=True)
+    if value % MAX_STRIDE:
+        raise PipelineError(f"{path}: must be a multiple of {MAX_STRIDE} (the largest stride), got {value}")
 
 
 def _check_data(d: DataSection) -> None:

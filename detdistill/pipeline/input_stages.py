@@ -11,6 +11,7 @@ from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
 from ..prune import PruneConfig, prune_checkpoint
 from ..registry.weights import WeightsError, resolve_weights
+from ..yaml_numbers import load_yaml
 from .config import PipelineConfig
 from .context import StageContext
 from .schema import PipelineError, as_dict, read_from
@@ -96,27 +97,33 @@ def check_files(cfg: PipelineConfig) -> None:
         raise PipelineError(f"data.yaml: {cfg.data.yaml} does not exist{read_from(cfg.data.yaml)}")
 
 
-def check_teacher_and_data(cfg: PipelineConfig) -> None:
+def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[str]:
     """Fail before the first stage on a ``data.yaml`` that ultralytics cannot read (its syntax, ``names``, split
     folders), a ``teacher.weights`` on this machine that is no trained detector, or classes the distillation cannot
     match (``distill.class_map``): each would otherwise stop the run at its first stage that reads them. A teacher to
-    train or to download is checked by its stage."""
+    train or to download is checked by its stage.
+
+    ``download=False`` (``run --check``): a data YAML whose images are missing and that has a ``download:`` entry is
+    not downloaded but returned as a note, and the checks that need its classes are skipped."""
     from ..distill.api import check_dataset  # lazy: torch, ultralytics
     from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher
 
-    dataset = None
+    dataset, notes = None, []
     if cfg.data.kind == "yaml":
         try:
-            dataset = check_dataset(cfg.data.yaml)
+            dataset = check_dataset(cfg.data.yaml, download=download)
         except ValueError as e:
-            raise PipelineError(f"data.yaml: {e}") from None
+            if download or not isinstance(e.__cause__, FileNotFoundError) or not _download_entry(cfg.data.yaml):
+                raise PipelineError(f"data.yaml: {e}") from None
+            notes.append(f"data.yaml: its images are not on this machine; the run gets them with the YAML's "
+                         f"download: entry ({str(e.__cause__).splitlines()[0]})")
     if cfg.teacher.kind != "weights":
-        return
+        return notes
     try:
         weights = resolve_weights(cfg.teacher.weights, download=False)
     except WeightsError:
-        return  # a registry teacher not downloaded yet: its stage downloads it (run --check names it)
+        return notes  # a registry teacher not downloaded yet: its stage downloads it (run --check names it)
     try:
         teacher_model = load_teacher(weights)
     except (FileNotFoundError, ValueError, RuntimeError, EOFError) as e:
@@ -126,6 +133,13 @@ def check_teacher_and_data(cfg: PipelineConfig) -> None:
             resolve_class_map(class_names(teacher_model), dataset, cfg.distill.class_map or None)
         except ValueError as e:
             raise PipelineError(f"distill.class_map: {e}") from None
+    return notes
+
+
+def _download_entry(data_yaml: str | Path) -> bool:
+    """Whether a data YAML (that ultralytics could parse) names a ``download:`` source for missing images."""
+    content = load_yaml(Path(data_yaml).read_text(encoding="utf-8"))
+    return isinstance(content, dict) and bool(content.get("download"))
 
 
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:

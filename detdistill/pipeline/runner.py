@@ -165,13 +165,14 @@ def writable_folder(work: Path, where: str) -> None:
                             "you can write") from None
 
 
-def check_inputs(cfg: PipelineConfig) -> None:
+def check_inputs(cfg: PipelineConfig, download: bool = True) -> list[str]:
     """What can be checked before the first stage beyond the recipe's own fields: training arguments and the
     device, the files it names (data YAML, student, a teacher to train, unlabeled images), the teacher's weights
-    and the classes it distills."""
+    and the classes it distills. ``download=False``: nothing is downloaded; what the run would download is returned
+    as notes."""
     training_stages.check_train_settings(cfg)
     input_stages.check_files(cfg)
-    input_stages.check_teacher_and_data(cfg)
+    return input_stages.check_teacher_and_data(cfg, download=download)
 
 
 def work_folder(cfg: PipelineConfig, workdir: Path | None = None) -> Path:
@@ -185,11 +186,10 @@ def check_pipeline(recipe: str | Path | dict, workdir: Path | None = None) -> tu
     teacher the run would download)."""
     cfg, _ = load_pipeline(recipe)
     work = claim_workdir(work_folder(cfg, workdir), create=False)
-    check_inputs(cfg)
-    notes = []
+    notes = check_inputs(cfg, download=False)
     if cfg.teacher.kind == "weights":
-        try:
-            resolve_weights(cfg.teacher.weights, download=False)
+        try:  # offline, the error names YOLO_OFFLINE as the run's would; else download=False downloads nothing
+            resolve_weights(cfg.teacher.weights, download=None if offline() else False)
         except WeightsError as e:
             entry = get_entry(str(cfg.teacher.weights))
             if entry is None or entry.url is None or offline():

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..models import MAX_STRIDE
 from .models import PruneError
 
 METRICS = ("gflops", "params")
@@ -75,8 +76,9 @@ class PruneConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < least:
                 raise PruneConfigError(name, f"must be at least {least}, got {value!r}")
-        if not _is_int(self.imgsz) or self.imgsz < 32 or self.imgsz % 32:
-            raise PruneConfigError("imgsz", f"must be a positive multiple of 32 (e.g. 640), got {self.imgsz!r}")
+        if not _is_int(self.imgsz) or self.imgsz < MAX_STRIDE or self.imgsz % MAX_STRIDE:
+            raise PruneConfigError("imgsz",
+                                   f"must be a positive multiple of {MAX_STRIDE} (e.g. 640), got {self.imgsz!r}")
         if self.calib is not None:
             calib = Path(self.calib)
             if not calib.exists():

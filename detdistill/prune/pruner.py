@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..models import MAX_STRIDE
 from .config import PruneConfig
 from .fixed_width import ignored_layers
 from .halves import SplitHalves, split_blocks
@@ -65,7 +66,7 @@ def prune_model(model: Any, config: PruneConfig, kept: KeptChannels | None = Non
     before = measure()
     ignored, notes = ignored_layers(model)
     halves = SplitHalves(split_blocks(model))
-    stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
+    stride = int(max(getattr(model, "stride", torch.tensor([float(MAX_STRIDE)])).max().item(), MAX_STRIDE))
     probe_size = min(c.imgsz, 10 * stride)  # spatial sizes only scale the counts; a small probe is enough
     halves.apply(kept)
     try:
