@@ -57,17 +57,20 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     return save(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest parent that does (the folder a write there depends on)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def check_writable(path: str | Path, option: str = "-o") -> None:
     """Raise ``PermissionError`` naming ``path`` and ``option`` when a file cannot be written there (a read-only
     or system folder, or a folder of the path that is a file: ``clip.mp4/out.mp4``); checked before long work, so
     that its result is not lost at the end. Creates the folder."""
     path = Path(path)
-    for parent in path.parents:  # the nearest that exists decides
-        if parent.exists():
-            if not parent.is_dir():
-                raise PermissionError(f"{option} {path}: {parent} is a file, not a folder; pass {option} a path in a "
-                                      f"folder, e.g. {parent.parent / path.name}")
-            break
+    parent = nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise PermissionError(f"{option} {path}: {parent} is a file, not a folder; pass {option} a path in a "
+                              f"folder, e.g. {parent.parent / path.name}")
     probe = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -155,7 +155,7 @@ def claim_workdir(workdir: Path, create: bool = True) -> Path:
 def writable_folder(work: Path, where: str) -> None:
     """Raise :class:`PipelineError` when ``work`` could not be created or written; leaves nothing behind (a probe
     folder is made in its nearest existing folder and removed: permission bits do not tell, e.g. /proc for root)."""
-    existing = next(p for p in (work, *work.parents) if p.exists())
+    existing = atomic.nearest_existing(work)
     if not existing.is_dir():
         raise PipelineError(f"cannot create {where}: {existing} is a file, not a folder; choose another folder")
     try:
