@@ -87,12 +87,17 @@ def test_corrupted_map_is_lower_than_clean(tmp_path_factory, teacher_pt, coco_mi
     det = open_detector(export_teacher(tmp_path_factory, teacher_pt))
     clean = evaluate(det, coco_mini_yaml, limit=16)
     assert clean.images == 16 and clean.map50_95 > 0.2
-    for c in (("fog", 5), ("noise", 5)):
+    for c in (("fog", 5), "noise:5"):  # a pair, or the CLI's own spelling
         r = evaluate(det, coco_mini_yaml, limit=16, corrupt=c)
         assert r.images == clean.images and r.instances == clean.instances  # same images, same labels
         assert r.map50_95 < clean.map50_95 - 0.02, (c, r.map50_95, clean.map50_95)
+    assert evaluate(det, coco_mini_yaml, limit=4, corrupt="Fog:5").map50_95 == \
+        evaluate(det, coco_mini_yaml, limit=4, corrupt=("fog", 5)).map50_95
     with pytest.raises(CorruptionError, match="unknown corruption"):
         evaluate(det, coco_mini_yaml, limit=1, corrupt=("haze", 1))
+    for several in ("fog:3,rain:2", [("fog", 3), ("rain", 2)], "fog", ("fog",)):
+        with pytest.raises(CorruptionError, match=r"one corruption at one severity, as 'fog:3' or \('fog', 3\)"):
+            evaluate(det, coco_mini_yaml, limit=1, corrupt=several)
 
 
 def test_eval_cli_prints_each_corruption_and_the_mean(tmp_path_factory, teacher_pt, coco_mini_yaml):

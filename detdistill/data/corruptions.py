@@ -168,6 +168,21 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
     return out
 
 
+def one_condition(corrupt: str | Sequence[Any]) -> tuple[str, int]:
+    """One corruption at one severity, given as ``"fog:3"`` or ``("fog", 3)``; a :class:`CorruptionError` naming
+    the accepted forms for anything else (a list of several, a name without a severity)."""
+    if isinstance(corrupt, str):
+        parsed = parse_spec(corrupt)
+        if len(parsed) == 1 and parsed[0][1] is not None:
+            return parsed[0][0], parsed[0][1]
+    elif isinstance(corrupt, Sequence) and len(corrupt) == 2 and isinstance(corrupt[0], str):
+        require(*corrupt)
+        return corrupt[0], corrupt[1]
+    raise CorruptionError(f"corrupt={corrupt!r}: give one corruption at one severity, as 'fog:3' or ('fog', 3); for "
+                          "several, or the mean over severities 1-5, score each condition in turn (the CLI's "
+                          "`eval --corrupt fog,rain:3` does)")
+
+
 def image_seed(path: str | Path) -> int:
     """A stable seed from an image's file name (the same image gets the same corruption in any folder or run)."""
     return zlib.crc32(Path(path).name.encode())

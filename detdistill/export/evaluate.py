@@ -151,6 +151,26 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     return det
 
 
+def model_to_data_ids(class_map: dict, model_names: dict[int, str], data_names: dict[int, str],
+                      data: str | Path) -> dict[int, int]:
+    """``class_map`` ({model class: data class}, each an id or a name) as ids; a ``ValueError`` naming the entry, the
+    direction and the classes to choose from for a class that neither side has."""
+    if not isinstance(class_map, dict) or not class_map:
+        raise ValueError(f"class_map must be a non-empty dict {{model class: data class}}, got {class_map!r}")
+
+    def resolve(value: object, names: dict[int, str], side: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and (value in names or not names and value >= 0):
+            return value
+        by_name = {n.lower(): i for i, n in names.items()}
+        if isinstance(value, str) and value.lower() in by_name:
+            return by_name[value.lower()]
+        listed = ", ".join(f"{i}: {n}" for i, n in list(names.items())[:12]) + (", ..." if len(names) > 12 else "")
+        raise ValueError(f"class_map {{model class: data class}}: {side} has no class {value!r} ({side}'s classes: "
+                         f"{listed}); keys are the model's classes, values the data's, by id or name")
+
+    return {resolve(k, model_names, "the model"): resolve(v, data_names, str(data)) for k, v in class_map.items()}
+
+
 def class_count_warning(det: Detector, data: str | Path) -> str | None:
     """Why scoring ``det`` on ``data`` may mean little: the model predicts more classes than the data names, and its
     first ones are not the data's (:func:`evaluate` refuses fewer), or as many under other names. ``None`` when the
@@ -190,24 +210,25 @@ def evaluate(
     int8: str = "auto",
     files: list[Path] | None = None,
     keep_records: bool = False,
-    corrupt: tuple[str, int] | None = None,
+    corrupt: str | tuple[str, int] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on the ``split`` of a YOLO data YAML. ``limit`` takes the first N images.
 
     ``rect`` (``.pt`` only) feeds each image at its batch's minimal rectangle, as ``YOLO(pt).val()`` does
     by default with ``batch=rect_batch``; otherwise every image is letterboxed to the square input.
-    ``class_map`` ({model class: dataset class}) scores a model trained on other classes (e.g. a COCO
-    teacher on a vehicles dataset): its detections of mapped classes are relabelled, the rest dropped.
+    ``class_map`` ({model class: dataset class}, ids or names) scores a model trained on other classes (e.g.
+    ``{"car": "Car", "truck": "Truck"}`` for a COCO teacher on a vehicles dataset): its detections of mapped
+    classes are relabelled, the rest dropped.
     ``int8``: how an INT8 ONNX runs (``auto``: a tensorrt-target model simulated, a cpu-target one on the
     integer kernels). ``files``: evaluate these images of the dataset instead of the split (e.g. a test half).
     ``keep_records``: keep each image's COCO matches in ``records`` (for :mod:`detdistill.export.compare`).
-    ``corrupt`` (``(name, severity)``, e.g. ``("fog", 3)``): score on the images under that corruption of
+    ``corrupt`` (``"fog:3"`` or ``("fog", 3)``): score on the images under that corruption of
     :mod:`detdistill.data.corruptions`, seeded per file name; labels are unchanged (nothing moves).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or left out for the whole split), got {limit}")
     if corrupt is not None:
-        corruptions.require(*corrupt)  # fail before the model loads
+        corrupt = corruptions.one_condition(corrupt)  # fail before the model loads
     ds = load_dataset(data)
     what = f"split '{split}' of {data}" if files is None else "the images to evaluate"
     files = list(files) if files is not None else ds.images(split)
@@ -216,6 +237,8 @@ def evaluate(
     files = files[:limit]
     det = model if isinstance(model, Detector) else open_detector(model, imgsz=imgsz, backend=backend, device=device,
                                                                   int8=int8)
+    if class_map is not None:
+        class_map = model_to_data_ids(class_map, det.names, ds.names, data)
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
