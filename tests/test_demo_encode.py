@@ -357,3 +357,15 @@ def test_close_gives_up_on_an_encoder_that_never_finishes(tmp_path, monkeypatch)
             recorder.close()           # idempotent: the same error, without a second wait
     finally:
         release.set()
+
+
+def test_frames_of_another_size_are_letterboxed_into_the_recording_not_stretched():
+    portrait = np.full((200, 100, 3), 255, np.uint8)            # 100 wide, 200 high, into a 320x240 landscape video
+    out = rec.fit_into(portrait, (320, 240))
+    assert out.shape == (240, 320, 3)
+    white_cols = np.flatnonzero(out[120, :, 0] > 128)
+    white_rows = np.flatnonzero(out[:, 160, 0] > 128)
+    assert len(white_rows) == 240 and 118 <= len(white_cols) <= 122       # 100x200 scaled by 1.2: 120x240
+    assert 95 <= white_cols[0] <= 105 and out[:, :90].max() == 0 and out[:, 230:].max() == 0  # centred, black sides
+    same = np.zeros((240, 320, 3), np.uint8)
+    assert rec.fit_into(same, (320, 240)) is same

@@ -31,12 +31,28 @@ def open_gstreamer_writer(pipeline: str, fps: float, size: tuple[int, int]) -> c
     return cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, size, True)
 
 
+def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size`` (width, height) with its aspect ratio kept, centred on black borders; the
+    image itself when it already has that size."""
+    width, height = size
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    left, top = (width - new_w) // 2, (height - new_h) // 2
+    return cv2.copyMakeBorder(resized, top, height - new_h - top, left, width - new_w - left, cv2.BORDER_CONSTANT,
+                              value=(0, 0, 0))
+
+
 class FrameWriter:
     """Encodes frames in a background thread through an OpenCV ``VideoWriter``.
 
     A bounded queue: ``write`` blocks only when the encoder falls ``queue_size`` frames behind, so
     no frame is ever lost. The writer opens on the first frame: its size fixes the video size, later
-    frames of another size (e.g. after a camera reconnect) are resized to it. ``write`` must not be
+    frames of another size (a camera reconnect, a folder of photos of mixed sizes) are letterboxed into it,
+    their aspect ratio kept (see :func:`fit_into`). ``write`` must not be
     given an array that the caller modifies afterwards. ``encoder`` is ``opencv`` or a GStreamer
     encoder (see ``detdistill.demo.encoders``); when it does not open, ``fallback`` is used instead
     (logged) where there is one.
@@ -106,8 +122,7 @@ class FrameWriter:
             while (image := self._queue.get()) is not None:
                 if self._error is None:
                     try:
-                        if (image.shape[1], image.shape[0]) != self.size:
-                            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+                        image = fit_into(image, self.size)
                         writer.write(image)
                     except Exception as exc:  # reported by the next write() or close()
                         self._error = exc
