@@ -109,6 +109,24 @@ def test_dense_logit_kd_also_teaches_background_anchors():
     assert values[-1] < 0.3 * values[0]
 
 
+def test_logit_kd_of_a_student_close_to_its_teacher_is_accurate_in_float32():
+    # a YOLO head's scale: 80 classes, 8400 anchors, mostly confident background; the student a little off its
+    # teacher, as in quantization-aware fine-tuning against the student's own FP32 weights
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 80, 8400, generator=generator) * 2 - 10
+    student = teacher + 1e-3 * torch.randn(teacher.shape, generator=generator)
+    weight = teacher.sigmoid().amax(1)
+    for loss_fn in (ClassScoreDistillation(), ClassScoreDistillation(dense=True)):
+        exact = loss_fn(student.double(), teacher.double(), weight.double()).item()
+        value = loss_fn(student, teacher, weight).item()
+        assert exact > 0 and value == pytest.approx(exact, rel=0.01), (loss_fn.dense, value, exact)
+    # a teacher that sees almost nothing (an untrained one): the dense loss is not blown up by its tiny mass
+    faint = torch.full((1, 80, 8400), -20.0)
+    dense = ClassScoreDistillation(dense=True)
+    assert 0 < dense(faint + 0.1, faint, faint.sigmoid().amax(1)).item() <= \
+        ClassScoreDistillation()(faint + 0.1, faint).item() * 8400
+
+
 def test_ld_zero_at_equality_and_decreasing():
     teacher = torch.randn(B, 4 * R, A)
     weight = torch.rand(B, A)

@@ -11,11 +11,15 @@ from .weighting import weighted_mean
 
 
 def binary_kl_with_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Element-wise KL(Bernoulli(sigmoid(t)) || Bernoulli(sigmoid(s))), computed stably from logits."""
+    """Element-wise KL(Bernoulli(sigmoid(t)) || Bernoulli(sigmoid(s))) from logits:
+    p (log sigmoid(t) - log sigmoid(s)) + (1 - p) (log sigmoid(-t) - log sigmoid(-s)), p = sigmoid(t).
+
+    Written as differences of log-probabilities, not as cross-entropy minus entropy: those two are large and nearly
+    equal for the many confident background scores, and their float32 difference, summed over every anchor and
+    class, can come out negative (a student close to its teacher, as in quantization-aware fine-tuning)."""
     p = teacher_logits.sigmoid()
-    return F.binary_cross_entropy_with_logits(student_logits, p, reduction="none") - F.binary_cross_entropy_with_logits(
-        teacher_logits, p, reduction="none"
-    )
+    return p * (F.logsigmoid(teacher_logits) - F.logsigmoid(student_logits)) + (1 - p) * (
+        F.logsigmoid(-teacher_logits) - F.logsigmoid(-student_logits))
 
 
 class ClassScoreDistillation(nn.Module):
@@ -29,10 +33,10 @@ class ClassScoreDistillation(nn.Module):
 
     With ``dense=True`` every anchor counts with weight 1 in the sum, background included, where the
     teacher's low scores say what is not an object (the dense soft targets of Hinton et al., applied to
-    all of YOLO's anchors); the sum is still divided by sum_a w_a, the teacher's confidence mass, just as
-    YOLO divides its classification BCE by the sum of its target scores:
+    all of YOLO's anchors); the sum is still divided by the teacher's confidence mass, at least 1, just as
+    YOLO divides its classification BCE by the sum of its target scores, at least 1:
 
-        L_dense = T^2 * sum_a sum_c KL(...) / sum_a w_a
+        L_dense = T^2 * sum_a sum_c KL(...) / max(sum_a w_a, 1)
 
     Shapes: logits (B, nc, A); ``class_mask`` (nc,) bool keeps only classes the teacher knows (unmapped
     classes carry no teacher signal); ``weight`` (B, A) anchor weights (teacher confidence and/or GT
@@ -57,7 +61,7 @@ class ClassScoreDistillation(nn.Module):
             kl = kl[:, class_mask]
         per_anchor = kl.sum(dim=1)  # (B, A)
         if self.dense and weight is not None:
-            return per_anchor.sum() / weight.sum().clamp(min=1e-6) * t**2
+            return per_anchor.sum() / weight.sum().clamp(min=1.0) * t**2
         return weighted_mean(per_anchor, weight) * t**2
 
 
