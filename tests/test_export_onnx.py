@@ -89,3 +89,12 @@ def test_export_rejects_bad_input(tmp_path, teacher_pt):
     (tmp_path / "model.onnx").write_bytes(b"x")
     with pytest.raises(ValueError, match="not a .pt"):
         export_onnx(tmp_path / "model.onnx")
+
+
+def test_a_parity_check_that_compared_nothing_says_so_rather_than_diff_zero():
+    from detdistill.export.onnx_export import ParityReport
+
+    nothing = ParityReport(4, 0.0, 0.0, "fake-quantized model: mean on confident anchors, reported only", compared=0)
+    assert "nothing compared, no anchor scored above 0.25" in str(nothing) and "diff 0" not in str(nothing)
+    some = ParityReport(4, 0.5, 0.01, "fake-quantized model: mean on confident anchors, reported only", compared=3)
+    assert "|boxes| diff 0.5 px, |scores| diff 0.01" in str(some)

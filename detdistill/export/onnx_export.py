@@ -41,8 +41,13 @@ class ParityReport:
     max_box_diff: float  # pixels
     max_score_diff: float
     statistic: str = "max"  # "max" over every output; "mean on confident anchors" for a fake-quantized model
+    compared: int | None = None  # images with anchors to compare (a fake-quantized model's confident ones); None: all
 
     def __str__(self) -> str:
+        if self.compared == 0:
+            return (f"parity on {self.images} images ({self.statistic}): nothing compared, no anchor scored above "
+                    f"{FAKE_QUANT_CONF} in PyTorch (an undertrained model?); compare the accuracy of the .pt and the "
+                    ".onnx with detdistill eval")
         return (f"parity on {self.images} images ({self.statistic}): |boxes| diff {self.max_box_diff:.4g} px, "
                 f"|scores| diff {self.max_score_diff:.4g}")
 
@@ -241,6 +246,7 @@ def check_parity(
     batch = ort.input_shape[0] if ort.input_shape[0] > 0 else 1
     model.eval()
     box_d = score_d = 0.0
+    compared = 0
     reduce = np.mean if fake_quant else np.max
     for path in images:
         x, _ = preprocess(read_bgr(path), ort.info.imgsz)
@@ -250,10 +256,12 @@ def check_parity(
             tb, ts = (t.numpy() for t in model(torch.from_numpy(x)))
         keep = ts.max(1, keepdims=True) > FAKE_QUANT_CONF if fake_quant else np.ones_like(ts[:, :1], bool)
         if keep.any():
+            compared += 1
             box_d = max(box_d, float(reduce(np.abs(ob - tb)[np.broadcast_to(keep, ob.shape)])))
             score_d = max(score_d, float(reduce(np.abs(os_ - ts)[np.broadcast_to(keep, ts.shape)])))
-    report = ParityReport(len(images), box_d, score_d, "fake-quantized model: mean on confident anchors, reported only" if fake_quant
-                           else "max")
+    report = ParityReport(len(images), box_d, score_d,
+                          "fake-quantized model: mean on confident anchors, reported only" if fake_quant else "max",
+                          compared if fake_quant else None)
     if not fake_quant and (box_d > atol[0] or score_d > atol[1]):
         raise ParityError(f"ONNX export of {weights} does not match PyTorch: {report} "
                           f"(tolerance {atol[0]} px, {atol[1]}); try another --opset or --no-simplify")
