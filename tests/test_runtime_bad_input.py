@@ -64,6 +64,10 @@ def test_an_empty_image_is_refused(models, shape):
     (np.zeros((8, 8), np.uint8), "cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)"),  # cv2.IMREAD_GRAYSCALE
     (np.zeros((8, 8, 4), np.uint8), "cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)"),  # a PNG read with IMREAD_UNCHANGED
     (np.zeros((8, 8, 3), np.uint16), "(img >> 8).astype(np.uint8) for 16-bit pixels"),
+    (np.full((8, 8, 3), 0.5, np.float32), "np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]"),
+    (np.full((8, 8, 3), 200.0, np.float32), "np.clip(img, 0, 255).astype(np.uint8) for floats in 0-255"),
+    (np.full((8, 8, 3), 200, np.int64), "np.clip(img, 0, 255).astype(np.uint8) for pixel values 0-255"),
+    (np.zeros((8, 8, 3), bool), "img.astype(np.uint8) * 255 for a mask"),
     (np.zeros((3, 8, 8), np.uint8), "img.transpose(1, 2, 0) for a CxHxW array"),
     ([np.zeros((8, 8, 3), np.uint8)], "call the detector once per image")])
 def test_an_image_of_another_kind_is_refused_naming_its_conversion(img, fix):
@@ -109,11 +113,30 @@ def test_an_unreadable_onnx_is_named_with_the_fix(models, tmp_path, content):
     assert "InvalidProtobuf" in type(e.value.__cause__).__name__  # ONNX Runtime's error, kept as the cause
 
 
+def test_a_checkpoint_or_a_folder_given_as_the_model_names_the_export(models, tmp_path, teacher_pt):
+    renamed = tmp_path / "teacher.onnx"  # a .pt copied under an ONNX name
+    renamed.write_bytes(teacher_pt.read_bytes())
+    for path, backend in ((teacher_pt, "onnxruntime"), (renamed, "auto")):
+        name = re.escape(str(path))
+        with pytest.raises(ValueError, match=rf"{name} is a PyTorch checkpoint, not an exported ONNX model: export it "
+                                             rf"with `detdistill export {name}`"):
+            Detector(path, backend=backend)
+    with pytest.raises(ValueError, match=r"is a PyTorch checkpoint: the runtime opens .onnx and .engine files; export"):
+        Detector(teacher_pt)
+    with pytest.raises(FileNotFoundError, match=rf"ONNX model {re.escape(str(tmp_path))} is a folder, not a model "
+                                                r"file: pass the file in it"):
+        Detector(tmp_path, backend="onnxruntime")
+
+
 def test_bad_options_are_named(models, image):
     with pytest.raises(TypeError, match=r"conf must be a number in \[0, 1\], e.g. conf=0.5, got '0.5' \(a str\)"):
         Detector(models["host"], conf="0.5")
     with pytest.raises(TypeError, match=r"iou must be a number"):
         Detector(models["host"], iou=None)
+    for threads in ("2", -1, 1.5):
+        with pytest.raises(TypeError, match=rf"threads must be a whole number of CPU threads .*got {threads!r}"):
+            Detector(models["host"], threads=threads)
+    assert len(Detector(models["host"], threads=1)(image)) > 0
 
     one = Detector(models["host"], classes=0)(image)  # a single class id is taken as [0]
     assert len(one) > 0 and set(one.class_ids.tolist()) == {0}

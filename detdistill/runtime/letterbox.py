@@ -77,8 +77,15 @@ def _conversion(img: object) -> str:
     fixes = []
     if img.dtype == np.uint16:
         fixes.append("(img >> 8).astype(np.uint8) for 16-bit pixels")
+    elif img.dtype == np.bool_:
+        fixes.append("img.astype(np.uint8) * 255 for a mask")
+    elif np.issubdtype(img.dtype, np.floating):
+        # the values tell the scale: [0, 1] (e.g. img / 255) or 0-255 (e.g. img.astype(np.float32))
+        unit = img.size == 0 or float(np.nanmax(img)) <= 1.0
+        fixes.append("np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]" if unit else
+                     "np.clip(img, 0, 255).astype(np.uint8) for floats in 0-255")
     elif img.dtype != np.uint8:
-        fixes.append("np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
+        fixes.append("np.clip(img, 0, 255).astype(np.uint8) for pixel values 0-255")
     channels = 1 if img.ndim == 2 else img.shape[-1] if img.ndim == 3 else None
     if channels in (1, 4):
         fixes.append(f"cv2.cvtColor(img, cv2.COLOR_{'GRAY' if channels == 1 else 'BGRA'}2BGR)")

@@ -31,6 +31,9 @@ def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
     tensorrt); the class is imported here, on demand (the CLI starts fast)."""
     if backend == "auto":
         backend = SUFFIXES.get(Path(path).suffix.lower(), "")
+        if Path(path).suffix.lower() == ".pt":
+            raise ValueError(f"{path} is a PyTorch checkpoint: the runtime opens .onnx and .engine files; export it "
+                             f"with `detdistill export {path}` (or score the .pt itself with `detdistill eval`)")
         if not backend:
             raise ValueError(
                 f"cannot pick a backend for {path!r}: expected a .onnx or .engine file "

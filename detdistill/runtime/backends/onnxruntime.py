@@ -8,7 +8,7 @@ import numpy as np
 
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
-from ..model_file import opening_onnx, require_nonempty
+from ..model_file import opening_onnx, require_model_file
 from .shape import check_input
 
 PROVIDERS = {
@@ -57,9 +57,10 @@ class OrtBackend:
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError("onnxruntime is not installed: pip install 'detdistill[runtime]'") from e
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model {path} not found; export one with `detdistill export`")
-        require_nonempty(path)
+        require_model_file(path, "ONNX", "export one with `detdistill export`")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise TypeError(f"threads must be a whole number of CPU threads (0 or None: ONNX Runtime's default), got "
+                            f"{threads!r}")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
