@@ -112,7 +112,9 @@ def train(
         if teacher is None and student and student.endswith(".pt"):
             teacher, recipe = Path(student), recipe or SELF_RECIPE  # QAD from the student's own FP32 weights
     if resume is None:
-        missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data)) if v is None]
+        # --int8 needs no --teacher (a .pt student is its own); check_job names a student without trained weights
+        missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data))
+                   if v is None and not (int8 and n == "--teacher")]
         if missing:
             fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
     # every input is checked before training; a bad one ends in one `error:` line through the app's ErrorBoundary

@@ -137,6 +137,11 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
         assert (jobs[-1].teacher, jobs[-1].recipe, jobs[-1].int8) == (teacher_pt, recipe, True)
     out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed
+    monkeypatch.undo()  # the real entry point: it refuses a student without trained weights before training
+    out = runner.invoke(app, ["train", "--int8", "--student", "yolov8n.yaml", "--data", str(coco8_yaml)],
+                        terminal_width=200)
+    assert out.exit_code == 2 and "yolov8n.yaml has no trained weights" in out.output, out.output
+    assert "Train it in float first, then fine-tune its best.pt" in " ".join(out.output.split())
 
 
 def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, coco8_yaml, teacher_pt):

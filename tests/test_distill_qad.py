@@ -127,3 +127,18 @@ def test_pruning_an_int8_fine_tuned_checkpoint_is_refused(qad_run, tmp_path):
     with pytest.raises(PruneError, match="INT8 fine-tuned checkpoint .*prune the float model"):
         prune_checkpoint(qad_run[2], tmp_path / "pruned.pt", target=0.5)
     assert not (tmp_path / "pruned.pt").exists()
+
+
+def test_an_int8_fine_tuned_checkpoint_is_refused_as_a_teacher(qad_run, coco8_yaml):
+    from typer.testing import CliRunner
+
+    from detdistill.cli import app
+    from detdistill.distill.teacher import TeacherError, load_teacher
+
+    best = qad_run[2]
+    with pytest.raises(TeacherError, match="INT8 fine-tuned checkpoint .*pass the float checkpoint it was fine-tuned"):
+        load_teacher(best)
+    # `train --int8` of a QAD output without --teacher would make it its own (INT8-tuned) teacher
+    out = CliRunner().invoke(app, ["train", "--int8", "--student", str(best), "--data", str(coco8_yaml), "epochs=1"],
+                             terminal_width=400)
+    assert out.exit_code == 2 and "is an INT8 fine-tuned checkpoint" in out.output, out.output

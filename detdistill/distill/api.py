@@ -286,18 +286,18 @@ def check_job(job: TrainJob) -> Recipe | None:
     if job.freeze_bn and str(job.student).endswith((".yaml", ".yml")):
         raise TrainInputError(f"--freeze-bn keeps a trained student's BatchNorm statistics, and {job.student} is built "
                               "from a YAML with none to keep: drop --freeze-bn (pipeline: student.freeze_bn)")
-    if job.teacher is None:
-        if job.int8 or job.unlabeled is not None or job.teacher_clean:
-            need = ("int8 (quantization-aware distillation)" if job.int8 else
-                    "unlabeled images" if job.unlabeled is not None else "teacher_clean")
-            raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
-        return None
     if job.int8 and Path(str(job.student)).suffix != ".pt":
         raise TrainInputError(
             f"--int8 fine-tunes a trained student, and {job.student} has no trained weights: fake quantization "
             "calibrated on random weights does not train (the quickstart's student scored 0 mAP under ultralytics' "
             "QAT and diverged under QAD). Train it in float first, then fine-tune its best.pt: "
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
+    if job.teacher is None:
+        if job.int8 or job.unlabeled is not None or job.teacher_clean:
+            need = ("int8 (quantization-aware distillation)" if job.int8 else
+                    "unlabeled images" if job.unlabeled is not None else "teacher_clean")
+            raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
+        return None
     if job.int8:
         require_modelopt()
     check_augment(job.augment, job.teacher_clean)

@@ -50,9 +50,13 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
             "e.g. --teacher runs/detect/train/weights/best.pt"
         )
     try:
-        model, _ = load_detection_checkpoint(path, role="teacher", tasks=("detect", "segment", "pose", "obb"))
+        model, ckpt = load_detection_checkpoint(path, role="teacher", tasks=("detect", "segment", "pose", "obb"))
     except CheckpointError as e:
         raise TeacherError(str(e)) from e
+    if ckpt.get("modelopt"):  # ultralytics' key for the INT8 fake-quantization state (QAT, detdistill's QAD)
+        raise TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher supervises "
+                           "in float; pass the float checkpoint it was fine-tuned from as the teacher (--teacher), "
+                           "which is also what `train --int8` without --teacher takes from a float student")
     model = _unwrap(model)
     if never_trained(model):
         raise TeacherError(f"teacher {path} holds untrained weights (every BatchNorm layer keeps its initial "
