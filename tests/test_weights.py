@@ -293,6 +293,8 @@ def test_cli_list(cli, teacher_dir):
     assert res.exit_code == 2 and "absent is not a folder here" in res.output
     res = CliRunner().invoke(cli, ["weights", "list"], env={"DETDISTILL_WEIGHTS": str(teacher_dir / "yolov8n-coco.pt")})
     assert res.exit_code == 2 and "DETDISTILL_WEIGHTS" in res.output and "is a file, not a folder" in res.output
+    res = CliRunner().invoke(cli, ["weights", "list"], env={"DETDISTILL_WEIGHTS": str(teacher_dir / "absent")})
+    assert res.exit_code == 0 and f"warning: DETDISTILL_WEIGHTS={teacher_dir / 'absent'} does not exist here" in res.output
 
 
 def test_cli_fetch(cli, teacher_dir):

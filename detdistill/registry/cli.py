@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +29,8 @@ def list_weights(
     Example: detdistill weights list
     """
     # lazy: the CLI starts fast without it
-    from detdistill.registry.weights import WeightsError, check_folders, find_local, list_registry, search_dirs
+    from detdistill.registry.weights import (
+        ENV_DIR, WeightsError, check_folders, find_local, list_registry, search_dirs)
 
     if dir is not None and not dir.is_dir():
         fail(f"--dir {dir} is not a folder here: pass the folder that holds your checkpoints (or leave --dir out)")
@@ -53,6 +55,10 @@ def list_weights(
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     typer.echo(f"\nsearched: {', '.join(str(d) for d in search_dirs(dir))}")
+    env = os.environ.get(ENV_DIR)
+    if env and not Path(env).expanduser().is_dir():
+        typer.echo(f"warning: {ENV_DIR}={env} does not exist here (a typo?): nothing is found there, and a download "
+                   "would create it", err=True)
     typer.echo("missing ones download on first use (`detdistill weights fetch NAME`) unless YOLO_OFFLINE is set")
 
 

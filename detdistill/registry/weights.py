@@ -293,7 +293,7 @@ def _not_found(entry: WeightsEntry, dirs: list[Path], reason: str) -> WeightsErr
     sha = f" (sha256 {entry.sha256})" if entry.sha256 else ""
     return WeightsError(
         f"weights {entry.name!r} not found and {reason}. Place the file {entry.file} in one of: {folders} "
-        f"(or pass --dir / set {ENV_DIR} to its folder). {fetch}{sha}")
+        f"(or set {ENV_DIR} to the folder that holds it). {fetch}{sha}")
 
 
 def resolve_weights(name_or_path: str | Path, weights_dir: Path | None = None, download: bool | None = None) -> Path:
