@@ -173,3 +173,26 @@ def test_simulated_engine_stands_in_for_a_model_with_frames_in_and_nms_in_the_gr
     summary, got = per_frame(Detector(backend), [str(photo_video)] * 2, tmp_path)
     assert backend.misses == 0 and summary.batch == 2.0
     assert same(ref[0], got[0]) and same(ref[0], got[1])
+
+
+def test_a_frame_model_runs_a_folder_of_photos_of_mixed_sizes(teacher_pt, coco_mini_yaml, tmp_path):
+    """No single --frame fits a folder of photos: each is letterboxed to the model's frame on the host, as eval does."""
+    pytest.importorskip("onnxruntime")
+    from detdistill.export.onnx_export import export_onnx
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sizes = set()
+    for path in sorted((coco_mini_yaml.parent / "images" / "val").glob("*.jpg"))[:12]:
+        sizes.add(cv2.imread(str(path)).shape[:2])
+        shutil.copy(path, photos / path.name)
+    assert len(sizes) > 1                                                   # mixed sizes, as a photo folder holds
+    weights = tmp_path / "teacher.pt"
+    shutil.copy(teacher_pt, weights)
+    model = export_onnx(weights, tmp_path / "frame.onnx", imgsz=320, frame=(480, 640))
+    lines: list[str] = []
+    detections: list[int] = []
+    summary = run_demo(str(model), str(photos), show=False, log=lines.append,
+                       on_frame=lambda i, image, dets: detections.append(len(dets)))
+    assert summary.frames == 12 and sum(detections) > 12                     # every photo, real detections
+    assert any("each photo not 640x480 is letterboxed to that frame size" in line for line in lines)

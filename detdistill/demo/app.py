@@ -290,6 +290,14 @@ def run_demo(
     frame_hw = getattr(detector, "frame", None)
     if frame_hw is not None:  # the model's letterbox is in its graph: it takes frames of one size
         specs = [s if isinstance(s, FrameSource) else at_frame_size(s, frame_hw) for s in (specs or [None])]
+        kinds = {s.kind if isinstance(s, SourceSpec) else parse_source(s).kind for s in specs
+                 if not isinstance(s, FrameSource)}
+        if "images" in kinds and isinstance(model, (str, Path)):
+            # photos come in any size, and no single --frame fits a folder of them; cameras and the clip were asked
+            # for the model's size above, and a video of another size is still refused (export it at its size)
+            detector.fit_frames = True
+            log(f"images: each photo not {frame_hw[1]}x{frame_hw[0]} is letterboxed to that frame size on the host "
+                "first, as `detdistill eval` does")
     srcs = open_sources(specs or [None], log, max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
                         stall_timeout_s=stall_timeout_s)
     sources = SourceSet(srcs, max_frames=max_frames, log=log)
