@@ -4,6 +4,7 @@ checkpoints that load with plain YOLO, predict, resume after an interruption, an
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import subprocess
 import sys
@@ -40,12 +41,19 @@ def interrupted_run(tmp_path_factory, teacher_pt, coco8_yaml):
     student = scaled_model_yaml("yolov8", width=0.0625, out=tmp / "yolov8n-quarter.yaml")
     model = YOLO(str(student))
     model.add_callback("on_model_save", stop_after_first_save)
-    with pytest.raises(Interrupted):
-        model.train(
-            trainer=DistillationTrainer.configure(teacher, ALL_FAMILIES), data=str(coco8_yaml), epochs=2,
-            project=str(tmp), name="run", **TRAIN_ARGS,
-        )
-    return tmp / "run", Path(teacher)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("ultralytics").addHandler(handler)
+    try:
+        with pytest.raises(Interrupted):
+            model.train(
+                trainer=DistillationTrainer.configure(teacher, ALL_FAMILIES), data=str(coco8_yaml), epochs=2,
+                project=str(tmp), name="run", **TRAIN_ARGS,
+            )
+    finally:
+        logging.getLogger("ultralytics").removeHandler(handler)
+    return tmp / "run", Path(teacher), lines
 
 
 @pytest.mark.slow
@@ -54,9 +62,13 @@ def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrup
 
     from detdistill.distill.model import KDModel
 
-    run, teacher = interrupted_run
+    run, teacher, log = interrupted_run
     rows = _rows(run)
     assert len(rows) == 1
+    # the teacher's parameters are frozen without a log line each; the student's DFL still gets ultralytics' line
+    assert not [line for line in log if line.startswith("Freezing layer 'teacher_model.")]
+    assert any(line.startswith("detdistill: teacher ") and "(frozen)" in line for line in log)
+    assert any(line.startswith("Freezing layer 'student_model.") for line in log)
     for col in ("train/kd_cwd", "train/kd_logit", "train/kd_box"):  # one column per KD loss
         assert float(rows[0][col]) > 0
     assert float(rows[0]["val/kd_cwd"]) == 0  # KD is a training signal; validation reports the task loss only
@@ -70,7 +82,7 @@ def test_interrupted_checkpoint_holds_student_and_distiller_not_teacher(interrup
 def test_resume_finishes_with_student_only_checkpoints(interrupted_run, coco8_yaml, tmp_path, monkeypatch):
     from detdistill.distill.distiller import Distiller
 
-    run, _ = interrupted_run
+    run, _, _ = interrupted_run
     refits = []
     monkeypatch.setattr(Distiller, "_fit_adapters", lambda self, *args: refits.append(args))
     # a stop after epoch 2's row was written and before its last.pt: the row of an epoch the resume trains again

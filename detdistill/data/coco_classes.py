@@ -97,7 +97,7 @@ def resolve_class(value: str | int) -> int:
     close = difflib.get_close_matches(normalized(text), list(_BY_NAME), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     raise CocoSubsetError(
-        f"unknown COCO class {text!r}; {hint}Classes are COCO's 80 names (e.g. 'car', 'traffic light') "
+        f"unknown COCO class {text!r}; {hint}classes are COCO's 80 names (e.g. 'car', 'traffic light') "
         "or their 0-79 ids."
     )
 

@@ -7,7 +7,9 @@ Checkpoints are written atomically by :meth:`detdistill.distill.student_trainer.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Mapping
+import logging
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,19 @@ def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
                                  f"(ultralytics would train at {rounded}): pass e.g. imgsz={rounded}")
 
 
+@contextmanager
+def dropped_log_lines(logger: logging.Logger, prefix: str) -> Iterator[None]:
+    """Within the block, ``logger`` drops the records whose message starts with ``prefix``."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(prefix)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def _update_schedule(trainer: DistillationTrainer) -> None:
     """Callback at each epoch start: apply the recipe's schedule factor to every KD loss."""
     model = unwrap_model(trainer.model)
@@ -215,6 +230,12 @@ class DistillationTrainer(StudentTrainer):
         self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
         return ckpt
 
+    def _setup_train(self):
+        """ultralytics' setup, without its one "Freezing layer" line per teacher parameter (a hundred or more): the
+        teacher is frozen, which the line that names it already says."""
+        with dropped_log_lines(LOGGER, "Freezing layer 'teacher_model."):
+            return super()._setup_train()
+
     def set_model_attributes(self):
         """Set the student's dataset attributes, then wrap it with the teacher and the distiller."""
         super().set_model_attributes()
@@ -238,7 +259,7 @@ class DistillationTrainer(StudentTrainer):
             self.model.projector.adapters_fitted = True  # the checkpoint's adapters, already trained
         if RANK in {-1, 0}:
             losses = ", ".join(f"{s.name}({s.type}, w={s.weight:g})" for s in recipe.losses)
-            LOGGER.info(f"detdistill: teacher {cfg['teacher']}; losses {losses}; schedule {recipe.schedule}")
+            LOGGER.info(f"detdistill: teacher {cfg['teacher']} (frozen); losses {losses}; schedule {recipe.schedule}")
             if self.augment:
                 LOGGER.info(f"detdistill: augmentation {self.augment!r}; the teacher reads the "
                             f"{'clean' if self.teacher_clean else 'augmented'} images, the student the augmented ones")

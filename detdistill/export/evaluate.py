@@ -101,7 +101,7 @@ def int8_kernels_for(model: str | Path, int8: str = "auto") -> bool:
     ``cpu`` target on the integer kernels it was made for.
     """
     if int8 not in INT8_MODES:
-        raise ValueError(f"int8 must be one of {INT8_MODES}, got {int8!r}")
+        raise ValueError(f"int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}")
     if int8 != "auto":
         return int8 == "kernels"
     import onnx  # lazy: onnx (eval needs only the runtime extra)
