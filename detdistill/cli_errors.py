@@ -16,7 +16,9 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +182,27 @@ def interrupted_line(argv: Sequence[str], since: float) -> str:
     return "interrupted"
 
 
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Within the block, a ``UserWarning`` raised on behalf of detdistill's own code prints as one ``warning: ...``
+    line, not as Python's ``path:line: UserWarning`` with a source line; other warnings print as Python prints them."""
+    original = warnings.showwarning
+    package = str(Path(__file__).resolve().parent)
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, UserWarning) and str(Path(filename).resolve()).startswith(package):
+            typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
 class ErrorBoundary(TyperGroup):
     """The ``detdistill`` command group: every verb runs inside one error boundary (see the module doc)."""
 
@@ -192,7 +215,8 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines():
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             typer.secho(interrupted_line(self.argv, self.started), fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -327,3 +327,13 @@ def test_val_and_eval_name_the_wrong_model_kind_and_a_malformed_names_key(tmp_pa
     bad.write_text(yaml.safe_dump({**data, "path": str(coco8_yaml.parent / data.get("path", "")), "names": "person"}))
     _assert_one_error(_invoke("eval", teacher_pt, "--data", bad, "--imgsz", "64"), "names-as-text.yaml",
                       "'names' must be a list")
+
+
+def test_a_warning_of_detdistill_prints_as_one_line(tmp_path_factory, teacher_pt):
+    from conftest import export_teacher
+
+    model = export_teacher(tmp_path_factory, teacher_pt, "teacher320-nms.onnx", nms=True)
+    result = _invoke("demo", "-m", model, "-s", "synthetic?frames=2", "--no-show", "--iou", "0.5")
+    assert result.exit_code == 0, result.output
+    assert "warning: this model runs NMS in its graph at IoU 0.7; iou=0.5 does not apply" in result.output
+    assert "UserWarning" not in result.output and "warnings.warn" not in result.output
