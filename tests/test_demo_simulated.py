@@ -196,3 +196,4 @@ def test_a_frame_model_runs_a_folder_of_photos_of_mixed_sizes(teacher_pt, coco_m
                        on_frame=lambda i, image, dets: detections.append(len(dets)))
     assert summary.frames == 12 and sum(detections) > 12                     # every photo, real detections
     assert any("each photo not 640x480 is letterboxed to that frame size" in line for line in lines)
+    assert any(line.startswith(f"model: {model} on ONNX Runtime CPU FP32 (") for line in lines)  # as eval names it

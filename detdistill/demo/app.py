@@ -31,6 +31,7 @@ import numpy as np
 
 from ..atomic import check_writable
 from ..runtime import Detector
+from ..runtime.backends import describe_backend
 from ..runtime.detector import class_ids_of
 from .capture import FrameSource, SourceError
 from .encoders import plan_video
@@ -281,6 +282,8 @@ def run_demo(
         detector = model
         post_filter = resolve_classes(wanted, getattr(detector, "names", {}) or {})
     names = getattr(detector, "names", {}) or {}
+    if isinstance(model, (str, Path)):
+        log(f"model: {model} on {describe_backend(detector.backend)}")
     if show is None:
         show = has_display()
     elif show and not has_display():

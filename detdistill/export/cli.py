@@ -294,7 +294,7 @@ def bench_cmd(
     _need_file(model, "model", (".onnx", ".engine"), "Pass an exported .onnx or a built .engine.")
     from ..runtime import Detector  # lazy: cv2 (the CLI starts without it)
     from .bench import bench
-    from .evaluate import describe_evaluator
+    from ..runtime.backends import describe_backend
 
     kwargs = {"device": device} if model.suffix == ".onnx" else {}
     try:
@@ -306,7 +306,7 @@ def bench_cmd(
     if r.note:
         typer.secho(f"note: {r.note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(r.table())
-    typer.echo(f"on {describe_evaluator(det)}")
+    typer.echo(f"on {describe_backend(det.backend)}")
 
 
 def _warn(det) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import corruptions
 from ..runtime import Detector
-from ..runtime.cpu import instruction_set
+from ..runtime.backends import describe_backend
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels
 from ..data.images import read_bgr
@@ -26,7 +26,7 @@ from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
 
-__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "class_count_warning", "describe_evaluator",
+__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "class_count_warning",
            "evaluate", "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
 
 
@@ -108,23 +108,6 @@ def int8_kernels_for(model: str | Path, int8: str = "auto") -> bool:
 
     meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     return ModelInfo.from_mapping(meta).quantization.get("target") != "tensorrt"
-
-
-def describe_evaluator(det: Detector) -> str:
-    """Name what computes ``det``'s predictions, with the CPU instruction set where it matters."""
-    backend = det.backend
-    q = backend.info.quantization
-    providers = getattr(backend, "providers", None)
-    if providers is None:
-        return type(backend).__name__.replace("Backend", "")  # Torch, Trt
-    where = "CPU" if providers[0] == "CPUExecutionProvider" else providers[0].replace("ExecutionProvider", "")
-    isa = f" ({instruction_set()})" if where == "CPU" else ""
-    if not q:
-        return f"ONNX Runtime {where} FP32{isa}"
-    if not backend.int8_kernels:
-        label = "simulated TensorRT INT8" if q.get("target") == "tensorrt" else "simulated INT8"
-        return f"{label} (Q/DQ in float on ONNX Runtime {where})"
-    return f"ONNX Runtime {where} INT8 kernels, {q.get('scheme', 'u8s8')}{isa}"
 
 
 def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str = "auto", device: str = "cpu",
@@ -268,5 +251,5 @@ def evaluate(
     for record, photo in zip(m.records or [], photo_groups(files)):
         record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare
     return EvalResult(m.map50_95, m.map50, len(files), sum(len(c) for c, _ in ground_truth), m.per_class_ap,
-                      describe_evaluator(det), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large,
+                      describe_backend(det.backend), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large,
                       sum(not label_path(f).is_file() for f in files))

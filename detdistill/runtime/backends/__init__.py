@@ -53,3 +53,22 @@ def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
 def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
     """Open ``path`` with the named backend (``auto``: by file suffix, see :func:`backend_for`)."""
     return backend_for(path, backend)[1](path, **kwargs)
+
+
+def describe_backend(backend: Backend) -> str:
+    """What computes ``backend``'s outputs, as eval, bench and the demo name it: the runtime, where it runs, the
+    precision, and for the CPU its instruction set (``ONNX Runtime CPU INT8 kernels, u8s7 (avx2)``)."""
+    from ..cpu import instruction_set  # lazy: as the backends (the CLI starts fast)
+
+    q = backend.info.quantization
+    providers = getattr(backend, "providers", None)
+    if providers is None:
+        return type(backend).__name__.replace("Backend", "")  # Torch, Trt
+    where = "CPU" if providers[0] == "CPUExecutionProvider" else providers[0].replace("ExecutionProvider", "")
+    isa = f" ({instruction_set()})" if where == "CPU" else ""
+    if not q:
+        return f"ONNX Runtime {where} FP32{isa}"
+    if not backend.int8_kernels:
+        label = "simulated TensorRT INT8" if q.get("target") == "tensorrt" else "simulated INT8"
+        return f"{label} (Q/DQ in float on ONNX Runtime {where})"
+    return f"ONNX Runtime {where} INT8 kernels, {q.get('scheme', 'u8s8')}{isa}"
