@@ -218,6 +218,13 @@ def test_named_encoder_without_gstreamer_and_other_bad_choices(gstreamer):
         enc.plan_video("o.webm", None, "auto")
     plan = enc.plan_video("o.mp4", "udp://h:5000", "x264enc", bitrate_mbps=2.5)
     assert (plan.record_encoder, plan.stream_encoder, plan.bitrate) == ("x264enc", "x264enc", 2_500_000)
+    for encoder, bitrate, words in (("x264enc", 0.0, "--encoder x264enc set how"), ("auto", 4.0, "--bitrate 4 set how"),
+                                    ("x264enc", 4.0, "--encoder x264enc and --bitrate 4 set how")):
+        with pytest.raises(EncoderError, match=f"{words} --record and --stream encode, and neither is given"):
+            enc.plan_video(None, None, encoder, bitrate_mbps=bitrate)  # was: ignored without a word
+    with pytest.raises(EncoderError, match=r"--bitrate 4: OpenCV's writer \(--encoder opencv\) takes no bitrate"):
+        enc.plan_video("o.mp4", None, "opencv", bitrate_mbps=4.0)
+    assert enc.plan_video(None, None, "auto") == enc.VideoPlan()  # no video at all: the defaults, unused
 
 
 # -- writers through the fake OpenCV GStreamer writer ---------------------------------------------------

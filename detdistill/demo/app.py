@@ -282,7 +282,7 @@ def run_demo(
         detector = model
         post_filter = resolve_classes(wanted, getattr(detector, "names", {}) or {})
     names = getattr(detector, "names", {}) or {}
-    if isinstance(model, (str, Path)):
+    if isinstance(model, (str, Path)) and getattr(detector, "backend", None) is not None:
         log(f"model: {model} on {describe_backend(detector.backend)}")
     if show is None:
         show = has_display()

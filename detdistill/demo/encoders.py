@@ -248,6 +248,14 @@ def plan_video(record: str | Path | None, stream: str | None, encoder: str = "au
         raise EncoderError(f"--encoder {encoder!r}: use one of {', '.join(ENCODERS)}")
     if bitrate_mbps < 0:
         raise EncoderError(f"--bitrate {bitrate_mbps}: give Mbit/s above 0 (0 = from the frame size)")
+    given = [o for o, on in ((f"--encoder {encoder}", encoder != "auto"), (f"--bitrate {bitrate_mbps:g}", bitrate_mbps))
+             if on]
+    if given and not record and not stream:
+        raise EncoderError(f"{' and '.join(given)} set how --record and --stream encode, and neither is given: add "
+                           "--record out.mp4 or --stream udp://HOST:PORT, or drop them")
+    if encoder == "opencv" and bitrate_mbps:
+        raise EncoderError(f"--bitrate {bitrate_mbps:g}: OpenCV's writer (--encoder opencv) takes no bitrate; drop "
+                           "--bitrate, or record with a GStreamer encoder (x264enc, nvv4l2h264enc)")
     plan = VideoPlan(bitrate=int(round(bitrate_mbps * 1e6)))
     if record:
         chosen, fallback = choose_encoder(encoder, record=record)
