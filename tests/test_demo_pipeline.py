@@ -3,6 +3,7 @@ sources, a failing source, clean shutdown, the CLI's --sync / repeated --source 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -221,6 +222,17 @@ def test_several_sources_each_have_their_own_stats(clip):
     assert summary.frames == 30 and [s.frames for s in summary.sources] == [10, 10, 10]
     assert all(s.mean_fps > 0 and s.latency_p50_ms > 0 for s in summary.sources)
     assert summary.batch == 1.0        # a detector object runs one frame per call
+
+
+def test_detection_times_of_several_sources_count_from_before_any_capture(clip, tmp_path):
+    path = tmp_path / "d.jsonl"
+    run_demo(SlowDetector(delay=0.002), [str(clip), str(clip)], show=False, max_frames=10, save_json=path,
+             log=lambda m: None)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 20
+    for source in (0, 1):
+        times = [r["time_s"] for r in records if r["source"] == source]
+        assert times[0] >= 0 and times == sorted(times)   # was: negative for a source grabbed before the loop began
 
 
 def test_keyboard_interrupt_in_the_main_thread_shuts_the_threads_down(tmp_path):

@@ -301,6 +301,7 @@ def run_demo(
             detector.fit_frames = True
             log(f"images: each photo not {frame_hw[1]}x{frame_hw[0]} is letterboxed to that frame size on the host "
                 "first, as `detdistill eval` does")
+    t_zero = time.monotonic()  # before any capture starts: no frame of any source is grabbed earlier
     srcs = open_sources(specs or [None], log, max_reconnects=max_reconnects, reconnect_delay_s=reconnect_delay_s,
                         stall_timeout_s=stall_timeout_s)
     sources = SourceSet(srcs, max_frames=max_frames, log=log)
@@ -312,7 +313,7 @@ def run_demo(
     try:
         outputs = Outputs(srcs, names, stop, show=show, record=record, save_json=save_json, window=window,
                           max_fps=max_fps, post_filter=post_filter, stats_every_s=stats_every_s, log=log,
-                          on_frame=on_frame, video=video)
+                          on_frame=on_frame, video=video, t_zero=t_zero)
     except BaseException:
         sources.close()
         raise

@@ -60,8 +60,10 @@ class Outputs:
         log: Callable[[str], None] = print,
         on_frame: Callable[[int, np.ndarray, Any], None] | None = None,
         video: VideoPlan | None = None,
+        t_zero: float | None = None,
     ) -> None:
         self.sources = list(sources)
+        self.t_zero = t_zero  # time.monotonic() the detections file counts time_s from (None: the loop's start)
         self.names = names
         self.stop = stop
         self.show = show
@@ -128,7 +130,8 @@ class Outputs:
                 if writer is not None:
                     writer.write(frame.image)
             if self.json_log is not None:
-                self.json_log.write(self.frame_numbers[i], frame.index, frame.t_grabbed - (self.stats.t_start or 0.0),
+                t_zero = self.stats.t_start if self.t_zero is None else self.t_zero
+                self.json_log.write(self.frame_numbers[i], frame.index, frame.t_grabbed - (t_zero or 0.0),
                                     frame.image.shape, boxes, scores, class_ids, source=i, image=frame.origin)
         if self.show:
             self.poll_keys()
