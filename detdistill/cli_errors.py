@@ -26,6 +26,8 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
+from detdistill.yaml_numbers import yaml_problem
+
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -96,9 +98,8 @@ def _root_cause(exc: BaseException) -> str:
     """The first sentence of the innermost explicit cause, e.g. 'PytorchStreamReader failed reading zip archive'."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
-    mark = getattr(exc, "problem_mark", None)  # yaml: where in the file
-    if mark is not None:
-        return f"{getattr(exc, 'problem', None) or exc}, line {mark.line + 1} column {mark.column + 1}"
+    if getattr(exc, "problem_mark", None) is not None:  # yaml: the problem and where in the file
+        return yaml_problem(exc)
     text = one_line(str(exc)) or type(exc).__name__
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     if "is not a loadable checkpoint" in text and "(" in text:  # ultralytics wraps torch's message in (...)

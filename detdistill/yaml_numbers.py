@@ -36,6 +36,15 @@ NumberLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
+def yaml_problem(error: BaseException) -> str:
+    """A YAML error in one line: its problem and where (``found the key 'losses' twice ..., line 4 column 1``),
+    without PyYAML's multi-line excerpt of the text."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return " ".join(str(error).split())
+    return f"{getattr(error, 'problem', None) or error}, line {mark.line + 1} column {mark.column + 1}"
+
+
 def load_yaml(text: str) -> Any:
     """``text`` parsed as YAML (safe: plain data only), exponent floats as numbers."""
     return yaml.load(text, Loader=NumberLoader)  # noqa: S506 (a SafeLoader subclass)

@@ -70,6 +70,11 @@ def test_recipe_file_errors(tmp_path):
     bad.write_text("losses: [\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("losses:\n  - {type: at}\nlosses:\n  - {type: cwd}\n")
+    with pytest.raises(RecipeError, match=r"twice.yaml: not valid YAML: found the key 'losses' twice \(first on line "
+                                          r"1\).*keep one, line 3 column 1$"):
+        load_recipe(twice)
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(bytes(range(128, 256)))
     with pytest.raises(RecipeError, match="binary.yaml: not a text file"):

@@ -26,7 +26,7 @@ import yaml
 
 from .losses import loss_types
 from .registry import RecipeError
-from ..yaml_numbers import load_yaml
+from ..yaml_numbers import load_yaml, yaml_problem
 from .schedule import KINDS, Schedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
@@ -219,5 +219,5 @@ def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not a text file (not UTF-8): give a recipe YAML") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+        raise RecipeError(f"{path}: not valid YAML: {yaml_problem(e)}") from e
     return parse_recipe(data, str(path))

@@ -34,7 +34,7 @@ import yaml
 
 from ..data.corruptions import CorruptionError, albumentations, parse_spec
 from ..models import MAX_STRIDE
-from ..yaml_numbers import load_yaml
+from ..yaml_numbers import load_yaml, yaml_problem
 from .schema import PipelineError, build, free_form, null_means_off, paths_where, schema_of, section
 
 __all__ = ["PipelineConfig", "PipelineError", "SCHEMA", "FREE_FORM", "ONE_OF", "OPTIONAL", "load_pipeline",
@@ -423,5 +423,5 @@ def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as e:
-        raise PipelineError(f"{path} is not valid YAML: {e}") from e
+        raise PipelineError(f"{path} is not valid YAML: {yaml_problem(e)}") from e
     return validate(raw or {}), text
