@@ -161,12 +161,20 @@ def val(
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
 
 
-@app.command(epilog="Example: detdistill recipes   (then: detdistill train ... --recipe cwd)")
-def recipes() -> None:
-    """List the built-in distillation recipes and what each one does."""
+@app.command(epilog="Example: detdistill recipes   (then: detdistill train ... --recipe cwd); detdistill recipes "
+             "cwd > my.yaml   (a copy to edit, then --recipe my.yaml)")
+def recipes(
+    name: str = typer.Argument(None, help="Print this built-in recipe's YAML (to copy and edit)."),
+) -> None:
+    """List the built-in distillation recipes and what each one does, or print one."""
     from detdistill.distill.recipe import (  # lazy: torch (the CLI starts without it)
         DEFAULT_RECIPE, RECIPES_DIR, builtin_recipes)
 
+    if name is not None:
+        if name not in builtin_recipes():
+            fail(f"no built-in recipe {name!r}: choose from {', '.join(builtin_recipes())}")
+        typer.echo((RECIPES_DIR / f"{DEFAULT_RECIPE if name == 'default' else name}.yaml").read_text(), nl=False)
+        return
     for name in builtin_recipes():
         if name == "default":
             typer.echo(f"{name:10s} the same as {DEFAULT_RECIPE} (the recipe used when none is named)")

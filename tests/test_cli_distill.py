@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import typer
 import yaml
@@ -45,6 +47,21 @@ def test_recipes_lists_builtins():
     out = runner.invoke(app, ["recipes"])
     assert out.exit_code == 0
     assert "default" in out.output and "channel-wise distillation" in out.output.lower()
+
+
+
+def test_recipes_prints_a_builtin_to_copy_and_edit(tmp_path):
+    from detdistill.distill.recipe import DEFAULT_RECIPE, load_recipe
+
+    out = runner.invoke(app, ["recipes", "cwd"])
+    assert out.exit_code == 0, out.output
+    copy = tmp_path / "my.yaml"
+    copy.write_text(out.output)
+    assert dataclasses.replace(load_recipe(copy), source="") == dataclasses.replace(load_recipe("cwd"), source="")
+    default = runner.invoke(app, ["recipes", "default"])
+    assert default.exit_code == 0 and default.output == runner.invoke(app, ["recipes", DEFAULT_RECIPE]).output
+    out = runner.invoke(app, ["recipes", "cwdd"], terminal_width=200)
+    assert out.exit_code == 2 and "no built-in recipe 'cwdd': choose from" in out.output
 
 
 def test_train_errors(tmp_path, coco8_yaml, teacher_pt):
