@@ -307,6 +307,13 @@ def test_cli_refuses_outputs_under_a_file_and_bad_sources_before_running(tmp_pat
         assert f"error: {option} {out}: clip.mp4 is a file, not a folder; pass {option} a path in a folder, " \
                f"e.g. {fix}" in result.output
     assert clip.read_bytes() == before
+    (tmp_path / "recordings").mkdir()  # a folder given as --record: named as one, not as a missing suffix
+    result = runner.invoke(demo_cli(), [*model, "--record", "recordings"])
+    assert result.exit_code == 2 and "error: --record recordings is a folder: pass a file path in it, such as " \
+                                     "recordings/out.mp4" in result.output, result.output
+    (tmp_path / "empty.mp4").touch()
+    result = runner.invoke(demo_cli(), ["demo", "--model", "m.onnx", "--no-show", "-s", "empty.mp4"])
+    assert result.exit_code == 2 and "source 'empty.mp4' is empty (0 bytes" in result.output, result.output
     result = runner.invoke(demo_cli(), ["demo", "--model", "m.onnx", "--no-show", "-s", "synthetic?fps=0"])
     assert result.exit_code == 2 and "error: source 'synthetic?fps=0': option fps must be an integer from 1 to " \
                                      "1000, got '0'" in result.output, result.output

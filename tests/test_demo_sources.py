@@ -68,11 +68,14 @@ def test_an_empty_source_is_refused_not_read_as_no_source(text):
 
 def test_parse_files_and_folders(tmp_path):
     video = tmp_path / "clip.mp4"
-    video.write_bytes(b"")
+    video.write_bytes(b"\0" * 16)   # parsing reads no content; an empty file is refused
     image = tmp_path / "a.jpg"
-    image.write_bytes(b"")
+    image.write_bytes(b"\xff\xd8")
     assert parse_source(str(video)).kind == "file" and not parse_source(str(video)).live
     assert parse_source(str(image)).kind == "images"
+    (tmp_path / "empty.mp4").touch()
+    with pytest.raises(SourceError, match=r"source '.*empty\.mp4' is empty \(0 bytes"):
+        parse_source(str(tmp_path / "empty.mp4"))
     assert parse_source(str(tmp_path)).kind == "images"
     with pytest.raises(SourceError, match=r"source '.*missing\.mp4' does not exist: check the path"):
         parse_source(str(tmp_path / "missing.mp4"))

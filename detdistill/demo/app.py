@@ -77,7 +77,8 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
         return None
     ids = class_ids_of(classes, names)
     if None in ids:
-        raise ValueError(f"unknown class {classes[ids.index(None)]!r}; this model knows: {', '.join(names.values())}")
+        raise ValueError(f"unknown class {classes[ids.index(None)]!r}; this model knows ids 0-{len(names) - 1}: "
+                         f"{', '.join(names.values())}: pass --classes names or ids from these")
     return ids
 
 
@@ -267,9 +268,9 @@ def run_demo(
         the run's ``Summary`` (also printed through ``log``).
     """
     log = log or (lambda message: print(message, flush=True))
-    video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
     specs = list(source) if isinstance(source, (list, tuple)) else [source]
-    _check_output_files(record, save_json, specs)
+    _check_output_files(record, save_json, specs)  # first: a folder given as --record is named as one
+    video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
     for spec in specs:  # a bad source (e.g. an empty one) is named before the model loads
         if isinstance(spec, (str, int)):
             parse_source(spec)

@@ -127,6 +127,9 @@ def parse_source(source: str | int | None) -> SourceSpec:
     if path.is_dir():
         return SourceSpec("images", str(path))
     if path.is_file():
+        if path.stat().st_size == 0:
+            raise SourceError(f"source {text!r} is empty (0 bytes: a copy or recording that did not finish?): pass "
+                              "a video file, image or image folder with content")
         kind = "images" if path.suffix.lower() in IMG_SUFFIXES else "file"
         return SourceSpec(kind, str(path))
     if path.suffix or len(path.parts) > 1:  # meant as a file or folder
