@@ -263,6 +263,10 @@ def test_a_preset_file_that_is_not_a_mapping_of_classes_is_named(tmp_path: Path)
         load_preset(as_list)
     with pytest.raises(CocoSubsetError, match="binary.yaml is not a readable YAML file"):
         load_preset(binary)
+    typo = tmp_path / "mine.yaml"
+    typo.write_text("classes: [potted plant, persn]\n")
+    with pytest.raises(CocoSubsetError, match=r"preset .*mine.yaml: unknown COCO class 'persn'; did you mean 'person'"):
+        load_preset(typo)
 
 
 def test_cli(coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,6 +65,11 @@ def load_preset(preset: str | Path) -> list[str]:
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list) or not classes:
         raise CocoSubsetError(f"preset {path} needs a non-empty `classes:` list of COCO class names")
+    for c in classes:  # named with the file, which the class list came from
+        try:
+            resolve_class(c)
+        except CocoSubsetError as e:
+            raise CocoSubsetError(f"preset {path}: {e}") from None
     return [str(c) for c in classes]
 
 
