@@ -328,3 +328,22 @@ def test_synthetic_source_is_paced_like_a_camera():
                 frames.append(frame)
         span = frames[-1].t_grabbed - frames[0].t_grabbed
         assert len(frames) + src.dropped == 6 and span >= 0.08      # 5 intervals of 20 ms
+
+
+def test_an_image_list_runs_in_its_order(tmp_path):
+    """A .txt list (as bench and quantize take it): its images in the list's order, paths relative to the list."""
+    (tmp_path / "shots").mkdir()
+    for value in (10, 20, 30):
+        cv2.imwrite(str(tmp_path / "shots" / f"img{value}.png"), np.full((8, 8, 3), value, np.uint8))
+    listed = tmp_path / "list.txt"
+    listed.write_text("shots/img30.png\n\nshots/img10.png\n")
+    spec = parse_source(str(listed))
+    assert spec.kind == "images"
+    grabber, values = ImageGrabber(spec.target), []
+    while (image := grabber.read()) is not None:
+        values.append(int(image[0, 0, 0]))
+    assert values == [30, 10]
+    empty = tmp_path / "none.txt"
+    empty.write_text("\n")
+    with pytest.raises(SourceError, match=r"image list .*none.txt: no images"):
+        ImageGrabber(str(empty))

@@ -9,7 +9,8 @@ Accepted sources (options after ``?``, or after ``#`` for URLs):
   ``?width=&height=&fps=&mode=<sensor-mode>&flip=<0-7>``.
 * ``rtsp://host/stream`` -- ``#codec=h264|h265&latency=200``; ``http(s)://`` -- via FFmpeg.
 * ``video.mp4`` -- a video file (every frame processed; the end of the file ends the demo).
-* ``images/`` or ``photo.jpg`` -- an image folder (sorted) or a single image.
+* ``images/``, ``list.txt`` or ``photo.jpg`` -- an image folder (sorted), a list of images (one path per line)
+  or a single image.
 * ``synthetic`` -- the generated camera-like clip (``?frames=&fps=&width=&height=``); only this exact name
   (``synthetic_drive.mp4`` is a video file).
 * nothing -- camera 0 if one is plugged in, else the synthetic clip.
@@ -31,11 +32,14 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
+from ..data.image_lists import list_images
 from ..data.images import IMG_SUFFIXES
 from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
 from .source_options import check_options
 from .synthetic import SyntheticCamera
+
+LIST_SUFFIX = ".txt"  # an image list, one path per line
 
 LIVE_KINDS = {"camera", "csi", "rtsp", "stream", "synthetic"}
 
@@ -130,7 +134,7 @@ def parse_source(source: str | int | None) -> SourceSpec:
         if path.stat().st_size == 0:
             raise SourceError(f"source {text!r} is empty (0 bytes: a copy or recording that did not finish?): pass "
                               "a video file, image or image folder with content")
-        kind = "images" if path.suffix.lower() in IMG_SUFFIXES else "file"
+        kind = "images" if path.suffix.lower() in (*IMG_SUFFIXES, LIST_SUFFIX) else "file"
         return SourceSpec(kind, str(path))
     if path.suffix or len(path.parts) > 1:  # meant as a file or folder
         where = "" if path.parent.is_dir() else f" (nor does its folder {path.parent})"
@@ -292,13 +296,18 @@ def _open_failure_hint(spec: SourceSpec, tried: list[str]) -> str:
 
 
 class ImageGrabber:
-    """Images from a folder (sorted by name) or a single image file, one per read."""
+    """Images from a folder (sorted by name), a ``.txt`` list (one path per line, relative to the list's folder, as
+    ``bench`` and ``quantize`` read it) or a single image file, one per read."""
 
     def __init__(self, target: str) -> None:
         path = Path(target)
-        files = [path] if path.is_file() else sorted(
-            p for p in path.iterdir() if p.suffix.lower() in IMG_SUFFIXES
-        )
+        if path.suffix.lower() == LIST_SUFFIX:
+            try:
+                files = list_images(path)
+            except (OSError, ValueError) as e:
+                raise SourceError(f"image list {target}: {e}") from None
+        else:
+            files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMG_SUFFIXES)
         if not files:
             raise SourceError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) in {target}")
         self.files = files
