@@ -13,9 +13,9 @@ import pytest
 
 from detdistill.demo import gstreamer as gst
 from detdistill.demo.capture import FrameSource, SourceError
+from detdistill.demo.image_source import ImageGrabber
 from detdistill.demo.sources import (
     CvGrabber,
-    ImageGrabber,
     SourceSpec,
     capture_attempts,
     open_source,
