@@ -11,7 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from detdistill.data.corruptions import CORRUPTIONS, CorruptionError, corrupt, image_seed, parse_spec
+from detdistill.data.corruptions import (
+    CORRUPTIONS,
+    CorruptionError,
+    corrupt,
+    image_seed,
+    one_condition,
+    parse_spec,
+)
 
 pytest.importorskip("albumentations", reason="robustness evaluation needs pip install 'detdistill[robust]'")
 
@@ -54,6 +61,7 @@ def test_spec_parser_and_its_errors():
     assert parse_spec("fog,rain:3, Motion-Blur:5,fog") == [("fog", None), ("rain", 3), ("motion_blur", 5)]
     assert parse_spec("all") == [(n, None) for n in CORRUPTIONS]
     assert parse_spec(["noise:1", "jpeg"]) == [("noise", 1), ("jpeg", None)]
+    assert one_condition(("Motion-Blur", 3)) == one_condition("motion_blur:3") == ("motion_blur", 3)  # one reading
     with pytest.raises(CorruptionError, match=r"unknown corruption 'smoke': choose from fog, rain, snow, glare"):
         parse_spec("fog,smoke")
     for bad in ("fog:0", "fog:6"):

@@ -119,12 +119,13 @@ def test_logit_kd_of_a_student_close_to_its_teacher_is_accurate_in_float32():
     for loss_fn in (ClassScoreDistillation(), ClassScoreDistillation(dense=True)):
         exact = loss_fn(student.double(), teacher.double(), weight.double()).item()
         value = loss_fn(student, teacher, weight).item()
-        assert exact > 0 and value == pytest.approx(exact, rel=0.01), (loss_fn.dense, value, exact)
-    # a teacher that sees almost nothing (an untrained one): the dense loss is not blown up by its tiny mass
+        # float32 rounding leaves 0.1-1% here (the former cross-entropy-minus-entropy sum was 55% off, and negative
+        # for some seeds)
+        assert exact > 0 and value == pytest.approx(exact, rel=0.03), (loss_fn.dense, value, exact)
+    # a teacher that sees almost nothing (an untrained one): its confidence mass (~2e-5 here) no longer divides the
+    # dense loss (which was then ~0.4, from a KL sum of ~7e-6)
     faint = torch.full((1, 80, 8400), -20.0)
-    dense = ClassScoreDistillation(dense=True)
-    assert 0 < dense(faint + 0.1, faint, faint.sigmoid().amax(1)).item() <= \
-        ClassScoreDistillation()(faint + 0.1, faint).item() * 8400
+    assert 0 < ClassScoreDistillation(dense=True)(faint + 0.1, faint, faint.sigmoid().amax(1)).item() < 1e-4
 
 
 def test_ld_zero_at_equality_and_decreasing():

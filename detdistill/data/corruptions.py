@@ -171,13 +171,14 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
 def one_condition(corrupt: str | Sequence[Any]) -> tuple[str, int]:
     """One corruption at one severity, given as ``"fog:3"`` or ``("fog", 3)``; a :class:`CorruptionError` naming
     the accepted forms for anything else (a list of several, a name without a severity)."""
+    if not isinstance(corrupt, str) and isinstance(corrupt, Sequence) and len(corrupt) == 2 \
+            and isinstance(corrupt[0], str) and ":" not in corrupt[0]:
+        corrupt = f"{corrupt[0]}:{corrupt[1]}"  # read as the CLI reads it: 'Motion-Blur' is motion_blur
     if isinstance(corrupt, str):
         parsed = parse_spec(corrupt)
         if len(parsed) == 1 and parsed[0][1] is not None:
+            require(*parsed[0])  # albumentations too, before any model loads
             return parsed[0][0], parsed[0][1]
-    elif isinstance(corrupt, Sequence) and len(corrupt) == 2 and isinstance(corrupt[0], str):
-        require(*corrupt)
-        return corrupt[0], corrupt[1]
     raise CorruptionError(f"corrupt={corrupt!r}: give one corruption at one severity, as 'fog:3' or ('fog', 3); for "
                           "several, or the mean over severities 1-5, score each condition in turn (the CLI's "
                           "`eval --corrupt fog,rain:3` does)")

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..runtime.detector import class_key
+
 ClassRef = int | str
 MappingSpec = Mapping[ClassRef, ClassRef | Sequence[ClassRef] | None]
-
-
-def _norm(name: str) -> str:
-    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
 
 
 @dataclass(frozen=True)
@@ -72,10 +70,10 @@ def _resolve(ref: ClassRef, names: Sequence[str], who: str) -> int:
         if not 0 <= i < len(names):
             raise ClassMapError(f"{who} class id {i} is out of range 0..{len(names) - 1}")
         return i
-    lookup = {_norm(n): i for i, n in enumerate(names)}
-    if _norm(ref) not in lookup:
+    lookup = {class_key(n): i for i, n in enumerate(names)}
+    if class_key(ref) not in lookup:
         raise ClassMapError(f"{who} has no class named {ref!r}; its classes are: {', '.join(names)}")
-    return lookup[_norm(ref)]
+    return lookup[class_key(ref)]
 
 
 def _as_list(value) -> list:
@@ -127,15 +125,15 @@ def build_class_map(
         given[c] = key
         sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
 
-    if not spec and [_norm(n) for n in teacher_names] == [_norm(n) for n in student_names]:
+    if not spec and [class_key(n) for n in teacher_names] == [class_key(n) for n in student_names]:
         return ClassMap(teacher_names, student_names, tuple((i,) for i in range(len(student_names))))
 
-    by_name = {_norm(n): i for i, n in enumerate(teacher_names)}
+    by_name = {class_key(n): i for i, n in enumerate(teacher_names)}
     missing = []
     for c, name in enumerate(student_names):
         if sources[c] is None:
-            if _norm(name) in by_name:
-                sources[c] = (by_name[_norm(name)],)
+            if class_key(name) in by_name:
+                sources[c] = (by_name[class_key(name)],)
             else:
                 missing.append(name)
     if missing:

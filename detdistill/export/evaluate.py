@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data import corruptions
 from ..runtime import Detector
+from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels
@@ -136,18 +137,17 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
 
 def model_to_data_ids(class_map: dict, model_names: dict[int, str], data_names: dict[int, str],
                       data: str | Path) -> dict[int, int]:
-    """``class_map`` ({model class: data class}, each an id or a name) as ids; a ``ValueError`` naming the entry, the
-    direction and the classes to choose from for a class that neither side has."""
-    if not isinstance(class_map, dict) or not class_map:
-        raise ValueError(f"class_map must be a non-empty dict {{model class: data class}}, got {class_map!r}")
+    """``class_map`` ({model class: data class}, each an id, a digit string or a name matched as
+    :func:`detdistill.runtime.detector.class_key` matches names) as ids; a ``ValueError`` naming the entry, the
+    direction and the classes to choose from for a class that neither side has. ``{}`` keeps no detection."""
+    if not isinstance(class_map, dict):
+        raise ValueError(f"class_map must be a dict {{model class: data class}}, got {class_map!r}")
 
     def resolve(value: object, names: dict[int, str], side: str) -> int:
-        if isinstance(value, int) and not isinstance(value, bool) and (value in names or not names and value >= 0):
-            return value
-        by_name = {n.lower(): i for i, n in names.items()}
-        if isinstance(value, str) and value.lower() in by_name:
-            return by_name[value.lower()]
-        listed = ", ".join(f"{i}: {n}" for i, n in list(names.items())[:12]) + (", ..." if len(names) > 12 else "")
+        (i,) = class_ids_of([int(value) if isinstance(value, str) and value.strip().isdigit() else value], names)
+        if i is not None and (i in names or not names and i >= 0):
+            return i
+        listed = ", ".join(f"{k}: {n}" for k, n in list(names.items())[:12]) + (", ..." if len(names) > 12 else "")
         raise ValueError(f"class_map {{model class: data class}}: {side} has no class {value!r} ({side}'s classes: "
                          f"{listed}); keys are the model's classes, values the data's, by id or name")
 
@@ -189,7 +189,7 @@ def evaluate(
     device: str = "cpu",
     rect: bool = False,
     rect_batch: int = 32,
-    class_map: dict[int, int] | None = None,
+    class_map: dict | None = None,
     int8: str = "auto",
     files: list[Path] | None = None,
     keep_records: bool = False,

@@ -205,10 +205,17 @@ def _check_options(given: dict, backend: str | None, cls: type | None) -> None:
                     f"{', '.join(names(Detector.__init__))}{extra}")
 
 
+def class_key(name: object) -> str:
+    """A class name as names are matched: case, ``_``, ``-`` and extra spaces aside (``Traffic_Light`` is
+    ``traffic light``)."""
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
 def class_ids_of(items: Iterable[object], names: dict[int, str]) -> list[int | None]:
-    """Each item's class id: an integer as it is, a class name of ``names`` (any case) as its id, else None."""
-    by_name = {v.lower(): k for k, v in names.items()}
-    return [int(c) if _is_int(c) else by_name.get(c.lower()) if isinstance(c, str) else None for c in items]
+    """Each item's class id: an integer as it is, a class name of ``names`` (see :func:`class_key`) as its id, else
+    None."""
+    by_name = {class_key(v): k for k, v in names.items()}
+    return [int(c) if _is_int(c) else by_name.get(class_key(c)) if isinstance(c, str) else None for c in items]
 
 
 def _class_ids(classes: object, names: dict[int, str]) -> list[int] | None:
