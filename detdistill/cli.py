@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -164,16 +164,16 @@ def val(
 @app.command(epilog="Example: detdistill recipes   (then: detdistill train ... --recipe cwd); detdistill recipes "
              "cwd > my.yaml   (a copy to edit, then --recipe my.yaml)")
 def recipes(
-    name: str = typer.Argument(None, help="Print this built-in recipe's YAML (to copy and edit)."),
+    name: Optional[str] = typer.Argument(None, help="Print this built-in recipe's YAML (to copy and edit)."),
 ) -> None:
     """List the built-in distillation recipes and what each one does, or print one."""
     from detdistill.distill.recipe import (  # lazy: torch (the CLI starts without it)
-        DEFAULT_RECIPE, RECIPES_DIR, builtin_recipes)
+        DEFAULT_RECIPE, RECIPES_DIR, builtin_recipes, resolve_recipe_name)
 
     if name is not None:
         if name not in builtin_recipes():
             fail(f"no built-in recipe {name!r}: choose from {', '.join(builtin_recipes())}")
-        typer.echo((RECIPES_DIR / f"{DEFAULT_RECIPE if name == 'default' else name}.yaml").read_text(), nl=False)
+        typer.echo((RECIPES_DIR / f"{resolve_recipe_name(name)}.yaml").read_text(), nl=False)
         return
     for name in builtin_recipes():
         if name == "default":

@@ -188,11 +188,11 @@ def warnings_as_lines() -> Iterator[None]:
     """Within the block, a ``UserWarning`` raised on behalf of detdistill's own code prints as one ``warning: ...``
     line, not as Python's ``path:line: UserWarning`` with a source line; other warnings print as Python prints them."""
     original = warnings.showwarning
-    package = str(Path(__file__).resolve().parent)
+    package = Path(__file__).resolve().parent
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
-        if issubclass(category, UserWarning) and str(Path(filename).resolve()).startswith(package):
+        if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(package):
             typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
         else:
             original(message, category, filename, lineno, file, line)

@@ -14,6 +14,12 @@ from typing import Any
 MAX_STRIDE = 32  # the largest stride of YOLOv5u/v8/11/26 detection models (P3-P5): input sizes are multiples of it
 
 
+def is_int8_finetuned(ckpt: dict) -> bool:
+    """Whether a checkpoint carries INT8 fake quantization (ultralytics' ``modelopt`` key: its QAT, detdistill's
+    QAD): its weights were tuned for INT8, and it is no float model to prune or to teach with."""
+    return bool(ckpt.get("modelopt"))
+
+
 class CheckpointError(ValueError):
     """A file that is not a loadable ultralytics detection checkpoint (missing, truncated, another task)."""
 

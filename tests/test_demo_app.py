@@ -120,7 +120,8 @@ def test_class_filter_by_name(clip, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert len(records) == 5
     assert all([d["name"] for d in r["detections"]] == ["bus"] for r in records)
-    with pytest.raises(ValueError, match="unknown class 'truck'"):
+    with pytest.raises(ValueError, match=r"unknown class 'truck'; this model knows ids \d+-\d+ \(.*bus.*\): pass "
+                                         r"--classes names or ids from these"):
         run_demo(FakeDetector(), str(clip), classes="truck", show=False, log=lambda m: None)
 
 

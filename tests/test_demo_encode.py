@@ -376,3 +376,24 @@ def test_frames_of_another_size_are_letterboxed_into_the_recording_not_stretched
     assert 95 <= white_cols[0] <= 105 and out[:, :90].max() == 0 and out[:, 230:].max() == 0  # centred, black sides
     same = np.zeros((240, 320, 3), np.uint8)
     assert rec.fit_into(same, (320, 240)) is same
+
+
+def test_close_gives_up_on_an_encoder_stuck_with_a_full_queue(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    class StuckWriter(FakeWriter):
+        def write(self, image: np.ndarray) -> None:   # the first frame never returns: the queue fills up
+            release.wait(30)
+
+    monkeypatch.setattr(rec, "open_gstreamer_writer", lambda p, fps, size: StuckWriter(p, fps, size))
+    recorder = rec.VideoRecorder(tmp_path / "o.mkv", queue_size=2, encoder="nvv4l2h264enc")
+    for _ in range(3):                                  # one taken by the encoder, two queued
+        recorder.write(np.zeros((64, 64, 3), np.uint8))
+    time.sleep(0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(rec.RecordingError, match=r"did not finish within 0.5 s"):
+            recorder.close(timeout_s=0.5)           # was: blocked on the full queue, whatever the timeout
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()

@@ -345,5 +345,5 @@ def test_an_image_list_runs_in_its_order(tmp_path):
     assert values == [30, 10]
     empty = tmp_path / "none.txt"
     empty.write_text("\n")
-    with pytest.raises(SourceError, match=r"image list .*none.txt: no images"):
+    with pytest.raises(SourceError, match=r"no images .* found in .*none.txt"):
         ImageGrabber(str(empty))

@@ -77,8 +77,9 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
         return None
     ids = class_ids_of(classes, names)
     if None in ids:
-        raise ValueError(f"unknown class {classes[ids.index(None)]!r}; this model knows ids 0-{len(names) - 1}: "
-                         f"{', '.join(names.values())}: pass --classes names or ids from these")
+        known = f"ids {min(names)}-{max(names)} ({', '.join(names.values())})" if names else "no class names"
+        raise ValueError(f"unknown class {classes[ids.index(None)]!r}; this model knows {known}: pass --classes names "
+                         "or ids from these")
     return ids
 
 
@@ -196,14 +197,19 @@ def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
                 return
 
 
-def _check_output_files(record: str | Path | None, save_json: str | Path | None, specs: list) -> None:
-    """Raise ValueError when ``save_json`` is not a JSON path, or a file the run writes (``--record``, one per
-    source, or ``--save-json``) is one of its source files (it would be overwritten while it is read);
-    PermissionError when its folder cannot be written or lies under a file. Checked before the model loads."""
+def _refuse_folders(record: str | Path | None, save_json: str | Path | None) -> None:
+    """Raise ValueError when ``--record`` or ``--save-json`` names an existing folder."""
     for path, option in ((record, "--record"), (save_json, "--save-json")):
         if path is not None and Path(path).is_dir():
             raise ValueError(f"{option} {path} is a folder: pass a file path in it, such as "
                              f"{Path(path) / ('out.mp4' if option == '--record' else 'dets' + JSON_SUFFIX)}")
+
+
+def _check_output_files(record: str | Path | None, save_json: str | Path | None, specs: list) -> None:
+    """Raise ValueError when ``save_json`` is not a JSON path, or a file the run writes (``--record``, one per
+    source, or ``--save-json``) is one of its source files (it would be overwritten while it is read);
+    PermissionError when its folder cannot be written or lies under a file. Checked before the model loads, after
+    the recording's encoder was chosen (this check creates the output folders)."""
     if save_json is not None and Path(save_json).suffix.lower() != JSON_SUFFIX:
         raise ValueError(f"--save-json {save_json} should end in {JSON_SUFFIX}: detections are written as JSON Lines "
                          "(one JSON object per frame per line, readable while the demo runs), and the file is "
@@ -269,8 +275,12 @@ def run_demo(
     """
     log = log or (lambda message: print(message, flush=True))
     specs = list(source) if isinstance(source, (list, tuple)) else [source]
-    _check_output_files(record, save_json, specs)  # first: a folder given as --record is named as one
+    _refuse_folders(record, save_json)  # a folder given as --record is named as one, before its suffix is checked
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
+    _check_output_files(record, save_json, specs)
+    if record and bitrate and video.record_encoder == "opencv":
+        log(f"warning: --bitrate {bitrate:g} does not apply to the recording: it falls back to OpenCV's writer "
+            "(no GStreamer encoder here), which takes no bitrate")
     for spec in specs:  # a bad source (e.g. an empty one) is named before the model loads
         if isinstance(spec, (str, int)):
             parse_source(spec)
@@ -296,9 +306,9 @@ def run_demo(
         specs = [s if isinstance(s, FrameSource) else at_frame_size(s, frame_hw) for s in (specs or [None])]
         kinds = {s.kind if isinstance(s, SourceSpec) else parse_source(s).kind for s in specs
                  if not isinstance(s, FrameSource)}
-        if "images" in kinds and isinstance(model, (str, Path)):
-            # photos come in any size, and no single --frame fits a folder of them; cameras and the clip were asked
-            # for the model's size above, and a video of another size is still refused (export it at its size)
+        if kinds == {"images"} and isinstance(model, (str, Path)):
+            # photos come in any size, and no single --frame fits a folder of them; beside a camera or a video (whose
+            # frames of another size are refused: export the model at their size) they are not fitted
             detector.fit_frames = True
             log(f"images: each photo not {frame_hw[1]}x{frame_hw[0]} is letterboxed to that frame size on the host "
                 "first, as `detdistill eval` does")

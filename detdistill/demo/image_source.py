@@ -25,7 +25,7 @@ class ImageGrabber:
             try:
                 files = list_images(path)
             except (OSError, ValueError) as e:
-                raise SourceError(f"image list {target}: {e}") from None
+                raise SourceError(str(e)) from None  # it names the list
         else:
             files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMG_SUFFIXES)
         if not files:

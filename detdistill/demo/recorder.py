@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -97,7 +98,7 @@ class FrameWriter:
         return writer
 
     def _open(self, image: np.ndarray) -> cv2.VideoWriter:
-        # encoders refuse a frame 1 pixel wide or high (an odd image of a folder): such frames are stretched to 2
+        # encoders refuse a frame 1 pixel wide or high (an odd image of a folder): the video is then 2 pixels there
         self.size = (max(image.shape[1], 2), max(image.shape[0], 2))
         try:
             return self._open_with(self.encoder)
@@ -140,8 +141,16 @@ class FrameWriter:
             writer = self._open(image)
             self._thread = threading.Thread(target=self._encode, args=(writer,), name=self.thread_name, daemon=True)
             self._thread.start()
-        self._queue.put(image)
+        try:  # waits while the encoder is behind (no frame is lost), but not for an encoder that is stuck
+            self._queue.put(image, timeout=CLOSE_TIMEOUT_S)
+        except queue.Full:
+            self._error = self._error or self._stuck("take a frame", CLOSE_TIMEOUT_S)
+            raise RecordingError(f"{self.kind} {self.label} failed: {self._error}") from None
         self.frames += 1
+
+    def _stuck(self, what: str, timeout_s: float) -> TimeoutError:
+        return TimeoutError(f"the encoder did not {what} within {timeout_s:g} s ({self._queue.qsize()} frames queued; "
+                            "a stuck GStreamer pipeline?): the output may be incomplete")
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Encode what is queued and finalise the output (idempotent); a :class:`RecordingError` when encoding
@@ -149,12 +158,14 @@ class FrameWriter:
         process alive)."""
         if self._thread is not None:
             thread, self._thread = self._thread, None
-            self._queue.put(None)
-            thread.join(timeout_s)
+            deadline = time.monotonic() + timeout_s
+            try:
+                self._queue.put(None, timeout=timeout_s)  # one deadline for handing over the end and for the join
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except queue.Full:
+                pass
             if thread.is_alive():
-                self._error = self._error or TimeoutError(
-                    f"the encoder did not finish within {timeout_s:g} s ({self._queue.qsize()} frames still "
-                    "queued; a stuck GStreamer pipeline?): the output may be incomplete")
+                self._error = self._error or self._stuck("finish", timeout_s)
         if self._error is not None:
             raise RecordingError(f"{self.kind} {self.label} failed: {self._error}")
 

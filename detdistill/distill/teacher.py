@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..models import CheckpointError, detect_head, load_detection_checkpoint, never_trained
+from ..models import CheckpointError, detect_head, is_int8_finetuned, load_detection_checkpoint, never_trained
 from ..registry.weights import WeightsError, resolve_weights
 
 
@@ -53,7 +53,7 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
         model, ckpt = load_detection_checkpoint(path, role="teacher", tasks=("detect", "segment", "pose", "obb"))
     except CheckpointError as e:
         raise TeacherError(str(e)) from e
-    if ckpt.get("modelopt"):  # ultralytics' key for the INT8 fake-quantization state (QAT, detdistill's QAD)
+    if is_int8_finetuned(ckpt):
         raise TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher supervises "
                            "in float; pass the float checkpoint it was fine-tuned from as the teacher (--teacher), "
                            "which is also what `train --int8` without --teacher takes from a float student")

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..data import corruptions
+from ..models import MAX_STRIDE
 from ..runtime import Detector
 from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
@@ -121,7 +122,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     if not model.is_file():
         raise FileNotFoundError(f"model {model} not found")
     if imgsz is not None and imgsz < 1:
-        raise ValueError(f"imgsz must be a positive multiple of 32 (e.g. 320, 640), got {imgsz}")
+        raise ValueError(f"imgsz must be a positive multiple of {MAX_STRIDE} (e.g. 320, 640), got {imgsz}")
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size
     kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
     if model.suffix == ".pt":

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from ..data.coco_subset import chosen_classes, make_coco_subset
 from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
 from ..prune import PruneConfig, prune_checkpoint
-from ..registry.weights import WeightsError, resolve_weights
-from ..yaml_numbers import load_yaml
+from ..registry.weights import WeightsError, offline, resolve_weights
 from .config import PipelineConfig
 from .context import StageContext
 from .schema import PipelineError, as_dict, read_from
@@ -116,8 +117,9 @@ def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[s
         except ValueError as e:
             if download or not isinstance(e.__cause__, FileNotFoundError) or not _download_entry(cfg.data.yaml):
                 raise PipelineError(f"data.yaml: {e}") from None
+            hint = " (not with YOLO_OFFLINE set: download them first)" if offline() else ""
             notes.append(f"data.yaml: its images are not on this machine; the run gets them with the YAML's "
-                         f"download: entry ({str(e.__cause__).splitlines()[0]})")
+                         f"download: entry{hint} ({str(e.__cause__).splitlines()[0]})")
     if cfg.teacher.kind != "weights":
         return notes
     try:
@@ -138,7 +140,10 @@ def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[s
 
 def _download_entry(data_yaml: str | Path) -> bool:
     """Whether a data YAML (that ultralytics could parse) names a ``download:`` source for missing images."""
-    content = load_yaml(Path(data_yaml).read_text(encoding="utf-8"))
+    try:  # read as ultralytics reads it (safe_load), which has just parsed it
+        content = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
     return isinstance(content, dict) and bool(content.get("download"))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import CheckpointError, count_gflops, count_params, load_detection_checkpoint, reset_head  # noqa: F401
+from ..models import (  # noqa: F401
+    CheckpointError, count_gflops, count_params, is_int8_finetuned, load_detection_checkpoint, reset_head)
 
 
 class PruneError(ValueError):
@@ -17,7 +18,7 @@ def load_detection_model(weights: str | Path):
         model, ckpt = load_detection_checkpoint(weights, role="weights")
     except CheckpointError as e:
         raise PruneError(str(e)) from e
-    if ckpt.get("modelopt"):  # ultralytics' key for the INT8 fake-quantization state (QAT, detdistill's QAD)
+    if is_int8_finetuned(ckpt):
         raise PruneError(f"{weights} is an INT8 fine-tuned checkpoint (fake quantization): prune the float model it "
                          "was fine-tuned from, then fine-tune the pruned student (and train it in INT8 again)")
     return model, ckpt

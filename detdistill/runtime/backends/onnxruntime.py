@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,14 @@ class OrtBackend:
             raise ImportError("onnxruntime is not installed: pip install 'detdistill[runtime]'") from e
         path = Path(path)
         require_model_file(path, "ONNX", "export one with `detdistill export`")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)):
             raise TypeError(f"threads must be a whole number of CPU threads (0 or None: ONNX Runtime's default), got "
                             f"{threads!r}")
+        if threads is not None and threads < 0:
+            raise ValueError(f"threads must be 0 or more (0 or None: ONNX Runtime's default), got {threads}")
         opts = ort.SessionOptions()
         if threads:
-            opts.intra_op_num_threads = threads
+            opts.intra_op_num_threads = int(threads)
         if not int8_kernels:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.int8_kernels = int8_kernels

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..metadata import ModelInfo
+from ..model_file import require_model_file
 from .cuda_mem import CudaMem
 from .shape import check_input
 
@@ -74,8 +75,7 @@ class TrtBackend:
 
     def __init__(self, path: str | Path, trt: Any = None, cuda: CudaMem | None = None, batch: int = 1) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"TensorRT engine {path} not found; build one with `detdistill build model.onnx`")
+        require_model_file(path, "TensorRT", "build one with `detdistill build model.onnx`")
         self.trt = trt or import_tensorrt()
         data, meta = read_engine(path)
         check_version(meta, self.trt.__version__, path)
