@@ -19,7 +19,7 @@ import numpy as np
 
 from .encoders import CODEC, StreamTarget, default_bitrate, describe, file_pipeline, stream_pipeline, video_suffix
 
-CLOSE_TIMEOUT_S = 60.0  # how long close() waits for the encoder to write what is queued and finalise the file
+CLOSE_TIMEOUT_S = 60.0  # the longest wait on an encoder: for room in its queue, or for close() to finalise the file
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
@@ -51,7 +51,7 @@ class FrameWriter:
     """Encodes frames in a background thread through an OpenCV ``VideoWriter``.
 
     A bounded queue: ``write`` blocks only when the encoder falls ``queue_size`` frames behind, so
-    no frame is ever lost. The writer opens on the first frame: its size fixes the video size, later
+    no frame is ever lost (an encoder that takes nothing for ``CLOSE_TIMEOUT_S`` is an error). The writer opens on the first frame: its size fixes the video size, later
     frames of another size (a camera reconnect, a folder of photos of mixed sizes) are letterboxed into it,
     their aspect ratio kept (see :func:`fit_into`). ``write`` must not be
     given an array that the caller modifies afterwards. ``encoder`` is ``opencv`` or a GStreamer
