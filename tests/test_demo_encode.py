@@ -364,6 +364,7 @@ def test_close_gives_up_on_an_encoder_that_never_finishes(tmp_path, monkeypatch)
             recorder.close()           # idempotent: the same error, without a second wait
     finally:
         release.set()
+    _assert_the_encoder_thread_ends()
 
 
 def test_frames_of_another_size_are_letterboxed_into_the_recording_not_stretched():
@@ -397,3 +398,11 @@ def test_close_gives_up_on_an_encoder_stuck_with_a_full_queue(tmp_path, monkeypa
         assert time.monotonic() - started < 5
     finally:
         release.set()
+    _assert_the_encoder_thread_ends()
+
+
+def _assert_the_encoder_thread_ends() -> None:
+    """Once a stuck encoder returns, its abandoned thread stops (no thread left behind for later tests)."""
+    for thread in [t for t in threading.enumerate() if t.name == "recorder"]:
+        thread.join(10)
+        assert not thread.is_alive()

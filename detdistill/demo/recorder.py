@@ -76,6 +76,7 @@ class FrameWriter:
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._abandoned = False  # close() gave up on the encoder: once it returns, it stops at the next frame
 
     # -- what a subclass provides --------------------------------------------------------------
     def _pipeline(self, encoder: str, width: int, height: int) -> str:
@@ -120,7 +121,7 @@ class FrameWriter:
         try:
             # after an error the queue is still drained (frames dropped), so that write() and close() never
             # wait on a full queue that nothing empties
-            while (image := self._queue.get()) is not None:
+            while not self._abandoned and (image := self._queue.get()) is not None:
                 if self._error is None:
                     try:
                         image = fit_into(image, self.size)
@@ -165,6 +166,7 @@ class FrameWriter:
             except queue.Full:
                 pass
             if thread.is_alive():
+                self._abandoned = True
                 self._error = self._error or self._stuck("finish", timeout_s)
         if self._error is not None:
             raise RecordingError(f"{self.kind} {self.label} failed: {self._error}")
