@@ -83,7 +83,7 @@ def train(
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
     and load with plain YOLO(path)."""
     from detdistill.distill import api  # lazy: torch, ultralytics (the CLI starts without them)
-    from detdistill.distill.classmap import parse_class_map_arg
+    from detdistill.data.class_map import parse_class_map_arg
     from detdistill.distill.trainer import RESUME_OVERRIDES, SET_BY_OPTIONS, check_train_args
 
     if pseudo_conf == 0:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from detdistill.distill.classmap import ClassMapError, build_class_map, parse_class_map_arg, spec_from_data
+from detdistill.data.class_map import ClassMapError, build_class_map, parse_class_map_arg, spec_from_data
 
 COCO = yaml.safe_load("{0: person, 1: bicycle, 2: car, 3: motorcycle, 4: airplane, 5: bus, 6: train, 7: truck}")
 COCO_NAMES = [COCO[i] for i in range(8)]

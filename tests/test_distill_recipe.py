@@ -110,7 +110,7 @@ def test_a_new_loss_is_one_registration(monkeypatch):
 
     from detdistill.distill import registry
     from detdistill.distill.distiller import Distiller
-    from detdistill.distill.classmap import ClassMap
+    from detdistill.data.class_map import ClassMap
 
     class Cosine(torch.nn.Module):
         def forward(self, s, t, weight=None):

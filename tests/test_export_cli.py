@@ -317,6 +317,30 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
     assert out.exit_code != 0 and "nosuch" in out.output and "warning" not in out.output, out.output
 
 
+def test_eval_scores_a_coco_teacher_on_a_subset_through_a_class_map(app, tmp_path_factory, teacher_pt,
+                                                                    vehicles_yaml, coco8_yaml):
+    """`eval --class-map auto` follows the data YAML's coco_classes block, as evaluate(class_map=...) in Python and
+    the pipeline do; the CLI text form names dataset classes = model classes; a bad map is one error line."""
+    from conftest import export_teacher
+    from detdistill.export.evaluate import evaluate
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    python = evaluate(onnx_path, vehicles_yaml, limit=40, class_map={5: 1, 2: 2, 3: 3, 7: 4})  # bus car moto truck
+    for spec in ("auto", "Ambulance=;Bus=bus;Car=car;Motorcycle=motorcycle;Truck=truck"):
+        out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "40", "--class-map", spec)
+        text = " ".join(out.output.split())
+        assert out.exit_code == 0 and f"mAP50-95 {python.map50_95:.4f}" in text, (text, python.summary())
+        assert "warning" not in text and "Bus <- bus" in text and "Truck <- truck" in text, text
+    raw = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "40")
+    assert f"mAP50-95 {python.map50_95:.4f}" not in raw.output and "--class-map auto" in " ".join(raw.output.split())
+    out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1", "--class-map", "auto")
+    assert out.exit_code == 0 and "the model's classes are the dataset's" in out.output, out.output
+    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "1", "--class-map", "Bus=autobus")
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "error: the teacher has no class named 'autobus'" in text, text
+    assert "Traceback" not in out.output
+
+
 def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_path_factory, teacher_pt, coco8_yaml):
     """`eval --rect` scores a .pt as evaluate(pt, rect=True) does (it was refused: the CLI passes an opened model);
     a device PyTorch cannot use, and an --int8 choice for a model without Q/DQ pairs, are refused."""

@@ -300,8 +300,9 @@ def test_lazy_imports_put_off_a_heavy_package_or_say_why():
 
 
 @pytest.mark.parametrize("module", ["detdistill.runtime", "detdistill.demo.app", "detdistill.data.image_lists",
-                                    "detdistill.data.dataset", "detdistill.export.evaluate", "detdistill.export.bench"])
+                                    "detdistill.data.dataset", "detdistill.data.class_map", "detdistill.export.evaluate",
+                                    "detdistill.export.bench"])
 def test_torch_free_rooms_import_without_torch(module):
-    """What a Jetson without torch runs (runtime, demo, eval, bench) and the readers they share."""
+    """What a Jetson without torch runs (runtime, demo, eval, bench) and the readers and class maps they share."""
     out = subprocess.run([sys.executable, "-c", TORCH_BLOCKER + f"import {module}"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

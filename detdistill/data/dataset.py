@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import yaml
 from .images import images_in
 
 SPLITS = ("train", "val", "test")  # the split keys of a YOLO data YAML
+CLASS_MAP_BLOCKS = ("teacher_classes", "coco_classes")  # the teacher class maps a data YAML may hold (read by data.class_map)
 LABEL_FORMAT = ("each line is 'class x_center y_center width height': a class id, then the box's centre and size "
                 "normalised to 0-1 by the image's width and height, e.g. '0 0.5 0.5 0.2 0.3'")
 
@@ -45,6 +46,7 @@ class YoloDataset:
     splits: dict[str, list[Path]]
     names: dict[int, str]
     source: Path | None = None  # the data YAML
+    class_blocks: dict = field(default_factory=dict)  # its teacher_classes / coco_classes blocks (data.class_map)
 
     def images(self, split: str) -> list[Path]:
         """All image files of ``split`` (``train``, ``val`` or ``test``)."""
@@ -179,4 +181,5 @@ def load_dataset(path: str | Path) -> YoloDataset:
         if v:
             entries = v if isinstance(v, list) else [v]
             splits[split] = [Path(e) if Path(e).is_absolute() else root / e for e in entries]
-    return YoloDataset(root=root, splits=splits, names=names, source=path)
+    blocks = {key: cfg[key] for key in CLASS_MAP_BLOCKS if key in cfg}
+    return YoloDataset(root=root, splits=splits, names=names, source=path, class_blocks=blocks)

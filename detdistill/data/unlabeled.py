@@ -17,23 +17,10 @@ import yaml
 
 from ..hashing import file_sha256
 from ..models import class_names
+from .class_map import resolve_class_map, teacher_to_student
 from .files import link_or_copy
-
-
-def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dict[int, int]:
-    """For each teacher class, the one student class its detections are labelled as.
-
-    A teacher class listed by several student classes (``Ambulance <- car, truck`` beside ``Car <- car``)
-    goes to the student class it is the only source of; if that is still ambiguous, it labels nothing.
-    """
-    out: dict[int, int] = {}
-    for t in range(teacher_nc):
-        users = [c for c, src in enumerate(sources) if t in src]
-        sole = [c for c in users if tuple(sources[c]) == (t,)]
-        pick = users if len(users) == 1 else sole
-        if len(pick) == 1:
-            out[t] = pick[0]
-    return out
+from .image_lists import list_images
+from .images import usable_images
 
 
 def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
@@ -61,9 +48,6 @@ def pseudo_label(
     """
     from ultralytics import YOLO  # lazy: ultralytics (data/ stays torch-free)
     from ultralytics.utils import LOGGER, TQDM
-
-    from .image_lists import list_images
-    from .images import usable_images
 
     teacher, files = Path(teacher), list_images(images)
     mapping = teacher_to_student(sources, teacher_nc)
@@ -124,7 +108,6 @@ def add_unlabeled(
     """Pseudo-label ``images`` with ``teacher`` and return a dataset YAML whose train split includes them."""
     from ultralytics.data.utils import check_det_dataset  # lazy: torch, ultralytics (as in pseudo_label)
 
-    from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher, teacher_path
 
     teacher = teacher_path(teacher)  # a registry name becomes its local file

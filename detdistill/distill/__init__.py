@@ -1,7 +1,7 @@
 """Detection distillation on ultralytics YOLO: feature, logit and box distillers, recipes, trainer."""
 
 from .api import TrainJob, check_inputs, fit, resume, run_training, train
-from .classmap import ClassMap, ClassMapError, build_class_map
+from ..data.class_map import ClassMap, ClassMapError, build_class_map
 from .recipe import Recipe, RecipeError, load_recipe
 from .teacher import TeacherError, load_teacher
 from .trainer import DistillationTrainer

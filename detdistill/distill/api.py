@@ -18,7 +18,7 @@ from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoi
 from ultralytics.utils import DEFAULT_CFG
 
 from .student_trainer import StudentTrainer, set_class_count
-from .classmap import ClassMap, resolve_class_map
+from ..data.class_map import ClassMap, resolve_class_map
 from .model import KDModel
 from .recipe import Recipe, load_recipe
 from ..models import class_names, load_detection_checkpoint

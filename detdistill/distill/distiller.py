@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .adapters import ChannelAdapter, align_spatial, fit_adapter
-from .classmap import ClassMap
+from ..data.class_map import ClassMap
 from .recipe import Recipe
 from .losses import loss_types
 from .registry import LossContext

@@ -16,7 +16,7 @@ from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.utils.torch_utils import copy_attr
 
-from .classmap import ClassMap
+from ..data.class_map import ClassMap
 from .distiller import Distiller
 from .recipe import Recipe, RecipeError
 from ..models import detect_head

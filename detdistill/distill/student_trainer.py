@@ -26,7 +26,7 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
-from .classmap import ClassMapError, resolve_class_map
+from ..data.class_map import ClassMapError, resolve_class_map
 from .. import atomic
 from ..atomic import staged
 from ..data.road_augment import attach, attached, check_augment

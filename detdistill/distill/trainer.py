@@ -22,7 +22,7 @@ from ultralytics.utils.torch_utils import select_device, unwrap_model
 
 from .student_trainer import StudentTrainer
 from ..data.road_augment import check_augment
-from .classmap import resolve_class_map
+from ..data.class_map import resolve_class_map
 from .model import KDModel
 from .qad import prepare_student
 from .recipe import load_recipe

@@ -207,6 +207,10 @@ def eval_cmd(
         None, help="Also score the same images under corruptions: comma-separated names from fog, rain, snow, glare, "
         "dark, motion_blur, noise, jpeg (or all), each optionally :severity 1-5; without one, the mean over the 5 "
         "severities (ImageNet-C protocol). Needs pip install 'detdistill\\[robust]'."),
+    class_map: Optional[str] = typer.Option(
+        None, "--class-map", help="Score a model of other classes (a COCO teacher) on this dataset: 'auto' maps them by "
+        "the data YAML's teacher_classes/coco_classes block, else by class name; or 'Car=car;Truck=truck,bus' "
+        "(dataset class = model class(es)), as train's --class-map."),
 ) -> None:
     """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS), and what computed it.
 
@@ -226,15 +230,32 @@ def eval_cmd(
             typer.secho(f"note: {model.name} takes {w}x{h} camera frames (its letterbox is in the graph): each image "
                         f"of another size is letterboxed to {w}x{h} first, as that camera would frame it, so the score "
                         "can differ from the same model exported without --frame", fg=typer.colors.YELLOW, err=True)
-        r = evaluate(det, data, split=split, limit=limit, rect=rect)
-        if mismatch := class_count_warning(det, data):  # after the data passed evaluate's checks, beside the score
+        mapping = _score_map(det, data, class_map)
+        r = evaluate(det, data, split=split, limit=limit, rect=rect, class_map=mapping)
+        if class_map is None and (mismatch := class_count_warning(det, data)):  # after evaluate's checks of the data
             typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"{model.name}: {r.summary()}")
         if specs:
-            _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c).map50_95,
-                            specs, r.map50_95)
+            _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c,
+                                               class_map=mapping).map50_95, specs, r.map50_95)
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))
+
+
+def _score_map(det, data: Path, spec: Optional[str]) -> dict[int, int] | None:
+    """``--class-map`` as evaluate's {model class id: dataset class id} (None: scored by class id), said in a note."""
+    if spec is None:
+        return None
+    from ..data.class_map import parse_class_map_arg, score_map  # lazy: the CLI starts fast without it
+
+    names = [det.names.get(i, str(i)) for i in range(len(det.names))]
+    mapping, cm = score_map(names, data, None if spec.strip().lower() == "auto" else parse_class_map_arg(spec))
+    if mapping is None:
+        typer.secho(f"note: --class-map {spec}: the model's classes are the dataset's; scored by class id", err=True)
+        return None
+    typer.secho(f"note: {data.name}'s classes <- the model's: {cm.describe()} (a model class mapped to several "
+                "dataset classes counts for none; other model classes are not scored)", err=True)
+    return mapping
 
 
 def _check_int8_choice(model: Path, int8: str) -> None:

@@ -174,9 +174,9 @@ def class_count_warning(det: Detector, data: str | Path) -> str | None:
                 "position, so if these are the same classes in another order this mAP is wrong; check the data "
                 "YAML's names: against the model's training data")
     return (f"the model predicts {n} classes and {data} has {m}: its class ids are scored as the data's "
-            f"({shown(range(m))}), so this mAP means little unless it was trained on these classes. `eval` "
-            "has no class map: score a teacher of other classes with evaluate(..., class_map={model id: data id}) in "
-            "Python, or with `detdistill run`, which maps its classes by the data YAML's coco_classes block")
+            f"({shown(range(m))}), so this mAP means little unless it was trained on these classes. Score a "
+            "teacher of other classes through a class map: `detdistill eval ... --class-map auto` (the data YAML's "
+            "coco_classes block, else class names), or evaluate(..., class_map={model id: data id}) in Python")
 
 
 def evaluate(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ..data.class_map import resolve_class_map
 from ..data.coco_subset import chosen_classes, make_coco_subset
 from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
@@ -107,7 +108,6 @@ def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[s
     ``download=False`` (``run --check``): a data YAML whose images are missing and that has a ``download:`` entry is
     not downloaded but returned as a note, and the checks that need its classes are skipped."""
     from ..distill.api import check_dataset  # lazy: torch, ultralytics
-    from ..distill.classmap import resolve_class_map
     from ..distill.teacher import load_teacher
 
     dataset, notes = None, []

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.class_map import score_map
 from ..data.corruptions import parse_spec
-from ..data.unlabeled import teacher_to_student
 from ..export.robustness import Robustness, robustness as score_under
 from ..models import class_names, count_gflops, count_params, load_detection_checkpoint
 from .artifacts import Artifact
@@ -84,16 +84,10 @@ def teacher_score_map(teacher_pt: Path, data: str | Path, class_map: dict | None
                       ) -> tuple[dict[int, int] | None, str]:
     """The teacher's class ids -> the dataset's, for scoring a teacher of other classes on it (None: the same
     classes), and the mapping in words."""
-    from ultralytics.data.utils import check_det_dataset  # lazy: torch, ultralytics (only this stage needs them)
+    from ..distill.teacher import load_teacher  # lazy: torch, ultralytics (only this stage needs them)
 
-    from ..distill.classmap import resolve_class_map
-    from ..distill.teacher import load_teacher
-
-    names = class_names(load_teacher(teacher_pt, fuse=False))
-    cm = resolve_class_map(names, check_det_dataset(str(data)), class_map)
-    if cm.is_identity:
-        return None, cm.describe()
-    return teacher_to_student(cm.sources, len(names)), cm.describe()
+    mapping, cm = score_map(class_names(load_teacher(teacher_pt, fuse=False)), data, class_map)
+    return mapping, cm.describe()
 
 
 def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:

@@ -1,13 +1,21 @@
-"""Map a teacher's classes onto the student's (subset, relabelled, many-to-one)."""
+"""Map a teacher's classes onto the student's (subset, relabelled, many-to-one), for distillation and for scoring
+a teacher on the student's dataset.
+
+torch is imported only where a tensor is made: ``detdistill eval`` maps a teacher's classes without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..runtime.detector import class_key
+from .dataset import load_dataset
+
+if TYPE_CHECKING:
+    import torch
 
 ClassRef = int | str
 MappingSpec = Mapping[ClassRef, ClassRef | Sequence[ClassRef] | None]
@@ -55,6 +63,8 @@ class ClassMap:
         return out
 
     def class_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        import torch  # lazy: torch (only distillation builds the mask)
+
         return torch.tensor(self.mapped, dtype=torch.bool, device=device)
 
 
@@ -188,3 +198,30 @@ def dataset_class_names(data: Mapping) -> list[str]:
 def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | str | None = None) -> ClassMap:
     """The class map for a run: ``spec`` if given, else the data YAML's mapping block, else class names."""
     return build_class_map(teacher_names, dataset_class_names(data), spec or spec_from_data(data, len(teacher_names)))
+
+
+def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dict[int, int]:
+    """For each teacher class, the one student class its detections are labelled as.
+
+    A teacher class listed by several student classes (``Ambulance <- car, truck`` beside ``Car <- car``)
+    goes to the student class it is the only source of; if that is still ambiguous, it labels nothing.
+    """
+    out: dict[int, int] = {}
+    for t in range(teacher_nc):
+        users = [c for c, src in enumerate(sources) if t in src]
+        sole = [c for c in users if tuple(sources[c]) == (t,)]
+        pick = users if len(users) == 1 else sole
+        if len(pick) == 1:
+            out[t] = pick[0]
+    return out
+
+
+def score_map(model_names: Sequence[str], data: str | Path, spec: MappingSpec | str | None = None
+              ) -> tuple[dict[int, int] | None, ClassMap]:
+    """How a model of other classes (a COCO teacher) is scored on the dataset of the YAML ``data``: its class ids ->
+    the dataset's (None: the same classes), and the class map it follows (``spec``, else the YAML's
+    ``teacher_classes``/``coco_classes`` block, else class names). A model class mapped to several dataset classes
+    counts for none of them."""
+    dataset = load_dataset(data)
+    cm = resolve_class_map(model_names, {"names": dataset.names, **dataset.class_blocks}, spec)
+    return (None if cm.is_identity else teacher_to_student(cm.sources, len(model_names))), cm
