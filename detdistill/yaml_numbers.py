@@ -15,13 +15,19 @@ from typing import Any
 import yaml
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class NumberLoader(yaml.SafeLoader):
     """PyYAML's safe loader that also reads exponent floats without a dot (``1e-4``, ``5E3``, ``-2e+2``) and
-    refuses a key repeated in one mapping."""
+    refuses a key repeated in one mapping. A merge key (``<<: *defaults``) is no repeat: the mapping's own keys
+    override the merged ones, as YAML defines."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # SafeLoader's construct_mapping merges it
+                continue
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -175,13 +175,18 @@ def test_values_ultralytics_checks_late_are_refused_before_any_work(tmp_path, co
                        ("imgsz=100", "imgsz=100 is not a multiple of the models' stride 32 (ultralytics would train "
                                      "at 128): pass e.g. imgsz=128"),
                        ("cache=maybe", "cache=maybe: ultralytics caches images with cache=ram or cache=disk"),
-                       ("workers=-1", "workers=-1: give the number of dataloader processes")):
+                       ("workers=-1", "workers=-1: give the number of dataloader processes"),
+                       ("batch=1.5", "batch=1.5: give the images per batch as a whole number")):
         out = runner.invoke(app, [*base, arg], terminal_width=200)
         assert out.exit_code == 2 and words in " ".join(out.output.split()), out.output
         assert "Traceback" not in out.output and not (tmp_path / "run").exists()
     check_train_args({"optimizer": "adamw", "imgsz": 640})  # ultralytics matches optimizer names ignoring case
-    for ok in ({"cache": True}, {"cache": "RAM"}, {"cache": "disk"}, {"cache": False}, {"workers": 0}):
+    for ok in ({"cache": True}, {"cache": "RAM"}, {"cache": "disk"}, {"cache": False}, {"workers": 0}, {"batch": 1},
+               {"batch": -1}, {"batch": 0.7}):
         check_train_args(ok)
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(TrainArgumentError, match=rf"batch={bad}: give the images per batch"):
+            check_train_args({"batch": bad})
     with pytest.raises(TrainArgumentError, match="imgsz=True"):
         check_train_args({"imgsz": True})
     with pytest.raises(TrainArgumentError, match=r"imgsz=\[320, 330\] is not a multiple .* train at 352"):
@@ -212,3 +217,34 @@ def test_val_refuses_what_eval_refuses_a_split_without_labels_and_an_off_stride_
     out = runner.invoke(app, ["val", str(teacher_pt), "--data", str(coco8_yaml), "--imgsz", "33"], terminal_width=400)
     assert out.exit_code == 2 and "--imgsz 33 is not a multiple of the model stride 32 (ultralytics would round it " \
         "up to 64)" in out.output, out.output  # validated at 64 without a word before
+
+
+def test_labels_of_classes_the_yaml_does_not_name_are_one_error_line(tmp_path, coco8_yaml, teacher_pt):
+    """ultralytics drops every image whose labels hold a class id beyond names: (a warning each) and then fails with
+    a traceback; `train` names the first such label file and the fix instead."""
+    one_class = tmp_path / "person-only.yaml"
+    one_class.write_text(yaml.safe_dump({"path": str(coco8_yaml.parent), "train": "images/train",
+                                         "val": "images/val", "names": {0: "person"}}))
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data",
+                              str(one_class), "epochs=1", "imgsz=64",
+                              "workers=0", f"project={tmp_path}", "name=run"], terminal_width=200)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and f"no image of {one_class} can be trained on:" in text, out.output[-3000:]
+    assert "that" in text and "does not name (it names 1 classes): fix the labels or the YAML's names" in text, text
+    assert "Traceback" not in out.output
+
+
+def test_single_cls_is_checked_against_the_teacher_before_training(tmp_path, coco8_yaml, teacher_pt):
+    """single_cls=True turns every class into ultralytics' 'item': the class map of the run is checked for that one
+    class first (it failed after the data was loaded), and a map onto it is taken."""
+    base = ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(coco8_yaml),
+            "single_cls=True", f"project={tmp_path}", "name=run"]
+    out = runner.invoke(app, base, terminal_width=200)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "student class(es) ['item'] match no teacher class" in text, text
+    assert not (tmp_path / "run").exists()
+    from detdistill.distill.api import TrainJob, check_job
+
+    job = TrainJob(student="yolov8n.yaml", data=coco8_yaml, teacher=teacher_pt, class_map="item=person,car",
+                   train_args={"single_cls": True})
+    assert check_job(job).losses

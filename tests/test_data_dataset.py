@@ -105,3 +105,20 @@ def test_split_errors_print_plain_paths_and_no_quotes(coco8_yaml, tmp_path):
         load_dataset(tmp_path / "data.yaml").images("val")
     assert f"no images found for split 'val' in {tmp_path / 'images' / 'val'}: " in str(e.value)
     assert "PosixPath" not in str(e.value)
+
+
+def test_a_list_whose_entries_are_relative_to_elsewhere_names_the_rule(tmp_path, coco8_yaml, monkeypatch):
+    """Relative entries of a .txt list are read from the list's folder; a list written relative to the current
+    folder finds none of its images and says so (it was blamed on the images as unreadable)."""
+    images = sorted((coco8_yaml.parent / "images" / "val").glob("*.jpg"))[:2]
+    (tmp_path / "lists").mkdir()
+    for image in images:
+        shutil.copy(image, tmp_path / image.name)
+    listing = tmp_path / "lists" / "calib.txt"
+    listing.write_text("\n".join(image.name for image in images))  # relative to tmp_path, the current folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"none of the 2 images listed in .*calib.txt exists .*read from the "
+                                                rf"list's folder, {re.escape(str(tmp_path / 'lists'))}; write"):
+        list_images(Path("lists/calib.txt"))
+    listing.write_text("\n".join(f"../{image.name}" for image in images))
+    assert [p.name for p in list_images(Path("lists/calib.txt"))] == [image.name for image in images]

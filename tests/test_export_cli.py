@@ -379,3 +379,25 @@ def test_bench_names_the_frames_it_left_out(app, tmp_path_factory, teacher_pt, c
     out = _run(app, "bench", onnx_path, "--images", frames, "--runs", "50", "--warmup", "0")
     assert out.exit_code == 0, out.output  # timed on the one good frame, and says so (it was silent)
     assert "note: skipped 1 of 2 frames that cannot be used (first: " in out.output and "b.jpg" in out.output
+
+
+def test_quantize_says_what_stays_in_float_and_warns_of_a_budget_on_other_classes(app, tmp_path_factory, teacher_pt,
+                                                                                  vehicles_yaml, coco_mini_yaml,
+                                                                                  tmp_path):
+    """The summary tells --keep-float head-outputs from head; a --max-drop budget measured on a dataset of other
+    classes than the model's is warned about (its mAP is the class ids scored by position)."""
+    from conftest import export_teacher
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    images = coco_mini_yaml.parent / "images" / "val"
+    common = ("--num-images", "2", "--max-drop", "1", "--val-limit", "2", "--val-split", "val")
+    out = _run(app, "quantize", onnx_path, "--data", images, "-o", tmp_path / "a.onnx", "--val-data", vehicles_yaml,
+               *common)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "in float: the head's outputs (last convolutions, DFL, decode))" in text, text
+    assert f"warning: --max-drop measures the drop on {vehicles_yaml}, whose classes are not the model's (the " \
+           "model predicts 80 classes" in text, text
+    out = _run(app, "quantize", onnx_path, "--data", images, "-o", tmp_path / "b.onnx", "--keep-float", "head",
+               "--val-data", coco_mini_yaml, *common)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "in float: the whole head)" in text and "warning: --max-drop" not in text, text

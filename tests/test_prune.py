@@ -35,10 +35,10 @@ def pruned(tmp_path_factory, teacher_pt, app):
     base = tmp_path_factory.mktemp("prune")
     pt = base / "teacher.pt"
     shutil.copy(teacher_pt, pt)
-    out = base / "half.pt"
+    out = base / "half pruned.pt"  # the next command it prints quotes a path with a space, to paste as it is
     res = _run(app, "prune", pt, "--target", TARGET, "--imgsz", 320, "-o", out)
     assert res.exit_code == 0, res.output
-    assert "GFLOPs @320" in res.output and f"detdistill train --teacher {pt} --student {out}" in res.output
+    assert "GFLOPs @320" in res.output and f"detdistill train --teacher {pt} --student '{out}'" in res.output
     return pt, out
 
 

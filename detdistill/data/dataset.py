@@ -155,6 +155,26 @@ def read_labels(image: Path, shape: tuple[int, int]) -> tuple[np.ndarray, np.nda
     return a[:, 0].astype(np.int64), boxes
 
 
+def label_problem(data: str | Path, splits: Sequence[str] = ("train", "val")) -> str | None:
+    """The first label problem in ``splits`` of the data YAML ``data`` (a class id the YAML does not name, or a line
+    that is not a YOLO label line), naming the file and the fix; None when every label file reads. For a training
+    run that ultralytics found no usable image in (it drops such images with a warning per file)."""
+    dataset = load_dataset(data)
+    for split in (s for s in splits if s in dataset.splits):
+        for image in dataset.images(split):
+            f = label_path(image)
+            if not f.is_file():
+                continue
+            try:
+                ids = {int(row[0]) for row in _label_rows(f)}
+            except DatasetError as e:
+                return str(e)
+            if unknown := sorted(ids - dataset.names.keys()):
+                return (f"{f} has class ids {unknown} that {dataset.source} does not name (it names "
+                        f"{len(dataset.names)} classes): fix the labels or the YAML's names")
+    return None
+
+
 def load_dataset(path: str | Path) -> YoloDataset:
     """Parse a YOLO dataset YAML; relative paths resolve against ``path:`` or the YAML's folder."""
     if not str(path).strip():

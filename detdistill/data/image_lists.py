@@ -14,7 +14,8 @@ from .images import IMG_SUFFIXES, images_in
 
 
 def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
-    """Images from a folder (recursive), a .txt list, a single image, or a dataset YAML's ``train`` split."""
+    """Images from a folder (recursive), a .txt list (one path a line, relative ones from the list's folder, as in
+    a data YAML), a single image, or a dataset YAML's ``train`` split."""
     if not str(source).strip():  # Path("") is the current folder: never scan it by accident
         raise DatasetError("the image source is empty: pass a folder of images, an image, a .txt list or a data YAML")
     source = Path(source)
@@ -27,6 +28,10 @@ def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     elif source.suffix.lower() == ".txt":
         files = [Path(line.strip()) for line in read_text(source, "image list").splitlines() if line.strip()]
         files = [p if p.is_absolute() else source.parent / p for p in files]
+        if files and not any(p.exists() for p in files):
+            raise FileNotFoundError(f"none of the {len(files)} images listed in {source} exists (the first is read as "
+                                    f"{files[0]}): a relative entry of a list is read from the list's folder, "
+                                    f"{source.parent.resolve()}; write the entries relative to it, or absolute")
     elif source.suffix.lower() in IMG_SUFFIXES:
         files = [source]
     else:

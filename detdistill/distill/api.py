@@ -7,6 +7,8 @@ Inputs are checked before any training starts, so a wrong teacher, data or recip
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,16 +19,17 @@ from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
 from ultralytics.utils import DEFAULT_CFG
 
-from .student_trainer import StudentTrainer, set_class_count
 from ..data.class_map import ClassMap, resolve_class_map
-from .model import KDModel
-from .recipe import Recipe, load_recipe
-from ..models import class_names, load_detection_checkpoint
-from .teacher import TeacherError, load_teacher
-from .qad import require_modelopt
-from .trainer import DistillationTrainer, TrainArgumentError, check_train_args
+from ..data.dataset import label_problem
 from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
+from ..models import class_names, load_detection_checkpoint
+from .model import KDModel
+from .qad import require_modelopt
+from .recipe import Recipe, load_recipe
+from .student_trainer import StudentTrainer, set_class_count
+from .teacher import TeacherError, load_teacher
+from .trainer import DistillationTrainer, TrainArgumentError, check_train_args
 
 
 def check_dataset(data: str | Path, download: bool = True) -> dict:
@@ -79,9 +82,11 @@ def _student_model(student: str | Path, nc: int):
 
 
 def check_inputs(
-    student: str | Path, teacher: str | Path, data: str | Path, recipe: Any = None, class_map: dict | str | None = None
+    student: str | Path, teacher: str | Path, data: str | Path, recipe: Any = None, class_map: dict | str | None = None,
+    single_cls: bool = False,
 ) -> tuple[Recipe, ClassMap]:
-    """Validate every input of a distillation run; return the parsed recipe and class map.
+    """Validate every input of a distillation run; return the parsed recipe and class map (``single_cls``: of the
+    one class ultralytics then trains).
 
     Builds the training-time model once on CPU, so a teacher/student pair that cannot be distilled
     with this recipe (feature levels, strides, DFL bins) fails here rather than on the first step.
@@ -92,6 +97,8 @@ def check_inputs(
     recipe = load_recipe(recipe)
     teacher_model = load_teacher(teacher)
     dataset = check_dataset(data)
+    if single_cls:  # as ultralytics' trainer names the classes then
+        dataset = {**dataset, "names": {0: SINGLE_CLASS}, "nc": 1}
     channels = int(dataset.get("channels", 3))
     if channels != teacher_model.yaml.get("channels", 3):
         raise ValueError(f"the dataset has {channels}-channel images but the teacher takes "
@@ -199,6 +206,8 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
 # initial training rate (ultralytics' lr0 0.01 -> 1e-4). ultralytics' optimizer=auto picks AdamW at about 1e-3 for a
 # short run, which pulled a trained vehicles student 6 points below its start (docs/benchmarks.md). Set by the user,
 # each of these keys wins.
+SINGLE_CLASS = "item"  # the class name ultralytics gives every object with single_cls=True
+
 INT8_FINE_TUNE = {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0}
 
 
@@ -266,14 +275,29 @@ def run_training(job: TrainJob) -> Path:
             return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
 
     recipe = check_job(job)
-    if recipe is None:
-        return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+    with _dataset_named(job.data):
+        if recipe is None:
+            return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
+        try:
+            data = _with_unlabeled(job) if job.unlabeled is not None else job.data
+        except (FileNotFoundError, ValueError) as e:
+            _raise_as_input_error(e)
+        return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8,
+                   job.augment, job.teacher_clean, **job.args())
+
+
+@contextmanager
+def _dataset_named(data: str | Path) -> Iterator[None]:
+    """Turn ultralytics' "No valid images found" (every image of a split dropped, each with a warning) into a
+    :class:`TrainInputError` naming the first bad label file of ``data`` and the fix."""
     try:
-        data = _with_unlabeled(job) if job.unlabeled is not None else job.data
-    except (FileNotFoundError, ValueError) as e:
-        _raise_as_input_error(e)
-    return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8, job.augment,
-               job.teacher_clean, **job.args())
+        yield
+    except RuntimeError as e:
+        if "No valid images found" not in str(e):
+            raise
+        problem = label_problem(data) or (f"ultralytics found no usable image in a split of {data}; its warnings "
+                                          "above name each image it dropped (unreadable images or labels)")
+        raise TrainInputError(f"no image of {data} can be trained on: {problem}") from None
 
 
 def check_job(job: TrainJob) -> Recipe | None:
@@ -301,11 +325,12 @@ def check_job(job: TrainJob) -> Recipe | None:
     if job.int8:
         require_modelopt()
     check_augment(job.augment, job.teacher_clean)
+    args = job.args()
     try:
-        recipe = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None)[0]
+        recipe = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None,
+                              bool(args.get("single_cls")))[0]
     except (FileNotFoundError, ValueError) as e:
         _raise_as_input_error(e)
-    args = job.args()
     epochs = int(args.get("epochs", DEFAULT_CFG.epochs))
     if recipe.schedule.off_throughout(epochs, int(args.get("close_mosaic", DEFAULT_CFG.close_mosaic))):
         raise TrainInputError(f"the recipe's schedule.stop_last ({recipe.schedule.stop_last}) turns KD off for all "

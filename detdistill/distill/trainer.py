@@ -91,8 +91,9 @@ OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSp
 
 def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
     """Raise :class:`TrainArgumentError` for an ``optimizer`` ultralytics does not know, a ``cache`` mode it
-    ignores, a negative ``workers`` or an ``imgsz`` that is not a positive whole number (ultralytics fails on the
-    optimizer after the data is loaded, on ``workers=-1`` in its dataloader, on ``imgsz=1e3`` at the model, trains
+    ignores, a ``batch`` that is no whole number (nor AutoBatch's -1 or GPU memory share), a negative ``workers``
+    or an ``imgsz`` that is not a positive whole number (ultralytics fails on the
+    optimizer after the data is loaded, on ``batch=1.5`` and ``workers=-1`` in its dataloader, on ``imgsz=1e3`` at the model, trains
     ``imgsz=-1`` at 32 with a warning and ``cache=maybe`` without a cache)."""
     name = args.get("optimizer")
     if name is not None and str(name).lower() not in {o.lower() for o in OPTIMIZERS}:
@@ -104,6 +105,12 @@ def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
     if cache is not None and not isinstance(cache, bool) and str(cache).lower() not in CACHE_MODES:
         raise TrainArgumentError(f"cache={cache}{where}: ultralytics caches images with cache=ram or cache=disk; "
                                  "cache=False (the default) reads them from their files")
+    batch = args.get("batch")
+    if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool) and (batch >= 1 or batch == -1)
+                                  or isinstance(batch, float) and 0 < batch < 1):
+        raise TrainArgumentError(f"batch={batch}{where}: give the images per batch as a whole number, e.g. batch=16 "
+                                 "(or -1, or a fraction such as 0.7, for ultralytics' AutoBatch to fill that share of "
+                                 "the GPU memory)")
     workers = args.get("workers")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
         raise TrainArgumentError(f"workers={workers}{where}: give the number of dataloader processes as a whole "

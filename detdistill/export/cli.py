@@ -105,7 +105,7 @@ def quantize(
 ) -> None:
     """Quantize an ONNX to INT8 Q/DQ, calibrated on your images through the deployed letterbox.
 
-    Example: detdistill quantize student.onnx --data datasets/road.yaml --target tensorrt --max-drop 0.01 --val-data datasets/road.yaml
+    Example: detdistill quantize student.onnx --data datasets/road.yaml --target tensorrt --max-drop 0.01 --val-data datasets/road.yaml --val-split train
     """
     _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
     if not data.exists():
@@ -133,6 +133,8 @@ def quantize(
         fail(f"--percentile sets the clip of --method percentile, but the method is {method}: add --method "
              "percentile, or leave --percentile out")
 
+    if val_data is not None:
+        _warn_other_classes(model, val_data)
     try:
         res = quantize_onnx(model, data, output, target=target, scheme=scheme, method=method,
                             percentile=99.999 if percentile is None else percentile, num_images=num_images,
@@ -142,12 +144,27 @@ def quantize(
         fail(str(e))
     for note in res.notes:
         typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"wrote {res.path} ({res.target} target, {res.scheme}; float layers: "
-               f"{', '.join(res.float_layers) or 'head only'})")
+    in_float = ["the whole head" if keep_float == "head" else "the head's outputs (last convolutions, DFL, decode)"]
+    typer.echo(f"wrote {res.path} ({res.target} target, {res.scheme}; in float: {', '.join(in_float + res.float_layers)})")
     if res.drop is not None:
         ci = (f"; 95% interval [{res.drop_interval[0]:.4f}, {res.drop_interval[1]:.4f}] over {res.budget_images} "
               "images" if res.drop_interval else "")
         typer.echo(f"mAP50-95 FP32 {res.fp32_map:.4f} -> INT8 {res.int8_map:.4f} (drop {res.drop:.4f}{ci})")
+
+
+def _warn_other_classes(model: Path, val_data: Path) -> None:
+    """Warn when the budget images of ``--max-drop`` are labelled with other classes than the model predicts: the
+    drop would be measured on a meaningless mAP."""
+    from .evaluate import class_count_warning, open_detector  # lazy: cv2 (the CLI starts without it)
+
+    try:
+        mismatch = class_count_warning(open_detector(model), val_data)
+    except (ValueError, KeyError, FileNotFoundError):
+        return  # quantize_onnx names a bad model or data YAML
+    if mismatch:
+        typer.secho(f"warning: --max-drop measures the drop on {val_data}, whose classes are not the model's ("
+                    f"{mismatch.split(': ', 1)[0]}): its mAP and the layers chosen by it mean little; measure the budget "
+                    "on images labelled with the model's own classes", fg=typer.colors.YELLOW, err=True)
 
 
 def build(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 
 import typer
 
@@ -70,7 +71,7 @@ def prune(
         return
     data = str(calib) if calib is not None and calib.suffix.lower() in (".yaml", ".yml") else "DATA.yaml"
     typer.echo("next: fine-tune the pruned student with distillation from the full teacher:\n"
-               f"  detdistill train --teacher {weights} --student {res.path} --data {data}")
+               f"  detdistill train --teacher {quote(str(weights))} --student {quote(str(res.path))} --data {quote(data)}")
 
 
 def register(app: typer.Typer) -> None:
