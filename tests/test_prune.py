@@ -39,6 +39,7 @@ def pruned(tmp_path_factory, teacher_pt, app):
     res = _run(app, "prune", pt, "--target", TARGET, "--imgsz", 320, "-o", out)
     assert res.exit_code == 0, res.output
     assert "GFLOPs @320" in res.output and f"detdistill train --teacher {pt} --student '{out}'" in res.output
+    assert "note: nothing was refitted (no --calib)" in res.output
     return pt, out
 
 

@@ -64,6 +64,10 @@ def prune(
     typer.echo(res.summary())
     for note in res.ignored:
         typer.echo(f"  kept whole: {note}")
+    if calib is None:
+        typer.secho("note: nothing was refitted (no --calib): the pruned layers keep the teacher's weights and BatchNorm "
+                    "statistics, which no longer match, so the pruned model scores far below the teacher until it is "
+                    "fine-tuned; --calib IMAGES (a few hundred of your domain) refits them first", err=True)
     if res.untrained_source:  # a structure to try out, not a student: nothing learned to keep, nothing to teach
         typer.secho(f"warning: {weights} holds untrained weights (every BatchNorm layer at its initial statistics), so "
                     f"{res.path} inherits nothing learned and {weights} cannot teach it: prune a trained checkpoint",
