@@ -85,7 +85,8 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"teacher": {"train": {"epochs": 2.5}}}, "teacher.train.epochs: must be an integer in [1"),
     ({"distill": {"baseline": "no"}}, "distill.baseline: true or false"),
     ({"distill": {"augment": "raod"}}, "distill.augment: unknown augmentation preset 'raod': choose from road"),
-    ({"distill": {"teacher_clean": True}}, "distill.augment: teacher_clean needs an augmentation preset"),
+    ({"distill": {"teacher_clean": True}}, "distill.teacher_clean: keeps the teacher's images clean of an "
+     "augmentation preset, and there is none: add distill.augment: road"),
     ({"distill": {"teacher_clean": "yes"}}, "distill.teacher_clean: true or false"),
     ({"measure": {"corrupt": "fog:9"}}, "measure.corrupt: corruption 'fog': severity must be an integer from 1"),
     ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),

@@ -249,3 +249,47 @@ def test_robustness_table_and_plot_when_artifacts_were_scored_under_corruption(t
     assert _html_rows(page_text.split("<h2>Robustness</h2>")[1].split("<h2>")[0])[KD][1:3] == ["0.287", "0.250"]
     if pytest.importorskip("matplotlib"):
         assert page_text.count(IMG_PREFIX) == 4  # latency, GFLOPs, size, robustness
+
+
+def test_the_kd_column_shows_the_last_epoch_with_kd_on(tmp_path: Path) -> None:
+    """KD turned off for the final (close_mosaic) epochs logs 0: the column shows the last epoch that distilled."""
+    rows = [_row(e, 0.05 * e, 6.0 - e) for e in (1, 2, 3, 4, 5)]
+    for row in rows[3:]:  # epochs 4 and 5: KD off, every KD loss 0
+        row[5] = row[6] = 0.0
+    off_late = _csv(tmp_path / "late" / "results.csv", rows, pad=False)
+    last_off = _csv(tmp_path / "one" / "results.csv", [rows[i] for i in (0, 1, 2, 3)], pad=False)
+    never = _csv(tmp_path / "never" / "results.csv", rows[3:], pad=False)
+    md, page = _written(tmp_path, [TrainingRun("late", off_late), TrainingRun("one", last_off),
+                                   TrainingRun("never", never)])
+    assert "| KD losses (last epoch with KD on) |" in md and "<th>KD losses (last epoch with KD on)</th>" in page
+    assert _md_row(md, "late", "Training")[-1] == ("train/kd_logit 3.0000, train/kd_box 0.1333 "
+                                                   "(epoch 3; KD off in epochs 4-5)")
+    assert _md_row(md, "one", "Training")[-1] == ("train/kd_logit 3.0000, train/kd_box 0.1333 "
+                                                  "(epoch 3; KD off in epoch 4)")
+    assert _md_row(md, "never", "Training")[-1] == "KD off in every epoch"
+    assert _html_rows(page.split("<h2>Training</h2>")[1])["late"] == _md_row(md, "late", "Training")
+
+
+def test_the_report_says_which_images_every_map_was_measured_on(tmp_path: Path) -> None:
+    report = _report(tmp_path, [])
+    report.eval_images, report.eval_total = 50, 128
+    md, page = (p.read_text(encoding="utf-8") for p in write_report(report, tmp_path / "few"))
+    line = ("mAP50-95 and mAP50 of every artifact on the first 50 of the 128 images of the val split of "
+            "datasets/coco8.yaml.")
+    artifacts = md.split("## Artifacts\n", 1)[1].split("##", 1)[0]
+    assert line in artifacts and html.escape(line) in page.split("<h2>Artifacts</h2>", 1)[1].split("<h2>", 1)[0]
+    report.eval_images = 128
+    md, _ = write_report(report, tmp_path / "all")
+    assert "on all 128 images of the val split of datasets/coco8.yaml." in md.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(None, (4, 4)), (2, (2, 4)), (10, (4, 4))])
+def test_the_images_measured_are_the_first_eval_limit_of_the_val_split(tmp_path, coco8_yaml, limit, expected):
+    from detdistill.pipeline.config import validate
+    from detdistill.pipeline.context import StageContext
+    from detdistill.pipeline.measure_stages import eval_images
+    from detdistill.pipeline.stages import StageCache
+
+    cfg = validate({"data": {"yaml": str(coco8_yaml)}, "teacher": {"weights": "yolov8n"}, "student": {"prune": {}},
+                    "measure": {"eval_limit": limit}})
+    assert eval_images(StageContext(cfg, tmp_path, StageCache(tmp_path)), coco8_yaml) == expected

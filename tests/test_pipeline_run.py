@@ -69,6 +69,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     assert "TensorRT is not installed" in md  # the engine stages say why they did not run
     assert "INT8: calibrated on" in md  # the INT8 stage's notes reach the report (few calibration images here)
     assert "summary: 8 frames" in md  # the demo processed every frame of the video
+    assert f"on all 8 images of the val split of {data}." in md  # which images the mAP columns are from
     from detdistill.runtime.cpu import cpu_model, instruction_set
 
     assert f"**machine:** {cpu_model()} (" in md and f", {instruction_set()}), " in md  # the CPU the numbers are from
@@ -126,7 +127,7 @@ def test_pipeline_with_quantization_aware_distillation_reports_its_int8_artifact
     recipe["export"]["engines"] = []
     lines: list[str] = []
     report = run_pipeline(recipe, tmp_path / "run", log=lines.append)
-    assert any("] quantization-aware distillation (logit-box, its own FP32 weights, 1 epochs)" in line for line in lines)
+    assert any("] quantization-aware distillation (logit-box, its own FP32 weights, 1 epoch)" in line for line in lines)
     manifest = json.loads((tmp_path / "run" / "stages.json").read_text())
     measured = {k[len("measure "):]: v["result"] for k, v in manifest.items() if k.startswith("measure ")}
     qad = measured["student, QAD (INT8 Q/DQ ONNX)"]

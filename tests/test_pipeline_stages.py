@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from detdistill.pipeline.stages import StageCache
+from detdistill.pipeline.stages import KEY_VERSION, StageCache
 
 
 def _stage(cache: StageCache, src, out, calls: list):
@@ -160,7 +160,7 @@ def test_a_work_folder_recorded_with_absolute_keys_is_still_up_to_date(tmp_path)
     del manifest["upper"]["work"]
     (tmp_path / "stages.json").write_text(json.dumps(manifest))
     assert _stage(StageCache(tmp_path), src, out, calls) == {"chars": 3} and len(calls) == 1
-    assert json.loads((tmp_path / "stages.json").read_text())["upper"]["v"] == 3  # upgraded in place
+    assert json.loads((tmp_path / "stages.json").read_text())["upper"]["v"] == KEY_VERSION  # upgraded in place
 
 
 def test_a_work_folder_of_another_recipe_is_named_before_any_stage_runs(tmp_path):
@@ -198,3 +198,29 @@ def test_after_a_damaged_manifest_a_training_stage_keeps_its_folder_and_says_it_
                      lambda: (run_dir / "weights" / "last.pt").read_text(), clean=(run_dir,))
     assert seen == "epoch 3"  # the folder was kept for the training to resume or reuse
     assert lines[-1] == "train (from what its folder holds: resumed, or reused if finished)", lines
+
+
+def test_a_comment_or_layout_edit_of_the_recipe_is_no_other_recipe(tmp_path):
+    """The warning compares what the recipes ask for: comments, layout and defaults spelled out do not count."""
+    from detdistill.pipeline.runner import claim_workdir, note_recipe
+
+    src, out, lines = tmp_path / "in.txt", tmp_path / "out.txt", []
+    src.write_text("abc")
+    work = claim_workdir(tmp_path / "run")
+    recipe = "name: road\ndata: {shapes: {}}\nteacher: {weights: yolov8n}\nstudent: {width: 0.125}\n"
+    note_recipe(work, recipe, StageCache(work), lines.append)
+    StageCache(work).run("upper", {"src": src}, [out], lambda: out.write_text("ABC"))
+    edited = ("# my road recipe\nname: road   # the work folder\nimgsz: 640\ndata:\n  shapes: {}\n"
+              "student: {width: 0.125}\nteacher: {weights: yolov8n}\n")
+    note_recipe(work, edited, StageCache(work), lines.append)
+    assert lines == []
+    note_recipe(work, edited.replace("0.125", "0.25"), StageCache(work), lines.append)
+    assert len(lines) == 1 and "holds the stages of another recipe" in lines[0]
+
+
+def test_the_qad_stage_counts_its_epochs_in_words():
+    from detdistill.pipeline.training_stages import qad_stage_name
+
+    assert qad_stage_name("logit-box", True, 1) == ("quantization-aware distillation (logit-box, its own FP32 "
+                                                    "weights, 1 epoch)")
+    assert qad_stage_name("at", False, 3) == "quantization-aware distillation (at, the teacher, 3 epochs)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from .artifacts import Artifact, final_student
 from .config import Int8Spec
 from .context import StageContext, tensorrt_version
+from .dataset_files import DataInput
 
 BUDGET_IMAGES = 500  # train images on which export.int8.max_drop is checked
 
@@ -57,7 +58,7 @@ def quantize(ctx: StageContext, onnx: Artifact, data: Path, int8: Int8Spec) -> A
         r = quantize_onnx(onnx.path, str(data), out, strict=False, **kwargs)
         return {"within_budget": r.within_budget, "drop": r.drop, "float_layers": r.float_layers, "notes": r.notes}
 
-    key = {"onnx": onnx.path, "data": data, **kwargs}
+    key = {"onnx": onnx.path, "data": DataInput(data), **kwargs}
     if int8.target == "tensorrt":  # Q/DQ on conv inputs only: files quantized with conv outputs too are redone
         key["qdq"] = "conv inputs"
     result = ctx.stages.run("quantize to INT8", key, [out], run)
@@ -83,6 +84,6 @@ def build_engine(ctx: StageContext, onnx: Artifact, data: Path, precision: str) 
 
     out = onnx.path.with_name(f"{onnx.path.stem}-{precision}.engine")
     calib = str(data) if precision == "int8" else None
-    ctx.stages.run(name, {"onnx": onnx.path, "precision": precision, "data": data}, [out],
+    ctx.stages.run(name, {"onnx": onnx.path, "precision": precision, "data": DataInput(data)}, [out],
                    lambda: str(build(onnx.path, out, precision=precision, calib=calib)))
     return onnx.exported(out, precision=precision, method="ptq" if precision == "int8" else None, target="tensorrt")

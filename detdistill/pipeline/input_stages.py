@@ -16,6 +16,7 @@ from ..prune import PruneConfig, prune_checkpoint
 from ..registry.weights import WeightsError, offline, resolve_weights
 from .config import PipelineConfig
 from .context import StageContext
+from .dataset_files import DataInput
 from .schema import PipelineError, as_dict, read_from
 
 
@@ -48,7 +49,7 @@ def teacher(ctx: StageContext, data: Path) -> Path:
     spec, run_dir = t.train, ctx.work / "teacher"
     args = ctx.train_args(run_dir, {"epochs": spec.epochs, **spec.args})
     job = TrainJob(student=spec.model, data=data, run_dir=run_dir, train_args=args)
-    return Path(ctx.stages.run("teacher", {"spec": as_dict(spec), "data": data, "args": args},
+    return Path(ctx.stages.run("teacher", {"spec": as_dict(spec), "data": DataInput(data), "args": args},
                                [run_dir / "weights" / "best.pt"], lambda: str(run_training(job)), clean=(run_dir,)))
 
 
@@ -175,5 +176,6 @@ def pruned_teacher(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
         kwargs["importance"] = p.importance
     if p.refit:  # least-squares refit of the pruned layers on the train images (prune/reconstruct.py)
         kwargs.update(calib=data, calib_images=p.calib_images)
-    return ctx.stages.run("prune", {"teacher": teacher_pt, **kwargs}, [out],
+    key = {"teacher": teacher_pt, **kwargs, **({"calib": DataInput(data)} if p.refit else {})}
+    return ctx.stages.run("prune", key, [out],
                           lambda: str(prune_checkpoint(teacher_pt, out, PruneConfig(**kwargs)).path))

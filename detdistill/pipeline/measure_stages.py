@@ -11,6 +11,7 @@ from ..export.robustness import Robustness, robustness as score_under
 from ..models import class_names, count_gflops, count_params, load_detection_checkpoint
 from .artifacts import Artifact
 from .context import StageContext
+from .dataset_files import DataInput
 from .report.records import ArtifactResult
 from .video import video_from_images
 
@@ -38,14 +39,23 @@ def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult
         return {"map50_95": acc.map50_95, "map50": acc.map50, "latency_ms": lat.median, "params": params,
                 "gflops": gflops, "evaluator": acc.evaluator}
 
-    key = {"artifact": artifact.path, "data": data, "measure": {"bench_runs": m.bench_runs, "eval_limit": m.eval_limit},
-           "metric": METRIC}
+    key = {"artifact": artifact.path, "data": DataInput(data),
+           "measure": {"bench_runs": m.bench_runs, "eval_limit": m.eval_limit}, "metric": METRIC}
     r = ctx.stages.run(f"measure {artifact.label}", key, [artifact.path], run)
     ctx.log(f"      {artifact.label:45s} mAP50-95 {r['map50_95']:.3f}  mAP50 {r['map50']:.3f}  "
             f"inference {r['latency_ms']['inference']:.1f} ms")
     backend = r.get("evaluator") or ("tensorrt" if artifact.format == "engine" else "onnxruntime CPU")
     return ArtifactResult(artifact, artifact.path.stat().st_size / 1e6, r["params"], r["gflops"], r["map50_95"],
                           r["map50"], r["latency_ms"], backend)
+
+
+def eval_images(ctx: StageContext, data: Path) -> tuple[int, int]:
+    """How many validation images every mAP is measured on (the first ``measure.eval_limit``), and of how many."""
+    from ..data.dataset import load_dataset  # lazy: cv2 (only the measure stages need it)
+
+    total = len(load_dataset(data).images("val"))
+    limit = ctx.cfg.measure.eval_limit
+    return min(limit or total, total), total
 
 
 def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) -> Robustness:
@@ -65,7 +75,8 @@ def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) 
         return score_under(score, parse_spec(m.corrupt), clean,
                            progress=lambda line: ctx.log(f"      {line}")).as_dict()
 
-    key = {"artifact": artifact.path, "data": data, "corrupt": m.corrupt, "eval_limit": m.eval_limit, "metric": METRIC}
+    key = {"artifact": artifact.path, "data": DataInput(data), "corrupt": m.corrupt, "eval_limit": m.eval_limit,
+           "metric": METRIC}
     r = Robustness.from_dict(ctx.stages.run(f"robustness {artifact.label}", key, [artifact.path], run))
     ctx.log(f"      {artifact.label:45s} clean {r.clean:.3f}  mPC {r.mpc:.3f}  (rPC {100 * r.rpc:.1f}%)")
     return r
@@ -105,7 +116,6 @@ def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
                            save_json=ctx.work / "demo.jsonl", log=lambda line: None)
         return summary.format()
 
-    text = ctx.stages.run("demo (headless, on a video of the val images)", {"artifact": artifact.path,
-                                                                            "frames": frames},
-                          [ctx.work / "demo.mp4"], run)
+    key = {"artifact": artifact.path, "frames": frames, "data": DataInput(data)}
+    text = ctx.stages.run("demo (headless, on a video of the val images)", key, [ctx.work / "demo.mp4"], run)
     ctx.note(f"Demo ({artifact.path.name}, headless, recorded to demo.mp4): {' '.join(text.split())}")

@@ -12,12 +12,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from .. import atomic
 from ..export.platform_info import detect_gpu
 from ..registry.weights import WeightsError, get_entry, offline, resolve_weights
+from ..yaml_numbers import load_yaml
 from . import deploy_stages, input_stages, measure_stages, training_stages
 from .artifacts import Artifact, final_student
-from .config import PipelineConfig, load_pipeline
+from .config import PipelineConfig, load_pipeline, validate
 from .context import Log, StageContext, describe_machine, tensorrt_version
 from .report import ArtifactResult, PipelineReport, TrainingRun, write_report
 from .schema import PipelineError
@@ -78,11 +81,12 @@ class Pipeline:
         artifacts = deploy_stages.export_all(self.ctx, self.checkpoints(data, self.teacher(data)), data)
         results = self.measure(artifacts, data)
         measure_stages.demo(self.ctx, [a for a in artifacts if a.format == "onnx"][-1], data)
+        scored, of = measure_stages.eval_images(self.ctx, data) if results else (None, None)  # the same for each
         report = PipelineReport(
             title=f"detdistill pipeline: {self.cfg.name}", config_text=self.recipe_text,
             machine=describe_machine(self.gpu.name if self.gpu else None), imgsz=self.cfg.imgsz, data=str(data),
             artifacts=results, training=[TrainingRun(n, csv) for n, csv in training_stages.training_runs(self.ctx)],
-            stages=self.stages.rows, notes=self.notes)
+            stages=self.stages.rows, notes=self.notes, eval_images=scored, eval_total=of)
         md, html = self._write_report(report)
         self.log(f"report: {md} (and {html.name})")
         return md
@@ -120,11 +124,25 @@ def note_recipe(work: Path, recipe_text: str, stages: StageCache, log: Log) -> N
     another recipe (a stage whose settings differ is then done again and its earlier result replaced)."""
     copy = work / RECIPE_COPY
     before = copy.read_text(encoding="utf-8", errors="replace") if copy.is_file() else None
-    if before is not None and before != recipe_text and stages.finished():
+    if before is not None and parsed_recipe(before) != parsed_recipe(recipe_text) and stages.finished():
         log(f"warning: the work folder {work} holds the stages of another recipe: each stage whose settings differ "
             "will be done again and its earlier result replaced (to keep both, give this recipe its own folder: "
             "--workdir NEW_FOLDER)")
     atomic.write_text(copy, recipe_text)
+
+
+def parsed_recipe(text: str) -> object:
+    """What a recipe asks for, to compare two: its configuration with the defaults filled in, else (a recipe this
+    version refuses) its parsed YAML, else its text. Comments, layout, key order and defaults given explicitly do
+    not count."""
+    try:
+        raw = load_yaml(text)
+    except yaml.YAMLError:
+        return text
+    try:
+        return validate(raw or {})
+    except ValueError:  # PipelineError (and its kin) is a ValueError
+        return raw
 
 
 def claim_workdir(workdir: Path, create: bool = True) -> Path:

@@ -1,7 +1,9 @@
 """Stage bookkeeping: each stage runs once per set of inputs; a rerun skips it while its outputs are up to date.
 
 ``stages.json`` in the work folder records, per stage, the key of its inputs (its settings plus the
-SHA-256 of every input file's contents), whether it finished, and its result. A finished stage whose key
+SHA-256 of every input file's contents, and a listing of every input folder's image and label files: their
+paths, sizes and modification times; a dataset is its data YAML plus its splits' folders, see
+:mod:`.dataset_files`), whether it finished, and its result. A finished stage whose key
 matches and whose output files still exist is skipped; anything else runs again, so an interrupted
 run resumes where it stopped (a training stage from its ``last.pt``). Keys depend on what files hold,
 not on when they were written: a file rewritten with the same contents (e.g. the scaled student YAML,
@@ -28,8 +30,11 @@ from typing import Any
 
 from .. import atomic
 from ..hashing import file_sha256
+from .dataset_files import DataInput, dataset_paths, folder_listing
 
-KEY_VERSION = 3  # 3: paths in the work folder relative to it; 2: absolute; entries without "v": size and mtime
+# 4: folders by their files, datasets with their splits' folders; 3: folders by name, paths in the work folder
+# relative to it; 2: absolute; entries without "v": files by size and mtime
+KEY_VERSION = 4
 WORK = "<work>"  # stands for the work folder in keys and recorded results
 
 
@@ -45,24 +50,42 @@ def _swap_prefix(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def fingerprint(value: Any, legacy: bool = False, work: Path | None = None) -> Any:
-    """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents) changes.
+def fingerprint(value: Any, version: int = KEY_VERSION, work: Path | None = None,
+                listings: dict[str, str] | None = None) -> Any:
+    """A JSON-able stand-in for ``value`` that changes when it (or, for a file, its contents; for a folder, its
+    image and label files; for a :class:`DataInput`, its YAML and its splits' folders) changes.
 
     ``work``: paths (and path strings) inside this folder are given relative to it.
-    ``legacy``: the size-and-mtime form of keys written before content hashing (read, never written)."""
+    ``version``: the form of keys of that :data:`KEY_VERSION` (older ones are read, never written).
+    ``listings``: folder listings already taken, by resolved path (taken once per run: a listing taken before a
+    change only makes the next run redo more, never less)."""
+    deeper = (version, work, listings)
+    if isinstance(value, DataInput):
+        if version < 4:  # the data YAML alone
+            return fingerprint(value.yaml, *deeper)
+        return {"yaml": fingerprint(value.yaml, *deeper), "files": fingerprint(dataset_paths(value.yaml), *deeper)}
     if isinstance(value, Path):
         where = str(value.resolve())
         where = _swap_prefix(where, str(work), WORK) if work is not None else where
         if value.is_file():
-            if legacy:
+            if version < 2:
                 st = value.stat()
                 return f"{where}|{st.st_size}|{st.st_mtime_ns}"
             return f"{where}|sha256:{file_sha256(value)}"
-        return f"{where}|missing" if not value.exists() else f"{where}|dir"
+        if not value.exists():
+            return f"{where}|missing"
+        if version < 4:
+            return f"{where}|dir"
+        listing = listings.get(where) if listings is not None else None
+        if listing is None:
+            listing = folder_listing(value)
+            if listings is not None:
+                listings[where] = listing
+        return f"{where}|{listing}"
     if isinstance(value, dict):
-        return {str(k): fingerprint(v, legacy, work) for k, v in value.items()}
+        return {str(k): fingerprint(v, *deeper) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [fingerprint(v, legacy, work) for v in value]
+        return [fingerprint(v, *deeper) for v in value]
     if isinstance(value, str) and work is not None:
         return _swap_prefix(value, str(work), WORK)
     return value
@@ -81,6 +104,7 @@ class StageCache:
         self.manifest: dict[str, dict] = self._load()
         self.rows: list[tuple[str, str, float]] = []  # this invocation: (name, "ran" | "cached" | "skipped: why", s)
         self.total = 0
+        self.listings: dict[str, str] = {}  # input folders listed in this run (a dataset is read by many stages)
 
     def _load(self) -> dict[str, dict]:
         """The manifest; a damaged one is renamed aside with a warning and an empty one returned."""
@@ -104,7 +128,7 @@ class StageCache:
 
     def _key(self, inputs: dict, version: int = KEY_VERSION) -> str:
         work = self.workdir if version >= 3 else None
-        text = json.dumps(fingerprint(inputs, legacy=version < 2, work=work), sort_keys=True, default=str)
+        text = json.dumps(fingerprint(inputs, version, work, self.listings), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     def _matches(self, entry: dict | None, inputs: dict, key: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from .artifacts import QAD_NAME, ROLE_NAMES, Artifact
 from .config import PipelineConfig
 from .context import StageContext
+from .dataset_files import DataInput
 
 RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
 
@@ -83,11 +84,11 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
         args = ctx.train_args(run_dir, size)
         job = TrainJob(student=start, data=data, freeze_bn=freeze, augment=dist.augment, run_dir=run_dir,
                        train_args=args)
-        key = {"student": start_key, "data": data, "args": args, "freeze_bn": freeze, **_augment_key(dist)}
+        key = {"student": start_key, "data": DataInput(data), "args": args, "freeze_bn": freeze, **_augment_key(dist)}
         best = _train(ctx, "train student without KD", key, run_dir, job)
         out.append(Artifact("student", "pt", best, best, imgsz))
     if dist.recipe:
-        key = {"student": start_key, "data": kd_data, "args": kd_job.train_args, "teacher": teacher_pt,
+        key = {"student": start_key, "data": DataInput(kd_data), "args": kd_job.train_args, "teacher": teacher_pt,
                "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze,
                **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, kd_dir, kd_job)
@@ -111,11 +112,17 @@ def qad(ctx: StageContext, final: Artifact, kd_data: Path, teacher_pt: Path) -> 
     args = ctx.train_args(run_dir, {"imgsz": cfg.student.imgsz, "epochs": q.epochs})
     job = TrainJob(student=final.path, data=kd_data, teacher=teacher, recipe=recipe, class_map=class_map,
                    freeze_bn=freeze, int8=True, run_dir=run_dir, train_args=args)
-    key = {"student": final.path, "data": kd_data, "args": job.args(), "teacher": teacher,
+    key = {"student": final.path, "data": DataInput(kd_data), "args": job.args(), "teacher": teacher,
            "recipe": recipe_key(recipe), "class_map": class_map, "freeze_bn": freeze, "int8": True}
-    taught = "its own FP32 weights" if own else "the teacher"
-    best = _train(ctx, f"quantization-aware distillation ({recipe}, {taught}, {q.epochs} epochs)", key, run_dir, job)
+    best = _train(ctx, qad_stage_name(recipe, own, q.epochs), key, run_dir, job)
     return Artifact("student_kd", "pt", best, best, cfg.student.imgsz, precision="int8", method="qad")
+
+
+def qad_stage_name(recipe: str, own: bool, epochs: int) -> str:
+    """The QAD stage's name in the progress lines and the report, e.g.
+    ``quantization-aware distillation (logit-box, its own FP32 weights, 1 epoch)``."""
+    taught = "its own FP32 weights" if own else "the teacher"
+    return f"quantization-aware distillation ({recipe}, {taught}, {epochs} epoch{'s' * (epochs != 1)})"
 
 
 def training_runs(ctx: StageContext) -> list[tuple[str, Path]]:

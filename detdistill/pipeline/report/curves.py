@@ -82,6 +82,15 @@ def kd_columns(curves: Curves) -> list[str]:
     return [k for k in curves.columns if k.startswith(KD_PREFIXES)]
 
 
+def last_kd_epoch(curves: Curves) -> int | None:
+    """Index of the last epoch in which a KD loss was on (non-zero): a schedule may turn KD off for the final epochs
+    (``stop_last: close_mosaic``), whose KD losses then read 0. None: KD was off (or not logged) throughout."""
+    columns = [curves.columns[k] for k in kd_columns(curves)]
+    on = [i for i in range(max((len(c) for c in columns), default=0))
+          if any(i < len(c) and not math.isnan(c[i]) and c[i] != 0 for c in columns)]
+    return on[-1] if on else None
+
+
 def loss_columns(curves: Curves) -> list[str]:
     """Task losses first, then the distillation losses, then any other ``train/`` column."""
     train = [k for k in curves.columns if k.startswith("train/")]

@@ -7,8 +7,8 @@ import html
 
 from .curves import Curves
 from .records import PipelineReport
-from .tables import (Table, artifact_table, relative_caption, robustness_caption, robustness_table, stage_table,
-                     training_table)
+from .tables import (Table, artifact_table, evaluation_caption, relative_caption, robustness_caption, robustness_table,
+                     stage_table, training_table)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
@@ -68,6 +68,7 @@ def render_html(
     )
     note_items = "".join(f"<li>{_esc(n)}</li>" for n in notes) or "<li>none</li>"
     figures = "\n".join(html_figure(c, p) for c, p in plots) or '<p class="muted">no plots</p>'
+    scope = f'<p>{_esc(caption)}</p>\n' if (caption := evaluation_caption(report)) else ""
     table = robustness_table(report)
     robust = (f'<h2>Robustness</h2>\n{html_table(table)}\n<p class="muted">{_esc(robustness_caption(report))}</p>'
               if table else "")
@@ -84,7 +85,7 @@ def render_html(
 <dl>{facts}</dl>
 <h2>Artifacts</h2>
 {html_table(artifact_table(report))}
-<p class="muted">{_esc(relative_caption(report))}</p>
+{scope}<p class="muted">{_esc(relative_caption(report))}</p>
 {robust}
 <h2>Plots</h2>
 {figures}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .curves import Curves, training_notes
 from .records import PipelineReport
-from .tables import (Table, artifact_table, relative_caption, robustness_caption, robustness_table, stage_table,
-                     training_table)
+from .tables import (Table, artifact_table, evaluation_caption, relative_caption, robustness_caption, robustness_table,
+                     stage_table, training_table)
 
 
 def md_text(text: object) -> str:
@@ -40,6 +40,7 @@ def render_markdown(report: PipelineReport, curves: list[Curves]) -> str:
         f"- **machine:** {md_text(report.machine)}\n- **data:** `{report.data}`\n- **imgsz:** {report.imgsz}",
         "## Artifacts",
         md_table(artifact_table(report)),
+        *([md_text(scope)] if (scope := evaluation_caption(report)) else []),
         md_text(relative_caption(report)),
         *(["## Robustness", md_table(robust), md_text(robustness_caption(report))]
           if (robust := robustness_table(report)) else []),

@@ -58,6 +58,9 @@ class PipelineReport:
     training: list[TrainingRun]
     stages: list[tuple[str, str, float]]  # (stage name, "ran"|"cached"|"skipped: reason", seconds)
     notes: list[str]
+    eval_images: int | None = None  # the images every mAP was measured on (measure.eval_limit may cap them)
+    eval_total: int | None = None  # the images of that split
+    eval_split: str = "val"
 
     @property
     def teacher(self) -> ArtifactResult | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .curves import MAP50_PREFIX, MAP5095_PREFIX, Curves, kd_columns, map_column
+from .curves import MAP50_PREFIX, MAP5095_PREFIX, Curves, kd_columns, last_kd_epoch, map_column
 from .records import ArtifactResult, PipelineReport
 
 MISSING = "—"
@@ -125,9 +125,21 @@ def _best(curves: Curves, key: str | None) -> str:
     return f"{value:.3f} (epoch {curves.epochs[i]:g})"
 
 
+KD_HEADER = "KD losses (last epoch with KD on)"  # a schedule may turn KD off for the final epochs
+
+
+def evaluation_caption(report: PipelineReport) -> str:
+    """Which images the mAP columns were measured on (empty where the runner did not say)."""
+    if report.eval_images is None:
+        return ""
+    on = (f"all {report.eval_images} images" if report.eval_images == report.eval_total else
+          f"the first {report.eval_images} of the {report.eval_total} images")
+    return f"mAP50-95 and mAP50 of every artifact on {on} of the {report.eval_split} split of {report.data}."
+
+
 def training_table(curves: list[Curves]) -> Table:
     """One row per training run: epochs, final and best mAP, and the KD loss columns found."""
-    header = ["run", "epochs", "final mAP50-95", "final mAP50", "best mAP50-95", "KD losses (final)"]
+    header = ["run", "epochs", "final mAP50-95", "final mAP50", "best mAP50-95", KD_HEADER]
     return Table(header, [_training_row(c) for c in curves], (0, 5))
 
 
@@ -136,8 +148,23 @@ def _training_row(c: Curves) -> list[str]:
         return [c.name, MISSING, MISSING, MISSING, MISSING, f"no training curves: {c.problem}"]
     k5095, k50 = map_column(c, MAP5095_PREFIX), map_column(c, MAP50_PREFIX)
     final = [fmt(_last(c.columns[k]) if k else None, 3) for k in (k5095, k50)]
-    kd = [f"{k} {fmt(_last(c.columns[k]), 4)}" for k in kd_columns(c)]
-    return [c.name, str(len(c.epochs)), *final, _best(c, k5095), ", ".join(kd) or "none"]
+    return [c.name, str(len(c.epochs)), *final, _best(c, k5095), _kd_cell(c)]
+
+
+def _kd_cell(c: Curves) -> str:
+    """The KD losses of the last epoch with KD on, and the epochs after it (KD off) when there are any."""
+    names = kd_columns(c)
+    if not names:
+        return "none"
+    i = last_kd_epoch(c)
+    if i is None:
+        return "KD off in every epoch"
+    kd = ", ".join(f"{k} {fmt(c.columns[k][i] if i < len(c.columns[k]) else None, 4)}" for k in names)
+    epochs = c.epochs
+    if i == len(epochs) - 1:
+        return kd
+    off = f"{epochs[i + 1]:g}" + (f"-{epochs[-1]:g}" if len(epochs) > i + 2 else "")
+    return f"{kd} (epoch {epochs[i]:g}; KD off in epoch{'s' * (len(epochs) > i + 2)} {off})"
 
 
 def relative_caption(report: PipelineReport) -> str:
