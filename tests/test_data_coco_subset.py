@@ -289,11 +289,28 @@ def test_cli(coco: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
                           ((), "no classes: pass --classes"),
                           (("--classes", "car,buss"), "did you mean 'bus'"),
                           (("--preset", "nope"), "no class preset 'nope'"),
-                          (("--classes", "road"), "no category 2 ('bicycle')")):  # the road preset via --classes
+                          (("--classes", "road"), "no category 2 ('bicycle')"),  # the road preset via --classes
+                          (("--classes", "car", "--negatives", "-1"), "--negatives '-1': give a fraction"),
+                          (("--classes", "car", "--negatives", "lots"), "or a whole number of images (50)")):
         res = run("coco-subset", "--coco", coco, *args)
         assert res.exit_code == 2 and "error: " in res.output and message in res.output, res.output
     res = run("presets")
     assert res.exit_code == 0 and "road" in res.output and "traffic light" in res.output
+
+
+def test_negatives_read_as_a_recipe_reads_them():
+    """A decimal point makes a fraction, a whole number a count, on the command line as in a pipeline recipe (where
+    YAML gives 5 as an int and 5.0 as a float); --negatives 5 was 5x there and 5 images in a recipe."""
+    from detdistill.data.cli import negative_images
+    from detdistill.data.coco_subset import split_budget
+
+    assert negative_images("0.1") == 0.1 and negative_images(" 5 ") == 5 and isinstance(negative_images("5"), int)
+    assert isinstance(negative_images("5.0"), float) and negative_images("0") == 0
+    assert split_budget(100, 1000, None, negative_images("5")) == (100, 5)  # what recipe `negatives: 5` gives
+    assert split_budget(100, 1000, None, negative_images("5.0")) == (100, 500)
+    for bad in ("-1", "nan", "inf", "", "1e"):
+        with pytest.raises(ValueError, match="--negatives"):
+            negative_images(bad)
 
 
 def _edit_json(path: Path, edit) -> None:

@@ -30,6 +30,20 @@ def _class_list(classes: Optional[str], preset: Optional[str]) -> tuple[list[str
         fail(str(e))
 
 
+def negative_images(text: str) -> float | int:
+    """``--negatives`` as ``make_coco_subset`` takes it, read as a recipe reads the number: ``0.1`` or ``1.0`` a
+    fraction of the images with objects, ``50`` a count. ``ValueError`` for anything else."""
+    value = text.strip()
+    try:
+        number = int(value) if value.isdigit() else float(value)
+    except ValueError:
+        number = -1
+    if not number >= 0 or number == float("inf"):  # also NaN
+        raise ValueError(f"--negatives {text!r}: give a fraction of the images with objects with a decimal point "
+                         "(0.1 adds one background image per ten), or a whole number of images (50)")
+    return number
+
+
 def _slug(names: list[str]) -> str:
     return "-".join(re.sub(r"\W+", "-", n.lower()).strip("-") for n in names)
 
@@ -46,8 +60,9 @@ def coco_subset(
                                              "(background images included), chosen at random with --seed."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: datasets/coco-<preset "
                                        "or classes>)."),
-    negatives: float = typer.Option(0.1, "--negatives", min=0.0, help="Background images (none of the classes) to "
-                                    "add per split, as a fraction of the images with objects."),
+    negatives: str = typer.Option("0.1", "--negatives", help="Background images (none of the classes) to add per "
+                                  "split: with a decimal point a fraction of the images with objects (0.1, 1.0), a "
+                                  "whole number a count (50), as in a pipeline recipe."),
     seed: int = typer.Option(0, help="Seed of the random image selection."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -61,9 +76,13 @@ def coco_subset(
 
     items, name = _class_list(classes, preset)
     try:
+        include_empty = negative_images(negatives)
+    except ValueError as e:
+        fail(str(e))
+    try:
         ids = resolve_classes(items)
         out = out or Path("datasets") / f"coco-{name or _slug([COCO80_NAMES[i] for i in ids])}"
-        data = make_coco_subset(coco, out, ids, max_images=max_images, include_empty=negatives, progress=progress,
+        data = make_coco_subset(coco, out, ids, max_images=max_images, include_empty=include_empty, progress=progress,
                                 seed=seed)
     except CocoSubsetError as e:
         fail(str(e))
