@@ -248,3 +248,34 @@ def test_single_cls_is_checked_against_the_teacher_before_training(tmp_path, coc
     job = TrainJob(student="yolov8n.yaml", data=coco8_yaml, teacher=teacher_pt, class_map="item=person,car",
                    train_args={"single_cls": True})
     assert check_job(job).losses
+
+
+def test_a_relative_dataset_path_read_differently_by_the_trainer_is_refused(tmp_path, coco8_yaml, teacher_pt,
+                                                                            monkeypatch):
+    """ultralytics reads a relative `path:` from the current folder, detdistill's evaluation from the YAML's folder:
+    where they would read different images, `train` (and `run --check`) stop before training, naming both."""
+    import shutil
+
+    from detdistill.distill.api import check_dataset
+
+    shutil.copytree(coco8_yaml.parent, tmp_path / "cm")
+    (tmp_path / "yamls").mkdir()
+    data = tmp_path / "yamls" / "rel.yaml"
+    data.write_text(yaml.safe_dump({"path": "cm", "train": "images/train", "val": "images/val",
+                                    "names": yaml.safe_load(coco8_yaml.read_text())["names"]}))
+    monkeypatch.chdir(tmp_path)  # cm/ exists here, not beside the YAML
+    out = runner.invoke(app, ["train", "--teacher", str(teacher_pt), "--student", "yolov8n.yaml", "--data", str(data),
+                              f"project={tmp_path}", "name=run"], terminal_width=200)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and f"is read by ultralytics' trainer as {tmp_path / 'cm'}" in text, text
+    assert f"by detdistill's evaluation as {tmp_path / 'yamls' / 'cm'}" in text and "absolute" in text, text
+    (tmp_path / "yamls" / "cm").symlink_to(tmp_path / "cm")
+    monkeypatch.chdir(tmp_path / "yamls")  # cm/ found from here and beside the YAML: the same folder
+    assert check_dataset(data)["nc"] == 80
+    (tmp_path / "yamls" / "cm").unlink()
+    shutil.move(tmp_path / "cm", tmp_path / "yamls" / "cm")
+    monkeypatch.chdir(tmp_path)  # no cm/ here: ultralytics falls back to its datasets folder
+    with pytest.raises(ValueError, match=r"not from the YAML's folder, where .*yamls/cm is: write path: as an absolute"):
+        check_dataset(data)
+    data.write_text(data.read_text().replace("path: cm", f"path: {tmp_path / 'yamls' / 'cm'}"))
+    assert check_dataset(data)["nc"] == 80  # absolute: one folder for both

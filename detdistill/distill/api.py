@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+import yaml
 from ultralytics import YOLO
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
 from ultralytics.utils import DEFAULT_CFG
 
 from ..data.class_map import ClassMap, resolve_class_map
-from ..data.dataset import label_problem
+from ..data.dataset import label_problem, load_dataset
 from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
@@ -38,12 +39,43 @@ def check_dataset(data: str | Path, download: bool = True) -> dict:
     ``download=False``: a YAML whose images are missing is an error even when it has a ``download:`` entry (which
     ultralytics would otherwise run: a URL, a shell or a Python script)."""
     try:
-        return check_det_dataset(str(data), autodownload=download)
+        dataset = check_det_dataset(str(data), autodownload=download)
     except Exception as e:
         # without ultralytics' lines about its download folder and an online YAML checker, which fix nothing here
         problem = "\n".join(line for line in str(e).splitlines()
                             if not line.startswith(("Note dataset download directory", "Verify YAML with")))
+        ours = _our_root(data)
+        if ours is not None and ours.is_dir() and _relative_path_key(data):
+            problem += (f" (its relative path: is read by ultralytics from the current folder, else from its datasets "
+                        f"folder, not from the YAML's folder, where {ours} is: {ROOT_FIX})")
         raise ValueError(f"dataset {str(data)!r} could not be read: {problem}") from e
+    ours = _our_root(data)
+    if ours is not None and ours.resolve() != Path(dataset["path"]).resolve():
+        raise ValueError(f"{data}: its relative path: is read by ultralytics' trainer as "
+                         f"{Path(dataset['path']).resolve()} (from the current folder) and by detdistill's evaluation "
+                         f"as {ours} (from the YAML's folder), so training and scoring would read different images: "
+                         f"{ROOT_FIX}")
+    return dataset
+
+
+ROOT_FIX = "write path: as an absolute folder, or leave it out to use the YAML's folder"
+
+
+def _our_root(data: str | Path) -> Path | None:
+    """The dataset root of ``data`` as detdistill's readers (evaluation, calibration) take it: a relative ``path:``
+    from the YAML's folder, as its splits are (ultralytics' trainer reads it from the current folder)."""
+    try:
+        return load_dataset(data).root
+    except (ValueError, FileNotFoundError):
+        return None  # a YAML ultralytics reads and detdistill's reader cannot is named where that reader runs
+
+
+def _relative_path_key(data: str | Path) -> bool:
+    try:
+        path = yaml.safe_load(Path(data).read_text()).get("path")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return False
+    return bool(path) and not Path(str(path)).is_absolute()
 
 
 def model_config(source: str | Path, role: str = "student") -> dict | None:
