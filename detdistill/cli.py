@@ -185,6 +185,7 @@ def recipes(
 
 
 WORK_FOLDER = "a new or empty folder, or one an earlier run made"
+QUICKSTART_RECIPE = Path(__file__).parent / "pipeline" / "recipes" / "quickstart.yaml"  # wherever it is installed
 
 
 @app.command(epilog="Example: detdistill quickstart --workdir runs/first-look   (--tiny: a smoke run)")
@@ -202,8 +203,8 @@ def quickstart(
     typer.echo(report.read_text())
 
 
-@app.command(epilog="Example (a ready recipe): detdistill run detdistill/pipeline/recipes/quickstart.yaml "
-             "--workdir runs/mine. Every recipe key, its type and default: docs/pipeline.md.")
+@app.command(epilog=f"Example (a ready recipe to copy): detdistill run {QUICKSTART_RECIPE} --workdir runs/mine. "
+             "Every recipe key, its type and default: docs/pipeline.md.")
 def run(
     recipe: Path = typer.Argument(..., help="Pipeline recipe YAML (data, teacher, student, train, distill, export)."),
     workdir: Path = typer.Option(None, parser=path_parser("--workdir", WORK_FOLDER), metavar="PATH",
