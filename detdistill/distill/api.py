@@ -66,7 +66,7 @@ def _our_root(data: str | Path) -> Path | None:
     from the YAML's folder, as its splits are (ultralytics' trainer reads it from the current folder)."""
     try:
         return load_dataset(data).root
-    except (ValueError, FileNotFoundError):
+    except (ValueError, OSError, yaml.YAMLError):
         return None  # a YAML ultralytics reads and detdistill's reader cannot is named where that reader runs
 
 
