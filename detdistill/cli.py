@@ -72,8 +72,8 @@ def train(
         "optimizer=SGD lr0=1e-4 warmup_epochs=0 unless you set them."),
     augment: str = typer.Option(
         None, help="Road-domain augmentation of the training images: 'road' (weather, low light, blur, sensor "
-        "noise, JPEG; needs the robust extra; half the images at severity 1-3), 'road-sparse' (a quarter of the images, "
-        "severity 1-3), 'road-light' (a quarter, severity 1-2) or 'road-heavy' (four fifths, severity 1-4). Validation "
+        "noise, JPEG; needs the robust extra; half the images at severity 1-3), 'road-light' (a quarter "
+        "of the images, severity 1-2) or 'road-heavy' (four fifths, severity 1-4). Validation "
         "images stay clean."),
     teacher_clean: bool = typer.Option(
         False, "--teacher-clean", help="With --augment: the teacher sees each image before the augmentation, the "

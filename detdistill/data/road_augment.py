@@ -4,9 +4,8 @@ A preset leaves an image clean or applies one corruption of :mod:`detdistill.dat
 sun glare, low light, motion blur, sensor noise, JPEG) at a training severity, all drawn from one seed. The pixels
 come from the evaluation code, so training sees the same kinds of corruption that ``detdistill eval --corrupt``
 measures (ImageNet-C, Hendrycks and Dietterich, ICLR 2019; COCO-C, Michaelis et al., arXiv:1907.07484, 2019);
-``road`` trains at severities 1-3 and leaves 4-5 as a stronger shift than training saw; ``road-sparse`` corrupts a
-quarter of the images at those severities, ``road-light`` a quarter at severity 1 or 2; ``road-heavy`` corrupts more
-images, up to severity 4.
+``road`` trains at severities 1-3 and leaves 4-5 as a stronger shift than training saw; ``road-light`` corrupts a
+quarter of the images at severity 1 or 2; ``road-heavy`` corrupts more images, up to severity 4.
 
 :class:`PresetTransform` is an ultralytics dataset transform that runs after ultralytics' own pipeline (mosaic,
 affine, flips, then ``Format``). The corruptions are photometric and keep image content in place, so boxes and
@@ -66,12 +65,6 @@ PRESETS: dict[str, Preset] = {
         "half the images clean; the other half one of fog, rain, snow, sun glare, low light (dark), motion blur, "
         "sensor noise or JPEG compression, equally likely, at severity 1, 2 or 3 of 5",
         clean=0.5,
-        weights=tuple((name, 1.0) for name in ROAD_CORRUPTIONS),
-        severities=(1, 2, 3),
-    ),
-    "road-sparse": Preset(
-        "three quarters of the images clean; the others one of the same eight corruptions at severity 1, 2 or 3 of 5",
-        clean=0.75,
         weights=tuple((name, 1.0) for name in ROAD_CORRUPTIONS),
         severities=(1, 2, 3),
     ),

@@ -358,7 +358,7 @@ def _check(cfg: PipelineConfig) -> None:
             raise PipelineError(f"distill.{key}: true or false, got {getattr(cfg.distill, key)!r}")
     if cfg.distill.teacher_clean and cfg.distill.augment is None:
         raise PipelineError("distill.teacher_clean: keeps the teacher's images clean of an augmentation preset, and "
-                            "there is none: add distill.augment: road (or another preset: road-sparse, road-light, road-heavy), or drop "
+                            "there is none: add distill.augment: road (or road-light, road-heavy), or drop "
                             "teacher_clean (without a preset the teacher and the student see the same image)")
     if cfg.distill.augment is not None:
         from ..data.road_augment import AugmentationError, check_augment  # lazy: torch (only augment needs it)
