@@ -38,7 +38,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     total = int(steps[0].split("/")[1].split("]")[0])
     assert [int(s[1:].split("/")[0]) for s in steps] == list(range(1, total + 1))  # every stage, numbered
     for stage in ("data", "teacher", "prune", "train student without KD", "distill student (default)"):
-        assert any(f"] {stage}: up to date, skipped" in s for s in steps), stage
+        assert any(f"] {stage}: up to date, cached" in s for s in steps), stage
     assert kd_best.stat().st_mtime_ns == stamp  # the finished training was not redone
     assert not any("holds the stages of another recipe" in line for line in lines)  # the same recipe resumed
 
@@ -84,7 +84,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     lines = []
     report = run_pipeline(recipe, moved, log=lines.append)
     steps = [line for line in lines if line.startswith("[")]
-    ran = [s for s in steps if not s.endswith("up to date, skipped") and ": skipped (" not in s]
+    ran = [s for s in steps if not s.endswith("up to date, cached") and ": skipped (" not in s]
     assert ran == [], ran
     assert str(moved) in report.read_text() and str(work) not in report.read_text()
 

@@ -180,7 +180,7 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
     steps = [line for line in lines if line.startswith("[")]
     assert any(s.endswith("] distill student (default) (resuming)") for s in steps), steps
     for stage in ("data", "teacher", "train student without KD"):
-        assert any(s.endswith(f"] {stage}: up to date, skipped") for s in steps), stage
+        assert any(s.endswith(f"] {stage}: up to date, cached") for s in steps), stage
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p.parent != kd)  # no other training ran
     assert (kd / "best.pt").stat().st_mtime_ns != stamps[kd / "best.pt"]  # the distillation finished
     assert "| student, KD | 2 |" in (work / "report.md").read_text()  # its redone epoch 2 counted once
@@ -188,7 +188,7 @@ def test_tiny_pipeline_killed_in_distillation_resumes_that_training_alone_then_r
     lines = []
     run_pipeline(recipe, work, log=lines.append)
     steps = [line for line in lines if line.startswith("[") and "engine" not in line]
-    assert steps and all(s.endswith(": up to date, skipped") for s in steps), steps
+    assert steps and all(s.endswith(": up to date, cached") for s in steps), steps
     stage_rows = [line for line in (work / "report.md").read_text().splitlines() if line.startswith("| ")]
     assert not any("| ran |" in line for line in stage_rows)
     cached = [line for line in stage_rows if "| cached |" in line]

@@ -157,7 +157,7 @@ class StageCache:
             result = self._result(entry)
             if entry.get("v") != KEY_VERSION or self._moved(entry):
                 self._save(name, {**entry, "key": key, "v": KEY_VERSION}, result=result)
-            self.log(f"{where}{name}: up to date, skipped")
+            self.log(f"{where}{name}: up to date, cached")
             self.rows.append((name, "cached", 0.0))
             return result
         # a training interrupted in a folder since moved starts again: its checkpoint names the old folder
