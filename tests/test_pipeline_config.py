@@ -183,3 +183,18 @@ def _schema_paths(schema: dict, prefix: str = "") -> list[str]:
         if isinstance(default, dict) and default:
             out += _schema_paths(default, path)
     return out
+
+
+def test_the_check_says_what_a_run_makes_and_what_the_recipe_turned_off(coco8_yaml):
+    """`run --check` prints the plan: an `int8:` left empty (null) makes no INT8 model, without a word before."""
+    from detdistill.pipeline.runner import run_plan
+
+    base = {"data": {"yaml": str(coco8_yaml)}, "teacher": {"weights": "yolov8n-coco"}, "student": {"prune": {}}}
+    full = run_plan(load_pipeline({**base, "export": {"int8": {"qad": {"epochs": 1}, "max_drop": 0.01}},
+                                   "measure": {"corrupt": "all"}})[0])
+    assert "a student without KD; a student with KD (recipe default)" in full, full
+    assert "INT8 (cpu target, within 0.01 mAP); quantization-aware distillation (1 epoch)" in full, full
+    assert "TensorRT engines fp16, int8 where TensorRT is installed" in full and "with corruption scores" in full
+    off = run_plan(load_pipeline({**base, "distill": {"recipe": None}, "export": {"int8": None, "engines": []}})[0])
+    assert "no INT8 model (export.int8 is null or empty)" in off and "no TensorRT engine" in off, off
+    assert "with KD" not in off and "demo" not in off

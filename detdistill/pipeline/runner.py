@@ -213,7 +213,28 @@ def check_pipeline(recipe: str | Path | dict, workdir: Path | None = None) -> tu
             if entry is None or entry.url is None or offline():
                 raise PipelineError(f"teacher.weights: {e}") from None
             notes.append(f"teacher.weights: {entry.name} is not on this machine; the run downloads it from {entry.url}")
-    return work, notes
+    return work, [*notes, run_plan(cfg)]
+
+
+def run_plan(cfg: PipelineConfig) -> str:
+    """What a run of ``cfg`` makes, in one line, naming what the recipe turned off (an ``int8:`` left empty is
+    null, and makes no INT8 model)."""
+    trained = [what for what, on in (("a student without KD", cfg.distill.baseline),
+                                     (f"a student with KD (recipe {cfg.distill.recipe})", cfg.distill.recipe)) if on]
+    int8 = cfg.export.int8
+    made = [*trained, "their ONNX files"]
+    if int8 is None:
+        made.append("no INT8 model (export.int8 is null or empty)")
+    else:
+        made.append(f"INT8 ({int8.target} target" + (f", within {int8.max_drop} mAP" if int8.max_drop else "") + ")")
+        if int8.qad is not None:
+            made.append(f"quantization-aware distillation ({int8.qad.epochs} epoch{'s' * (int8.qad.epochs != 1)})")
+    engines = cfg.export.engines or []
+    made.append(f"TensorRT engines {', '.join(engines)} where TensorRT is installed" if engines
+                else "no TensorRT engine (export.engines is null or [])")
+    extra = [what for what, on in (("corruption scores", cfg.measure.corrupt), (f"a {cfg.demo.frames}-frame demo",
+                                                                            cfg.demo.frames)) if on]
+    return f"a run makes: {'; '.join(made)}; then measures each" + (f", with {' and '.join(extra)}" if extra else "")
 
 
 def run_pipeline(recipe: str | Path | dict, workdir: Path | None = None, log: Log = print) -> Path:
