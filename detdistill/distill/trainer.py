@@ -92,8 +92,8 @@ OPTIMIZERS = ("SGD", "MuSGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSp
 def _check_unchecked(args: Mapping[str, Any], where: str) -> None:
     """Raise :class:`TrainArgumentError` for an ``optimizer`` ultralytics does not know, a ``cache`` mode it
     ignores, a ``batch`` that is no whole number (nor AutoBatch's -1 or GPU memory share), a negative ``workers``
-    or an ``imgsz`` that is not a positive whole number (ultralytics fails on the
-    optimizer after the data is loaded, on ``batch=1.5`` and ``workers=-1`` in its dataloader, on ``imgsz=1e3`` at the model, trains
+    or an ``imgsz`` that is not a positive whole number (ultralytics fails on the optimizer after the data is
+    loaded, on ``batch=1.5`` and ``workers=-1`` in its dataloader, on ``imgsz=1e3`` at the model, trains
     ``imgsz=-1`` at 32 with a warning and ``cache=maybe`` without a cache)."""
     name = args.get("optimizer")
     if name is not None and str(name).lower() not in {o.lower() for o in OPTIMIZERS}:
