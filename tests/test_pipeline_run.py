@@ -69,6 +69,7 @@ def test_pipeline_with_pruning_interrupted_then_resumed_reports_every_artifact(t
     assert "TensorRT is not installed" in md  # the engine stages say why they did not run
     assert "INT8: calibrated on" in md  # the INT8 stage's notes reach the report (few calibration images here)
     assert "summary: 8 frames" in md  # the demo processed every frame of the video
+    assert "; mean stage ms" in md  # its summary lines stay apart in the one-line note
     assert f"on all 8 images of the val split of {data}." in md  # which images the mAP columns are from
     from detdistill.runtime.cpu import cpu_model, instruction_set
 

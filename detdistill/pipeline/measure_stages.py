@@ -118,4 +118,5 @@ def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
 
     key = {"artifact": artifact.path, "frames": frames, "data": DataInput(data)}
     text = ctx.stages.run("demo (headless, on a video of the val images)", key, [ctx.work / "demo.mp4"], run)
-    ctx.note(f"Demo ({artifact.path.name}, headless, recorded to demo.mp4): {' '.join(text.split())}")
+    lines = "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())  # the summary's lines apart
+    ctx.note(f"Demo ({artifact.path.name}, headless, recorded to demo.mp4): {lines}")
