@@ -144,7 +144,7 @@ def val(
     from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
     from detdistill.data.dataset import load_dataset, require_labels
-    from detdistill.distill.api import check_dataset
+    from detdistill.distill.dataset_check import check_dataset
 
     try:
         check_dataset(data)  # as `train` checks it: a bad data YAML is named before the model loads

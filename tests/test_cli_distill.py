@@ -256,7 +256,7 @@ def test_a_relative_dataset_path_read_differently_by_the_trainer_is_refused(tmp_
     where they would read different images, `train` (and `run --check`) stop before training, naming both."""
     import shutil
 
-    from detdistill.distill.api import check_dataset
+    from detdistill.distill.dataset_check import check_dataset
 
     shutil.copytree(coco8_yaml.parent, tmp_path / "cm")
     (tmp_path / "yamls").mkdir()

@@ -7,75 +7,26 @@ Inputs are checked before any training starts, so a wrong teacher, data or recip
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
-import yaml
 from ultralytics import YOLO
-from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
 from ultralytics.utils import DEFAULT_CFG
 
 from ..data.class_map import ClassMap, resolve_class_map
-from ..data.dataset import label_problem, load_dataset
 from ..data.road_augment import check_augment
 from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
+from .dataset_check import check_dataset, dataset_named
 from .model import KDModel
 from .qad import require_modelopt
 from .recipe import Recipe, load_recipe
 from .student_trainer import StudentTrainer, set_class_count
 from .teacher import TeacherError, load_teacher
 from .trainer import DistillationTrainer, TrainArgumentError, check_train_args
-
-
-def check_dataset(data: str | Path, download: bool = True) -> dict:
-    """``data`` as ultralytics reads it for training and validation; a ``ValueError`` naming it when it cannot.
-
-    ``download=False``: a YAML whose images are missing is an error even when it has a ``download:`` entry (which
-    ultralytics would otherwise run: a URL, a shell or a Python script)."""
-    try:
-        dataset = check_det_dataset(str(data), autodownload=download)
-    except Exception as e:
-        # without ultralytics' lines about its download folder and an online YAML checker, which fix nothing here
-        problem = "\n".join(line for line in str(e).splitlines()
-                            if not line.startswith(("Note dataset download directory", "Verify YAML with")))
-        ours = _our_root(data)
-        if ours is not None and ours.is_dir() and _relative_path_key(data):
-            problem += (f" (its relative path: is read by ultralytics from the current folder, else from its datasets "
-                        f"folder, not from the YAML's folder, where {ours} is: {ROOT_FIX})")
-        raise ValueError(f"dataset {str(data)!r} could not be read: {problem}") from e
-    ours = _our_root(data)
-    if ours is not None and ours.resolve() != Path(dataset["path"]).resolve():
-        raise ValueError(f"{data}: its relative path: is read by ultralytics' trainer as "
-                         f"{Path(dataset['path']).resolve()} (from the current folder) and by detdistill's evaluation "
-                         f"as {ours} (from the YAML's folder), so training and scoring would read different images: "
-                         f"{ROOT_FIX}")
-    return dataset
-
-
-ROOT_FIX = "write path: as an absolute folder, or leave it out to use the YAML's folder"
-
-
-def _our_root(data: str | Path) -> Path | None:
-    """The dataset root of ``data`` as detdistill's readers (evaluation, calibration) take it: a relative ``path:``
-    from the YAML's folder, as its splits are (ultralytics' trainer reads it from the current folder)."""
-    try:
-        return load_dataset(data).root
-    except (ValueError, OSError, yaml.YAMLError):
-        return None  # a YAML ultralytics reads and detdistill's reader cannot is named where that reader runs
-
-
-def _relative_path_key(data: str | Path) -> bool:
-    try:
-        path = yaml.safe_load(Path(data).read_text()).get("path")
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        return False
-    return bool(path) and not Path(str(path)).is_absolute()
 
 
 def model_config(source: str | Path, role: str = "student") -> dict | None:
@@ -307,7 +258,7 @@ def run_training(job: TrainJob) -> Path:
             return _resume_kd(last, job) if job.teacher is not None else _resume_plain(last, job)
 
     recipe = check_job(job)
-    with _dataset_named(job.data):
+    with dataset_named(job.data, TrainInputError):
         if recipe is None:
             return _fit_plain(job)  # StudentTrainer.with_options checks the augmentation preset
         try:
@@ -316,20 +267,6 @@ def run_training(job: TrainJob) -> Path:
             _raise_as_input_error(e)
         return fit(job.student, job.teacher, data, recipe, job.class_map or None, job.freeze_bn, job.int8,
                    job.augment, job.teacher_clean, **job.args())
-
-
-@contextmanager
-def _dataset_named(data: str | Path) -> Iterator[None]:
-    """Turn ultralytics' "No valid images found" (every image of a split dropped, each with a warning) into a
-    :class:`TrainInputError` naming the first bad label file of ``data`` and the fix."""
-    try:
-        yield
-    except RuntimeError as e:
-        if "No valid images found" not in str(e):
-            raise
-        problem = label_problem(data) or (f"ultralytics found no usable image in a split of {data}; its warnings "
-                                          "above name each image it dropped (unreadable images or labels)")
-        raise TrainInputError(f"no image of {data} can be trained on: {problem}") from None
 
 
 def check_job(job: TrainJob) -> Recipe | None:

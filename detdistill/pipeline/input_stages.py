@@ -108,7 +108,7 @@ def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[s
 
     ``download=False`` (``run --check``): a data YAML whose images are missing and that has a ``download:`` entry is
     not downloaded but returned as a note, and the checks that need its classes are skipped."""
-    from ..distill.api import check_dataset  # lazy: torch, ultralytics
+    from ..distill.dataset_check import check_dataset  # lazy: torch, ultralytics
     from ..distill.teacher import load_teacher
 
     dataset, notes = None, []
