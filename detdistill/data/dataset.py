@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +60,7 @@ class YoloDataset:
             if entry.is_dir():
                 files += images_in(entry)
             elif entry.suffix == ".txt":
-                lines = [x.strip() for x in read_text(entry, "image list").splitlines() if x.strip()]
-                files += [Path(x) if Path(x).is_absolute() else (self.root / x) for x in lines]
+                files += self.listed_images(entry)
             elif entry.exists():
                 files.append(entry)
             else:
@@ -71,6 +70,11 @@ class YoloDataset:
             raise FileNotFoundError(f"no images found for split '{split}' in {where}: put the images there, or fix "
                                     f"the '{split}:' path in {yaml_name}")
         return files
+
+    def listed_images(self, image_list: Path) -> list[Path]:
+        """The images a split's ``.txt`` list names, one a line; relative ones from the dataset root."""
+        lines = [x.strip() for x in read_text(image_list, "image list").splitlines() if x.strip()]
+        return [Path(x) if Path(x).is_absolute() else (self.root / x) for x in lines]
 
 
 def label_path(image: Path) -> Path:
@@ -169,10 +173,19 @@ def label_problem(data: str | Path, splits: Sequence[str] = ("train", "val")) ->
                 ids = {int(row[0]) for row in _label_rows(f)}
             except DatasetError as e:
                 return str(e)
-            if unknown := sorted(ids - dataset.names.keys()):
-                return (f"{f} has class ids {unknown} that {dataset.source} does not name (it names "
-                        f"{len(dataset.names)} classes): fix the labels or the YAML's names")
+            if problem := unnamed_class_ids(f, ids, dataset.names, dataset.source):
+                return problem
     return None
+
+
+def unnamed_class_ids(label_file: Path, ids: Iterable[int], names: dict[int, str], data: str | Path) -> str | None:
+    """What is wrong when ``label_file`` holds class ``ids`` that the data YAML ``data`` (naming ``names``) does not
+    name, with the fix; None when it names them all."""
+    unknown = sorted(set(ids) - names.keys())
+    if not unknown:
+        return None
+    return (f"{label_file} has class ids {unknown} that {data} does not name (it names {len(names)} classes): fix "
+            "the labels or the YAML's names")
 
 
 def load_dataset(path: str | Path) -> YoloDataset:

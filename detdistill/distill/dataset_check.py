@@ -18,18 +18,17 @@ def check_dataset(data: str | Path, download: bool = True) -> dict:
 
     ``download=False``: a YAML whose images are missing is an error even when it has a ``download:`` entry (which
     ultralytics would otherwise run: a URL, a shell or a Python script)."""
+    ours = _our_root(data)
     try:
         dataset = check_det_dataset(str(data), autodownload=download)
     except Exception as e:
         # without ultralytics' lines about its download folder and an online YAML checker, which fix nothing here
         problem = "\n".join(line for line in str(e).splitlines()
                             if not line.startswith(("Note dataset download directory", "Verify YAML with")))
-        ours = _our_root(data)
         if ours is not None and ours.is_dir() and _relative_path_key(data):
             problem += (f" (its relative path: is read by ultralytics from the current folder, else from its datasets "
                         f"folder, not from the YAML's folder, where {ours} is: {ROOT_FIX})")
         raise ValueError(f"dataset {str(data)!r} could not be read: {problem}") from e
-    ours = _our_root(data)
     if ours is not None and ours.resolve() != Path(dataset["path"]).resolve():
         raise ValueError(f"{data}: its relative path: is read by ultralytics' trainer as "
                          f"{Path(dataset['path']).resolve()} (from the current folder) and by detdistill's evaluation "

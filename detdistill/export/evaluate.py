@@ -22,7 +22,7 @@ from ..runtime import Detector
 from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
 from ..runtime.metadata import ModelInfo
-from ..data.dataset import label_path, load_dataset, read_labels, require_labels
+from ..data.dataset import label_path, load_dataset, read_labels, require_labels, unnamed_class_ids
 from ..data.images import read_bgr
 from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
@@ -236,10 +236,8 @@ def evaluate(
         if corrupt is not None:
             img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
         ground_truth.append(read_labels(f, img.shape[:2]))
-        unknown = set(ground_truth[-1][0].tolist()) - ds.names.keys()
-        if unknown:
-            raise ValueError(f"{label_path(f)} has class ids {sorted(unknown)} that {data} does not name (it names "
-                             f"{len(ds.names)} classes): fix the labels or the YAML's names")
+        if problem := unnamed_class_ids(label_path(f), ground_truth[-1][0].tolist(), ds.names, data):
+            raise ValueError(problem)
         sizes.append(img.shape[:2])
         res = det.detect(img, shapes.get(f))
         boxes, scores, ids = res.boxes, res.scores, res.class_ids

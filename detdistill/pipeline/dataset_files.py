@@ -74,9 +74,10 @@ def dataset_paths(data: Path) -> list[Path]:
     for entries in ds.splits.values():
         for entry in entries:
             if entry.suffix == ".txt" and entry.is_file():
-                lines = [x.strip() for x in entry.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
-                images = [Path(x) if Path(x).is_absolute() else ds.root / x for x in lines if x]
-                folders = sorted({p.parent for p in images})
+                try:
+                    folders = sorted({p.parent for p in ds.listed_images(entry)})
+                except (OSError, ValueError):  # a list that is not text: keyed by its contents alone
+                    folders = []
                 out += [entry] + [f for folder in folders for f in (folder, labels_of(folder))]
             elif entry.is_file():
                 out += [entry, label_path(entry)]
