@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from detdistill.data.class_map import ClassMapError, build_class_map, parse_class_map_arg, spec_from_data
+from detdistill.data.class_map import (SCORING, ClassMapError, build_class_map, describe_scoring, parse_class_map_arg,
+                                       spec_from_data)
 
 COCO = yaml.safe_load("{0: person, 1: bicycle, 2: car, 3: motorcycle, 4: airplane, 5: bus, 6: train, 7: truck}")
 COCO_NAMES = [COCO[i] for i in range(8)]
@@ -46,6 +47,9 @@ def test_vehicles_fixture_mapping(vehicles_yaml):
     cm = build_class_map(COCO_NAMES, names, spec_from_data(data, teacher_nc=80))
     assert cm.sources == ((2, 7), (5,), (2,), (3,), (7,))
     assert spec_from_data(data, teacher_nc=20) is None  # coco_classes only applies to an 80-class teacher
+    # scored on this dataset, car and truck count as Car and Truck (their sole class), so Ambulance gets nothing
+    assert describe_scoring(cm) == "Ambulance <- (none: AP 0); Bus <- bus; Car <- car; Motorcycle <- motorcycle; " \
+                                   "Truck <- truck"
 
 
 def test_unmappable_class_is_a_clear_error():
@@ -55,6 +59,9 @@ def test_unmappable_class_is_a_clear_error():
         build_class_map(COCO_NAMES, ["Car"], {"Car": "lorry"})
     with pytest.raises(ClassMapError, match="out of range"):
         build_class_map(COCO_NAMES, ["Car"], {0: 99})
+    with pytest.raises(ClassMapError, match=r"dataset class\(es\) \['Ambulance'\] match no model class") as error:
+        build_class_map(COCO_NAMES, ["Car", "Ambulance"], roles=SCORING)  # scoring a model, not distilling
+    assert "teacher" not in str(error.value).replace("teacher_classes", "") and "distil" not in str(error.value)
 
 
 def test_explicit_empty_mapping_and_cli_parsing():

@@ -331,14 +331,19 @@ def test_eval_scores_a_coco_teacher_on_a_subset_through_a_class_map(app, tmp_pat
         text = " ".join(out.output.split())
         assert out.exit_code == 0 and f"mAP50-95 {python.map50_95:.4f}" in text, (text, python.summary())
         assert "warning" not in text and "Bus <- bus" in text and "Truck <- truck" in text, text
+        assert "Ambulance <- (none: AP 0)" in text and "Car <- car;" in text, text  # car and truck: their own classes
     raw = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "40")
     assert f"mAP50-95 {python.map50_95:.4f}" not in raw.output and "--class-map auto" in " ".join(raw.output.split())
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--limit", "1", "--class-map", "auto")
     assert out.exit_code == 0 and "the model's classes are the dataset's" in out.output, out.output
     out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "1", "--class-map", "Bus=autobus")
     text = " ".join(out.output.split())
-    assert out.exit_code == 2 and "error: the teacher has no class named 'autobus'" in text, text
+    assert out.exit_code == 2 and "error: the model has no class named 'autobus'" in text, text
     assert "Traceback" not in out.output
+    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "1", "--class-map", "Bus=bus")
+    text = " ".join(out.output.split())  # Ambulance matches no COCO class by name: named in scoring's words
+    assert out.exit_code == 2 and "dataset class(es) ['Ambulance'] match no model class" in text, text
+    assert "'Ambulance=' to score it with no model class" in text and "distil" not in text, text
 
 
 def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_path_factory, teacher_pt, coco8_yaml):

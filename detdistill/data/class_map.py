@@ -72,6 +72,22 @@ class ClassMapError(ValueError):
     """A student class cannot be related to the teacher's classes."""
 
 
+@dataclass(frozen=True)
+class _Roles:
+    """How the class map's errors name its two sides: distillation (teacher -> student) or scoring a model of
+    other classes on a dataset (model -> dataset)."""
+
+    source: str  # the side whose classes are mapped from
+    target: str  # the side each entry is keyed by
+    target_data: str  # the target's classes, in an error
+    empty: str  # what an empty entry does, and where else the map can be given
+
+
+DISTILL = _Roles("teacher", "student", "the student's dataset", "to distil it through features only; in a pipeline "
+                 "recipe: `distill.class_map: {{{0}: [<teacher class>]}}`")
+SCORING = _Roles("model", "dataset", "the dataset", "to score it with no model class, at AP 0")
+
+
 def _resolve(ref: ClassRef, names: Sequence[str], who: str) -> int:
     if isinstance(ref, bool):
         raise ClassMapError(f"class reference {ref!r} is not an id or a name")
@@ -99,7 +115,8 @@ def _as_list(value) -> list:
 
 
 def build_class_map(
-    teacher_names: Sequence[str], student_names: Sequence[str], spec: MappingSpec | str | None = None
+    teacher_names: Sequence[str], student_names: Sequence[str], spec: MappingSpec | str | None = None,
+    roles: _Roles = DISTILL,
 ) -> ClassMap:
     """Relate student classes to teacher classes.
 
@@ -110,6 +127,7 @@ def build_class_map(
             the CLI's text form (:func:`parse_class_map_arg`).
             Classes it omits are matched by name. ``None``/empty maps a class to nothing (it is then
             distilled only through features and boxes).
+        roles: how errors name the two sides (:data:`SCORING`: a model scored on a dataset).
 
     Raises:
         ClassMapError: a reference names no class, or a student class has no teacher class and no
@@ -125,15 +143,15 @@ def build_class_map(
     sources: list[tuple[int, ...] | None] = [None] * len(student_names)
     given: dict[int, object] = {}  # student id -> the key that mapped it (names match in any case, and ids count)
     for key, value in (spec or {}).items():
-        c = _resolve(key, student_names, "the student's dataset")
+        c = _resolve(key, student_names, roles.target_data)
         if c in given:
             name = student_names[c]
-            raise ClassMapError(f"the class map maps student class {name!r} twice (as {given[c]!r} and {key!r}; names "
+            raise ClassMapError(f"the class map maps {roles.target} class {name!r} twice (as {given[c]!r} and {key!r}; names "
                                 f"match in any case, ids count too): give each class once, with all of its teacher "
                                 f"classes together, e.g. '{name}=A,B' on the command line, {{{name!r}: ['A', 'B']}} in "
                                 "Python or a recipe")
         given[c] = key
-        sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, "the teacher") for v in _as_list(value)))
+        sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, f"the {roles.source}") for v in _as_list(value)))
 
     if not spec and [class_key(n) for n in teacher_names] == [class_key(n) for n in student_names]:
         return ClassMap(teacher_names, student_names, tuple((i,) for i in range(len(student_names))))
@@ -147,13 +165,14 @@ def build_class_map(
             else:
                 missing.append(name)
     if missing:
+        src, tgt = roles.source, roles.target
         raise ClassMapError(
-            f"the teacher's classes differ from the dataset's ({len(teacher_names)} vs {len(student_names)}), and "
-            f"student class(es) {missing} match no teacher class by name. Map them explicitly, e.g. "
-            f"--class-map '{missing[0]}=<teacher class>[,<another>]' (or '{missing[0]}=' to distil it through "
-            f"features only; in a pipeline recipe: `distill.class_map: {{{missing[0]}: [<teacher class>]}}`), or "
-            "add a `teacher_classes:` (or `coco_classes:` for a COCO teacher) block to the "
-            "data YAML mapping each student class id to teacher class ids."
+            f"the {src}'s classes differ from the dataset's ({len(teacher_names)} vs {len(student_names)}), and "
+            f"{tgt} class(es) {missing} match no {src} class by name. Map them explicitly, e.g. "
+            f"--class-map '{missing[0]}=<{src} class>[,<another>]' (or '{missing[0]}=' "
+            f"{roles.empty.format(missing[0])}), or add a `teacher_classes:` (or "
+            f"`coco_classes:` for a COCO {src}) block to the data YAML mapping each {tgt} class id to {src} class "
+            "ids" + (" (then --class-map auto)." if roles is SCORING else ".")
         )
     return ClassMap(teacher_names, student_names, tuple(s or () for s in sources))
 
@@ -195,9 +214,11 @@ def dataset_class_names(data: Mapping) -> list[str]:
     return [str(names[i]) for i in sorted(names)] if isinstance(names, Mapping) else [str(n) for n in names]
 
 
-def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | str | None = None) -> ClassMap:
+def resolve_class_map(teacher_names: Sequence[str], data: Mapping, spec: MappingSpec | str | None = None,
+                      roles: _Roles = DISTILL) -> ClassMap:
     """The class map for a run: ``spec`` if given, else the data YAML's mapping block, else class names."""
-    return build_class_map(teacher_names, dataset_class_names(data), spec or spec_from_data(data, len(teacher_names)))
+    return build_class_map(teacher_names, dataset_class_names(data), spec or spec_from_data(data, len(teacher_names)),
+                           roles)
 
 
 def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dict[int, int]:
@@ -216,12 +237,22 @@ def teacher_to_student(sources: Sequence[Sequence[int]], teacher_nc: int) -> dic
     return out
 
 
+def describe_scoring(cm: ClassMap) -> str:
+    """For each dataset class, the model classes whose detections are scored as it (:func:`teacher_to_student`)."""
+    to_dataset = teacher_to_student(cm.sources, len(cm.teacher_names))
+    rows = []
+    for c, name in enumerate(cm.student_names):
+        sources = [cm.teacher_names[t] for t, target in sorted(to_dataset.items()) if target == c]
+        rows.append(f"{name} <- {', '.join(sources) or '(none: AP 0)'}")
+    return "; ".join(rows)
+
+
 def score_map(model_names: Sequence[str], data: str | Path, spec: MappingSpec | str | None = None
               ) -> tuple[dict[int, int] | None, ClassMap]:
     """How a model of other classes (a COCO teacher) is scored on the dataset of the YAML ``data``: its class ids ->
     the dataset's (None: the same classes), and the class map it follows (``spec``, else the YAML's
     ``teacher_classes``/``coco_classes`` block, else class names). A model class mapped to several dataset classes
-    counts for none of them."""
+    counts for the one it alone maps to, else for none (:func:`teacher_to_student`)."""
     dataset = load_dataset(data)
-    cm = resolve_class_map(model_names, {"names": dataset.names, **dataset.class_blocks}, spec)
+    cm = resolve_class_map(model_names, {"names": dataset.names, **dataset.class_blocks}, spec, SCORING)
     return (None if cm.is_identity else teacher_to_student(cm.sources, len(model_names))), cm

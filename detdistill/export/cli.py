@@ -263,15 +263,15 @@ def _score_map(det, data: Path, spec: Optional[str]) -> dict[int, int] | None:
     """``--class-map`` as evaluate's {model class id: dataset class id} (None: scored by class id), said in a note."""
     if spec is None:
         return None
-    from ..data.class_map import parse_class_map_arg, score_map  # lazy: the CLI starts fast without it
+    from ..data.class_map import describe_scoring, parse_class_map_arg, score_map  # lazy: the CLI starts fast
 
     names = [det.names.get(i, str(i)) for i in range(len(det.names))]
     mapping, cm = score_map(names, data, None if spec.strip().lower() == "auto" else parse_class_map_arg(spec))
     if mapping is None:
         typer.secho(f"note: --class-map {spec}: the model's classes are the dataset's; scored by class id", err=True)
         return None
-    typer.secho(f"note: {data.name}'s classes <- the model's: {cm.describe()} (a model class mapped to several "
-                "dataset classes counts for none; other model classes are not scored)", err=True)
+    typer.secho(f"note: {data.name}'s classes <- the model's: {describe_scoring(cm)} (other model classes are not "
+                "scored)", err=True)
     return mapping
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.class_map import score_map
+from ..data.class_map import describe_scoring, score_map
 from ..data.corruptions import parse_spec
 from ..export.robustness import Robustness, robustness as score_under
 from ..models import class_names, count_gflops, count_params, load_detection_checkpoint
@@ -86,8 +86,8 @@ def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[i
     """How the teacher's detections count on a dataset of other classes (None: same classes); the report says so."""
     score_map, described = teacher_score_map(teacher_pt, data, ctx.cfg.distill.class_map or None)
     if score_map is not None:
-        ctx.note("The teacher's mAP counts its detections of the mapped classes as the dataset's classes "
-                 f"({described}); a class shared by several dataset classes counts for none.")
+        ctx.note("The teacher's mAP counts its detections of these classes as the dataset's classes "
+                 f"({described}); its other classes are not scored.")
     return score_map
 
 
@@ -98,7 +98,7 @@ def teacher_score_map(teacher_pt: Path, data: str | Path, class_map: dict | None
     from ..distill.teacher import load_teacher  # lazy: torch, ultralytics (only this stage needs them)
 
     mapping, cm = score_map(class_names(load_teacher(teacher_pt, fuse=False)), data, class_map)
-    return mapping, cm.describe()
+    return mapping, describe_scoring(cm)
 
 
 def demo(ctx: StageContext, artifact: Artifact, data: Path) -> None:
