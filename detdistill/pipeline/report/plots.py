@@ -41,18 +41,21 @@ def _color(index: int) -> str:
     return f"C{index % 10}"
 
 
-def _scatter(points: list[tuple[int, str, float, float, float]], xlabel: str, title: str) -> bytes:
-    """mAP50-95 (y) against ``xlabel`` (x); marker area grows with file size; labelled."""
-    fig = _new_figure(7.0, 4.6)
+def _scatter(points: list[tuple[int, str, float, float, float]], xlabel: str, title: str):
+    """A figure of mAP50-95 (y) against ``xlabel`` (x); marker area grows with file size. Names go in a legend
+    below the axes: beside their points they overlap where two artifacts score and run alike."""
+    fig = _new_figure(7.0, 4.6 + 0.2 * math.ceil(len(points) / 2))
     ax = fig.add_subplot()
     biggest = max(p[4] for p in points) or 1.0
     for index, name, x, y, size in points:
-        ax.scatter([x], [y], s=40 + 600 * size / biggest, alpha=0.6, color=_color(index))
-        ax.annotate(_label(name), (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8)
+        ax.scatter([x], [y], s=40 + 600 * size / biggest, alpha=0.6, color=_color(index), label=_label(name))
     ax.set(xlabel=xlabel, ylabel="mAP50-95", title=title)
     ax.margins(0.15)
     ax.grid(alpha=0.3)
-    return png_bytes(fig)
+    legend = fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    for handle in legend.legend_handles:
+        handle.set_sizes([40])  # one marker size in the legend: the plot's areas are file sizes
+    return fig
 
 
 def plot_map_vs_latency(artifacts: list[ArtifactResult]) -> bytes | None:
@@ -63,7 +66,7 @@ def plot_map_vs_latency(artifacts: list[ArtifactResult]) -> bytes | None:
         if not is_missing(a.map50_95) and not is_missing(a.latency_ms.get("inference"))
     ]
     title = "accuracy vs inference latency (marker area ~ file size)"
-    return _scatter(pts, "median inference latency (ms)", title) if pts else None
+    return png_bytes(_scatter(pts, "median inference latency (ms)", title)) if pts else None
 
 
 def plot_map_vs_gflops(artifacts: list[ArtifactResult]) -> bytes | None:
@@ -73,7 +76,7 @@ def plot_map_vs_gflops(artifacts: list[ArtifactResult]) -> bytes | None:
         for i, a in enumerate(artifacts)
         if not is_missing(a.map50_95) and not is_missing(a.gflops)
     ]
-    return _scatter(pts, "GFLOPs", "accuracy vs compute (marker area ~ file size)") if pts else None
+    return png_bytes(_scatter(pts, "GFLOPs", "accuracy vs compute (marker area ~ file size)")) if pts else None
 
 
 def plot_sizes(artifacts: list[ArtifactResult]) -> bytes | None:
