@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from detdistill.cli_errors import ErrorBoundary, fail, path_parser
+from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, path_parser
 from detdistill.yaml_numbers import load_yaml
 
 app = typer.Typer(
@@ -230,10 +230,6 @@ def run(
     typer.echo(report.read_text())
 
 
-# third-party module -> what to install for the verbs that need it at import time
-OPTIONAL_DEPENDENCIES = {"cv2": "detdistill[runtime]", "onnxruntime": "detdistill[runtime]",
-                         "onnx": "detdistill[export]", "torch": "detdistill[train]",
-                         "ultralytics": "detdistill[train]", "tensorrt": "detdistill[tensorrt]"}
 VERB_MODULES = ("detdistill.export.cli", "detdistill.demo.cli", "detdistill.data.cli", "detdistill.prune.cli",
                 "detdistill.registry.cli")
 

@@ -44,6 +44,13 @@ FILE_KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
 ONNX_ERRORS = {"google.protobuf.message.DecodeError", "onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf",
                "onnxruntime.capi.onnxruntime_pybind11_state.Fail"}
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+# third-party module -> the extra that installs it (pyproject), for a verb or a code path that needs it
+OPTIONAL_DEPENDENCIES = {"cv2": "detdistill[runtime]", "onnxruntime": "detdistill[runtime]",
+                         "faster_coco_eval": "detdistill[runtime]", "onnx": "detdistill[export]",
+                         "onnxslim": "detdistill[export]", "torch": "detdistill[train]",
+                         "torchvision": "detdistill[train]", "ultralytics": "detdistill[train]",
+                         "torch_pruning": "detdistill[train]", "albumentations": "detdistill[robust]",
+                         "tensorrt": "detdistill[tensorrt]", "pycuda": "detdistill[tensorrt]"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -142,6 +149,8 @@ def error_line(exc: BaseException, argv: Sequence[str]) -> str | None:
         return f"{where} {problem} ({_root_cause(exc)}); {fix}"
     if isinstance(exc, SyntaxError) and "is not a valid YOLO argument" in str(exc):  # ultralytics' cfg check
         return f"invalid training argument: {one_line(str(exc))}"
+    if isinstance(exc, ModuleNotFoundError) and (package := (exc.name or "").split(".")[0]) in OPTIONAL_DEPENDENCIES:
+        return f"this command needs {package}, which is not installed here: pip install '{OPTIONAL_DEPENDENCIES[package]}'"
     if isinstance(exc, USER_OS_ERRORS):
         return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else one_line(str(exc))
     if any(c.__module__.split(".")[0] == "detdistill" for c in type(exc).__mro__):

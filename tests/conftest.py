@@ -106,20 +106,28 @@ def stop_after_first_save(trainer) -> None:
     raise Interrupted("simulated Ctrl-C after epoch 1 was saved")
 
 
-# Prepended to a ``python -c`` script: any import of torch, torchvision or ultralytics fails, as on a bare Jetson.
-TORCH_BLOCKER = textwrap.dedent(
-    """
-    import importlib.abc, sys
+def import_blocker(names: set[str]) -> str:
+    """Code to prepend to a ``python -c`` script: importing any of ``names`` (top-level packages) fails as if it
+    were not installed."""
+    return textwrap.dedent(
+        f"""
+        import importlib.abc, sys
 
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "torchvision", "ultralytics"}:
-                raise ImportError(f"{name} is blocked: the runtime must not need it")
-            return None
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {sorted(names)!r}:
+                    raise ModuleNotFoundError(f"{{name}} is blocked: the runtime must not need it", name=name)
+                return None
 
-    sys.meta_path.insert(0, Block())
-    """
-)
+        sys.meta_path.insert(0, Block())
+        """
+    )
+
+
+# What the runtime extra does not install (torch, torchvision, ultralytics, onnx, onnxslim) cannot be imported, as
+# on a bare Jetson set up by deploy/jetson/setup.sh.
+RUNTIME_ABSENT = {"torch", "torchvision", "ultralytics", "onnx", "onnxslim"}
+TORCH_BLOCKER = import_blocker(RUNTIME_ABSENT)
 
 
 def demo_cli():

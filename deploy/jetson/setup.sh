@@ -5,13 +5,13 @@
 #   * system packages: TensorRT Python bindings, OpenCV built with GStreamer, GStreamer plugins,
 #     python3-venv, v4l-utils
 #   * a venv made with --system-site-packages (so it sees the system tensorrt and cv2)
-#   * detdistill's base package (no torch), numpy<2 (the system cv2/tensorrt need NumPy 1.x ABI),
-#     and a CUDA binding: pycuda on JetPack 5, cuda-python on JetPack 6/7
+#   * detdistill's base package (no torch), onnx (`detdistill build` reads the model with it), numpy<2
+#     (the system cv2/tensorrt need NumPy 1.x ABI), and a CUDA binding: cuda-python (or --cuda-binding pycuda)
 #
 # Usage:  deploy/jetson/setup.sh [options]
 #   --venv DIR          venv location (default: /opt/detdistill/venv, or $DETDISTILL_VENV)
 #   --src PATH|SPEC     what to pip install (default: this repository's root)
-#   --cuda-binding B    auto | pycuda | cuda-python (default: auto, by JetPack line)
+#   --cuda-binding B    auto | pycuda | cuda-python (default: auto, cuda-python for the JetPack line)
 #   --l4t VERSION       skip detection, e.g. --l4t 36.4.3 (containers without the release file)
 #   --release-file F    read F instead of /etc/nv_tegra_release
 #   --no-apt            skip apt-get (packages already installed)
@@ -81,7 +81,6 @@ jetpack_line() {
 # line_summary jp6 -> what that JetPack line ships (for the log and the README)
 line_summary() {
     case "$1" in
-        jp5) echo "TensorRT 8.5, CUDA 11.4, Python 3.8" ;;
         jp6) echo "TensorRT 10.3, CUDA 12.6, Python 3.10" ;;
         jp7) echo "TensorRT 10.13+, CUDA 13, Python 3.12" ;;
         *) echo "not supported" ;;
@@ -94,8 +93,7 @@ apt_packages() {
         gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
         gstreamer1.0-plugins-bad gstreamer1.0-libav v4l-utils"
     case "$1" in
-        # JetPack's OpenCV (nvidia-opencv) is built with GStreamer; pycuda compiles against the CUDA toolkit
-        jp5) echo $common nvidia-opencv cuda-toolkit-11-4 ;;
+        # JetPack's OpenCV (nvidia-opencv) is built with GStreamer
         jp6) echo $common nvidia-opencv ;;
         jp7) echo $common python3-opencv ;;
         *) return 1 ;;
@@ -106,11 +104,10 @@ apt_packages() {
 cuda_binding_spec() {
     local line="$1" choice="${2:-auto}"
     if [[ "$choice" == auto ]]; then
-        [[ "$line" == jp5 ]] && choice=pycuda || choice=cuda-python
+        choice=cuda-python
     fi
     case "$choice:$line" in
         pycuda:*) echo "pycuda" ;;
-        cuda-python:jp5) echo "cuda-python>=11.4,<12" ;;
         cuda-python:jp6) echo "cuda-python>=12.6,<13" ;;
         cuda-python:jp7) echo "cuda-python>=13,<14" ;;
         *) return 1 ;;
@@ -131,7 +128,7 @@ run() {
 verify_install() {
     local py="$1"
     if [[ "$DRY_RUN" == 1 ]]; then
-        printf '+ verify: import tensorrt, cv2 (with GStreamer), the CUDA binding; detdistill demo --help\n'
+        printf '+ verify: import tensorrt, cv2 (with GStreamer), the CUDA binding; detdistill demo --help, build --help\n'
         return 0
     fi
     "$py" - <<'PY'
@@ -155,6 +152,7 @@ except ImportError:
     print("CUDA binding: cuda-python")
 PY
     "$(dirname "$py")/detdistill" demo --help >/dev/null
+    "$(dirname "$py")/detdistill" build --help >/dev/null  # the engine build's verbs need onnx
 }
 
 main() {
@@ -184,12 +182,12 @@ main() {
     jp="$(jetpack_for_l4t "$l4t")"
     log "L4T $l4t -> JetPack $jp ($line: $(line_summary "$line"))"
     if [[ "$line" == unsupported ]]; then
-        die "L4T $l4t (JetPack $jp) is not supported: it ships Python 3.6 and TensorRT 8.2. Flash JetPack 5.1+ (Orin/Xavier) or 6.x (Orin)."
+        die "L4T $l4t (JetPack $jp) is not supported: it ships Python 3.6 and TensorRT 8.2. Flash JetPack 6.x (Orin) or 7.x (Thor)."
+    fi
+    if [[ "$line" == jp5 ]]; then
+        die "L4T $l4t (JetPack $jp) is not supported: its TensorRT Python bindings exist only for Python 3.8, and detdistill needs Python 3.10 or newer. Flash JetPack 6.x (Orin) or 7.x (Thor)."
     fi
     [[ "$line" != jp7 ]] || log "JetPack 7 support is untested: check the package names below against your release"
-    if [[ "$line" == jp5 ]]; then
-        log "JetPack 5 ships Python 3.8 and its TensorRT bindings are built for it: the installed detdistill must support Python 3.8"
-    fi
 
     local pip_binding
     pip_binding="$(cuda_binding_spec "$line" "$binding")" || die "--cuda-binding must be auto, pycuda or cuda-python"
@@ -210,8 +208,9 @@ main() {
     fi
     local pip="$venv/bin/pip"
     run "$pip" install --upgrade pip
-    # base package only: the [runtime] extra would pull pip's opencv-python, which has no GStreamer
-    run "$pip" install "numpy<2" "$src" faster-coco-eval
+    # base package only: the [runtime] extra would pull pip's opencv-python, which has no GStreamer;
+    # onnx: `detdistill build` reads the ONNX (its Q/DQ pairs, its head) before TensorRT parses it
+    run "$pip" install "numpy<2" "$src" onnx faster-coco-eval
     if [[ "$pip_binding" == pycuda ]]; then
         # pycuda compiles against the CUDA toolkit: nvcc and headers under /usr/local/cuda
         PATH="/usr/local/cuda/bin:$PATH" CUDA_ROOT=/usr/local/cuda run "$pip" install "$pip_binding"

@@ -21,6 +21,7 @@ from ..models import MAX_STRIDE
 from ..runtime import Detector
 from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
+from ..runtime.backends.onnxruntime import onnx_metadata
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels, unnamed_class_ids
 from ..data.images import read_bgr
@@ -106,10 +107,7 @@ def int8_kernels_for(model: str | Path, int8: str = "auto") -> bool:
         raise ValueError(f"int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}")
     if int8 != "auto":
         return int8 == "kernels"
-    import onnx  # lazy: onnx (eval needs only the runtime extra)
-
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    return ModelInfo.from_mapping(meta).quantization.get("target") != "tensorrt"
+    return ModelInfo.from_mapping(onnx_metadata(model)).quantization.get("target") != "tensorrt"
 
 
 def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str = "auto", device: str = "cpu",

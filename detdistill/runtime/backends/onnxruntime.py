@@ -20,6 +20,21 @@ PROVIDERS = {
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
 
+class OnnxRuntimeMissingError(ImportError):
+    """ONNX Runtime is not installed here (the message says how to get it, on a Jetson too)."""
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime  # lazy: onnxruntime (missing, it says what to install)
+    except ImportError as e:
+        raise OnnxRuntimeMissingError(
+            "onnxruntime is not installed: pip install 'detdistill[runtime]' (on a Jetson: pip install onnxruntime, or "
+            "the onnxruntime-gpu wheel for your JetPack, since the extra's pip OpenCV would shadow JetPack's; or run a "
+            "TensorRT .engine built with `detdistill build`)") from e
+    return onnxruntime
+
+
 class ProviderError(RuntimeError):
     """The ONNX Runtime device asked for has no execution provider in this install (the CLI prints one line)."""
 
@@ -41,6 +56,19 @@ def resolve_providers(device: str, available: list[str]) -> list[str]:
     return [p for p in chain if p in available]
 
 
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata, read through ONNX Runtime (no ``onnx`` package: the runtime extra has none), on
+    a session that optimises nothing."""
+    ort = _onnxruntime()
+    path = Path(path)
+    require_model_file(path, "ONNX", "export one with `detdistill export`")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with opening_onnx(path):
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 class OrtBackend:
     """Runs an ONNX model with ONNX Runtime.
 
@@ -53,10 +81,7 @@ class OrtBackend:
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None,
                  int8_kernels: bool = True) -> None:
-        try:
-            import onnxruntime as ort  # lazy: onnxruntime (missing, it says what to install)
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError("onnxruntime is not installed: pip install 'detdistill[runtime]'") from e
+        ort = _onnxruntime()
         path = Path(path)
         require_model_file(path, "ONNX", "export one with `detdistill export`")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)):
