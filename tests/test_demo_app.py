@@ -318,3 +318,41 @@ def test_cli_refuses_outputs_under_a_file_and_bad_sources_before_running(tmp_pat
     result = runner.invoke(demo_cli(), ["demo", "--model", "m.onnx", "--no-show", "-s", "synthetic?fps=0"])
     assert result.exit_code == 2 and "error: source 'synthetic?fps=0': option fps must be an integer from 1 to " \
                                      "1000, got '0'" in result.output, result.output
+
+
+class _FailingDetector:
+    """A detector whose first frame fails (as a model of the wrong frame size does)."""
+
+    names = {0: "person"}
+    last_timings: dict = {}
+
+    def __call__(self, frame):
+        raise ValueError("this model takes 640x480 frames, got a 320x240 frame")
+
+
+def test_a_run_that_fails_at_its_first_frame_keeps_the_earlier_detections_file(tmp_path, clip):
+    """A service that restarts after such a failure must not lose what the run before it logged."""
+    dets = tmp_path / "dets.jsonl"
+    run_demo(FakeDetector(), str(clip), show=False, max_frames=5, save_json=dets, log=lambda m: None)
+    before = dets.read_text()
+    assert len(before.splitlines()) == 5
+    with pytest.raises(ValueError, match="640x480"):
+        run_demo(_FailingDetector(), str(clip), show=False, save_json=dets, log=lambda m: None)
+    assert dets.read_text() == before
+    run_demo(FakeDetector(), str(clip), show=False, max_frames=3, save_json=dets, log=lambda m: None)
+    assert len(dets.read_text().splitlines()) == 3  # a run that reaches its frames replaces it, as documented
+
+
+def test_strftime_codes_in_output_names_take_the_start_time(tmp_path, clip):
+    """`--save-json dets-%Y%m%d-%H%M%S.jsonl` and the same in --record: each run writes its own files."""
+    lines: list[str] = []
+    run_demo(FakeDetector(), str(clip), show=False, max_frames=2, record=tmp_path / "run-%Y%m%d-%H%M%S.mp4",
+             save_json=tmp_path / "dets-%Y%m%d-%H%M%S.jsonl", log=lines.append)
+    time.sleep(1.1)  # the next second: another name
+    run_demo(FakeDetector(), str(clip), show=False, max_frames=2, save_json=tmp_path / "dets-%Y%m%d-%H%M%S.jsonl",
+             log=lambda m: None)
+    dets, videos = sorted(tmp_path.glob("dets-*.jsonl")), sorted(tmp_path.glob("run-*.mp4"))
+    assert len(dets) == 2 and len(videos) == 1, sorted(p.name for p in tmp_path.iterdir())
+    assert all(len(p.read_text().splitlines()) == 2 for p in dets) and video_frame_count(videos[0]) == 2
+    assert "%" not in dets[0].name and time.strftime("%Y%m%d") in dets[0].name
+    assert any(str(videos[0]) in line for line in lines)  # the log names the file it wrote

@@ -197,6 +197,18 @@ def _pipelined_loop(pipeline: Pipeline, outputs: Outputs, stop: threading.Event,
                 return
 
 
+def start_stamped(path: str | Path | None) -> Path | None:
+    """``path`` with its strftime codes (e.g. ``run-%Y%m%d-%H%M%S.mp4``) set to the run's start, local time: each run
+    of a service that restarts writes its own files instead of replacing the last run's."""
+    if path is None or "%" not in str(path):
+        return None if path is None else Path(path)
+    try:
+        return Path(time.strftime(str(path)))
+    except ValueError as e:  # a lone or unknown % code on some platforms
+        raise ValueError(f"{path}: its % codes are not a valid strftime pattern ({e}); use codes such as "
+                         "%Y%m%d-%H%M%S, or %% for a literal %") from e
+
+
 def _refuse_folders(record: str | Path | None, save_json: str | Path | None) -> None:
     """Raise ValueError when ``--record`` or ``--save-json`` names an existing folder."""
     for path, option in ((record, "--record"), (save_json, "--save-json")):
@@ -261,7 +273,8 @@ def run_demo(
         show: open a window (None = when a display exists). Headless runs print a stats line
             every ``stats_every_s`` seconds.
         record: write the annotated video here (several sources: ``<stem>-<n><suffix>`` each).
-        save_json: detections per frame (JSON Lines).
+        save_json: detections per frame (JSON Lines), written from the first frame on.
+            ``record`` and ``save_json`` may hold strftime codes (``%Y%m%d-%H%M%S``): the run's start time.
         encoder: ``auto``, ``nvv4l2h264enc``, ``nvv4l2h265enc``, ``x264enc`` or ``opencv`` (see
             ``detdistill.demo.encoders``); one that cannot run raises ``EncoderError`` before the run.
         bitrate: Mbit/s of a GStreamer encoder (0 = from the frame size).
@@ -275,6 +288,7 @@ def run_demo(
     """
     log = log or (lambda message: print(message, flush=True))
     specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    record, save_json = start_stamped(record), start_stamped(save_json)
     _refuse_folders(record, save_json)  # a folder given as --record is named as one, before its suffix is checked
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
     _check_output_files(record, save_json, specs)

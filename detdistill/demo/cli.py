@@ -87,7 +87,8 @@ def demo(
                                                  "display exists). --no-show prints a stats line every "
                                                  "few seconds instead.")] = None,
     record: Annotated[Optional[Path], typer.Option(help="Save the annotated video (.mp4, .avi, .mkv, .mov; see "
-                                                  "--encoder).", metavar="PATH",
+                                                  "--encoder); %Y%m%d-%H%M%S codes in the name take the start "
+                                                  "time.", metavar="PATH",
                                                   parser=path_parser("--record", "a video file such as out.mp4"))] = None,
     encoder: Annotated[str, typer.Option(help="Video encoder of --record and --stream: auto, nvv4l2h264enc, "
                                          "nvv4l2h265enc (Jetson hardware), x264enc (GStreamer software) or "
@@ -98,7 +99,8 @@ def demo(
                                                   "or rtsp://SERVER:PORT/PATH (an RTSP server). Needs OpenCV "
                                                   "with GStreamer.")] = None,
     save_json: Annotated[Optional[Path], typer.Option("--save-json", help="Save detections, one JSON object "
-                                                      "per frame per line (JSON Lines, .jsonl).", metavar="PATH",
+                                                      "per frame per line (JSON Lines, .jsonl); %Y%m%d-%H%M%S "
+                                                      "codes in the name take the start time.", metavar="PATH",
                                                       parser=path_parser("--save-json", "a file such as "
                                                                          "dets.jsonl"))] = None,
     max_frames: Annotated[int, typer.Option("--max-frames", help="Stop each source after this many frames "

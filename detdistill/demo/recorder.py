@@ -243,7 +243,8 @@ class DetectionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.names = names or {}
         self.frames = 0
-        self._file: TextIO | None = self.path.open("w", encoding="utf-8")
+        self._file: TextIO | None = None  # opened (and an earlier run's file replaced) at the first frame
+        self._closed = False
 
     def write(self, frame: int, source_index: int, time_s: float, shape: tuple[int, ...],
               boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, source: int | None = None,
@@ -259,12 +260,16 @@ class DetectionLog:
             record["source"] = source
         if image is not None:
             record["image"] = image
-        if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
-            self.frames += 1
+        if self._closed:
+            return
+        if self._file is None:  # a run that fails before its first frame leaves an earlier run's file as it was
+            self._file = self.path.open("w", encoding="utf-8")
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        self.frames += 1
 
     def close(self) -> None:
+        self._closed = True
         if self._file is not None:
             self._file.close()
             self._file = None
