@@ -7,12 +7,14 @@ group): bad input and unreadable files end in one ``error: ...`` line, Ctrl-C in
 from __future__ import annotations
 
 import importlib
+import platform
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
+import detdistill
 from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, path_parser
 from detdistill.yaml_numbers import load_yaml
 
@@ -25,6 +27,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"detdistill {detdistill.__version__} (Python {platform.python_version()}, {platform.machine()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print the installed version and exit.")) -> None:
+    """Shrink YOLO detectors by knowledge distillation and ship them to NVIDIA Jetson."""
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

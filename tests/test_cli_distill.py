@@ -25,6 +25,22 @@ def test_help_lists_verbs_and_train_options():
         assert option in out.output
 
 
+def test_version_from_the_command_and_from_python_m():
+    """What a device has installed, in one line: `detdistill --version` and `python -m detdistill --version`."""
+    import platform
+    import subprocess
+    import sys
+
+    import detdistill
+
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.output.startswith(f"detdistill {detdistill.__version__} (Python ")
+    done = subprocess.run([sys.executable, "-m", "detdistill", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == out.output and platform.machine() in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, "-m", "detdistill", "recipes"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "default" in done.stdout, done.stderr  # a verb runs the same way
+
+
 def _verbs(group, prefix=()):
     """Every leaf command of the click group behind the app, as argument lists (``["data", "presets"]``)."""
     for name, command in group.commands.items():

@@ -344,6 +344,9 @@ def test_eval_scores_a_coco_teacher_on_a_subset_through_a_class_map(app, tmp_pat
     text = " ".join(out.output.split())  # Ambulance matches no COCO class by name: named in scoring's words
     assert out.exit_code == 2 and "dataset class(es) ['Ambulance'] match no model class" in text, text
     assert "'Ambulance=' to score it with no model class" in text and "distil" not in text, text
+    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--limit", "1", "--class-map", "garbage")
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "entry 'garbage' must look like 'dataset=model[,model...]'" in text, text
 
 
 def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_path_factory, teacher_pt, coco8_yaml):

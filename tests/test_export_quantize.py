@@ -104,6 +104,11 @@ def test_u8s8_model_warns_where_its_kernels_saturate(cpu_int8, tmp_path_factory,
     assert "--scheme u8s7" in OrtBackend(u8s8.path, device="cpu").accuracy_warning
     assert OrtBackend(u8s8.path, device="cpu", int8_kernels=False).accuracy_warning is None  # simulated: exact
     assert OrtBackend(cpu_int8[1].path, device="cpu").accuracy_warning is None  # u8s7
+    from detdistill.demo import run_demo
+
+    lines: list[str] = []  # the demo, what runs on the device, says it too
+    run_demo(u8s8.path, _calib(coco_mini_yaml, 1)[0].parent, show=False, max_frames=1, log=lines.append)
+    assert any(line.startswith("warning: ") and "--scheme u8s7" in line for line in lines), lines
     monkeypatch.setattr(cpu, "instruction_set", lambda: "avx512-vnni")
     assert OrtBackend(u8s8.path, device="cpu").accuracy_warning is None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -126,6 +127,9 @@ def test_a_checkpoint_or_a_folder_given_as_the_model_names_the_export(models, tm
     with pytest.raises(FileNotFoundError, match=rf"ONNX model {re.escape(str(tmp_path))} is a folder, not a model "
                                                 r"file: pass the file in it"):
         Detector(tmp_path, backend="onnxruntime")
+    with pytest.raises(ValueError, match=rf"model {re.escape(str(tmp_path))} is a folder, not a model file: pass the "
+                                         r"\.onnx or \.engine in it"):
+        Detector(tmp_path)  # the backend picked by suffix: a folder has none
 
 
 def test_bad_options_are_named(models, image):
@@ -159,3 +163,92 @@ def test_bad_options_are_named(models, image):
     backend = OrtBackend(models["host"])
     with pytest.raises(TypeError, match=r"'device': .*backend options apply only when Detector opens the model"):
         Detector(backend, device="cpu")
+
+
+def test_an_onnx_that_is_not_a_detector_is_refused_at_load(models, tmp_path):
+    """A classifier or an image-to-image ONNX is named as not a detector when it is opened, before a source or a
+    recording is; every detector layout the runtime reads (host NMS, NMS in the graph, a dynamic batch) opens."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(path: Path, out_shape: list) -> Path:
+        x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
+        node = (helper.make_node("Identity", ["images"], ["y"]) if len(out_shape) == 4 else
+                helper.make_node("ReduceMean", ["images"], ["y"], axes=[2, 3], keepdims=0))
+        graph = helper.make_graph([node], "not-a-detector", [x], [y])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+        return path
+
+    for path, shape in ((model(tmp_path / "identity.onnx", [1, 3, 64, 64]), r"\(1, 3, 64, 64\)"),
+                        (model(tmp_path / "classifier.onnx", [1, 3]), r"\(1, 3\)")):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))} is not a YOLO detection model: its outputs "
+                                             rf"are {shape}, where a YOLO detector gives .*; export a detection model"):
+            Detector(path)
+    for kind in ("host", "nms", "frame", "dyn"):
+        assert Detector(models[kind]).names[0] == "person"
+
+
+def test_a_model_ending_in_detection_rows_is_decoded_as_rows(tmp_path):
+    """ultralytics' export with nms=True ends in (B, K, 6) rows: x1, y1, x2, y2, score, class. They were read as a
+    raw head (4 + classes, anchors) and scored 0; they are kept as they are, above conf and of the classes asked."""
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows = np.array([[[10, 12, 30, 40, 0.9, 2], [5, 5, 20, 20, 0.5, 0], [1, 1, 2, 2, 0.1, 0], [0, 0, 0, 0, 0, 0]]],
+                    np.float32)
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4, 6])
+    nodes = [helper.make_node("ReduceSum", ["images"], ["total"], keepdims=1),  # (1, 1, 1, 1): uses the input
+             helper.make_node("Reshape", ["total", "shape"], ["total3"]),
+             helper.make_node("Mul", ["total3", "zero"], ["nothing"]),
+             helper.make_node("Add", ["rows", "nothing"], ["output0"])]
+    inits = [numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
+             numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape")]
+    graph = helper.make_graph(nodes, "rows", [x], [y], inits)
+    path = tmp_path / "rows.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    image = np.full((64, 64, 3), 114, np.uint8)
+    res = Detector(path, conf=0.25)(image)
+    assert res.class_ids.tolist() == [2, 0] and np.allclose(res.scores, [0.9, 0.5])
+    assert np.allclose(res.boxes, [[10, 12, 30, 40], [5, 5, 20, 20]])
+    assert Detector(path, conf=0.25, classes=[0])(image).class_ids.tolist() == [0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(Detector(path, conf=0.001)(image)) == 3  # all rows above 0.001; scored below its export conf:
+    assert any("detection rows its graph chose" in str(w.message) for w in caught)  # said
+
+
+def test_a_model_whose_metadata_was_stripped(models, image, tmp_path):
+    """A tool that rewrites the graph can drop the metadata: NMS in the graph is still read from its four outputs
+    (it was refused as 'expected 1 or 2 head outputs'), and a --frame model is named with the fix (it crashed)."""
+    import onnx
+
+    def stripped(kind: str) -> Path:
+        proto = onnx.load(str(models[kind]))
+        del proto.metadata_props[:]
+        onnx.save(proto, str(tmp_path / f"{kind}-nometa.onnx"))
+        return tmp_path / f"{kind}-nometa.onnx"
+
+    with_meta = Detector(models["nms"])(image)
+    without = Detector(stripped("nms"))(image)
+    assert len(without) == len(with_meta) > 0 and np.allclose(without.boxes, with_meta.boxes)
+    with pytest.raises(ValueError, match=r"takes uint8 frames .* its metadata, which gives the frame size and "
+                                         r"letterbox, is missing .*: export it again with `detdistill export --frame`"):
+        Detector(stripped("frame"))
+
+
+def test_a_fixed_batch_model_runs_one_image_as_a_padded_batch(tmp_path_factory, teacher_pt, models, image):
+    """`export --batch 2` made a model nothing could run one frame at a time (eval, bench, demo); it now runs an
+    image alone as a batch of copies, with the same detections as the batch-1 model, and says what it costs."""
+    import warnings
+
+    b2 = export_teacher(tmp_path_factory, teacher_pt, "teacher320-b2.onnx", batch=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det = Detector(b2)
+    assert any("takes a fixed batch of 2: an image alone runs as a batch of 2 copies" in str(w.message) for w in caught)
+    one, two = Detector(models["host"])(image), det(image)
+    assert len(one) == len(two) > 0 and np.allclose(one.boxes, two.boxes, atol=1e-3)

@@ -177,20 +177,21 @@ def build_class_map(
     return ClassMap(teacher_names, student_names, tuple(s or () for s in sources))
 
 
-def parse_class_map_arg(text: str) -> dict[str, list[str]]:
+def parse_class_map_arg(text: str, roles: _Roles = DISTILL) -> dict[str, list[str]]:
     """Parse the CLI form ``'Bus=bus;Ambulance=car,truck;3=motorcycle'`` into a mapping spec."""
     spec: dict[str, list[str]] = {}
+    pair = f"'{roles.target}={roles.source}[,{roles.source}...]'"
     for part in filter(None, (p.strip() for p in text.split(";"))):
         if "=" not in part:
-            raise ClassMapError(f"--class-map entry {part!r} must look like 'student=teacher[,teacher...]'")
+            raise ClassMapError(f"--class-map entry {part!r} must look like {pair}, e.g. 'Ambulance=car,truck'")
         key, value = part.split("=", 1)
         if key.strip() in spec:
-            raise ClassMapError(f"--class-map maps student class {key.strip()!r} twice; give each class once, "
-                                "its teacher classes comma separated, e.g. 'Ambulance=car,truck'")
+            raise ClassMapError(f"--class-map maps {roles.target} class {key.strip()!r} twice; give each class once, "
+                                f"its {roles.source} classes comma separated, e.g. 'Ambulance=car,truck'")
         spec[key.strip()] = _as_list(value.strip())
     if not spec:
-        raise ClassMapError(f"--class-map {text!r} has no entry; write 'student=teacher[,teacher...]' pairs "
-                            "separated by ';', or leave the option out")
+        raise ClassMapError(f"--class-map {text!r} has no entry; write {pair} pairs separated by ';', or leave the "
+                            "option out")
     return spec
 
 

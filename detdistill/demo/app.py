@@ -43,7 +43,7 @@ from .sources import SourceSpec, at_frame_size, open_source, parse_source
 from .stages import stages_for
 from .stats import Summary
 
-SourceArg = Union[str, int, SourceSpec, FrameSource, None]
+SourceArg = Union[str, Path, int, SourceSpec, FrameSource, None]
 DRAIN_S = 5.0   # after a stop, how long in-flight frames may take to come out
 
 
@@ -287,7 +287,7 @@ def run_demo(
         the run's ``Summary`` (also printed through ``log``).
     """
     log = log or (lambda message: print(message, flush=True))
-    specs = list(source) if isinstance(source, (list, tuple)) else [source]
+    specs = [str(s) if isinstance(s, Path) else s for s in (source if isinstance(source, (list, tuple)) else [source])]
     record, save_json = start_stamped(record), start_stamped(save_json)
     _refuse_folders(record, save_json)  # a folder given as --record is named as one, before its suffix is checked
     video = plan_video(record, stream, encoder, bitrate)   # before the model loads: a bad choice fails fast
@@ -309,6 +309,8 @@ def run_demo(
     names = getattr(detector, "names", {}) or {}
     if isinstance(model, (str, Path)) and getattr(detector, "backend", None) is not None:
         log(f"model: {model} on {describe_backend(detector.backend)}")
+        if warning := getattr(detector.backend, "accuracy_warning", None):  # an INT8 scheme that saturates here
+            log(f"warning: {warning}")
     if show is None:
         show = has_display()
     elif show and not has_display():

@@ -68,7 +68,8 @@ class RuntimeStages:
         self.names: dict[int, str] = detector.names
         batch_axis = self.backend.input_shape[0] if self.backend.input_shape else 1
         self.dynamic_batch = batch_axis == -1
-        self.max_batch = max(1, max_batch) if self.dynamic_batch else 1
+        fixed = getattr(detector, "fixed_batch", 1)  # an export --batch N model: up to N frames fill one call
+        self.max_batch = max(1, max_batch) if self.dynamic_batch else min(max(1, max_batch), fixed)
         profile_max = _profile_max_batch(self.backend)
         if profile_max:
             self.max_batch = min(self.max_batch, profile_max)
@@ -100,7 +101,7 @@ class RuntimeStages:
     def infer(self, batch: np.ndarray) -> tuple[list[np.ndarray], dict[str, float]]:
         """One engine call; returns (raw outputs, {"inference": ms}) and recycles the input buffer."""
         t0 = time.perf_counter()
-        outputs = self.backend.infer(batch)
+        outputs = self.backend.infer(self.detector.fill_batch(batch))
         ms = (time.perf_counter() - t0) * 1e3
         if self.detector.frame is None:
             self.pool.give(batch)

@@ -263,10 +263,11 @@ def _score_map(det, data: Path, spec: Optional[str]) -> dict[int, int] | None:
     """``--class-map`` as evaluate's {model class id: dataset class id} (None: scored by class id), said in a note."""
     if spec is None:
         return None
-    from ..data.class_map import describe_scoring, parse_class_map_arg, score_map  # lazy: the CLI starts fast
+    from ..data.class_map import SCORING, describe_scoring, parse_class_map_arg, score_map  # lazy: the CLI starts fast
 
     names = [det.names.get(i, str(i)) for i in range(len(det.names))]
-    mapping, cm = score_map(names, data, None if spec.strip().lower() == "auto" else parse_class_map_arg(spec))
+    given = None if spec.strip().lower() == "auto" else parse_class_map_arg(spec, SCORING)
+    mapping, cm = score_map(names, data, given)
     if mapping is None:
         typer.secho(f"note: --class-map {spec}: the model's classes are the dataset's; scored by class id", err=True)
         return None

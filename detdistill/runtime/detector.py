@@ -15,7 +15,8 @@ import numpy as np
 from .backends import Backend, backend_for
 from .letterbox import MODES, LetterboxInfo, check_image, preprocess
 from .letterbox import letterbox as fit_letterbox
-from .postprocess import NMS_OUTPUTS, decode, decode_topk, graph_detections, scale_boxes, split_head
+from .postprocess import (NMS_OUTPUTS, ROW_WIDTH, decode, decode_topk, graph_detections, head_layout_problem, is_rows,
+                          row_detections, scale_boxes, split_head)
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+
+ROWS_EXPORT_CONF = 0.25  # ultralytics' export keeps detection rows above this score unless told otherwise
 
 
 class Detector:
@@ -82,7 +86,20 @@ class Detector:
             name, cls = backend_for(str(model), backend)
             _check_options(backend_kwargs, name, cls)
             self.backend = cls(str(model), **backend_kwargs)
+        shapes = getattr(self.backend, "output_shapes", None)  # known before a frame runs (ONNX Runtime)
+        if shapes is not None and (problem := head_layout_problem(shapes)):
+            raise ValueError(f"{model} is not a YOLO detection model: {problem}; export a detection model with "
+                             "`detdistill export` (or ultralytics' export of a detection .pt)")
+        if shapes is not None and len(shapes) == 1 and shapes[0][-1] == ROW_WIDTH and conf < ROWS_EXPORT_CONF:
+            warnings.warn(f"this model ends in detection rows its graph chose (ultralytics' export with nms=True): "
+                          f"scores below its export conf ({ROWS_EXPORT_CONF} unless set) are not there, so conf={conf} "
+                          "cannot go past it and its mAP reads lower than the model's; export it with `detdistill "
+                          "export` (--nms optional) to score it fully", stacklevel=2)
         info = self.backend.info
+        if info.frame is None and np.dtype(getattr(self.backend, "input_dtype", np.float32)) == np.uint8:
+            raise ValueError(f"{model} takes uint8 frames (its preprocessing is in the graph, as `detdistill export "
+                             "--frame` makes it) but its metadata, which gives the frame size and letterbox, is missing "
+                             "(a tool that rewrote the graph drops it): export it again with `detdistill export --frame`")
         if letterbox is not None:
             if letterbox not in MODES:
                 raise ValueError(f"letterbox must be one of {MODES}, got {letterbox!r}")
@@ -115,6 +132,12 @@ class Detector:
             self._frame_box = fit_letterbox(np.zeros((*self.frame, 3), np.uint8), self.imgsz, mode=info.letterbox,
                                         pad_value=info.pad_value)[1]
         self.last_timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        shape = getattr(self.backend, "input_shape", None) or (1,)
+        self.fixed_batch = shape[0] if shape[0] > 1 else 1  # an export --batch N model takes N images per call
+        if self.fixed_batch > 1:
+            warnings.warn(f"{model} takes a fixed batch of {self.fixed_batch}: an image alone runs as a batch of "
+                          f"{self.fixed_batch} copies ({self.fixed_batch}x the work); export it with --dynamic, or "
+                          "without --batch, to run one frame at a time", stacklevel=2)
 
     def preprocess(self, frame_bgr: np.ndarray, imgsz: tuple[int, int] | None = None):
         """Letterbox exactly as the model was validated; returns ``(input, LetterboxInfo)``.
@@ -146,6 +169,11 @@ class Detector:
             boxes.append(fit)
         return np.ascontiguousarray(frame_bgr[None], dtype=self.backend.input_dtype), boxes
 
+    def fill_batch(self, x: np.ndarray) -> np.ndarray:
+        """``x`` padded with copies of its last image to the model's fixed batch (unchanged for other models)."""
+        missing = self.fixed_batch - x.shape[0]
+        return np.concatenate([x, np.repeat(x[-1:], missing, axis=0)]) if missing > 0 else x
+
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         """Detect objects in one uint8 HxWx3 BGR frame."""
         return self.detect(frame_bgr)
@@ -155,7 +183,7 @@ class Detector:
         t0 = time.perf_counter()
         x, lb = self.preprocess(frame_bgr, imgsz)
         t1 = time.perf_counter()
-        outs = self.backend.infer(x)
+        outs = self.backend.infer(self.fill_batch(x))
         t2 = time.perf_counter()
         xyxy, score, cls = self.postprocess(outs)
         res = Detections(to_frame(xyxy, lb), score, cls)
@@ -170,10 +198,12 @@ class Detector:
         What runs is the model's ``postprocess_mode``: decode + NMS, the top-k of an NMS-free head, or the
         filter of the graph's NMS outputs.
         """
-        if self.postprocess_mode == "graph_nms":
+        if self.postprocess_mode == "graph_nms" or len(outs) == len(NMS_OUTPUTS):  # the metadata may be lost
             names = getattr(self.backend, "output_names", None) or getattr(self.backend, "outputs", None)
             named = dict(zip(names if names and set(NMS_OUTPUTS) <= set(names) else NMS_OUTPUTS, outs))
             return graph_detections(named, conf=self.conf, classes=self.classes, max_det=self.max_det, image=image)
+        if is_rows(outs):  # ranked rows from the graph: its NMS or an end-to-end head already chose them
+            return row_detections(outs[0][image], conf=self.conf, classes=self.classes, max_det=self.max_det)
         boxes, scores = split_head(outs, len(self.names) or None)
         if self.postprocess_mode == "none":
             return decode_topk(boxes[image], scores[image], conf=self.conf, classes=self.classes, max_det=self.max_det)

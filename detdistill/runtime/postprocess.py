@@ -5,7 +5,9 @@ Head layouts understood:
 * two outputs, ``boxes`` ``(B, 4, N)`` xywh pixels and ``scores`` ``(B, nc, N)`` (detdistill export);
   :func:`decode` runs NMS on them, :func:`decode_topk` ranks them without NMS (NMS-free one-to-one heads);
 * one output ``(B, 4 + nc, N)`` (ultralytics' own ONNX/engine export);
-* ``num_dets`` / ``det_boxes`` / ``det_scores`` / ``det_classes`` (NMS in the graph): :func:`graph_detections`.
+* ``num_dets`` / ``det_boxes`` / ``det_scores`` / ``det_classes`` (NMS in the graph): :func:`graph_detections`;
+* one output ``(B, K, 6)`` of ranked rows ``x1, y1, x2, y2, score, class`` (ultralytics' export with ``nms=True``, or
+  an end-to-end head): :func:`row_detections`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,28 @@ from .letterbox import LetterboxInfo
 
 MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
 NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # a model with NMS in its graph
+ROW_WIDTH = 6  # x1, y1, x2, y2, score, class: a detection row (a raw head has hundreds of anchors, never 6)
+
+
+def is_rows(outputs: Sequence[np.ndarray]) -> bool:
+    """Whether raw outputs are one ``(B, K, 6)`` tensor of ranked detection rows."""
+    return len(outputs) == 1 and outputs[0].ndim == 3 and outputs[0].shape[-1] == ROW_WIDTH
+
+
+def head_layout_problem(shapes: Sequence[Sequence[int | str | None]]) -> str | None:
+    """Why a model with outputs of these shapes (a dimension unknown until run: a name or None) is not one of the
+    head layouts above, or None when it is one."""
+    known = [[d if isinstance(d, int) and d > 0 else None for d in shape] for shape in shapes]
+    if len(known) == len(NMS_OUTPUTS):  # NMS in the graph (read by position when named otherwise)
+        return None
+    if len(known) == 1 and len(known[0]) == 3 and (known[0][1] is None or known[0][1] >= 5 or known[0][2] == ROW_WIDTH):
+        return None
+    if len(known) == 2 and all(len(k) == 3 for k in known) and any(k[1] in (None, 4) for k in known):
+        return None
+    given = ", ".join("(" + ", ".join("?" if d is None else str(d) for d in k) + ")" for k in known) or "none"
+    return (f"its outputs are {given}, where a YOLO detector gives one (batch, 4 + classes, anchors) output, or boxes "
+            "(batch, 4, anchors) and scores (batch, classes, anchors), detection rows (batch, k, 6), or the four outputs "
+            "of NMS in the graph")
 
 
 def split_head(outputs: Sequence[np.ndarray], nc: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +192,19 @@ def graph_detections(
     if classes is not None:
         ok &= np.isin(cls, np.asarray(classes))
     return boxes[ok][:max_det], score[ok][:max_det], cls[ok][:max_det]
+
+
+def row_detections(rows: np.ndarray, *, conf: float = 0.25, classes: Sequence[int] | None = None, max_det: int = 300
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's ``(K, 6)`` detection rows (``x1, y1, x2, y2, score, class``) -> xyxy boxes, scores, class ids:
+    those above ``conf`` and of ``classes``, best first, at most ``max_det``."""
+    rows = np.asarray(rows, np.float32)
+    cls = rows[:, 5].astype(np.int64)
+    ok = rows[:, 4] > conf
+    if classes is not None:
+        ok &= np.isin(cls, np.asarray(classes))
+    kept = np.flatnonzero(ok)[np.argsort(-rows[ok, 4], kind="stable")][:max_det]
+    return rows[kept, :4], rows[kept, 4], cls[kept]
 
 
 def scale_boxes(xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:

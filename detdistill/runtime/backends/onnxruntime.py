@@ -103,6 +103,7 @@ class OrtBackend:
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
         self.input_dtype = _DTYPES.get(inp.type, np.float32)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_shapes = [tuple(o.shape) for o in self.session.get_outputs()]  # a dimension set at run time: a name
         self.info = ModelInfo.from_mapping(self.session.get_modelmeta().custom_metadata_map)
         self.accuracy_warning = self._saturation_warning()
         if self.info.imgsz is None and all(d > 0 for d in self.input_shape[2:]):

@@ -65,7 +65,7 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise TensorRTMissingError(
             "TensorRT is not importable. On Jetson it ships with JetPack (sudo apt install nvidia-jetpack, or "
-            "python3-libnvinfer); on x86: pip install tensorrt. Or run the .onnx with backend='onnxruntime'."
+            "python3-libnvinfer); on x86: pip install tensorrt. Or run the model's .onnx instead (ONNX Runtime)."
         ) from None
     return trt
 
