@@ -202,3 +202,12 @@ def test_a_class_map_scores_a_teacher_on_a_dataset_of_other_classes(tmp_path_fac
         with pytest.raises(ValueError, match=r"class_map") as e:
             evaluate(onnx_path, vehicles_yaml, limit=1, class_map=bad)
         assert re.search(words, str(e.value)), str(e.value)
+
+
+def test_an_upper_case_suffix_is_evaluated_as_the_runtime_opens_it(tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):
+    """MODEL.ONNX (a copy from a FAT-formatted card, say): the runtime and the demo opened it, eval refused it."""
+    import shutil
+
+    onnx_path = export_teacher(tmp_path_factory, teacher_pt)
+    upper = shutil.copyfile(onnx_path, tmp_path / "TEACHER.ONNX")
+    assert evaluate(upper, coco8_yaml, limit=2).map50_95 == evaluate(onnx_path, coco8_yaml, limit=2).map50_95

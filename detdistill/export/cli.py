@@ -280,7 +280,7 @@ def _check_int8_choice(model: Path, int8: str) -> None:
     """Raise ValueError for ``--int8 kernels|simulate`` on a model that has no Q/DQ pair to run either way."""
     if int8 not in ("kernels", "simulate"):
         return
-    if model.suffix != ".onnx" or not _is_qdq(model):
+    if model.suffix.lower() != ".onnx" or not _is_qdq(model):
         raise ValueError(f"--int8 {int8} chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is not one: drop --int8")
 
 
@@ -350,7 +350,7 @@ def bench_cmd(
     from .bench import bench
     from ..runtime.backends import describe_backend
 
-    kwargs = {"device": device} if model.suffix == ".onnx" else {}
+    kwargs = {"device": device} if model.suffix.lower() == ".onnx" else {}
     try:
         det = Detector(model, fit_frames=True, **kwargs)  # a --frame model: other-size frames fitted on the host
         _warn(det)

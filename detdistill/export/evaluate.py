@@ -123,11 +123,12 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
         raise ValueError(f"imgsz must be a positive multiple of {MAX_STRIDE} (e.g. 320, 640), got {imgsz}")
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size
     kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
-    if model.suffix == ".pt":
+    suffix = model.suffix.lower()  # MODEL.ONNX as the runtime and the demo take it
+    if suffix == ".pt":
         return Detector(TorchBackend(model, imgsz or 640, device=device), **kwargs)
-    if model.suffix not in {".onnx", ".engine", ".plan"}:
+    if suffix not in {".onnx", ".engine", ".plan"}:
         raise ValueError(f"{model}: expected a .pt, .onnx or .engine file")
-    extra = {"device": device, "int8_kernels": int8_kernels_for(model, int8)} if model.suffix == ".onnx" else {}
+    extra = {"device": device, "int8_kernels": int8_kernels_for(model, int8)} if suffix == ".onnx" else {}
     det = Detector(model, backend=backend, **kwargs, **extra)
     if imgsz and tuple(det.imgsz) != (imgsz, imgsz):
         raise ValueError(f"{model} takes imgsz {det.imgsz}, not {imgsz}: re-export it at {imgsz} or drop --imgsz")
