@@ -83,6 +83,8 @@ def test_parse_files_and_folders(tmp_path):
         parse_source(str(tmp_path / "gone" / "clip.mp4"))
     with pytest.raises(SourceError, match="not a camera index"):
         parse_source("webcam")  # neither a path nor any source form
+    with pytest.raises(SourceError, match=r"source 'frames/' does not exist: check the path"):
+        parse_source("frames/")  # a folder in the current one, by its trailing slash
 
 
 def _read_all(src) -> list:

@@ -135,7 +135,7 @@ def parse_source(source: str | int | None) -> SourceSpec:
                               "a video file, image or image folder with content")
         kind = "images" if path.suffix.lower() in (*IMG_SUFFIXES, LIST_SUFFIX) else "file"
         return SourceSpec(kind, str(path))
-    if path.suffix or len(path.parts) > 1:  # meant as a file or folder
+    if path.suffix or len(path.parts) > 1 or text.endswith(("/", "\\")):  # meant as a file or folder
         where = "" if path.parent.is_dir() else f" (nor does its folder {path.parent})"
         raise SourceError(f"source {text!r} does not exist{where}: check the path of the video file, image or "
                           "image folder")
