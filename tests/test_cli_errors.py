@@ -337,3 +337,17 @@ def test_a_warning_of_detdistill_prints_as_one_line(tmp_path_factory, teacher_pt
     assert result.exit_code == 0, result.output
     assert "warning: this model runs NMS in its graph at IoU 0.7; iou=0.5 does not apply" in result.output
     assert "UserWarning" not in result.output and "warnings.warn" not in result.output
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line():
+    """A Ctrl-C while the verbs' packages load (torch, cv2: a second or more) ended in a traceback."""
+    code = ("import importlib.abc, sys\n"
+            "class Interrupt(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'detdistill.cli':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "from detdistill.__main__ import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and done.stderr == "interrupted while starting\n", done.stderr
