@@ -3,6 +3,7 @@
 from .api import TrainJob, check_inputs, fit, resume, run_training, train
 from ..data.class_map import ClassMap, ClassMapError, build_class_map
 from .recipe import Recipe, RecipeError, load_recipe
+from .student_trainer import StudentTrainer
 from .teacher import TeacherError, load_teacher
 from .trainer import DistillationTrainer
 
@@ -12,6 +13,7 @@ __all__ = [
     "DistillationTrainer",
     "Recipe",
     "RecipeError",
+    "StudentTrainer",
     "TeacherError",
     "TrainJob",
     "build_class_map",
