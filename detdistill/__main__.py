@@ -10,7 +10,7 @@ import sys
 def main() -> None:
     """Run the ``detdistill`` app."""
     try:
-        from detdistill.cli import app
+        from detdistill.cli import app  # lazy: here, so that a Ctrl-C while it loads is caught
     except KeyboardInterrupt:
         print("interrupted while starting", file=sys.stderr)
         sys.exit(130)

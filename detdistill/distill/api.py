@@ -74,9 +74,10 @@ def check_inputs(
     Builds the training-time model once on CPU, so a teacher/student pair that cannot be distilled
     with this recipe (feature levels, strides, DFL bins) fails here rather than on the first step.
     """
-    for name, value in (("student", student), ("teacher", teacher), ("data", data)):
+    for name, value, what in (("student", student, "a model YAML or a trained .pt"),
+                              ("teacher", teacher, "a trained .pt or a registry name"), ("data", data, "a dataset YAML")):
         if not isinstance(value, (str, Path)) or not str(value).strip():
-            raise ValueError(f"{name} must be a path (or, for the teacher, a registry name), got {value!r}")
+            raise ValueError(f"{name} is {'empty' if isinstance(value, str) else repr(value)}: pass {what}")
     recipe = load_recipe(recipe)
     teacher_model = load_teacher(teacher)
     dataset = check_dataset(data)
