@@ -132,5 +132,5 @@ def test_a_job_takes_its_folders_as_text_and_names_what_it_lacks(tmp_path):
         run_training(TrainJob(teacher="t.pt"))
     with pytest.raises(TrainInputError, match="train_args is a mapping"):
         TrainJob("s.yaml", "d.yaml", train_args=[("epochs", 1)])
-    with pytest.raises(ValueError, match="teacher must be a path .* got None"):
+    with pytest.raises(ValueError, match="teacher is None: pass a trained .pt or a registry name"):
         api.check_inputs("yolov8n.yaml", None, "d.yaml")
