@@ -146,10 +146,10 @@ def build_class_map(
         c = _resolve(key, student_names, roles.target_data)
         if c in given:
             name = student_names[c]
-            raise ClassMapError(f"the class map maps {roles.target} class {name!r} twice (as {given[c]!r} and {key!r}; names "
-                                f"match in any case, ids count too): give each class once, with all of its teacher "
-                                f"classes together, e.g. '{name}=A,B' on the command line, {{{name!r}: ['A', 'B']}} in "
-                                "Python or a recipe")
+            raise ClassMapError(f"the class map maps {roles.target} class {name!r} twice (as {given[c]!r} and {key!r}; "
+                                f"names match in any case, ids count too): give each class once, with all of its "
+                                f"{roles.source} classes together, e.g. '{name}=A,B' on the command line, "
+                                f"{{{name!r}: ['A', 'B']}} in Python or a recipe")
         given[c] = key
         sources[c] = tuple(dict.fromkeys(_resolve(v, teacher_names, f"the {roles.source}") for v in _as_list(value)))
 
