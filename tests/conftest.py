@@ -127,7 +127,7 @@ def import_blocker(names: set[str]) -> str:
 # What the runtime extra does not install (torch, torchvision, ultralytics, onnx, onnxslim) cannot be imported, as
 # on a bare Jetson set up by deploy/jetson/setup.sh.
 RUNTIME_ABSENT = {"torch", "torchvision", "ultralytics", "onnx", "onnxslim"}
-TORCH_BLOCKER = import_blocker(RUNTIME_ABSENT)
+RUNTIME_ONLY_BLOCKER = import_blocker(RUNTIME_ABSENT)
 
 
 def demo_cli():

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import RUNTIME_ABSENT, TORCH_BLOCKER, export_teacher, import_blocker, val_images
+from conftest import RUNTIME_ABSENT, RUNTIME_ONLY_BLOCKER, export_teacher, import_blocker, val_images
 
 
 def test_runtime_runs_without_torch(tmp_path_factory, teacher_pt, coco_mini_yaml):
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     image = val_images(coco_mini_yaml, 1)[0]
-    code = TORCH_BLOCKER + textwrap.dedent(
+    code = RUNTIME_ONLY_BLOCKER + textwrap.dedent(
         f"""
         import cv2
         from detdistill.runtime import Detector, Detections
@@ -30,7 +30,7 @@ def test_runtime_runs_without_torch(tmp_path_factory, teacher_pt, coco_mini_yaml
 
 
 def test_blocker_really_blocks():
-    out = subprocess.run([sys.executable, "-c", TORCH_BLOCKER + "import torch"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_BLOCKER + "import torch"], capture_output=True, text=True)
     assert out.returncode != 0 and "blocked" in out.stderr
 
 

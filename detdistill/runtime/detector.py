@@ -15,7 +15,7 @@ import numpy as np
 from .backends import Backend, backend_for
 from .letterbox import MODES, LetterboxInfo, check_image, preprocess
 from .letterbox import letterbox as fit_letterbox
-from .postprocess import (NMS_OUTPUTS, ROW_WIDTH, decode, decode_topk, graph_detections, head_layout_problem, is_rows,
+from .postprocess import (NMS_OUTPUTS, decode, decode_topk, graph_detections, head_layout_problem, is_rows,
                           row_detections, scale_boxes, split_head)
 
 
@@ -90,7 +90,7 @@ class Detector:
         if shapes is not None and (problem := head_layout_problem(shapes)):
             raise ValueError(f"{model} is not a YOLO detection model: {problem}; export a detection model with "
                              "`detdistill export` (or ultralytics' export of a detection .pt)")
-        if shapes is not None and len(shapes) == 1 and shapes[0][-1] == ROW_WIDTH and conf < ROWS_EXPORT_CONF:
+        if shapes is not None and is_rows(shapes) and conf < ROWS_EXPORT_CONF:
             warnings.warn(f"this model ends in detection rows its graph chose (ultralytics' export with nms=True): "
                           f"scores below its export conf ({ROWS_EXPORT_CONF} unless set) are not there, so conf={conf} "
                           "cannot go past it and its mAP reads lower than the model's; export it with `detdistill "
@@ -202,7 +202,7 @@ class Detector:
             names = getattr(self.backend, "output_names", None) or getattr(self.backend, "outputs", None)
             named = dict(zip(names if names and set(NMS_OUTPUTS) <= set(names) else NMS_OUTPUTS, outs))
             return graph_detections(named, conf=self.conf, classes=self.classes, max_det=self.max_det, image=image)
-        if is_rows(outs):  # ranked rows from the graph: its NMS or an end-to-end head already chose them
+        if is_rows([o.shape for o in outs]):  # ranked rows from the graph: its NMS or an end-to-end head already chose them
             return row_detections(outs[0][image], conf=self.conf, classes=self.classes, max_det=self.max_det)
         boxes, scores = split_head(outs, len(self.names) or None)
         if self.postprocess_mode == "none":

@@ -23,9 +23,9 @@ NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")  # a model 
 ROW_WIDTH = 6  # x1, y1, x2, y2, score, class: a detection row (a raw head has hundreds of anchors, never 6)
 
 
-def is_rows(outputs: Sequence[np.ndarray]) -> bool:
-    """Whether raw outputs are one ``(B, K, 6)`` tensor of ranked detection rows."""
-    return len(outputs) == 1 and outputs[0].ndim == 3 and outputs[0].shape[-1] == ROW_WIDTH
+def is_rows(shapes: Sequence[Sequence[int | str | None]]) -> bool:
+    """Whether outputs of these shapes are one ``(B, K, 6)`` tensor of ranked detection rows."""
+    return len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][-1] == ROW_WIDTH
 
 
 def head_layout_problem(shapes: Sequence[Sequence[int | str | None]]) -> str | None:
@@ -34,7 +34,7 @@ def head_layout_problem(shapes: Sequence[Sequence[int | str | None]]) -> str | N
     known = [[d if isinstance(d, int) and d > 0 else None for d in shape] for shape in shapes]
     if len(known) == len(NMS_OUTPUTS):  # NMS in the graph (read by position when named otherwise)
         return None
-    if len(known) == 1 and len(known[0]) == 3 and (known[0][1] is None or known[0][1] >= 5 or known[0][2] == ROW_WIDTH):
+    if is_rows(known) or (len(known) == 1 and len(known[0]) == 3 and (known[0][1] is None or known[0][1] >= 5)):
         return None
     if len(known) == 2 and all(len(k) == 3 for k in known) and any(k[1] in (None, 4) for k in known):
         return None
