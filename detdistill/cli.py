@@ -16,6 +16,7 @@ from rich.console import Console
 
 import detdistill
 from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, path_parser
+from detdistill.recipes import RECIPES_DIR, builtin_recipes, recipe_summary, resolve_recipe_name
 from detdistill.yaml_numbers import load_yaml
 
 app = typer.Typer(
@@ -181,21 +182,13 @@ def recipes(
     name: Optional[str] = typer.Argument(None, help="Print this built-in recipe's YAML (to copy and edit)."),
 ) -> None:
     """List the built-in distillation recipes and what each one does, or print one."""
-    from detdistill.distill.recipe import (  # lazy: torch (the CLI starts without it)
-        DEFAULT_RECIPE, RECIPES_DIR, builtin_recipes, resolve_recipe_name)
-
     if name is not None:
         if name not in builtin_recipes():
             fail(f"no built-in recipe {name!r}: choose from {', '.join(builtin_recipes())}")
         typer.echo((RECIPES_DIR / f"{resolve_recipe_name(name)}.yaml").read_text(), nl=False)
         return
     for name in builtin_recipes():
-        if name == "default":
-            typer.echo(f"{name:10s} the same as {DEFAULT_RECIPE} (the recipe used when none is named)")
-            continue
-        text = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
-        summary = " ".join(line.lstrip("# ") for line in text if line.startswith("#"))
-        typer.echo(f"{name:10s} {summary}")
+        typer.echo(f"{name:10s} {recipe_summary(name)}")
 
 
 WORK_FOLDER = "a new or empty folder, or one an earlier run made"

@@ -67,7 +67,8 @@ def test_recipes_lists_builtins():
 
 
 def test_recipes_prints_a_builtin_to_copy_and_edit(tmp_path):
-    from detdistill.distill.recipe import DEFAULT_RECIPE, load_recipe
+    from detdistill.distill.recipe import load_recipe
+    from detdistill.recipes import DEFAULT_RECIPE
 
     out = runner.invoke(app, ["recipes", "cwd"])
     assert out.exit_code == 0, out.output

@@ -72,7 +72,7 @@ def test_a_stage_whose_inputs_changed_starts_from_a_clean_folder(tmp_path):
 
 
 def test_an_edited_kd_recipe_file_reruns_its_stage_and_a_builtin_is_keyed_by_name(tmp_path, monkeypatch):
-    from detdistill.distill.recipe import DEFAULT_RECIPE
+    from detdistill.recipes import DEFAULT_RECIPE
     from detdistill.pipeline.training_stages import recipe_key
 
     monkeypatch.chdir(tmp_path)

@@ -64,6 +64,17 @@ def test_eval_and_bench_run_on_the_runtime_extra_alone(tmp_path_factory, tmp_pat
     assert "this command needs torch, which is not installed here: pip install 'detdistill[train]'" in out.stderr
 
 
+def test_recipes_are_listed_and_printed_without_torch():
+    """`detdistill recipes` reads YAML files: an install without torch lists and prints them."""
+    listing = _cli_without_torch("recipes")
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    names = [line.split()[0] for line in listing.stdout.splitlines()]
+    assert "default" in names and "at" in names and "cwd" in names, listing.stdout
+    assert "the same as at" in listing.stdout
+    printed = _cli_without_torch("recipes", "cwd")
+    assert printed.returncode == 0 and "losses:" in printed.stdout and "cwd" in printed.stdout, printed.stderr[-2000:]
+
+
 def test_an_onnx_without_onnxruntime_is_one_line_with_the_jetson_install(tmp_path_factory, teacher_pt, coco8_yaml):
     """A Jetson set up by setup.sh runs engines and has no ONNX Runtime: the demo and bench of an .onnx say what to
     install there (not the runtime extra alone, whose pip OpenCV would shadow JetPack's), in one line."""

@@ -359,7 +359,7 @@ def named_recipe(method: str) -> str:
     """A method with ``default`` replaced by the recipe it stands for (``default+road`` -> ``at+road``, ``qad`` ->
     ``qad:at``, ``qad-self`` -> ``qad-self:logit-box``), so that every stored run names the losses it trained with."""
     from detdistill.distill.qad import SELF_RECIPE
-    from detdistill.distill.recipe import DEFAULT_RECIPE
+    from detdistill.recipes import DEFAULT_RECIPE
 
     name, plus, suffix = method.partition("+")
     if name in ("qad", "qad:default"):

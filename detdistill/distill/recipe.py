@@ -26,13 +26,10 @@ import yaml
 
 from .losses import loss_types
 from .registry import RecipeError
+from ..recipes import RECIPES_DIR, builtin_recipes, resolve_recipe_name
 from ..yaml_numbers import load_yaml, yaml_problem
 from .schedule import KINDS, Schedule
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-# the built-in that ``default`` (and no recipe at all) names; chosen on the tuning halves of the benchmark
-# tracks (docs/benchmarks.md, "Choosing the default recipe")
-DEFAULT_RECIPE = "at"
 
 REGIONS = ("teacher", "gt", "teacher+gt", "all")
 ADAPTER_INITS = ("fit", "random")
@@ -183,16 +180,6 @@ def parse_recipe(data: Any, source: str = "<dict>") -> Recipe:
     if adapter_init not in ADAPTER_INITS:
         raise RecipeError(f"{source}: adapter_init: {adapter_init!r} is not one of {', '.join(ADAPTER_INITS)}")
     return Recipe(losses, Schedule(kind, final, stop_last), region, scale, adapter_init, source)
-
-
-def builtin_recipes() -> list[str]:
-    """The built-in recipe names, ``default`` included."""
-    return sorted([p.stem for p in RECIPES_DIR.glob("*.yaml")] + ["default"])
-
-
-def resolve_recipe_name(recipe: str | None) -> str | None:
-    """``default`` (or nothing) -> the built-in it stands for; any other name or path unchanged."""
-    return DEFAULT_RECIPE if recipe in (None, "", "default") else recipe
 
 
 def load_recipe(recipe: str | Path | dict | Recipe | None = None) -> Recipe:

@@ -11,6 +11,7 @@ from .artifacts import QAD_NAME, ROLE_NAMES, Artifact
 from .config import PipelineConfig
 from .context import StageContext
 from .dataset_files import DataInput
+from ..recipes import resolve_recipe_name
 
 RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
 
@@ -51,8 +52,6 @@ def _train(ctx: StageContext, stage: str, key: dict[str, Any], run_dir: Path, jo
 def recipe_key(recipe: str | None) -> str | Path | None:
     """A KD recipe in a stage's key: a YAML file by its contents (editing it retrains), a built-in by its name
     (``default`` by the built-in it stands for, so a new default retrains)."""
-    from ..distill.recipe import resolve_recipe_name  # lazy: torch (only the training stages need it)
-
     if not recipe:
         return None
     return Path(recipe) if Path(recipe).is_file() else resolve_recipe_name(recipe)
