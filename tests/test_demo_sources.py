@@ -291,16 +291,20 @@ def test_image_folder_in_name_order(tmp_path):
     with pytest.raises(SourceError, match="no images"):
         ImageGrabber(str(empty))
     (tmp_path / "img15.jpg").write_bytes(b"not a jpeg")  # an unreadable image among readable ones is skipped
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 25, np.uint8))[1].tobytes()
+    (tmp_path / "img25.jpg").write_bytes(jpeg[:len(jpeg) // 2])  # so is a truncated one, which OpenCV decodes grey
     grabber, values = ImageGrabber(str(tmp_path)), []
     while (image := grabber.read()) is not None:
         values.append(int(image[0, 0, 0]))
     assert values == [10, 20, 30]
-    assert grabber.end_note == f"skipped 1 of 4 images that could not be read (first: {tmp_path / 'img15.jpg'})"
+    assert grabber.end_note == (f"skipped 2 of 5 images that cannot be used (first: {tmp_path / 'img15.jpg'}: not "
+                                "an image OpenCV can decode)")
+    assert grabber.skipped[1] == (tmp_path / "img25.jpg", "truncated JPEG (no end-of-image marker)")
     logs: list[str] = []  # the demo's source says so at the end (it ended with fewer frames without a word)
     with FrameSource(lambda: ImageGrabber(str(tmp_path)), live=False, log=logs.append) as src:
         while src.read(timeout=1.0) is not None or not src.finished:
             pass
-    assert src.error is None and any("skipped 1 of 4 images that could not be read" in line for line in logs), logs
+    assert src.error is None and any("skipped 2 of 5 images that cannot be used" in line for line in logs), logs
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"not a jpeg")

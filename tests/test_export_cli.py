@@ -272,6 +272,15 @@ def test_eval_names_bad_labels_a_missing_labels_folder_and_a_split_the_yaml_lack
         label.unlink()
     out = _run(app, "eval", onnx_path, "-d", partial)  # scored as background images without a word before
     assert out.exit_code == 0 and "(4 images, 2 of them without a label file, so background, " in out.output
+    images = sorted((tmp_path / "partial" / "images" / "val").glob("*.jpg"))
+    images[3].write_bytes(images[3].read_bytes()[:4000])  # its labels count: scored as OpenCV decodes it, and said
+    out = _run(app, "eval", onnx_path, "-d", partial)
+    assert out.exit_code == 0 and "2 of them without a label file, so background, 1 of them truncated, scored with " \
+        "the missing part grey, " in out.output, out.output
+    images[2].write_bytes(b"not an image")
+    out = _run(app, "eval", onnx_path, "-d", partial)
+    assert out.exit_code == 2 and f"error: cannot score {images[2]}: not an image OpenCV can decode; replace the " \
+        "file, or remove it and its label file" in out.output.replace("\n", ""), out.output
     out = _run(app, "eval", onnx_path, "-d", coco8_yaml, "--split", "test")
     assert out.exit_code == 2 and f"error: {coco8_yaml} has no 'test' split (it has train, val)" in out.output
     assert '"' not in out.output

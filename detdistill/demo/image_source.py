@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..data.image_lists import list_images
-from ..data.images import IMG_SUFFIXES
+from ..data.images import IMG_SUFFIXES, decode_checked
 from .capture import SourceError
 
 LIST_SUFFIX = ".txt"  # an image list, one path per line
@@ -32,8 +31,8 @@ class ImageGrabber:
             raise SourceError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) in {target}")
         self.files = files
         self.position = 0
-        self.readable = 0  # images decoded so far; unreadable ones are skipped
-        self.skipped: list[Path] = []
+        self.readable = 0  # images decoded so far; unreadable or truncated ones are skipped
+        self.skipped: list[tuple[Path, str]] = []  # each with why
         self.current: str | None = None  # the file of the image read last
         self.description = f"{target} [{len(files)} images]"
         self.fps = None
@@ -43,12 +42,12 @@ class ImageGrabber:
         while self.position < len(self.files):
             path = self.files[self.position]
             self.position += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, why = decode_checked(path)
             if image is not None:
                 self.readable += 1
                 self.current = str(path)
                 return image
-            self.skipped.append(path)
+            self.skipped.append((path, why))
         if not self.readable:
             raise SourceError(f"none of the {len(self.files)} images could be read (first: {self.files[0]}); "
                               "pass intact images (JPEG, PNG, ...)")
@@ -59,8 +58,8 @@ class ImageGrabber:
         """What the end of the images leaves to say: the unreadable images skipped, if any."""
         if not self.skipped:
             return None
-        return (f"skipped {len(self.skipped)} of {len(self.files)} images that could not be read (first: "
-                f"{self.skipped[0]})")
+        first, why = self.skipped[0]
+        return f"skipped {len(self.skipped)} of {len(self.files)} images that cannot be used (first: {first}: {why})"
 
     def close(self) -> None:
         self.position = len(self.files)

@@ -24,7 +24,7 @@ from ..runtime.backends import describe_backend
 from ..runtime.backends.onnxruntime import onnx_metadata
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels, unnamed_class_ids
-from ..data.images import read_bgr
+from ..data.images import ImageError, decode_checked, read_bgr
 from ..data.splits import photo_groups
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
@@ -57,6 +57,7 @@ class EvalResult:
     ap_medium: float | None = None  # 32x32 to 96x96
     ap_large: float | None = None  # over 96x96
     unlabelled: int = 0  # images without a label file, scored as background images (as ultralytics scores them)
+    truncated: int = 0  # truncated JPEG/PNG files, scored as decoded, the missing part grey (as ultralytics scores them)
 
     def as_dict(self) -> dict:
         return {"mAP50-95": self.map50_95, "mAP50": self.map50, "mAP75": self.map75, "APs": self.ap_small,
@@ -69,6 +70,7 @@ class EvalResult:
         return (f"mAP50-95 {self.map50_95:.4f}  mAP50 {self.map50:.4f}  APs {size(self.ap_small)}  "
                 f"APm {size(self.ap_medium)}  APl {size(self.ap_large)}  ({self.images} images, "
                 + (f"{self.unlabelled} of them without a label file, so background, " if self.unlabelled else "")
+                + (f"{self.truncated} of them truncated, scored with the missing part grey, " if self.truncated else "")
                 + f"{self.instances} instances; {self.evaluator})")
 
 
@@ -230,8 +232,10 @@ def evaluate(
                          "always see the square input)")
     shapes = rect_shapes(files, max(det.imgsz), rect_batch, det.backend.info.stride) if rect else {}
     ground_truth, detections, sizes = [], [], []
+    truncated = 0
     for f in files:
-        img = read_bgr(f)
+        img, truncated_image = read_scorable(f)
+        truncated += truncated_image
         if corrupt is not None:
             img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
         ground_truth.append(read_labels(f, img.shape[:2]))
@@ -250,4 +254,15 @@ def evaluate(
         record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare
     return EvalResult(m.map50_95, m.map50, len(files), sum(len(c) for c, _ in ground_truth), m.per_class_ap,
                       describe_backend(det.backend), m.records, m.map75, m.ap_small, m.ap_medium, m.ap_large,
-                      sum(not label_path(f).is_file() for f in files))
+                      sum(not label_path(f).is_file() for f in files), truncated)
+
+
+def read_scorable(path: Path) -> tuple[np.ndarray, bool]:
+    """An image of the split to score, and whether it is truncated (decoded all the same, its missing part grey:
+    its labels count, so it cannot be left out). Raises :class:`ImageError` for a file that cannot be decoded."""
+    img, why = decode_checked(path)
+    if img is not None:
+        return img, False
+    if why.startswith("truncated"):
+        return read_bgr(path), True
+    raise ImageError(f"cannot score {path}: {why}; replace the file, or remove it and its label file")
