@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,16 @@ def test_graph_nms_builds_with_efficient_nms_plugin(nms_onnx, tmp_path):
     assert side["postprocess"] == "graph_nms" and side["nms"]["max_det"] == 100
     info = ModelInfo.from_mapping(side)
     assert info.postprocess == "graph_nms" and info.nms["iou"] == 0.6
+
+
+def test_a_graph_nms_cut_above_the_eval_conf_warns_that_map_reads_lower(nms_onnx):
+    """Scoring keeps every box down to conf 0.001; a graph cut at 0.25 cannot give them, and says what that costs."""
+    with pytest.warns(UserWarning, match=r"keeps scores above 0.25 and at most 100 boxes; conf=0.001, max_det=300 "
+                                         r"cannot go past them, so its mAP reads lower .* --nms-conf 0.001"):
+        Detector(nms_onnx, conf=0.001, iou=0.6, max_det=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Detector(nms_onnx, conf=0.25, iou=0.6, max_det=100)  # the graph's own settings: nothing to say
 
 
 def test_missing_efficient_nms_plugin_fails_clearly(nms_onnx, tmp_path):
