@@ -16,6 +16,7 @@ from rich.console import Console
 
 import detdistill
 from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, path_parser
+from detdistill.data.unlabeled import PSEUDO_CONF
 from detdistill.recipes import RECIPES_DIR, builtin_recipes, recipe_summary, resolve_recipe_name
 from detdistill.yaml_numbers import load_yaml
 
@@ -75,7 +76,7 @@ def train(
         None, help="A folder of your own unlabeled images (e.g. dashcam frames): the teacher labels them and they "
         "join the training split, supervised by the teacher alone."),
     pseudo_conf: float = typer.Option(None, min=0.0, max=1.0, help="Teacher confidence from which its detections "
-                                      "label --unlabeled images (default 0.4)."),
+                                      f"label --unlabeled images (default {PSEUDO_CONF})."),
     freeze_bn: bool = typer.Option(
         False, "--freeze-bn", help="Keep the student's BatchNorm statistics fixed: for a .pt student (pruned, or "
         "the teacher at a smaller imgsz) on a small dataset."),
@@ -103,7 +104,7 @@ def train(
 
     if pseudo_conf == 0:
         fail("--pseudo-conf 0 would label every one of the teacher's candidate boxes: give a confidence above 0 and "
-             "at most 1 (default 0.4)")
+             f"at most 1 (default {PSEUDO_CONF})")
     if pseudo_conf is not None and unlabeled is None:
         fail("--pseudo-conf sets the teacher's confidence for --unlabeled images: give --unlabeled DIR too, or drop it")
     overrides = parse_overrides(ctx.args)

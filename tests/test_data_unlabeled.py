@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,3 +66,15 @@ def test_unlabeled_images_join_the_training_split_with_the_teachers_boxes(fixtur
     add_unlabeled(data, teacher_pt, frames, tmp_path / "work", conf=0.3, imgsz=320)
     assert stamp.stat().st_mtime_ns == before
     assert yaml.safe_load(out_yaml.read_text())["val"].endswith("valid/images")
+
+    # A frame replaced under the same name is labelled again (the labels were kept for the old picture).
+    first = sorted(frames.glob("*.jpg"))[0]
+    first.write_bytes((mini / "images" / "val" / f"{with_vehicles[-1].stem}.jpg").read_bytes())
+    add_unlabeled(data, teacher_pt, frames, tmp_path / "work", conf=0.3, imgsz=320)
+    assert stamp.stat().st_mtime_ns != before
+    linked = tmp_path / "work" / "pseudo" / "images" / f"000000_{first.stem}.jpg"
+    assert linked.read_bytes() == first.read_bytes()
+    # A stamp cut off mid-write is not a crash: the images are labelled again.
+    stamp.write_text('{"key": "ab')
+    add_unlabeled(data, teacher_pt, frames, tmp_path / "work", conf=0.3, imgsz=320)
+    assert json.loads(stamp.read_text())["images"] == len(labels)

@@ -166,3 +166,24 @@ def test_every_stage_that_reads_the_dataset_is_keyed_by_its_files(tmp_path, coco
     cache = StageCache(tmp_path / "work")  # the next run
     changed = {name for name, inputs in keys.items() if cache._key(inputs) != before[name]}
     assert changed == set(keys)
+
+
+def test_the_labelling_stage_is_keyed_by_everything_its_labels_depend_on(tmp_path, coco8, teacher_pt):
+    """The teacher's labels of ``data.unlabeled`` images change with the class map and the image size: editing
+    either labels them again (the stage was cached, and the student trained on labels of the old settings)."""
+    from detdistill.pipeline import input_stages
+
+    frames = tmp_path / "frames"
+    shutil.copytree(coco8.parent / "images" / "val", frames)
+    base = {"data": {"yaml": str(coco8), "unlabeled": str(frames)}, "teacher": {"weights": str(teacher_pt)},
+            "student": {"prune": {}}}
+
+    def key(**settings) -> str:
+        keys = _keys_of(tmp_path, {**base, **settings}, lambda c: input_stages.with_unlabeled(c, coco8, teacher_pt))
+        (inputs,) = keys.values()
+        return StageCache(tmp_path / "work")._key(inputs)
+
+    plain = key()
+    assert key() == plain
+    assert key(distill={"class_map": {"person": "person"}}) != plain
+    assert key(imgsz=320) != plain

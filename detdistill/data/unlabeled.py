@@ -7,7 +7,6 @@ the training split, where the KD losses read the teacher's dense outputs on them
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from ..hashing import file_sha256
+from ..atomic import write_text
+from ..hashing import file_sha256, files_key, settings_key
 from ..models import class_names
 from .class_map import resolve_class_map, teacher_to_student
 from .files import link_or_copy
@@ -23,12 +23,23 @@ from .image_lists import list_images
 from .images import usable_images
 
 
+PSEUDO_CONF = 0.4  # the teacher's confidence from which its detections become labels, unless set
+
+
 def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
-    h = hashlib.sha256()
-    h.update(f"{file_sha256(teacher)}|{conf}|{imgsz}|{sorted(mapping.items())}".encode())
-    for p in images:
-        h.update(str(p.resolve()).encode())
-    return h.hexdigest()[:16]
+    """What the labels depend on: the teacher's and the images' contents (a folder refilled under the same names
+    is labelled again), the settings and the class mapping."""
+    return settings_key({"teacher": file_sha256(teacher), "images": files_key(images), "conf": conf,
+                         "imgsz": imgsz, "mapping": sorted(mapping.items())})
+
+
+def _stamp(path: Path) -> dict:
+    """The last labelling's record, or nothing when there is none or it cannot be read (it is then done again)."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def pseudo_label(
@@ -37,7 +48,7 @@ def pseudo_label(
     out: Path,
     sources: Sequence[Sequence[int]],
     teacher_nc: int,
-    conf: float = 0.4,
+    conf: float = PSEUDO_CONF,
     imgsz: int = 640,
     device: str | None = None,
 ) -> tuple[Path, int, int]:
@@ -55,7 +66,7 @@ def pseudo_label(
         raise ValueError("no teacher class maps onto exactly one student class: the teacher cannot label these images")
     stamp = out / "pseudo_labels.json"
     key = _fingerprint(teacher, files, conf, imgsz, mapping)
-    info = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    info = _stamp(stamp)
     if info.get("key") == key:
         return out / "images", info["images"], info["boxes"]
     files, skipped = usable_images(files, "unlabeled images")  # read once, when they are labelled
@@ -73,9 +84,9 @@ def pseudo_label(
                 for c, (x, y, w, h) in zip(cls, result.boxes.xywhn.tolist()) if c in mapping]
         name = f"{i:06d}_{path.stem}"  # unique even when subfolders repeat file names
         link_or_copy(path, img_dir / f"{name}{path.suffix.lower()}")
-        (lbl_dir / f"{name}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
+        write_text(lbl_dir / f"{name}.txt", "\n".join(rows) + ("\n" if rows else ""))
         n_boxes += len(rows)
-    stamp.write_text(json.dumps({"key": key, "images": len(files), "boxes": n_boxes, "conf": conf}))
+    write_text(stamp, json.dumps({"key": key, "images": len(files), "boxes": n_boxes, "conf": conf}))
     return img_dir, len(files), n_boxes
 
 
@@ -91,7 +102,7 @@ def data_with_extra_train(data: dict, extra_train: Path, out_yaml: Path) -> Path
     keep["val"] = [str(Path(p).resolve()) for p in data["val"]] if isinstance(data["val"], list) else str(Path(data["val"]).resolve())
     keep["names"] = dict(keep["names"]) if not isinstance(keep["names"], dict) else keep["names"]
     out_yaml.parent.mkdir(parents=True, exist_ok=True)
-    out_yaml.write_text(yaml.safe_dump(keep, sort_keys=False))
+    write_text(out_yaml, yaml.safe_dump(keep, sort_keys=False))
     return out_yaml
 
 
@@ -101,7 +112,7 @@ def add_unlabeled(
     images: str | Path,
     workdir: Path,
     class_map: dict | None = None,
-    conf: float = 0.4,
+    conf: float = PSEUDO_CONF,
     imgsz: int = 640,
     device: str | None = None,
 ) -> Path:

@@ -18,7 +18,7 @@ from ultralytics.utils import DEFAULT_CFG
 
 from ..data.class_map import ClassMap, resolve_class_map
 from ..data.road_augment import check_augment
-from ..data.unlabeled import add_unlabeled
+from ..data.unlabeled import PSEUDO_CONF, add_unlabeled
 from ..models import class_names, load_detection_checkpoint
 from .dataset_check import check_dataset, dataset_named
 from .model import KDModel
@@ -220,7 +220,7 @@ class TrainJob:
     augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), e.g. "road"
     teacher_clean: bool = False  # with a teacher and a preset: the teacher sees the image before the preset
     unlabeled: Path | None = None
-    pseudo_conf: float = 0.4
+    pseudo_conf: float = PSEUDO_CONF
     run_dir: Path | None = None
     resume: Path | None = None
     train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import yaml
 
 from ..data.corruptions import CorruptionError, albumentations, parse_spec
+from ..data.unlabeled import PSEUDO_CONF
 from ..models import MAX_STRIDE
 from ..yaml_numbers import load_yaml, yaml_problem
 from .schema import PipelineError, build, free_form, null_means_off, paths_where, schema_of, section
@@ -81,7 +82,7 @@ class DataSection(_OneOf):
     coco_subset: CocoSubsetSpec | None = section(CocoSubsetSpec, off_unless_given=True)
     shapes: ShapesSpec | None = section(ShapesSpec, off_unless_given=True)
     unlabeled: str | None = None
-    pseudo_conf: float = 0.4
+    pseudo_conf: float = PSEUDO_CONF
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def with_unlabeled(ctx: StageContext, data: Path, teacher_pt: Path) -> Path:
 
     images = Path(d.unlabeled)
     out = ctx.work / "unlabeled" / "data-with-unlabeled.yaml"
-    key = {"images": images, "teacher": teacher_pt, "data": data, "conf": d.pseudo_conf}
+    key = {"images": images, "teacher": teacher_pt, "data": data, "conf": d.pseudo_conf,
+           "class_map": ctx.cfg.distill.class_map or None, "imgsz": ctx.cfg.imgsz}
     merged = Path(ctx.stages.run("label unlabeled images with the teacher", key, [out], lambda: str(add_unlabeled(
         data, teacher_pt, images, ctx.work / "unlabeled", ctx.cfg.distill.class_map or None, d.pseudo_conf,
         ctx.cfg.imgsz, ctx.cfg.device))))
