@@ -122,3 +122,21 @@ def test_a_list_whose_entries_are_relative_to_elsewhere_names_the_rule(tmp_path,
         list_images(Path("lists/calib.txt"))
     listing.write_text("\n".join(f"../{image.name}" for image in images))
     assert [p.name for p in list_images(Path("lists/calib.txt"))] == [image.name for image in images]
+
+
+def test_a_split_list_and_the_same_list_as_an_image_source_name_the_same_images(tmp_path, coco8_yaml):
+    """One reader for .txt lists: entries relative to the list's folder work as a data split and as a --calib,
+    --images or demo source alike; a split's entries written from the dataset root still work as a split."""
+    root = tmp_path / "root"
+    shutil.copytree(coco8_yaml.parent / "images", root / "images")
+    shutil.copytree(coco8_yaml.parent / "labels", root / "labels")
+    (root / "lists").mkdir()
+    val = sorted((root / "images" / "val").glob("*.jpg"))
+    (root / "lists" / "val.txt").write_text("".join(f"../images/val/{p.name}\n" for p in val))
+    (root / "lists" / "old.txt").write_text("".join(f"images/val/{p.name}\n" for p in val))  # from the root
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: lists/val.txt\ntest: lists/old.txt\n"
+                                    "names: {0: person}\n")
+    ds = load_dataset(root / "data.yaml")
+    assert [p.resolve() for p in ds.images("val")] == val
+    assert [p.resolve() for p in list_images(root / "lists" / "val.txt")] == val
+    assert [p.resolve() for p in ds.images("test")] == val

@@ -286,6 +286,13 @@ def test_image_folder_in_name_order(tmp_path):
     while (image := grabber.read()) is not None:
         values.append(int(image[0, 0, 0]))
     assert values == [10, 20, 30]
+    (tmp_path / "later").mkdir()  # subfolders too, as bench and quantize read a folder
+    cv2.imwrite(str(tmp_path / "later" / "img05.png"), np.full((8, 8, 3), 5, np.uint8))
+    grabber, values = ImageGrabber(str(tmp_path)), []
+    while (image := grabber.read()) is not None:
+        values.append(int(image[0, 0, 0]))
+    assert values == [10, 20, 30, 5]
+    (tmp_path / "later" / "img05.png").unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):

@@ -38,6 +38,22 @@ def read_text(path: Path, what: str) -> str:
                            "file") from None
 
 
+def read_image_list(image_list: Path, root: Path | None = None) -> list[Path]:
+    """The images a ``.txt`` list names, one a line. A relative entry is read from the list's folder (as
+    ultralytics reads ``./`` entries); in a data YAML's split, one found only under the dataset ``root`` is read
+    from there."""
+    lines = [x.strip() for x in read_text(image_list, "image list").splitlines() if x.strip()]
+    files = []
+    for line in lines:
+        entry = Path(line)
+        if entry.is_absolute():
+            files.append(entry)
+            continue
+        here = image_list.parent / entry
+        files.append(root / entry if root is not None and not here.exists() and (root / entry).exists() else here)
+    return files
+
+
 @dataclass
 class YoloDataset:
     """Dataset YAML resolved to absolute paths."""
@@ -72,9 +88,8 @@ class YoloDataset:
         return files
 
     def listed_images(self, image_list: Path) -> list[Path]:
-        """The images a split's ``.txt`` list names, one a line; relative ones from the dataset root."""
-        lines = [x.strip() for x in read_text(image_list, "image list").splitlines() if x.strip()]
-        return [Path(x) if Path(x).is_absolute() else (self.root / x) for x in lines]
+        """The images a split's ``.txt`` list names (:func:`read_image_list`, the dataset root as fallback)."""
+        return read_image_list(image_list, self.root)
 
 
 def label_path(image: Path) -> Path:

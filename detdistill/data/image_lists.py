@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DatasetError, load_dataset, read_text
+from .dataset import DatasetError, load_dataset, read_image_list
 from .images import IMG_SUFFIXES, images_in
 
 
 def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
-    """Images from a folder (recursive), a .txt list (one path a line, relative ones from the list's folder, as in
-    a data YAML), a single image, or a dataset YAML's ``train`` split."""
+    """Images from a folder (recursive), a .txt list (one path a line, relative ones from the list's folder), a
+    single image, or a dataset YAML's ``train`` split."""
     if not str(source).strip():  # Path("") is the current folder: never scan it by accident
         raise DatasetError("the image source is empty: pass a folder of images, an image, a .txt list or a data YAML")
     source = Path(source)
@@ -26,8 +26,7 @@ def list_images(source: str | Path, limit: int | None = None) -> list[Path]:
     elif source.is_dir():
         files = images_in(source)
     elif source.suffix.lower() == ".txt":
-        files = [Path(line.strip()) for line in read_text(source, "image list").splitlines() if line.strip()]
-        files = [p if p.is_absolute() else source.parent / p for p in files]
+        files = read_image_list(source)
         if files and not any(p.exists() for p in files):
             raise FileNotFoundError(f"none of the {len(files)} images listed in {source} exists (the first is read as "
                                     f"{files[0]}): a relative entry of a list is read from the list's folder, "

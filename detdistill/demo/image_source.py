@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from ..data.image_lists import list_images
-from ..data.images import IMG_SUFFIXES, decode_checked
+from ..data.images import IMG_SUFFIXES, decode_checked, images_in
 from .capture import SourceError
 
 LIST_SUFFIX = ".txt"  # an image list, one path per line
 
 
 class ImageGrabber:
-    """Images from a folder (sorted by name), a ``.txt`` list (one path per line, relative to the list's folder, as
+    """Images from a folder (and its subfolders, sorted by path), a ``.txt`` list (one path per line, relative to the list's folder, as
     ``bench`` and ``quantize`` read it) or a single image file, one per read."""
 
     def __init__(self, target: str) -> None:
@@ -26,7 +26,7 @@ class ImageGrabber:
             except (OSError, ValueError) as e:
                 raise SourceError(str(e)) from None  # it names the list
         else:
-            files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMG_SUFFIXES)
+            files = [path] if path.is_file() else images_in(path)
         if not files:
             raise SourceError(f"no images ({', '.join(sorted(IMG_SUFFIXES))}) in {target}")
         self.files = files
