@@ -16,6 +16,8 @@ from rich.console import Console
 
 import detdistill
 from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, path_parser
+from detdistill.data.class_map import parse_class_map_arg
+from detdistill.data.dataset import load_dataset, require_labels
 from detdistill.data.unlabeled import PSEUDO_CONF
 from detdistill.recipes import RECIPES_DIR, builtin_recipes, recipe_summary, resolve_recipe_name
 from detdistill.yaml_numbers import load_yaml
@@ -99,7 +101,6 @@ def train(
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
     and load with plain YOLO(path)."""
     from detdistill.distill import api  # lazy: torch, ultralytics (the CLI starts without them)
-    from detdistill.data.class_map import parse_class_map_arg
     from detdistill.distill.trainer import RESUME_OVERRIDES, SET_BY_OPTIONS, check_train_args
 
     if pseudo_conf == 0:
@@ -159,7 +160,6 @@ def val(
              f"exported model with `detdistill eval {model} --data {data}`")
     from ultralytics import YOLO  # lazy: ultralytics (the CLI starts without it)
 
-    from detdistill.data.dataset import load_dataset, require_labels
     from detdistill.distill.dataset_check import check_dataset
 
     try:

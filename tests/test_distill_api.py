@@ -134,3 +134,16 @@ def test_a_job_takes_its_folders_as_text_and_names_what_it_lacks(tmp_path):
         TrainJob("s.yaml", "d.yaml", train_args=[("epochs", 1)])
     with pytest.raises(ValueError, match="teacher is None: pass a trained .pt or a registry name"):
         api.check_inputs("yolov8n.yaml", None, "d.yaml")
+
+
+def test_resuming_from_a_cut_off_checkpoint_names_the_file_and_the_fix(tmp_path, teacher_pt):
+    """A truncated last.pt given to resume is named as such (it was ultralytics' TypeError with its advice to run
+    an official model); a plain model .pt is named as not an interrupted distillation."""
+    from detdistill.models import CheckpointError
+
+    cut = tmp_path / "last.pt"
+    cut.write_bytes(teacher_pt.read_bytes()[:4096])
+    with pytest.raises(CheckpointError, match=r"could not load checkpoint .*last.pt as an ultralytics checkpoint"):
+        run_training(TrainJob(resume=cut))
+    with pytest.raises(TrainInputError, match=r"is not the checkpoint of an interrupted `detdistill train`"):
+        run_training(TrainJob(resume=teacher_pt))

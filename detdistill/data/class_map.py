@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..runtime.detector import class_key
+from ..names import class_key
 from .dataset import load_dataset
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .coco_classes import COCO80_CATEGORY_IDS, COCO80_NAMES, CocoSubsetError, normalized
+from ..names import class_key
+from .coco_classes import COCO80_CATEGORY_IDS, COCO80_NAMES, CocoSubsetError
 
 LAYOUT_HINT = ("expected the COCO 2017 layout: annotations/, train2017/, val2017/ "
                "(or images/train2017/, images/val2017/)")
@@ -130,7 +131,7 @@ def category_map(categories: list[dict], subset: Sequence[int], path: Path) -> d
         cat_id, name = COCO80_CATEGORY_IDS[c], COCO80_NAMES[c]
         if cat_id not in names:
             raise CocoSubsetError(f"{path} has no category {cat_id} ({name!r}); it is not a COCO 2017 instances file")
-        if normalized(names[cat_id]) != name:
+        if class_key(names[cat_id]) != name:
             raise CocoSubsetError(
                 f"{path}: category {cat_id} is {names[cat_id]!r}, expected {name!r}; the converter needs the "
                 "standard COCO 2017 category ids"

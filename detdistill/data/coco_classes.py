@@ -4,11 +4,12 @@ class names or ids."""
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
+
+from ..names import class_key
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -34,12 +35,7 @@ class CocoSubsetError(ValueError):
     """Bad input to the COCO subset converter; the message names the problem and the fix."""
 
 
-def normalized(name: str) -> str:
-    """``name`` lower-cased, runs of spaces, ``_`` and ``-`` as one space: ``Traffic_Light`` -> ``traffic light``."""
-    return re.sub(r"[\s_-]+", " ", name.strip().lower())
-
-
-_BY_NAME = {normalized(n): i for i, n in enumerate(COCO80_NAMES)}
+_BY_NAME = {class_key(n): i for i, n in enumerate(COCO80_NAMES)}
 
 
 def list_presets() -> list[str]:
@@ -97,9 +93,9 @@ def resolve_class(value: str | int) -> int:
         if not 0 <= idx < len(COCO80_NAMES):
             raise CocoSubsetError(f"class id {idx} is out of range; COCO class ids are 0-79 (0 person, 2 car, ...)")
         return idx
-    if normalized(text) in _BY_NAME:
-        return _BY_NAME[normalized(text)]
-    close = difflib.get_close_matches(normalized(text), list(_BY_NAME), n=3, cutoff=0.6)
+    if class_key(text) in _BY_NAME:
+        return _BY_NAME[class_key(text)]
+    close = difflib.get_close_matches(class_key(text), list(_BY_NAME), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     raise CocoSubsetError(
         f"unknown COCO class {text!r}; {hint}classes are COCO's 80 names (e.g. 'car', 'traffic light') "

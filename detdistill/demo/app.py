@@ -104,7 +104,7 @@ def has_display() -> bool:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event, log: Callable[[str], None]) -> Iterator[None]:
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """First Ctrl-C / SIGTERM asks the loop to stop after the current frame; a second Ctrl-C forces."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -345,7 +345,7 @@ def run_demo(
         sources.close()
         raise
     try:
-        with _stop_on_signals(stop, log):
+        with _stop_on_signals(stop):
             outputs.start()
             if sync:
                 _serial_loop(detector, sources, outputs, stop, max_fps)

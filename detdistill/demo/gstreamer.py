@@ -68,12 +68,6 @@ def usb_mjpeg_pipeline(device: str, width: int, height: int, fps: int, decoder: 
     return f"v4l2src device={device} ! {caps} ! {decode} ! {APPSINK}"
 
 
-def usb_raw_pipeline(device: str, width: int, height: int, fps: int) -> str:
-    """USB camera delivering uncompressed frames (YUYV and friends)."""
-    caps = f"video/x-raw,width={width},height={height},framerate={fps}/1"
-    return f"v4l2src device={device} ! {caps} ! {TO_BGR} ! {APPSINK}"
-
-
 def rtsp_pipeline(url: str, codec: str = "h264", latency_ms: int = 200, hardware: bool = True) -> str:
     """RTSP stream over TCP; ``hardware`` picks ``nvv4l2decoder`` over ``avdec_*``."""
     if codec not in ("h264", "h265"):

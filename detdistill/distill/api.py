@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import torch
 from ultralytics import YOLO
-from ultralytics.nn.tasks import DetectionModel, guess_model_task, load_checkpoint, yaml_model_load
+from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load
 from ultralytics.utils import DEFAULT_CFG
 
 from ..data.class_map import ClassMap, resolve_class_map
@@ -164,7 +164,7 @@ def resume_config(last: str | Path) -> dict[str, Any]:
     if last.suffix != ".pt":
         raise ValueError(f"{str(last)!r} is not a checkpoint: pass the .pt of an interrupted run, "
                          "runs/.../weights/last.pt")
-    weights, _ = load_checkpoint(last)
+    weights, _ = load_detection_checkpoint(last, role="checkpoint")
     if not isinstance(weights, KDModel):
         raise ValueError(f"{str(last)!r} is not the checkpoint of an interrupted `detdistill train`: it holds no "
                          "distillation state (a finished run's checkpoints, and other ultralytics checkpoints, hold "
@@ -186,12 +186,11 @@ def resume(last: str | Path, kd_config: dict[str, Any] | None = None, **train_ar
     return Path(model.trainer.best)
 
 
-# INT8 fine-tuning from trained weights takes a small learning rate: NVIDIA's QAT guidance starts at about 1% of the
-# initial training rate (ultralytics' lr0 0.01 -> 1e-4). ultralytics' optimizer=auto picks AdamW at about 1e-3 for a
-# short run, which pulled a trained vehicles student 6 points below its start (docs/benchmarks.md). Set by the user,
-# each of these keys wins.
 SINGLE_CLASS = "item"  # the class name ultralytics gives every object with single_cls=True
 
+# INT8 fine-tuning from trained weights takes a small learning rate: NVIDIA's QAT guidance starts at about 1% of the
+# initial training rate (ultralytics' lr0 0.01 -> 1e-4); ultralytics' optimizer=auto picks AdamW at about 1e-3 for a
+# short run, too high for a trained student (docs/benchmarks.md). Set by the user, each of these keys wins.
 INT8_FINE_TUNE = {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0}
 
 
@@ -283,8 +282,7 @@ def check_job(job: TrainJob) -> Recipe | None:
     if job.int8 and Path(str(job.student)).suffix != ".pt":
         raise TrainInputError(
             f"--int8 fine-tunes a trained student, and {job.student} has no trained weights: fake quantization "
-            "calibrated on random weights does not train (the quickstart's student scored 0 mAP under ultralytics' "
-            "QAT and diverged under QAD). Train it in float first, then fine-tune its best.pt: "
+            "calibrated on random weights does not train. Train it in float first, then fine-tune its best.pt: "
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
     if job.teacher is None:
         if job.int8 or job.unlabeled is not None or job.teacher_clean:

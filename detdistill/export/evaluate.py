@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data import corruptions
 from ..models import MAX_STRIDE
+from ..names import class_key
 from ..runtime import Detector
 from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
@@ -140,7 +141,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
 def model_to_data_ids(class_map: dict, model_names: dict[int, str], data_names: dict[int, str],
                       data: str | Path) -> dict[int, int]:
     """``class_map`` ({model class: data class}, each an id, a digit string or a name matched as
-    :func:`detdistill.runtime.detector.class_key` matches names) as ids; a ``ValueError`` naming the entry, the
+    :func:`detdistill.names.class_key` matches names) as ids; a ``ValueError`` naming the entry, the
     direction and the classes to choose from for a class that neither side has. ``{}`` keeps no detection."""
     if not isinstance(class_map, dict):
         raise ValueError(f"class_map must be a dict {{model class: data class}}, got {class_map!r}")
@@ -162,7 +163,7 @@ def class_count_warning(det: Detector, data: str | Path) -> str | None:
     classes agree."""
     names = load_dataset(data).names
     n, m = len(det.names), len(names)
-    differ = [i for i in range(m) if det.names.get(i, "").lower() != str(names.get(i, "")).lower()]
+    differ = [i for i in range(m) if class_key(det.names.get(i, "")) != class_key(names.get(i, ""))]
     if n < m or not differ:
         return None
 

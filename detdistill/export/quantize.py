@@ -109,7 +109,7 @@ def has_qdq(proto: onnx.ModelProto) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
 
 
-def layer_of(node_name: str, head_prefix: str) -> str | None:
+def layer_of(node_name: str) -> str | None:
     """The model layer a node belongs to (``model.7``), ``None`` for nodes outside the numbered layers."""
     m = re.search(r"/model\.(\d+)/", node_name)
     return f"model.{m.group(1)}" if m else None
@@ -119,10 +119,10 @@ def head_float_nodes(proto: onnx.ModelProto, head_prefix: str, keep_float: str) 
     """Nodes of the head (and after it) that stay in float."""
     if keep_float not in KEEP_FLOAT:
         raise ValueError(f"keep_float must be one of {KEEP_FLOAT}, got {keep_float!r}")
-    head_layer = layer_of(head_prefix, head_prefix)
+    head_layer = layer_of(head_prefix)
     out = []
     for n in proto.graph.node:
-        layer = layer_of(n.name, head_prefix)
+        layer = layer_of(n.name)
         in_head = layer == head_layer or layer is None
         if in_head and (keep_float == "head" or not HEAD_INNER.search(n.name)):
             out.append(n.name)
@@ -131,10 +131,10 @@ def head_float_nodes(proto: onnx.ModelProto, head_prefix: str, keep_float: str) 
 
 def layer_nodes(proto: onnx.ModelProto, head_prefix: str) -> dict[str, list[str]]:
     """Quantizable nodes grouped by layer (backbone/neck layers, plus ``head-convs`` for the head's conv blocks)."""
-    head_layer = layer_of(head_prefix, head_prefix)
+    head_layer = layer_of(head_prefix)
     groups: dict[str, list[str]] = {}
     for n in proto.graph.node:
-        layer = layer_of(n.name, head_prefix)
+        layer = layer_of(n.name)
         if layer is None:
             continue
         if layer == head_layer:

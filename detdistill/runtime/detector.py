@@ -15,6 +15,7 @@ import numpy as np
 from .backends import Backend, backend_for
 from .letterbox import MODES, LetterboxInfo, check_image, preprocess
 from .letterbox import letterbox as fit_letterbox
+from ..names import class_key
 from .postprocess import (NMS_OUTPUTS, decode, decode_topk, graph_detections, head_layout_problem, is_rows,
                           row_detections, scale_boxes, split_head)
 
@@ -234,12 +235,6 @@ def _check_options(given: dict, backend: str | None, cls: type | None) -> None:
     what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
     raise TypeError(f"Detector got {what} {', '.join(map(repr, unknown))}: its options are "
                     f"{', '.join(names(Detector.__init__))}{extra}")
-
-
-def class_key(name: object) -> str:
-    """A class name as names are matched: case, ``_``, ``-`` and extra spaces aside (``Traffic_Light`` is
-    ``traffic light``)."""
-    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
 
 
 def class_ids_of(items: Iterable[object], names: dict[int, str]) -> list[int | None]:

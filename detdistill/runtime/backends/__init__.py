@@ -52,11 +52,6 @@ def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
     raise ValueError(f"unknown backend {backend!r}: use 'auto', 'onnxruntime' or 'tensorrt'")
 
 
-def load_backend(path: str, backend: str = "auto", **kwargs) -> Backend:
-    """Open ``path`` with the named backend (``auto``: by file suffix, see :func:`backend_for`)."""
-    return backend_for(path, backend)[1](path, **kwargs)
-
-
 def describe_backend(backend: Backend) -> str:
     """What computes ``backend``'s outputs, as eval, bench and the demo name it: the runtime, where it runs, the
     precision, and for the CPU its instruction set (``ONNX Runtime CPU INT8 kernels, u8s7 (avx2)``)."""

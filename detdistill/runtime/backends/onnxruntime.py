@@ -115,7 +115,7 @@ class OrtBackend:
         if not q or not self.int8_kernels or self.providers[0] != "CPUExecutionProvider":
             return None
 
-        return saturation_warning(q.get("scheme", "u8s8"))  # models made before schemes were recorded: u8s8
+        return saturation_warning(q.get("scheme", "u8s8"))  # no scheme in the metadata: u8s8, ONNX Runtime's default
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one batch."""
