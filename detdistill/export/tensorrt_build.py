@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx.utils import Extractor
 
+from .. import atomic
 from ..data.image_lists import list_images
 from ..runtime.backends.cuda_mem import CudaMem
 from ..runtime.backends.tensorrt import sidecar_path
@@ -147,7 +148,7 @@ def make_calibrator(trt: Any, kind: str, reader, batch: int, cache: Path, cuda) 
 
         def write_calibration_cache(self, data) -> None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(bytes(data))
+            atomic.write_bytes(cache, bytes(data))
 
     return _Calibrator()
 
@@ -270,9 +271,9 @@ def build_engine(
     if serialized is None:
         raise BuildError("TensorRT failed to build the engine (see its log above); try a larger --workspace, "
                          "--precision fp16, or drop --dla")
-    out.write_bytes(bytes(serialized))
+    atomic.write_bytes(out, bytes(serialized))
     if timing_cache and cache_blob is not None:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+        atomic.write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     side = {
         "tensorrt": trt.__version__,
         "gpu": gpu.name,
@@ -296,7 +297,7 @@ def build_engine(
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "plan": asdict(plan),
     }
-    sidecar_path(out).write_text(json.dumps(side, indent=2))
+    atomic.write_text(sidecar_path(out), json.dumps(side, indent=2))
     return out
 
 

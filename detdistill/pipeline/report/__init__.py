@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ... import atomic
 from .curves import Curves, read_results_csv, training_notes
 from .html_page import render_html
 from .markdown import render_markdown
@@ -25,9 +26,9 @@ def write_report(report: PipelineReport, out_dir: Path) -> tuple[Path, Path]:
     curves = [read_results_csv(run.name, run.results_csv) for run in report.training]
     plots, plot_notes = make_plots(report, curves)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text(render_markdown(report, curves), encoding="utf-8")
+    atomic.write_text(md_path, render_markdown(report, curves))
     notes = report.notes + training_notes(curves) + plot_notes
-    html_path.write_text(render_html(report, curves, plots, notes), encoding="utf-8")
+    atomic.write_text(html_path, render_html(report, curves, plots, notes))
     return md_path, html_path
 
 
