@@ -289,6 +289,7 @@ def test_cli_list(cli, teacher_dir):
     assert str(teacher_dir / "yolov8n-coco.pt") in row["yolov8n-coco"]
     assert row["yolov8s"].split()[-1] == "-" and "yolov8s.pt" in row["yolov8s"]
     assert "searched:" in res.output and str(teacher_dir) in res.output
+    assert "except yolov8n-coco: test files, never downloaded" in res.output  # it said every missing one downloads
     res = CliRunner().invoke(cli, ["weights", "list", "--dir", str(teacher_dir / "absent")])  # a typo: not "none here"
     assert res.exit_code == 2 and "absent is not a folder here" in res.output
     res = CliRunner().invoke(cli, ["weights", "list"], env={"DETDISTILL_WEIGHTS": str(teacher_dir / "yolov8n-coco.pt")})

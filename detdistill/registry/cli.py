@@ -60,6 +60,10 @@ def list_weights(
         typer.echo(f"warning: {ENV_DIR}={env} does not exist here (a typo?): nothing is found there, and a download "
                    "would create it", err=True)
     typer.echo("missing ones download on first use (`detdistill weights fetch NAME`) unless YOLO_OFFLINE is set")
+    fixtures = [e.name for e in entries if e.url is None]
+    if fixtures:
+        typer.echo(f"except {', '.join(fixtures)}: test files, never downloaded; the test suite copies "
+                   f"{'it' if len(fixtures) == 1 else 'them'} from its fixtures folder")
 
 
 @weights_app.command("fetch")
