@@ -1,7 +1,9 @@
 """Content hashes: the one way detdistill keys artifacts, caches and stages (torch-free).
 
-Every key depends on what files hold, never on when they were written, so a file rewritten with the
-same bytes keeps its caches, and one changed in place never reuses a stale one.
+A file's key depends on what it holds, never on when it was written, so a file rewritten with the same bytes
+keeps its caches, and one changed in place never reuses a stale one. Keys of texts that callers compose (a
+folder's listing of names, sizes and modification times, so that a large dataset is not read on every run) come
+from :func:`text_key`.
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ def files_key(paths: Iterable[str | Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def text_key(text: str, length: int = 16) -> str:
+    """Short digest (``length`` hex digits) of a text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def settings_key(settings: object) -> str:
     """Short digest of JSON-serialisable settings (key order does not matter), e.g. what a cached result depends
     on beside its files."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return text_key(json.dumps(settings, sort_keys=True, default=str))

@@ -8,12 +8,13 @@ are not image or label files, and leave keys as they are.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from ..hashing import text_key
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def folder_listing(folder: Path) -> str:
                         continue
                     rows.append(f"{rel}{name}\t{st.st_size}\t{st.st_mtime_ns}")
     rows.sort()
-    return f"files:{len(rows)}:{hashlib.sha256(chr(10).join(rows).encode()).hexdigest()[:20]}"
+    return f"files:{len(rows)}:{text_key(chr(10).join(rows), 20)}"
 
 
 def dataset_paths(data: Path) -> list[Path]:

@@ -19,7 +19,6 @@ that is moved or copied keeps its finished stages. A training interrupted before
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..hashing import file_sha256
+from ..hashing import file_sha256, text_key
 from .dataset_files import DataInput, dataset_paths, folder_listing
 
 # 4: folders by their files, datasets with their splits' folders; 3: folders by name, paths in the work folder
@@ -129,7 +128,7 @@ class StageCache:
     def _key(self, inputs: dict, version: int = KEY_VERSION) -> str:
         work = self.workdir if version >= 3 else None
         text = json.dumps(fingerprint(inputs, version, work, self.listings), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        return text_key(text, 20)
 
     def _matches(self, entry: dict | None, inputs: dict, key: str) -> bool:
         if entry is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomic
+from ..hashing import text_key
 
 
 def images_stamp(images: Sequence[Path], fps: float) -> str:
@@ -16,7 +16,7 @@ def images_stamp(images: Sequence[Path], fps: float) -> str:
     for path in images:
         st = Path(path).stat() if Path(path).exists() else None
         rows.append(f"{Path(path).resolve()}\t{st.st_size}\t{st.st_mtime_ns}" if st else f"{path}\tmissing")
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:20]
+    return text_key("\n".join(rows), 20)
 
 
 def stamp_file(out: Path) -> Path:
