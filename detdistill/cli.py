@@ -101,7 +101,7 @@ def train(
     (epochs, imgsz, batch, device, workers, seed, project, name, ...). Checkpoints hold the student only
     and load with plain YOLO(path)."""
     from detdistill.distill import api  # lazy: torch, ultralytics (the CLI starts without them)
-    from detdistill.distill.trainer import RESUME_OVERRIDES, SET_BY_OPTIONS, check_train_args
+    from detdistill.distill.trainer import RESUME_OVERRIDES, check_train_args
 
     if pseudo_conf == 0:
         fail("--pseudo-conf 0 would label every one of the teacher's candidate boxes: give a confidence above 0 and "
@@ -192,6 +192,10 @@ def recipes(
         typer.echo(f"{name:10s} {recipe_summary(name)}")
 
 
+# where `detdistill train` sets each of the ultralytics keys detdistill reserves (trainer.RESERVED_TRAIN_KEYS)
+SET_BY_OPTIONS = {"model": "--student", "data": "--data", "resume": "--resume LAST.pt",
+                  "distill_model": "--teacher (detdistill's distillation, --recipe)",
+                  "quantize": "--int8 (quantization-aware distillation)"}
 WORK_FOLDER = "a new or empty folder, or one an earlier run made"
 QUICKSTART_RECIPE = Path(__file__).parent / "pipeline" / "recipes" / "quickstart.yaml"  # wherever it is installed
 

@@ -231,6 +231,17 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
                         ("distill_model=yolov8s.pt", "--teacher"), ("quantize=8", "--int8")):
         result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, key)
         _assert_one_error(result, f"{key} is set by {option}", "use that option instead")
+    from detdistill.distill import api
+    from detdistill.distill.trainer import RESERVED_TRAIN_KEYS
+
+    for key in sorted(RESERVED_TRAIN_KEYS):  # every key detdistill sets itself, by every way in
+        result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, f"{key}=x")
+        _assert_one_error(result, f"{key}=x is set by --", "use that option instead")
+        if key != "data":  # train()'s own parameter: Python itself refuses a second one
+            with pytest.raises(ValueError, match=rf"{key}='x' is set by train\(\)'s "):
+                api.train("yolov8n.yaml", teacher_pt, coco8_yaml, **{key: "x"})
+        result = _invoke("run", _recipe(tmp_path, teacher_pt, train={"epochs": 1, key: "x"}))
+        _assert_one_error(result, f"train: {key} is not a training setting of a pipeline", "it is set by")
     # found before the first stage (the data YAML here does not exist), not after the teacher's stages
     for student, *words in (({"model": "yolov8q.yaml"}, "student.model: student model config 'yolov8q.yaml' not found"),
                             ({"model": str(coco8_yaml)}, "student.model: student", "is not a model YAML"),

@@ -35,11 +35,10 @@ class TrainArgumentError(ValueError):
 
 
 EXTRA_TRAIN_KEYS = frozenset({"augmentations", "save_dir"})  # accepted by ultralytics beyond its cfg keys
-# ultralytics settings that `detdistill train` sets through its own options: given as key=value they would
-# replace them behind the user's back (model=) or clash with them (data=)
-SET_BY_OPTIONS = {"model": "--student", "data": "--data", "resume": "--resume LAST.pt",
-                  "distill_model": "--teacher (detdistill's distillation, --recipe)",
-                  "quantize": "--int8 (quantization-aware distillation)"}
+# ultralytics settings that detdistill sets itself: given among the train arguments they would replace its own
+# behind the user's back (model=) or clash with them (data=). Each way in (the CLI, train(), the pipeline) refuses
+# them, naming where it sets each.
+RESERVED_TRAIN_KEYS = frozenset({"model", "data", "resume", "distill_model", "quantize"})
 # what ultralytics lets a resumed run change (BaseTrainer.check_resume), less the keys set by options
 RESUME_OVERRIDES = frozenset({"imgsz", "batch", "device", "close_mosaic", "save_period", "workers", "cache", "patience",
                               "time", "freeze", "val", "plots", "channels_last"})
