@@ -77,7 +77,10 @@ class EvalResult:
 
 def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[Path, tuple[int, int]]:
     """Per-image input shapes of rectangular validation: images sorted by aspect ratio, batched, and each batch
-    letterboxed to the smallest stride-multiple rectangle (plus half a stride) that holds all of them."""
+    letterboxed to the smallest stride-multiple rectangle (plus half a stride) that holds all of them. These are
+    the batch shapes ultralytics' validator gives a dataset with ``rect=True``, so that a ``.pt`` scores here as
+    ``YOLO(pt).val()`` scores it; the shapes are computed from the image sizes, not taken from ultralytics, which
+    the torch-free evaluator does not import."""
     hw = []
     for f in files:
         img = cv2.imread(str(f))
