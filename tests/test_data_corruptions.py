@@ -132,3 +132,16 @@ def test_eval_cli_prints_each_corruption_and_the_mean(tmp_path_factory, teacher_
     assert abs(float(lines[3].split()[4]) - (noise + jpeg) / 2) < 1e-4
     bad = CliRunner().invoke(app, ["eval", str(onnx_path), "--data", str(coco_mini_yaml), "--corrupt", "fog:7"])
     assert bad.exit_code == 2 and "severity must be an integer from 1" in bad.output
+
+
+def test_a_corruption_scored_at_two_severities_counts_once_in_mpc():
+    """mPC is the mean over corruptions of each one's mean over its severities: fog:3 and fog:5 together weigh as
+    much as rain:3 (it was the plain mean of the rows, fog counted twice); rPC follows."""
+    from detdistill.export.robustness import robustness
+
+    scores = {None: 0.5, ("fog", 3): 0.4, ("fog", 5): 0.2, ("rain", 3): 0.1}
+    r = robustness(scores.__getitem__, parse_spec("fog:3,fog:5,rain:3"))
+    assert list(r.per_corruption) == ["fog:3", "fog:5", "rain:3"]
+    assert r.mpc == pytest.approx(((0.4 + 0.2) / 2 + 0.1) / 2) and r.rpc == pytest.approx(r.mpc / 0.5)
+    every = {None: 0.5, **{("fog", s): 0.1 * s for s in range(1, 6)}, ("rain", 3): 0.1}
+    assert robustness(every.__getitem__, parse_spec("fog,rain:3")).mpc == pytest.approx((0.3 + 0.1) / 2)

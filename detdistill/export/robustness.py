@@ -21,8 +21,14 @@ class Robustness:
 
     @property
     def mpc(self) -> float:
-        """Mean performance under corruption."""
-        return sum(self.per_corruption.values()) / len(self.per_corruption) if self.per_corruption else float("nan")
+        """Mean performance under corruption: each corruption's mean over the severities scored, then the mean over
+        corruptions (a corruption given at two severities counts once, as the mean of both)."""
+        by_name: dict[str, list[float]] = {}
+        for key, maps in self.per_severity.items():
+            by_name.setdefault(key.split(":")[0], []).extend(maps)
+        if not by_name:
+            return float("nan")
+        return sum(sum(maps) / len(maps) for maps in by_name.values()) / len(by_name)
 
     @property
     def rpc(self) -> float:

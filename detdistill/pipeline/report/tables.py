@@ -96,7 +96,7 @@ def robustness_table(report: PipelineReport) -> Table | None:
 
 def robustness_caption(report: PipelineReport) -> str:
     return ("mAP50-95 on the same images under each corruption (a name alone: the mean over severities 1-5), mPC "
-            "their mean, rPC = mPC / clean; mPC kept %: of the teacher's mPC. Seeded albumentations corruptions "
+            "the mean over corruptions (one given at several severities counts once), rPC = mPC / clean; mPC kept %: of the teacher's mPC. Seeded albumentations corruptions "
             "(detdistill eval --corrupt).")
 
 
