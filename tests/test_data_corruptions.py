@@ -76,8 +76,14 @@ def test_spec_parser_and_its_errors():
         alone = "'all' names it alone" if twice.startswith("all") else "it is given alone"
         with pytest.raises(CorruptionError, match=rf"{alone}, .* counted twice; give either '(fog|noise)' or"):
             parse_spec(twice)
-    with pytest.raises(CorruptionError, match="severity must be"):
+    with pytest.raises(CorruptionError, match=r"corruption 'all': severity .* got 0; leave it out \(e.g. 'all'\)"):
+        parse_spec("all:0")  # named as given (it blamed fog, the first of all)
+    with pytest.raises(CorruptionError, match=r"severity must be .* got 9$"):  # no hint of the CLI's spec form
         corrupt(np.zeros((8, 8, 3), np.uint8), "noise", 9, 0)
+    with pytest.raises(CorruptionError, match="got 3.0"):  # was a TypeError from a float index
+        corrupt(np.zeros((8, 8, 3), np.uint8), "noise", 3.0, 0)
+    with pytest.raises(CorruptionError, match="integer seed"):
+        corrupt(np.zeros((8, 8, 3), np.uint8), "noise", 3, "abc")
     with pytest.raises(CorruptionError, match="one severity"):
         corrupt(np.zeros((8, 8, 3), np.uint8), "noise", None, 0)
 

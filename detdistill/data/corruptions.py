@@ -13,6 +13,7 @@ labels stay valid. The output depends only on the image, the corruption, the sev
 
 from __future__ import annotations
 
+import numbers
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -127,9 +128,13 @@ def check(name: str, severity: int | None) -> None:
     """Raise :class:`CorruptionError` for an unknown corruption or a severity outside 1-5 (None: all five)."""
     if name not in CORRUPTIONS:
         raise CorruptionError(f"unknown corruption {name!r}: choose from {', '.join(CORRUPTIONS)}")
-    if severity is not None and (isinstance(severity, bool) or severity not in SEVERITIES):
+    if severity is not None and not _is_severity(severity):
         raise CorruptionError(f"corruption {name!r}: severity must be an integer from 1 (mildest) to 5 (strongest), "
-                              f"got {severity!r}; leave it out (e.g. '{name}') for the mean over all five")
+                              f"got {severity!r}")
+
+
+def _is_severity(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in SEVERITIES
 
 
 def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
@@ -152,6 +157,10 @@ def parse_spec(spec: str | Sequence[str]) -> list[tuple[str, int | None]]:
         severity = int(sev) if sep else None
         names = list(CORRUPTIONS) if name == "all" else [name]
         alone_by_all |= name == "all" and severity is None
+        if severity is not None and not _is_severity(severity):
+            raise CorruptionError(f"corruption {name!r}: severity must be an integer from 1 (mildest) to 5 "
+                                  f"(strongest), got {severity}; leave it out (e.g. '{name}') for the mean over all "
+                                  "five")
         for n in names:
             check(n, severity)
             if (n, severity) not in out:
@@ -201,6 +210,8 @@ def require(name: str, severity: int) -> ModuleType:
 def corrupt(image_bgr: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """``image_bgr`` (H, W, 3) uint8 under corruption ``name`` at ``severity`` (1-5), seeded: same inputs, same pixels."""
     A = require(name, severity)
+    if not isinstance(seed, numbers.Integral):
+        raise CorruptionError(f"corrupt() takes an integer seed (e.g. image_seed(path)), got {seed!r}")
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise CorruptionError(f"corrupt() takes a (H, W, 3) uint8 BGR image, got {image_bgr.dtype} {image_bgr.shape}")
     c = CORRUPTIONS[name]
