@@ -129,11 +129,19 @@ def train(
         if teacher is None and student and student.endswith(".pt"):
             teacher, recipe = Path(student), recipe or SELF_RECIPE  # QAD from the student's own FP32 weights
     if resume is None:
-        # --int8 needs no --teacher (a .pt student is its own); check_job names a student without trained weights
+        # --int8 needs no --teacher (a .pt student is its own); check_job names a student without trained weights;
+        # --augment without one trains the student on augmented images alone (the baseline of a robust student)
         missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data))
-                   if v is None and not (int8 and n == "--teacher")]
+                   if v is None and not ((int8 or augment) and n == "--teacher")]
         if missing:
-            fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml`")
+            fail(f"missing {', '.join(missing)}: `detdistill train --teacher T.pt --student S.yaml --data D.yaml` (or "
+                 "without --teacher, `--augment PRESET` to train the student on augmented images alone)")
+        if teacher is None and not int8:
+            ignored = [n for n, v in (("--recipe", recipe), ("--class-map", class_map)) if v is not None]
+            if ignored:
+                fail(f"{', '.join(ignored)} set{'s' if len(ignored) == 1 else ''} how a teacher distills, and no "
+                     "--teacher is given: add --teacher T.pt, or drop " + ", ".join(ignored))
+            console.print(f"no --teacher: the student trains on '{augment}' images without distillation")
     # every input is checked before training; a bad one ends in one `error:` line through the app's ErrorBoundary
     job = api.TrainJob(student=student, data=data, teacher=teacher, recipe=recipe,
                        class_map=parse_class_map_arg(class_map) if class_map else None, freeze_bn=freeze_bn,

@@ -171,6 +171,14 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
         assert (jobs[-1].teacher, jobs[-1].recipe, jobs[-1].int8) == (teacher_pt, recipe, True)
     out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed
+    assert "without --teacher, `--augment PRESET`" in out.output
+    out = runner.invoke(app, ["train", "--student", "yolov8n.yaml", "--data", str(coco8_yaml), "--augment", "road",
+                              "epochs=1"], terminal_width=200)  # documented: road augmentation without a teacher
+    assert out.exit_code == 0 and "no --teacher: the student trains on 'road' images without distillation" in out.output
+    assert (jobs[-1].teacher, jobs[-1].augment, jobs[-1].recipe) == (None, "road", None)
+    out = runner.invoke(app, ["train", "--student", "yolov8n.yaml", "--data", str(coco8_yaml), "--augment", "road",
+                              "--recipe", "cwd"], terminal_width=200)
+    assert out.exit_code == 2 and "--recipe sets how a teacher distills, and no --teacher is given" in out.output
     monkeypatch.undo()  # the real entry point: it refuses a student without trained weights before training
     out = runner.invoke(app, ["train", "--int8", "--student", "yolov8n.yaml", "--data", str(coco8_yaml)],
                         terminal_width=200)
