@@ -8,10 +8,12 @@ import random
 import shutil
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import Interrupted, stop_after_first_save
 
 from detdistill.data.corruptions import INSTALL_HINT
@@ -171,7 +173,7 @@ def test_a_plain_student_trains_with_the_preset_keeps_it_after_close_mosaic_and_
     from detdistill.distill.student_trainer import StudentTrainer
     from detdistill.distill.students import scaled_model_yaml
 
-    trainer = type("Rec", (_Recording, StudentTrainer.with_options(augment="road")), {"batches": [], "closed": []})
+    trainer = type("Rec", (_Recording, StudentTrainer.with_options(augment=" Road")), {"batches": [], "closed": []})
     student = scaled_model_yaml("yolov8", width=0.0625, out=tmp_path / "yolov8n-q.yaml")
     model = YOLO(str(student))
     model.add_callback("on_model_save", stop_after_first_save)
@@ -184,7 +186,9 @@ def test_a_plain_student_trains_with_the_preset_keeps_it_after_close_mosaic_and_
     assert len(labels) == 4 and "img_clean" not in trainer.batches[0]  # no teacher: no clean copy
     assert any(c != "clean" for c in labels), labels
     last = tmp_path / "run" / "weights" / "last.pt"
-    assert torch.load(last, weights_only=False)["ema"].train_augment == {"augment": "road"}
+    assert torch.load(last, weights_only=False)["ema"].train_augment == {"augment": "road"}  # as presets spell it
+    record = yaml.safe_load((tmp_path / "run" / "detdistill.yaml").read_text())  # args.yaml's augment is TTA's
+    assert (record["augment"], record["teacher"], record["teacher_clean"]) == ("road", None, False)
 
     resumed = type("Rec", (_Recording, StudentTrainer), {"batches": [], "closed": []})
     model = YOLO(str(last))
@@ -236,6 +240,9 @@ def test_kd_with_teacher_clean_feeds_the_teacher_the_clean_image_and_the_student
 
     kd_config = torch.load(tmp_path / "run" / "weights" / "last.pt", weights_only=False)["ema"].kd_config
     assert kd_config["augment"] == "road" and kd_config["teacher_clean"] is True
+    record = yaml.safe_load((tmp_path / "run" / "detdistill.yaml").read_text())
+    assert record["teacher"] == str(Path(teacher).resolve()) and record["recipe"]["losses"]
+    assert (record["augment"], record["teacher_clean"], record["int8"]) == ("road", True, False)
     # resumed as detdistill.distill.api.resume does today (teacher, recipe, class map, freeze_bn, int8 only):
     # the checkpoint's preset and teacher_clean carry on
     plain_kd = DistillationTrainer.configure(teacher, "default")

@@ -100,13 +100,16 @@ def get_preset(name: str) -> Preset:
     return PRESETS[key]
 
 
-def check_augment(augment: str | None, teacher_clean: bool = False) -> None:
-    """Raise :class:`AugmentationError` for a preset that cannot be used, or ``teacher_clean`` without a preset."""
+def check_augment(augment: str | None, teacher_clean: bool = False) -> str | None:
+    """The preset's name as the presets spell it (``ROAD`` is ``road``); raise :class:`AugmentationError` for a preset
+    that cannot be used, or ``teacher_clean`` without a preset."""
     if augment is not None:
         get_preset(augment)
-    elif teacher_clean:
+        return augment.strip().lower()
+    if teacher_clean:
         raise AugmentationError("teacher_clean needs an augmentation preset (--augment road; in a pipeline recipe, "
                                 "distill.augment: road): without one the teacher and the student see the same image")
+    return None
 
 
 class PresetTransform:

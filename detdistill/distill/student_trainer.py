@@ -18,10 +18,13 @@ images stay clean. The preset is stored on the model (``train_augment``), so a r
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
@@ -117,8 +120,24 @@ class StudentTrainer(DetectionTrainer):
         """A subclass with frozen BatchNorm statistics (``freeze_bn``) and/or an augmentation preset for the training
         images (``augment``, e.g. ``"road"``; see :mod:`detdistill.data.road_augment`). The preset is checked here:
         an unknown name or a missing albumentations raises ``AugmentationError`` before any training."""
-        check_augment(augment)
+        augment = check_augment(augment)
         return type(cls.__name__, (cls,), {"freeze_bn": freeze_bn, "augment": augment, "__module__": cls.__module__})
+
+    RECORD = "detdistill.yaml"  # in the run folder, beside ultralytics' args.yaml
+
+    def run_record(self) -> dict[str, Any]:
+        """What detdistill adds to this run beyond ultralytics' arguments, as written to :attr:`RECORD`."""
+        return {"trainer": type(self).__name__, "teacher": None, "freeze_bn": bool(self.freeze_bn),
+                "augment": self.augment, "teacher_clean": bool(self.teacher_clean)}
+
+    def _setup_train(self):
+        """ultralytics' setup; then the run folder gets :attr:`RECORD` (its args.yaml's ``augment`` is ultralytics'
+        test-time augmentation, not the preset)."""
+        result = super()._setup_train()
+        if RANK in {-1, 0}:
+            record = json.loads(json.dumps(self.run_record(), default=str))  # paths and tuples as YAML can read them
+            atomic.write_text(Path(self.save_dir) / self.RECORD, yaml.safe_dump(record, sort_keys=False))
+        return result
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         """ultralytics' dataset; the training split also gets the augmentation preset (validation stays clean)."""

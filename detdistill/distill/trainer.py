@@ -189,7 +189,7 @@ class DistillationTrainer(StudentTrainer):
         distillation (:mod:`detdistill.distill.qad`); ``augment``: an augmentation preset for the training images
         (e.g. ``"road"``); ``teacher_clean``: the teacher reads the images before the preset, the student after it.
         All are kept on resume. A bad preset (or ``teacher_clean`` without one) raises ``AugmentationError`` here."""
-        check_augment(augment, teacher_clean)
+        augment = check_augment(augment, teacher_clean)
         kd_config = {
             "teacher": str(teacher_path(teacher).resolve()),
             "recipe": load_recipe(recipe).to_dict(),
@@ -235,6 +235,12 @@ class DistillationTrainer(StudentTrainer):
         self._qad_state = ckpt.get("modelopt")
         self.model = self.get_model(cfg=weights.student_model.yaml, weights=weights.student_model, verbose=RANK in {-1, 0})
         return ckpt
+
+    def run_record(self) -> dict[str, Any]:
+        """The student's record, plus the teacher, the recipe, the class map and whether it is QAD."""
+        cfg = self.kd_config or {}
+        return {**super().run_record(), "teacher": cfg.get("teacher"), "recipe": cfg.get("recipe"),
+                "class_map": cfg.get("class_map"), "int8": bool(cfg.get("int8"))}
 
     def _setup_train(self):
         """ultralytics' setup, without its one "Freezing layer" line per teacher parameter (a hundred or more): the
