@@ -88,6 +88,8 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"distill": {"teacher_clean": True}}, "distill.teacher_clean: keeps the teacher's images clean of an "
      "augmentation preset, and there is none: add distill.augment: road"),
     ({"distill": {"teacher_clean": "yes"}}, "distill.teacher_clean: true or false"),
+    ({"distill": {"recipe": None, "augment": "road", "teacher_clean": True}},
+     "distill.teacher_clean: keeps the KD teacher's images clean, and distill.recipe is null"),
     ({"measure": {"corrupt": "fog:9"}}, "measure.corrupt: corruption 'fog': severity must be an integer from 1"),
     ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),
     ({"measure": {"corrupt": ["fog"]}}, "measure.corrupt: a string such as 'all'"),

@@ -361,6 +361,9 @@ def _check(cfg: PipelineConfig) -> None:
         raise PipelineError("distill.teacher_clean: keeps the teacher's images clean of an augmentation preset, and "
                             "there is none: add distill.augment: road (or road-light, road-heavy), or drop "
                             "teacher_clean (without a preset the teacher and the student see the same image)")
+    if cfg.distill.teacher_clean and cfg.distill.recipe is None:
+        raise PipelineError("distill.teacher_clean: keeps the KD teacher's images clean, and distill.recipe is null, "
+                            "so no student is distilled: set distill.recipe (e.g. default), or drop teacher_clean")
     if cfg.distill.augment is not None:
         from ..data.road_augment import AugmentationError, check_augment  # lazy: torch (only augment needs it)
 
