@@ -49,7 +49,9 @@ def test_builtin_recipes_all_parse():
         ({"losses": [{"type": "cwd"}], "schedule": {"final": float("inf")}}, r"schedule\.final: must be a finite"),
         ({"losses": [{"type": "cwd"}], "schedule": {"stop_last": 1.5}}, r"stop_last.*whole number of epochs"),
         ({"losses": [{"type": ["at"]}]}, r"losses\[0\]\.type: \['at'\] is not a loss; choose one of"),
-        ({"losses": [{"type": "at", "name": None}]}, r"losses\[0\]\.name: expected a non-empty text"),
+        ({"losses": [{"type": "at", "name": None}]}, r"losses\[0\]\.name: expected letters, digits or '_'"),
+        ({"losses": [{"type": "at", "name": "kd at"}]}, r"losses\[0\]\.name: .* got 'kd at'"),  # a CSV column
+        ({"losses": [{"weight": 1}]}, r"losses\[0\]: no type: give one of"),
         ({"losses": [{"type": "at", "weight": 0}, {"type": "logit", "weight": 0.0}]},
          r"every loss has weight 0, so nothing would be distilled"),
         ({"losses": [{"type": "cwd"}], "schedule": 0}, r"schedule: expected a mapping"),

@@ -18,6 +18,7 @@ Every error names the offending field and what it accepts.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,15 @@ def _loss(item: Any, i: int, src: str, used: set[str]) -> LossSpec:
     item = dict(item)
     kind = item.pop("type", None)
     types = loss_types()
+    if kind is None:
+        raise RecipeError(f"{where}: no type: give one of {', '.join(types)}, e.g. {{type: cwd, weight: 1.0}}")
     if not isinstance(kind, str) or kind not in types:
         raise RecipeError(f"{where}.type: {kind!r} is not a loss; choose one of {', '.join(types)}")
     weight = _number(item.pop("weight", 1.0), f"{where}.weight", minimum=0)
     name = item.pop("name", kind)
-    if not isinstance(name, str) or not name.strip():
-        raise RecipeError(f"{where}.name: expected a non-empty text (the loss's name in logs, kd_<name>), got {name!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise RecipeError(f"{where}.name: expected letters, digits or '_' (the loss's column in logs, kd_<name>, "
+                          f"e.g. 'at4'), got {name!r}")
     if name in used:
         raise RecipeError(f"{where}.name: {name!r} is used twice; give each loss a distinct name")
     used.add(name)
