@@ -121,8 +121,37 @@ def test_nms_free_eval_runs_through_detdistill_eval(nms_free, coco_mini_yaml):
     r = CliRunner().invoke(app, ["eval", str(path), "--data", str(coco_mini_yaml), "--limit", "3"])
     assert r.exit_code == 0, r.output
     assert "mAP50-95" in r.output and "3 images" in r.output
-    with pytest.raises(ValueError, match="NMS-free.*drop --nms"):
+    with pytest.raises(ValueError, match="NMS-free.*drop --nms"):  # --one2many: below
         export_onnx(path.with_name("model.pt"), path.with_name("x.onnx"), imgsz=320, nms=True)
+
+
+def test_the_one_to_many_branch_exports_with_nms_as_ultralytics_predicts_by_default(nms_free, coco_mini_yaml, tmp_path):
+    """`export --one2many`: the branch ultralytics' validation and predict() score by default (nms=None: one-to-many
+    and NMS) is exported for host NMS or with --nms, and the runtime reproduces that predict()."""
+    from typer.testing import CliRunner
+    from ultralytics import YOLO
+
+    from detdistill.cli import app
+
+    pt, _ = nms_free
+    out = CliRunner().invoke(app, ["export", str(pt), "-o", str(tmp_path / "o2m.onnx"), "--imgsz", "320",
+                                   "--one2many"])
+    assert out.exit_code == 0, out.output
+    det = Detector(tmp_path / "o2m.onnx", conf=0.3, letterbox="predict")
+    assert det.postprocess_mode == "host_nms"
+    yolo, checked = YOLO(str(pt)), 0
+    for f in val_images(coco_mini_yaml, 3):
+        frame = cv2.imread(str(f))
+        ref = yolo.predict(frame, imgsz=320, conf=0.3, rect=False, verbose=False)[0].boxes  # ultralytics' default
+        res = det(frame)
+        _match(res.boxes, res.scores, res.class_ids, ref.xyxy.numpy(), ref.conf.numpy(),
+               ref.cls.numpy().astype(np.int64), 0.01, 1e-4)
+        checked += len(res.scores)
+    assert checked > 5
+    nms = export_onnx(pt, tmp_path / "o2m-nms.onnx", imgsz=320, nms=True, one2one=False)
+    assert Detector(nms).postprocess_mode == "graph_nms"
+    with pytest.raises(ValueError, match=r"drop --nms .* or add --one2many"):
+        export_onnx(pt, tmp_path / "x.onnx", imgsz=320, nms=True)
 
 
 def test_nms_free_checkpoint_evaluates_in_pytorch_as_its_onnx(nms_free, coco_mini_yaml):

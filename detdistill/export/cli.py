@@ -49,10 +49,15 @@ def export(
     frame: Optional[str] = typer.Option(
         None, help="Camera frame size WIDTHxHEIGHT, e.g. 1280x720: the input becomes that uint8 BGR frame, with "
         "letterbox, BGR->RGB, /255 and HWC->CHW in the graph."),
+    one2many: bool = typer.Option(
+        False, "--one2many", help="YOLOv10 / YOLO26: export the one-to-many branch, decoded and NMSed (on the host, "
+        "or in the graph with --nms), instead of the NMS-free one-to-one branch. ultralytics' validation during "
+        "training scores this branch."),
 ) -> None:
     """Export a .pt to ONNX with separate boxes/scores outputs, metadata, and a parity check.
 
-    A YOLOv10 / YOLO26 (NMS-free) head is exported through its one-to-one branch: no NMS anywhere.
+    A YOLOv10 / YOLO26 (NMS-free) head is exported through its one-to-one branch: no NMS anywhere
+    (--one2many: its one-to-many branch, with NMS).
 
     Example: detdistill export runs/student/best.pt --imgsz 640 --nms --frame 1280x720
     """
@@ -75,7 +80,7 @@ def export(
                           simplify=simplify, parity_images=images, nms=nms,
                           max_det=300 if max_det is None else max_det,
                           nms_conf=0.001 if nms_conf is None else nms_conf,
-                          nms_iou=0.7 if nms_iou is None else nms_iou, frame=frame_hw)
+                          nms_iou=0.7 if nms_iou is None else nms_iou, frame=frame_hw, one2one=not one2many)
     except (ValueError, FileNotFoundError, ParityError) as e:
         fail(str(e))
     typer.echo(f"wrote {out}")

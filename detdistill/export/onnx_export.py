@@ -175,8 +175,9 @@ def export_onnx(
     atomic.check_writable(output)  # before the export: a mistyped -o loses no work
     wrapper, head = ExportWrapper.build(model, dynamic_shape=False, one2one=one2one)
     if nms and wrapper.nms_free:
-        raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms "
-                         "(its outputs are ranked by score on the host)")
+        raise ValueError(f"{weights.name} has an NMS-free (one-to-one) head: it needs no NMS, drop --nms (its "
+                         "outputs are ranked by score on the host), or add --one2many to export its one-to-many "
+                         "branch with NMS")
     tails = "--nms" if nms else "--frame" if frame is not None else \
         "the NMS-free head's ranking" if wrapper.nms_free else None  # what adds a tail to the graph, if anything
     check_opset(opset, tails, qat=is_qat(model))
