@@ -77,7 +77,25 @@ def test_a_failed_run_fails_the_command(fixtures_dir, tmp_path):
     """gpu_bench's --fail-fast reads the exit status: a run that fails must not leave it at 0."""
     env = dict(os.environ, YOLO_OFFLINE="1", DETDISTILL_FIXTURES=str(fixtures_dir))
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_distill.py"), "--track", "vehicles",
-                          "--student", "yolov8n.yaml", "--methods", "no-such-recipe", "--seeds", "0", "--epochs", "1",
+                          "--student", "yolov8n.yaml", "--methods", "qad-self", "--seeds", "0", "--epochs", "1",
                           "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode != 0 and "1 run(s) failed" in res.stderr
-    assert "no-such-recipe" in (tmp_path / "vehicles-no-such-recipe-s0.log").read_text()
+    assert res.returncode != 0 and "1 run(s) failed" in res.stderr  # qad-self needs a trained .pt: fails in its run
+    assert "qad-self needs a trained student" in (tmp_path / "vehicles-qad-self:logit-box-s0.log").read_text()
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_distill.py"), "--methods", "no-such-recipe",
+                          "--out", str(tmp_path / "typo")], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 2 and "'no-such-recipe' is neither" in res.stderr  # refused before any run
+    assert not (tmp_path / "typo").exists()
+
+
+def test_bench_robustness_names_what_it_cannot_score(fixtures_dir, tmp_path):
+    """A folder without runs, a mistyped corruption or runs that are not there: one usage error each (they were
+    tracebacks, or an empty table and exit 0)."""
+    env = dict(os.environ, YOLO_OFFLINE="1", DETDISTILL_FIXTURES=str(fixtures_dir))
+    tool = [sys.executable, str(ROOT / "tools" / "bench_robustness.py")]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "results.jsonl").write_text("")
+    for args, message in (([str(tmp_path / "none")], "holds no results.jsonl"),
+                          ([str(tmp_path / "runs"), "--corrupt", "fogg"], "unknown corruption 'fogg'"),
+                          ([str(tmp_path / "runs"), "--methods", "bogus"], "no finished run in")):
+        res = subprocess.run([*tool, "--out", *args], capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr

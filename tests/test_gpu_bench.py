@@ -75,6 +75,23 @@ def test_dry_run_lists_bench_distill_commands(gpu_bench, fixtures_dir, tmp_path)
     assert all("--imgsz 640" in c and "--epochs 40" in c and "--student yolov8n.yaml" in c for c in commands)
 
 
+def test_bad_arguments_are_refused_before_any_work(gpu_bench, fixtures_dir, tmp_path):
+    """A mistyped method or seed, an empty --dir (the repository root) or a file: one usage error each, before the
+    GPU's time is spent (they were tracebacks, jobs that failed on the GPU, or wheels poured into the checkout)."""
+    bench = gpu_bench.prepare(tmp_path / "bench", fixtures_dir, download=fake_download)
+    for args, message in ((["prepare", "--dir", ""], "--dir is empty"),
+                          (["prepare", "--dir", str(bench / "stubs" / "polars" / "__init__.py")], "is a file"),
+                          (["prepare", "--python", "abc"], "--python 'abc': give"),
+                          (["run", "--dir", str(bench), "--seeds", "x", "--dry-run"], "--seeds 'x'"),
+                          (["run", "--dir", str(bench), "--jobs", "0", "--dry-run"], "--jobs must be at least 1"),
+                          (["run", "--dir", str(bench), "--imgsz", "100", "--dry-run"], "multiple of 32"),
+                          (["run", "--dir", str(bench), "--methods", "none,defualt", "--dry-run"],
+                           "method 'defualt': 'defualt' is neither")):
+        res = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode != 0 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # nothing poured into the current folder
+
+
 def _job(script: str) -> subprocess.Popen:
     return subprocess.Popen(script, shell=True, start_new_session=True)
 

@@ -371,6 +371,27 @@ def named_recipe(method: str) -> str:
     return name + plus + suffix
 
 
+def method_problem(method: str) -> str | None:
+    """Why ``method`` (as :func:`named_recipe` names it) cannot be trained, or ``None``."""
+    from detdistill.data.road_augment import PRESETS
+    from detdistill.recipes import builtin_recipes
+
+    name, plus, suffix = method.partition("+")
+    preset = suffix.removesuffix("-clean")
+    if plus and preset not in PRESETS:
+        return f"method {method!r}: unknown augmentation preset {preset!r} after '+': choose from {', '.join(PRESETS)}"
+    if plus and suffix.endswith("-clean") and name in ("none", "ultralytics", "qat"):
+        return f"method {method!r}: '-clean' shows the KD teacher the clean images, and {name} has no detdistill teacher"
+    if name in ("none", "ultralytics", "qat"):
+        return None
+    kind, _, recipe = name.partition(":")
+    recipe = recipe if kind in ("qad", "qad-self") else name
+    if recipe in builtin_recipes() or Path(recipe).is_file():
+        return None
+    return (f"method {method!r}: {recipe!r} is neither none, ultralytics, qat, qad[:recipe], qad-self[:recipe] nor a "
+            f"recipe (built-in: {', '.join(builtin_recipes())}; or a recipe YAML path)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--track", default="vehicles", help="vehicles | coco-mini | shapes (generated) | a dataset YAML")
@@ -402,10 +423,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_distill")
     ap.add_argument("--summary-only", action="store_true", help="train nothing: summarize the finished runs in --out")
     ap.add_argument("--base", default="none", help="the method the summary's first gain column is paired against")
+    ap.add_argument("--check", action="store_true", help="check the methods and seeds, then exit (train nothing)")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # internal: METHOD:SEED, run in this process
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    args.methods = ",".join(named_recipe(m) for m in args.methods.split(","))
+    args.methods = ",".join(named_recipe(m.strip()) for m in args.methods.split(","))
+    if problem := next(filter(None, map(method_problem, args.methods.split(","))), None):
+        ap.error(problem)
+    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        ap.error(f"--seeds {args.seeds!r}: give seeds as integers separated by commas, e.g. 0,1")
+    if args.check:
+        return
     args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs folder
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"

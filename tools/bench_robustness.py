@@ -42,6 +42,12 @@ def score_model(weights: Path, data: str, files: list[Path], imgsz: int, corrupt
     return {**r.as_dict(), "mpc": r.mpc, "rpc": r.rpc}
 
 
+def rpc(rows: list[dict]) -> str:
+    """Mean rPC in percent over ``rows``, "-" when a clean score is 0 (rPC undefined)."""
+    values = [r["rpc"] for r in rows]
+    return "-" if any(v != v for v in values) else f"{100 * statistics.mean(values):.1f}"  # NaN != NaN
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="the bench_distill.py --out folder")
@@ -57,12 +63,19 @@ def main() -> None:
                     help="the val half to score: tune to choose between settings, test to report (default)")
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    from detdistill.data.corruptions import CorruptionError, parse_spec
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import split_halves
     from detdistill.pipeline.measure_stages import teacher_score_map
     from detdistill.runtime.cpu import instruction_set
 
     out = args.out.resolve()
+    try:
+        parse_spec(args.corrupt)
+    except CorruptionError as e:
+        ap.error(f"--corrupt {args.corrupt!r}: {e}")
+    if not (out / "results.jsonl").is_file():
+        ap.error(f"--out {out} holds no results.jsonl: give the --out folder of a tools/bench_distill.py run")
     data = str(TRACKS.get(args.track, args.track))
     files = split_halves(load_dataset(data).images("val"))[args.half]
     rows = latest_rows((out / "results.jsonl").read_text().splitlines())
@@ -76,6 +89,10 @@ def main() -> None:
             print(f"{m} seed {s}: no finished run in {out}, skipped", flush=True)
             continue
         jobs.append((m, s, out / "runs" / f"{m}-s{s}" / "weights" / "best.pt"))
+    if not jobs:
+        ap.error(f"no finished run in {out} for methods {args.methods}, seeds {args.seeds} with --track {args.track} "
+                 f"--student {args.student} --epochs {args.epochs} --imgsz {args.imgsz}: train them with "
+                 "tools/bench_distill.py (the same options), or fix these")
     done_file = out / "robustness.jsonl"
     done = {(d["method"], d["seed"], d["corrupt"]): d for d in
             (json.loads(x) for x in done_file.read_text().splitlines())
@@ -107,7 +124,7 @@ def main() -> None:
         mean = lambda key: statistics.mean(r[key] for r in rs)  # noqa: E731
         per = [statistics.mean(r["per_corruption"][n] for r in rs) for n in names]
         lines.append(f"| {method} | {len(rs)} | {mean('clean'):.3f} | " + " | ".join(f"{v:.3f}" for v in per)
-                     + f" | {mean('mpc'):.3f} | {100 * (mean('clean') - mean('mpc')):.1f} | {100 * mean('rpc'):.1f} |")
+                     + f" | {mean('mpc'):.3f} | {100 * (mean('clean') - mean('mpc')):.1f} | {rpc(rs)} |")
     if names:
         print("| model | runs | clean | " + " | ".join(names) + " | mPC | clean - mPC (points) | rPC % |")
         print("|---" * (len(names) + 6) + "|")

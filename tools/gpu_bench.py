@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -230,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
         install_wheels(bench_dir, Path(args.site))
         env = environment(bench_dir, Path(args.site))
         preflight(env, modules)
+    check = subprocess.run(bench_argv(methods, seeds, args) + ["--check"], env=env, capture_output=True, text=True)
+    if check.returncode:  # a mistyped method fails here, before the jobs take the GPU's time
+        raise SystemExit(check.stderr.strip().splitlines()[-1])
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
@@ -261,22 +265,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, for compiled wheels")
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"the folder to fill and carry (default {DEFAULT_DIR.name}, "
+                   "git-ignored)")
+    p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, e.g. 3.12, for compiled "
+                   "wheels")
     p.add_argument("--qad", action="store_true", help="also carry what INT8 needs: onnxslim (run --int8) and "
                    "ModelOpt with its dependencies (the qad and qat arms)")
     r = sub.add_parser("run", help="run the benchmark (on the GPU machine)")
-    r.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench")
-    r.add_argument("--methods", default="none,ultralytics,default,logit-box")
-    r.add_argument("--seeds", default="0")
-    r.add_argument("--student", default="yolov8n.yaml")
+    r.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the folder `prepare` filled")
+    r.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_bench", help="where runs, logs and the summary go")
+    r.add_argument("--methods", default="none,ultralytics,default,logit-box",
+                   help="comma-separated, as tools/bench_distill.py --methods takes them")
+    r.add_argument("--seeds", default="0", help="comma-separated integers")
+    r.add_argument("--student", default="yolov8n.yaml", help="model YAML trained from scratch (or a .pt)")
     r.add_argument("--epochs", type=int, default=40)
-    r.add_argument("--imgsz", type=int, default=640)
+    r.add_argument("--imgsz", type=int, default=640, help="a multiple of 32")
     r.add_argument("--batch", type=int, default=32)
-    r.add_argument("--workers", type=int, default=6)
-    r.add_argument("--close-mosaic", type=int, default=10)
-    r.add_argument("--device", default="0")
+    r.add_argument("--workers", type=int, default=6, help="data-loader workers per run")
+    r.add_argument("--close-mosaic", type=int, default=10, help="last epochs without mosaic")
+    r.add_argument("--device", default="0", help="CUDA device")
     r.add_argument("--jobs", type=int, default=2, help="runs sharing the GPU at once")
     r.add_argument("--stagger", type=float, default=20.0, help="seconds between starting the first job and the others")
     r.add_argument("--deadline", type=float, help="seconds after which the jobs still running are stopped and the "
@@ -284,10 +291,25 @@ def main() -> None:
     r.add_argument("--int8", action="store_true", help="also score every run in INT8 (bench_distill.py --int8; "
                    "needs `prepare --qad`, as the qad and qat arms do)")
     r.add_argument("--fail-fast", action="store_true", help="stop every job as soon as one fails")
-    r.add_argument("--bootstrap", type=int, default=1000)
+    r.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples per interval")
     r.add_argument("--site", default="/tmp/detdistill-site", help="where the wheels are installed")
     r.add_argument("--dry-run", action="store_true", help="print the jobs' commands only")
     args = ap.parse_args()
+    if not str(args.dir).strip() or str(args.dir) == ".":
+        ap.error("--dir is empty: give the folder to fill and carry (default .gpu_bench); the current folder would "
+                 "fill the repository with wheels and data")
+    if args.dir.exists() and not args.dir.is_dir():
+        ap.error(f"--dir {args.dir} is a file: give a folder")
+    if args.step == "prepare" and not re.fullmatch(r"3\.\d{1,2}", args.python):
+        ap.error(f"--python {args.python!r}: give the GPU machine's Python version as 3.N, e.g. {GPU_PYTHON}")
+    if args.step == "run":
+        if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+            ap.error(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1")
+        for name in ("jobs", "epochs", "batch"):
+            if getattr(args, name) < 1:
+                ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+        if args.imgsz < 32 or args.imgsz % 32:
+            ap.error(f"--imgsz must be a multiple of 32, got {args.imgsz}")
     if args.step == "prepare":
         out = prepare(args.dir.resolve(), download=functools.partial(download_wheels, python=args.python,
                                                                      qad=args.qad))
