@@ -85,6 +85,9 @@ def test_cross_family_kd_step(batch, teacher_cfg, student_cfg, recipe):
     if recipe == "logit-box":  # LD where both heads have DFL with one reg_max, decoded boxes otherwise
         dfl = detect_head(teacher).reg_max == detect_head(student).reg_max == 16
         assert isinstance(model.distiller.losses["box"], LocalizationDistillation if dfl else DecodedBoxDistillation)
+        from detdistill.distill.trainer import _built_as  # what the training log names the box loss as
+
+        assert _built_as("box", model.distiller.losses["box"]) == ("box -> ld" if dfl else "box -> box_decoded")
     loss, items = model(dict(batch))
     kd = {k: float(v) for k, v in items.items() if k.startswith("kd_")}
     assert torch.isfinite(loss).all() and loss[: -len(kd)].sum() > 0  # the student's own loss on the labels

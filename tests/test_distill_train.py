@@ -189,6 +189,8 @@ def test_bad_inputs_fail_before_training(tmp_path, teacher_pt, coco8_yaml, vehic
 
     with pytest.raises(TeacherError, match="does not exist"):
         api.check_inputs("yolov8n.yaml", tmp_path / "missing.pt", coco8_yaml)
+    with pytest.raises(TeacherError, match="'yolo26n.yaml' is a model config, with no trained weights"):
+        api.check_inputs("yolov8n.yaml", "yolo26n.yaml", coco8_yaml)  # it said the file does not exist
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(TeacherError, match="could not load teacher"):

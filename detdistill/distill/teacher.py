@@ -44,6 +44,10 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     (except end-to-end heads, whose one-to-many branch fusion would remove).
     """
     path = teacher_path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise TeacherError(f"teacher {str(path)!r} is a model config, with no trained weights to teach: pass a trained "
+                           "ultralytics checkpoint (.pt, e.g. --teacher runs/detect/train/weights/best.pt) or a "
+                           "registry name (`detdistill weights list`)")
     if not path.is_file():
         raise TeacherError(
             f"teacher file {str(path)!r} does not exist: pass a trained ultralytics checkpoint (.pt), "

@@ -23,6 +23,7 @@ from ultralytics.utils.torch_utils import select_device, unwrap_model
 from .student_trainer import StudentTrainer
 from ..data.road_augment import check_augment
 from ..data.class_map import resolve_class_map
+from .box import LocalizationDistillation
 from .model import KDModel
 from .qad import prepare_student
 from .recipe import load_recipe
@@ -137,6 +138,15 @@ def dropped_log_lines(logger: logging.Logger, prefix: str) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(keep)
+
+
+def _built_as(kind: str, loss: nn.Module) -> str:
+    """A recipe's loss type as built: ``box`` names what it became for this pair (``ld`` where both heads have DFL
+    with one reg_max, ``box_decoded`` otherwise)."""
+    if kind != "box":
+        return kind
+    first = loss[0] if isinstance(loss, nn.ModuleList) else loss
+    return f"box -> {'ld' if isinstance(first, LocalizationDistillation) else 'box_decoded'}"
 
 
 def _update_schedule(trainer: DistillationTrainer) -> None:
@@ -270,7 +280,8 @@ class DistillationTrainer(StudentTrainer):
             self.model.projector.load_state_dict(self._kd_resume_state)
             self.model.projector.adapters_fitted = True  # the checkpoint's adapters, already trained
         if RANK in {-1, 0}:
-            losses = ", ".join(f"{s.name}({s.type}, w={s.weight:g})" for s in recipe.losses)
+            losses = ", ".join(f"{s.name}({_built_as(s.type, self.model.distiller.losses[s.name])}, w={s.weight:g})"
+                               for s in recipe.losses)
             LOGGER.info(f"detdistill: teacher {cfg['teacher']} (frozen); losses {losses}; schedule {recipe.schedule}")
             if self.augment:
                 LOGGER.info(f"detdistill: augmentation {self.augment!r}; the teacher reads the "
