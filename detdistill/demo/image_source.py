@@ -15,8 +15,8 @@ LIST_SUFFIX = ".txt"  # an image list, one path per line
 
 
 class ImageGrabber:
-    """Images from a folder (and its subfolders, sorted by path), a ``.txt`` list (one path per line, relative to the list's folder, as
-    ``bench`` and ``quantize`` read it) or a single image file, one per read."""
+    """Images from a folder (and its subfolders, sorted by path), a ``.txt`` list (one path per line, relative to
+    the list's folder, as ``bench`` and ``quantize`` read it) or a single image file, one per read."""
 
     def __init__(self, target: str) -> None:
         path = Path(target)

@@ -96,8 +96,8 @@ def robustness_table(report: PipelineReport) -> Table | None:
 
 def robustness_caption(report: PipelineReport) -> str:
     return ("mAP50-95 on the same images under each corruption (a name alone: the mean over severities 1-5), mPC "
-            "the mean over corruptions (one given at several severities counts once), rPC = mPC / clean; mPC kept %: of the teacher's mPC. Seeded albumentations corruptions "
-            "(detdistill eval --corrupt).")
+            "the mean over corruptions (one given at several severities counts once), rPC = mPC / clean; mPC kept %: "
+            "of the teacher's mPC. Seeded albumentations corruptions (detdistill eval --corrupt).")
 
 
 def stage_table(report: PipelineReport) -> Table:
