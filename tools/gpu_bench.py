@@ -265,8 +265,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare", help="fill the carried folder (here, with pip's index in reach)")
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"the folder to fill and carry (default {DEFAULT_DIR.name}, "
-                   "git-ignored)")
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                   help=f"the folder to fill and carry (default {DEFAULT_DIR.name}, git-ignored)")
     p.add_argument("--python", default=GPU_PYTHON, help="the GPU machine's Python version, e.g. 3.12, for compiled "
                    "wheels")
     p.add_argument("--qad", action="store_true", help="also carry what INT8 needs: onnxslim (run --int8) and "
