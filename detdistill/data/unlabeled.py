@@ -84,7 +84,8 @@ def pseudo_label(
                 for c, (x, y, w, h) in zip(cls, result.boxes.xywhn.tolist()) if c in mapping]
         name = f"{i:06d}_{path.stem}"  # unique even when subfolders repeat file names
         link_or_copy(path, img_dir / f"{name}{path.suffix.lower()}")
-        write_text(lbl_dir / f"{name}.txt", "\n".join(rows) + ("\n" if rows else ""))
+        # plain writes: the stamp, written last, vouches for the whole set
+        (lbl_dir / f"{name}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))
         n_boxes += len(rows)
     write_text(stamp, json.dumps({"key": key, "images": len(files), "boxes": n_boxes, "conf": conf}))
     return img_dir, len(files), n_boxes
