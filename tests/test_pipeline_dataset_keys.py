@@ -187,3 +187,28 @@ def test_the_labelling_stage_is_keyed_by_everything_its_labels_depend_on(tmp_pat
     assert key() == plain
     assert key(distill={"class_map": {"person": "person"}}) != plain
     assert key(imgsz=320) != plain
+
+
+class _Finished(StageCache):
+    """A stage cache whose trainings are all finished: each stage returns its output without running."""
+
+    def run(self, name, inputs, outputs, fn, clean=()):
+        return str(outputs[0])
+
+
+@pytest.mark.parametrize(("distill", "note"), [
+    ({"augment": "road", "teacher_clean": True}, "Augmentation: the student without KD and the distilled student (its "
+                                                  "teacher read the clean images) trained under the 'road' preset."),
+    ({"augment": "road-light", "recipe": None}, "Augmentation: the student without KD trained under the 'road-light' "
+                                                "preset."),
+    ({}, None)])
+def test_the_report_says_which_students_trained_under_a_preset(tmp_path, coco8, teacher_pt, distill, note):
+    from detdistill.pipeline import training_stages
+
+    recipe = {"data": {"yaml": str(coco8)}, "teacher": {"weights": str(teacher_pt)}, "student": {"prune": {}},
+              "distill": distill}
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = StageContext(validate(recipe), work, _Finished(work), log=lambda line: None)
+    training_stages.students(ctx, str(teacher_pt), coco8, coco8, teacher_pt)
+    assert [n for n in ctx.notes if n.startswith("Augmentation")] == ([note] if note else [])

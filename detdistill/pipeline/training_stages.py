@@ -92,6 +92,11 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
                **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, kd_dir, kd_job)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
+    if dist.augment and out:  # the report says which students saw augmented images
+        who = ["the student without KD"] if dist.baseline else []
+        if dist.recipe:
+            who.append("the distilled student" + (" (its teacher read the clean images)" if dist.teacher_clean else ""))
+        ctx.note(f"Augmentation: {' and '.join(who)} trained under the '{dist.augment}' preset.")
     return out
 
 
