@@ -65,7 +65,9 @@ def describe_backend(backend: Backend) -> str:
     isa = f" ({instruction_set()})" if where == "CPU" else ""
     if not q:
         return f"ONNX Runtime {where} FP32{isa}"
+    if q.get("target") == "tensorrt":  # Q/DQ on convolution inputs only: ONNX Runtime fuses no integer kernel
+        fused = "" if not backend.int8_kernels else ": TensorRT's Q/DQ placement fuses no integer kernel here"
+        return f"simulated TensorRT INT8 (Q/DQ in float on ONNX Runtime {where}{fused})"
     if not backend.int8_kernels:
-        label = "simulated TensorRT INT8" if q.get("target") == "tensorrt" else "simulated INT8"
-        return f"{label} (Q/DQ in float on ONNX Runtime {where})"
+        return f"simulated INT8 (Q/DQ in float on ONNX Runtime {where})"
     return f"ONNX Runtime {where} INT8 kernels, {q.get('scheme', 'u8s8')}{isa}"
