@@ -188,6 +188,8 @@ def test_auto_without_gstreamer_records_with_opencv_and_cannot_stream(gstreamer)
     assert enc.plan_video("o.mp4", None, "auto").record_encoder == "opencv"
     with pytest.raises(EncoderError, match="needs OpenCV built with GStreamer"):
         enc.plan_video("o.mp4", "udp://h:5000", "auto")
+    with pytest.raises(EncoderError, match="--record out/o.mkv with x264enc needs OpenCV built with GStreamer"):
+        enc.plan_video("out/o.mkv", None, "x264enc")  # named as given, folder and all
 
 
 def test_missing_encoder_names_the_element_and_the_fix(gstreamer):

@@ -94,6 +94,10 @@ def test_quantize_reports_the_drop_with_its_interval_on_the_chosen_split(app, tm
     assert out.exit_code == 0, out.output
     assert "wrote" in out.output and (tmp_path / "q.onnx").is_file()
     assert "95% interval [" in out.output and "over 4 images" in out.output  # coco8's 4 train images
+    for method in (["--method", "percentile", "--percentile", "99.9"], ["--method", "entropy"]):
+        out = _run(app, "quantize", onnx_path, "--data", coco8_yaml, "-o", tmp_path / "p.onnx", *method)
+        assert out.exit_code == 0 and "wrote" in out.output, out.output
+        assert "Percentile :" not in out.output and "quantized bins" not in out.output  # ONNX Runtime's own prints
 
 
 def test_an_output_path_that_would_lose_the_input_is_refused_before_any_work(app, tmp_path_factory, teacher_pt,

@@ -220,7 +220,7 @@ def choose_encoder(requested: str, *, record: str | Path | None = None,
     if requested not in ENCODERS:
         raise EncoderError(f"--encoder {requested!r}: use one of {', '.join(ENCODERS)}")
     path = Path(record) if record is not None else None
-    what = f"--record {path.name}" if path is not None else f"--stream {stream.url if stream else ''}"
+    what = f"--record {path}" if path is not None else f"--stream {stream.url if stream else ''}"
     if path is not None:
         video_suffix(path)
     if requested == "opencv":

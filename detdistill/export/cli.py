@@ -231,8 +231,9 @@ def eval_cmd(
         "severities (ImageNet-C protocol). Needs pip install 'detdistill\\[robust]'."),
     class_map: Optional[str] = typer.Option(
         None, "--class-map", help="Score a model of other classes (a COCO teacher) on this dataset: 'auto' maps them by "
-        "the data YAML's teacher_classes/coco_classes block, else by class name; or 'Car=car;Truck=truck,bus' "
-        "(dataset class = model class(es)), as train's --class-map."),
+        "the data YAML's teacher_classes/coco_classes block, else by class name; or 'Truck=truck,bus;Ambulance=' "
+        "(dataset class = model class(es), nothing: scored from none; classes not named match by name), as train's "
+        "--class-map."),
 ) -> None:
     """mAP50-95 / mAP50 through the deployed pipeline (letterbox, decode, NMS), and what computed it.
 

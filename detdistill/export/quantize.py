@@ -22,6 +22,8 @@ most sensitive ones are kept in float until the mAP50-95 drop on validation data
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import re
@@ -168,11 +170,12 @@ def _quantize_once(src: Path, out: Path, reader: CalibrationReader | None, *, ta
             weight, extra["WeightSymmetric"] = q.QuantType.QUInt8, False
     root = logging.getLogger()
     root.addFilter(_no_preprocess_advice)
-    try:
-        q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
-                          per_channel=per_channel, reduce_range=scheme == "u8s7", activation_type=act,
-                          weight_type=weight, nodes_to_exclude=list(exclude), calibrate_method=cm, extra_options=extra,
-                          calibration_cache_path=str(cache))
+    try:  # its calibrators print their settings ("Number of quantized bins : 128"): not detdistill's output
+        with contextlib.redirect_stdout(io.StringIO()):
+            q.quantize_static(str(src), str(out), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=ops,
+                              per_channel=per_channel, reduce_range=scheme == "u8s7", activation_type=act,
+                              weight_type=weight, nodes_to_exclude=list(exclude), calibrate_method=cm,
+                              extra_options=extra, calibration_cache_path=str(cache))
     finally:
         root.removeFilter(_no_preprocess_advice)
 
