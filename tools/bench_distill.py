@@ -433,6 +433,8 @@ def main() -> None:
     if not all(s.strip().isdigit() for s in args.seeds.split(",")):
         ap.error(f"--seeds {args.seeds!r}: give seeds as integers separated by commas, e.g. 0,1")
     if args.check:
+        print(f"ok: {len(args.methods.split(','))} method(s) x {len(args.seeds.split(','))} seed(s): "
+              f"{args.methods}; seeds {args.seeds}")
         return
     args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs folder
     args.out.mkdir(parents=True, exist_ok=True)

@@ -94,10 +94,10 @@ def teacher_class_map(ctx: StageContext, teacher_pt: Path, data: Path) -> dict[i
 def teacher_score_map(teacher_pt: Path, data: str | Path, class_map: dict | None = None
                       ) -> tuple[dict[int, int] | None, str]:
     """The teacher's class ids -> the dataset's, for scoring a teacher of other classes on it (None: the same
-    classes), and the mapping in words."""
-    from ..distill.teacher import load_teacher  # lazy: torch, ultralytics (only this stage needs them)
-
-    mapping, cm = score_map(class_names(load_teacher(teacher_pt, fuse=False)), data, class_map)
+    classes), and the mapping in words. Any detection checkpoint of those classes is scored alike (an INT8
+    fine-tuned one included: only its class names are read)."""
+    model, _ = load_detection_checkpoint(teacher_pt, role="model", tasks=("detect", "segment", "pose", "obb"))
+    mapping, cm = score_map(class_names(model), data, class_map)
     return mapping, describe_scoring(cm)
 
 
