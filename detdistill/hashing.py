@@ -1,9 +1,9 @@
 """Content hashes: the one way detdistill keys artifacts, caches and stages (torch-free).
 
 A file's key depends on what it holds, never on when it was written, so a file rewritten with the same bytes
-keeps its caches, and one changed in place never reuses a stale one. Keys of texts that callers compose (a
-folder's listing of names, sizes and modification times, so that a large dataset is not read on every run) come
-from :func:`text_key`.
+keeps its caches, and one changed in place never reuses a stale one. Keys of large sets of files checked on every
+run (a folder's listing, the images a video or a labelling was made of) read their names, sizes and modification
+times instead (:func:`stat_key`, or a listing composed by the caller for :func:`text_key`), so that no file is read.
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ def files_key(paths: Iterable[str | Path]) -> str:
 def text_key(text: str, length: int = 16) -> str:
     """Short digest (``length`` hex digits) of a text."""
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def stat_key(paths: Iterable[str | Path], header: str = "") -> str:
+    """Short digest of files by path, size and modification time, in order, after an optional ``header`` line (no
+    file is read; a missing one counts as missing)."""
+    rows = [header] if header else []
+    for path in paths:
+        st = Path(path).stat() if Path(path).exists() else None
+        rows.append(f"{Path(path).resolve()}\t{st.st_size}\t{st.st_mtime_ns}" if st else f"{path}\tmissing")
+    return text_key("\n".join(rows), 20)
 
 
 def settings_key(settings: object) -> str:

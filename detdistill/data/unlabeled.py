@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ..atomic import write_text
-from ..hashing import file_sha256, files_key, settings_key
+from ..hashing import file_sha256, settings_key, stat_key
 from ..models import class_names
 from .class_map import resolve_class_map, teacher_to_student
 from .files import link_or_copy
@@ -27,9 +27,10 @@ PSEUDO_CONF = 0.4  # the teacher's confidence from which its detections become l
 
 
 def _fingerprint(teacher: Path, images: list[Path], conf: float, imgsz: int, mapping: dict[int, int]) -> str:
-    """What the labels depend on: the teacher's and the images' contents (a folder refilled under the same names
-    is labelled again), the settings and the class mapping."""
-    return settings_key({"teacher": file_sha256(teacher), "images": files_key(images), "conf": conf,
+    """What the labels depend on: the teacher's contents, the images' paths, sizes and modification times (a folder
+    refilled under the same names is labelled again; thousands of frames are not read on every run), the settings
+    and the class mapping."""
+    return settings_key({"teacher": file_sha256(teacher), "images": stat_key(images), "conf": conf,
                          "imgsz": imgsz, "mapping": sorted(mapping.items())})
 
 

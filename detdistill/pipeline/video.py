@@ -7,16 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomic
-from ..hashing import text_key
+from ..hashing import stat_key
 
 
 def images_stamp(images: Sequence[Path], fps: float) -> str:
     """What a video of ``images`` at ``fps`` is made of: each image's path, size and modification time, in order."""
-    rows = [f"fps {fps}"]
-    for path in images:
-        st = Path(path).stat() if Path(path).exists() else None
-        rows.append(f"{Path(path).resolve()}\t{st.st_size}\t{st.st_mtime_ns}" if st else f"{path}\tmissing")
-    return text_key("\n".join(rows), 20)
+    return stat_key(images, f"fps {fps}")
 
 
 def stamp_file(out: Path) -> Path:
