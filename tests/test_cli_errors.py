@@ -235,7 +235,8 @@ def test_training_values_ultralytics_refuses_are_named_before_any_work(tmp_path,
     from detdistill.distill.trainer import RESERVED_TRAIN_KEYS
 
     for key in sorted(RESERVED_TRAIN_KEYS):  # every key detdistill sets itself, by every way in
-        result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml, f"{key}=x")
+        result = _invoke("train", "--teacher", teacher_pt, "--student", "yolov8n.yaml", "--data", coco8_yaml,
+                         f"{key}=x")
         _assert_one_error(result, f"{key}=x is set by --", "use that option instead")
         if key != "data":  # train()'s own parameter: Python itself refuses a second one
             with pytest.raises(ValueError, match=rf"{key}='x' is set by train\(\)'s "):

@@ -304,5 +304,6 @@ def test_lazy_imports_put_off_a_heavy_package_or_say_why():
                                     "detdistill.export.bench"])
 def test_torch_free_rooms_import_without_torch(module):
     """What a Jetson without torch runs (runtime, demo, eval, bench) and the readers and class maps they share."""
-    out = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_BLOCKER + f"import {module}"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_BLOCKER + f"import {module}"], capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr[-2000:]

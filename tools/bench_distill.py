@@ -381,7 +381,8 @@ def method_problem(method: str) -> str | None:
     if plus and preset not in PRESETS:
         return f"method {method!r}: unknown augmentation preset {preset!r} after '+': choose from {', '.join(PRESETS)}"
     if plus and suffix.endswith("-clean") and name in ("none", "ultralytics", "qat"):
-        return f"method {method!r}: '-clean' shows the KD teacher the clean images, and {name} has no detdistill teacher"
+        return (f"method {method!r}: '-clean' shows the KD teacher the clean images, and {name} has no detdistill "
+                "teacher")
     if name in ("none", "ultralytics", "qat"):
         return None
     kind, _, recipe = name.partition(":")

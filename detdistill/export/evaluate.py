@@ -58,7 +58,7 @@ class EvalResult:
     ap_medium: float | None = None  # 32x32 to 96x96
     ap_large: float | None = None  # over 96x96
     unlabelled: int = 0  # images without a label file, scored as background images (as ultralytics scores them)
-    truncated: int = 0  # truncated JPEG/PNG files, scored as decoded, the missing part grey (as ultralytics scores them)
+    truncated: int = 0  # truncated JPEG/PNG files, scored as decoded, the missing part grey (as ultralytics does)
 
     def as_dict(self) -> dict:
         return {"mAP50-95": self.map50_95, "mAP50": self.map50, "mAP75": self.map75, "APs": self.ap_small,

@@ -204,7 +204,7 @@ class Detector:
             names = getattr(self.backend, "output_names", None) or getattr(self.backend, "outputs", None)
             named = dict(zip(names if names and set(NMS_OUTPUTS) <= set(names) else NMS_OUTPUTS, outs))
             return graph_detections(named, conf=self.conf, classes=self.classes, max_det=self.max_det, image=image)
-        if is_rows([o.shape for o in outs]):  # ranked rows from the graph: its NMS or an end-to-end head already chose them
+        if is_rows([o.shape for o in outs]):  # ranked rows: the graph's NMS or end-to-end head already chose them
             return row_detections(outs[0][image], conf=self.conf, classes=self.classes, max_det=self.max_det)
         boxes, scores = split_head(outs, len(self.names) or None)
         if self.postprocess_mode == "none":
