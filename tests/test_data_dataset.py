@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from detdistill.data.dataset import DatasetError, SplitError, load_dataset, read_labels, require_labels
+from detdistill.data.dataset import (DatasetError, SplitError, load_dataset, read_data_yaml, read_labels,
+                                     require_labels)
 from detdistill.data.image_lists import list_images
 
 
@@ -82,6 +83,24 @@ def test_a_binary_data_yaml_is_named_as_not_a_text_data_yaml(tmp_path, coco8_yam
     listing.write_bytes(b"\xff\xd8 a JPEG renamed")
     with pytest.raises(DatasetError, match=rf"{re.escape(str(listing))} is not a text image list"):
         list_images(listing)
+
+
+def test_the_data_yaml_reader_gives_its_keys_as_written_and_names_what_it_cannot_read(tmp_path):
+    data = tmp_path / "data.yaml"
+    data.write_bytes("\ufeffpath: ../elsewhere\nnames: [Straßenbahn]\ndownload: get.sh\n".encode())
+    assert read_data_yaml(data) == {"path": "../elsewhere", "names": ["Straßenbahn"], "download": "get.sh"}
+    for text in ("", "# only a comment\n", "- a list\n", "just text\n"):
+        data.write_text(text, encoding="utf-8")
+        assert read_data_yaml(data) == {}
+        with pytest.raises(ValueError, match="has no 'names' key"):
+            load_dataset(data)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset YAML {tmp_path / 'missing.yaml'} not found")):
+        read_data_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_data_yaml(tmp_path)  # a folder
+    data.write_text("names: [a\n", encoding="utf-8")
+    with pytest.raises(yaml.YAMLError):
+        read_data_yaml(data)
 
 
 def test_an_empty_image_source_is_refused_not_read_as_the_current_folder(tmp_path, coco8_yaml, monkeypatch):

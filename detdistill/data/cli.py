@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
 from ..cli_errors import fail, path_parser
 
@@ -73,6 +72,7 @@ def coco_subset(
     from .coco_classes import COCO80_NAMES, CocoSubsetError, resolve_classes  # lazy: the CLI starts fast without it
     from .coco_subset import make_coco_subset
     from .coco_subset_writer import MARKER_KEY  # lazy: as above
+    from .dataset import read_data_yaml  # lazy: as above
 
     items, name = _class_list(classes, preset)
     try:
@@ -86,7 +86,7 @@ def coco_subset(
                                 seed=seed)
     except CocoSubsetError as e:
         fail(str(e))
-    for split, s in yaml.safe_load(data.read_text())[MARKER_KEY]["splits"].items():
+    for split, s in read_data_yaml(data)[MARKER_KEY]["splits"].items():
         skipped = f"; skipped {s['missing_skipped']} missing image(s)" if s["missing_skipped"] else ""
         if s.get("other_size_skipped"):
             skipped += f"; skipped {s['other_size_skipped']} image(s) not of their annotated size"

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .coco_classes import COCO80_NAMES, CocoSubsetError
+from .dataset import read_data_yaml
 from .files import link_or_copy
 
 MARKER_KEY = "coco_subset"  # data.yaml block recording how the dataset was made (and that we may rewrite it)
@@ -93,10 +94,9 @@ def _foreign_files(out: Path, written: set[str]) -> list[str]:
 def _has_marker(data: Path) -> bool:
     """Whether ``data`` is a data.yaml this converter wrote (it has the ``MARKER_KEY`` block)."""
     try:
-        cfg = yaml.safe_load(data.read_text(encoding="utf-8")) if data.is_file() else None
-    except (UnicodeDecodeError, yaml.YAMLError):
+        return MARKER_KEY in read_data_yaml(data)
+    except (OSError, ValueError, yaml.YAMLError):
         return False
-    return isinstance(cfg, dict) and MARKER_KEY in cfg
 
 
 def prepare_out(out: Path, files: Sequence[str]) -> None:

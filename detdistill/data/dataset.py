@@ -38,6 +38,18 @@ def read_text(path: Path, what: str) -> str:
                            "file") from None
 
 
+def read_data_yaml(path: str | Path) -> dict:
+    """The keys of a data YAML as written (paths not resolved; ``{}`` for an empty file or one that is no mapping).
+
+    The one reader of data YAMLs: a missing file is ``FileNotFoundError``, a binary one :class:`DatasetError`, and
+    YAML that does not parse ``yaml.YAMLError`` (the CLI names its line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset YAML {path} not found")
+    cfg = yaml.safe_load(read_text(path, "data YAML"))
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def read_image_list(image_list: Path, root: Path | None = None) -> list[Path]:
     """The images a ``.txt`` list names, one a line. A relative entry is read from the list's folder (as
     ultralytics reads ``./`` entries); in a data YAML's split, one found only under the dataset ``root`` is read
@@ -208,10 +220,8 @@ def load_dataset(path: str | Path) -> YoloDataset:
     if not str(path).strip():
         raise DatasetError("the data YAML path is empty: pass a YOLO data YAML")
     path = Path(path).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset YAML {path} not found")
-    cfg = yaml.safe_load(read_text(path, "data YAML")) or {}
-    if not isinstance(cfg, dict) or "names" not in cfg:
+    cfg = read_data_yaml(path)
+    if "names" not in cfg:
         raise ValueError(f"{path} has no 'names' key; a YOLO data YAML needs names and train/val paths")
     root = Path(cfg.get("path") or path.parent)
     if not root.is_absolute():

@@ -50,7 +50,7 @@ def write_half_yaml(data_yaml: str | Path, out_dir: str | Path, split: str = "va
 
     Training on it lets ultralytics pick best.pt on the tuning half; ``test:`` holds the other half.
     """
-    from .dataset import load_dataset  # lazy: cv2 (the hash split needs none)
+    from .dataset import load_dataset, read_data_yaml  # lazy: cv2 (the hash split needs none)
 
     if half not in HALVES:
         raise ValueError(f"half must be one of {HALVES}, got {half!r}")
@@ -65,7 +65,7 @@ def write_half_yaml(data_yaml: str | Path, out_dir: str | Path, split: str = "va
             raise ValueError(f"the {h} half of {data_yaml}'s {split} split is empty: it needs at least 2 images")
         lists[h] = out_dir / f"{data_yaml.parent.name}-{split}-{h}.txt"
         atomic.write_text(lists[h], "".join(f"{f.resolve()}\n" for f in files))  # concurrent runs share it
-    cfg = yaml.safe_load(data_yaml.read_text()) or {}
+    cfg = read_data_yaml(data_yaml)
     cfg.pop("path", None)
     cfg["train"] = [str(p) for p in ds.splits["train"]] if "train" in ds.splits else cfg.get("train")
     cfg["val"] = str(lists[half])

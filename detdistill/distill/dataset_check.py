@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from ultralytics.data.utils import check_det_dataset
 
-from ..data.dataset import label_problem, load_dataset
+from ..data.dataset import label_problem, load_dataset, read_data_yaml
 
 
 def check_dataset(data: str | Path, download: bool = True) -> dict:
@@ -51,8 +51,8 @@ def _our_root(data: str | Path) -> Path | None:
 
 def _relative_path_key(data: str | Path) -> bool:
     try:
-        path = yaml.safe_load(Path(data).read_text()).get("path")
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        path = read_data_yaml(data).get("path")
+    except (OSError, ValueError, yaml.YAMLError):
         return False
     return bool(path) and not Path(str(path)).is_absolute()
 

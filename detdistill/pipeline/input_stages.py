@@ -10,6 +10,7 @@ import yaml
 
 from ..data.class_map import resolve_class_map
 from ..data.coco_subset import chosen_classes, make_coco_subset
+from ..data.dataset import read_data_yaml
 from ..data.unlabeled import add_unlabeled
 from ..models import class_names, load_detection_checkpoint
 from ..prune import PruneConfig, prune_checkpoint
@@ -142,11 +143,10 @@ def check_teacher_and_data(cfg: PipelineConfig, download: bool = True) -> list[s
 
 def _download_entry(data_yaml: str | Path) -> bool:
     """Whether a data YAML (that ultralytics could parse) names a ``download:`` source for missing images."""
-    try:  # read as ultralytics reads it (safe_load), which has just parsed it
-        content = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # ultralytics has just parsed it
+        return bool(read_data_yaml(data_yaml).get("download"))
+    except (OSError, ValueError, yaml.YAMLError):
         return False
-    return isinstance(content, dict) and bool(content.get("download"))
 
 
 def student_start(ctx: StageContext, teacher_pt: Path, data: Path) -> str:
