@@ -19,6 +19,8 @@ from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, pa
 from detdistill.data.class_map import parse_class_map_arg
 from detdistill.data.dataset import load_dataset, require_labels
 from detdistill.data.unlabeled import PSEUDO_CONF
+from detdistill.models import CHECKPOINT_FIX
+from detdistill.file_checks import require_present
 from detdistill.recipes import RECIPES_DIR, builtin_recipes, recipe_summary, resolve_recipe_name
 from detdistill.yaml_numbers import load_yaml
 
@@ -161,8 +163,10 @@ def val(
     device: str = typer.Option(None, help="cpu, 0, 0,1 ... (default: first GPU, else CPU)."),
 ) -> None:
     """Validate a PyTorch checkpoint with ultralytics' validator and print mAP50-95 and mAP50."""
-    if not model.is_file():
-        fail(f"model {str(model)!r} does not exist")
+    try:
+        require_present(model, "model", CHECKPOINT_FIX)
+    except FileNotFoundError as e:
+        fail(str(e))
     if model.suffix != ".pt":
         fail(f"{model} is not a .pt checkpoint: `val` runs ultralytics' validator on PyTorch weights; score an "
              f"exported model with `detdistill eval {model} --data {data}`")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .file_checks import require_present
 
+CHECKPOINT_FIX = "Pass a trained ultralytics detection checkpoint (.pt)."  # for a checkpoint that is not there
 MAX_STRIDE = 32  # the largest stride of YOLOv5u/v8/11/26 detection models (P3-P5): input sizes are multiples of it
 
 
@@ -51,8 +53,10 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
     :class:`CheckpointError` that names the file, the problem and the fix.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"{role} {path} not found; pass a trained ultralytics detection checkpoint (.pt)")
+    try:
+        require_present(path, role, CHECKPOINT_FIX)
+    except FileNotFoundError as e:
+        raise CheckpointNotFoundError(str(e)) from None
     if path.suffix.lower() != ".pt":
         raise CheckpointError(f"{role} {path} is not a .pt checkpoint; pass a trained ultralytics detection .pt "
                               "(exported formats cannot be trained, pruned or exported again)")

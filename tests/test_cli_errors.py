@@ -363,3 +363,41 @@ def test_ctrl_c_while_the_command_starts_is_one_line():
             "main()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 130 and done.stderr == "interrupted while starting\n", done.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "folder"])
+def test_a_missing_model_file_or_a_folder_is_worded_one_way_by_every_command_and_api(tmp_path, monkeypatch, case):
+    from detdistill.demo.app import load_detector
+    from detdistill.distill.api import model_config
+    from detdistill.export.evaluate import open_detector
+    from detdistill.export.quantize import quantize_onnx
+    from detdistill.export.tensorrt_build import build_engine
+    from detdistill.models import load_detection_checkpoint
+    from detdistill.runtime import Detector
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    name = {"missing": "model.onnx", "folder": "models"}[case]
+    if case == "folder":
+        (tmp_path / name).mkdir()
+    said = {"missing": f"{name} does not exist. ", "folder": f"{name} is a folder, not a file. "}[case]
+    for args, what in ((["eval", name, "--data", "data.yaml"], "model"),
+                       (["quantize", name, "--data", "images"], "model"),
+                       (["build", name], "model"),
+                       (["bench", name], "model"),
+                       (["val", name, "--data", "data.yaml"], "model"),
+                       (["demo", "--model", name, "--no-show"], "model"),
+                       (["export", name], "weights"),
+                       (["prune", name], "weights")):
+        _assert_one_error(_invoke(*args), f"error: {what} {said}")
+    for call, what in ((lambda: Detector(name, backend="onnxruntime"), "ONNX model"),
+                       (lambda: open_detector(name), "model"),
+                       (lambda: quantize_onnx(name, tmp_path / "images"), "ONNX model"),
+                       (lambda: build_engine(name), "ONNX model"),
+                       (lambda: load_detector(name, 0.25, 0.7, None), "model"),
+                       (lambda: load_detection_checkpoint(name, role="student"), "student")):
+        with pytest.raises(FileNotFoundError) as info:
+            call()
+        assert str(info.value).startswith(f"{what} {said}"), info.value
+    with pytest.raises(FileNotFoundError, match=r"student checkpoint \S+missing\.pt does not exist\. Pass a trained"):
+        model_config(tmp_path / "missing.pt")

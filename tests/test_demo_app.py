@@ -257,7 +257,7 @@ def test_cli_help_and_errors(tmp_path):
     for text in ("--model", "--source", "--no-show", "--record", "--save-json", "--max-fps", "--classes", "csi://0"):
         assert text in result.output
     result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "missing.onnx"), "--no-show"])
-    assert result.exit_code == 2 and "not found" in result.output
+    assert result.exit_code == 2 and "missing.onnx does not exist. Export one" in result.output
     precious = tmp_path / "data.yaml"
     precious.write_text("names: [bus]\n")
     result = runner.invoke(demo_cli(), ["demo", "--model", str(tmp_path / "m.onnx"), "--no-show",

@@ -38,7 +38,7 @@ def test_missing_and_wrong_files(app, tmp_path):
     out = _run(app, "eval", tmp_path / "m.txt", "--data", tmp_path / "d.yaml")
     assert out.exit_code == 2 and "should end in .pt or .onnx or .engine" in out.output
     out = _run(app, "quantize", tmp_path / "m.onnx", "--data", tmp_path)
-    assert out.exit_code == 2 and "Export one first" in out.output
+    assert out.exit_code == 2 and "Export one with `detdistill export`" in out.output
     out = _run(app, "eval", tmp_path, "--data", tmp_path / "d.yaml")
     assert out.exit_code == 2 and f"model {tmp_path} is a folder, not a file" in out.output
 

@@ -84,7 +84,7 @@ def test_export_rejects_bad_input(tmp_path, teacher_pt):
     shutil.copy(teacher_pt, pt)
     with pytest.raises(ValueError, match="multiples of the model stride"):
         export_onnx(pt, tmp_path / "x.onnx", imgsz=300)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
         export_onnx(tmp_path / "missing.pt")
     (tmp_path / "model.onnx").write_bytes(b"x")
     with pytest.raises(ValueError, match="not a .pt"):

@@ -124,11 +124,11 @@ def test_a_checkpoint_or_a_folder_given_as_the_model_names_the_export(models, tm
             Detector(path, backend=backend)
     with pytest.raises(ValueError, match=r"is a PyTorch checkpoint: the runtime opens .onnx and .engine files; export"):
         Detector(teacher_pt)
-    with pytest.raises(FileNotFoundError, match=rf"ONNX model {re.escape(str(tmp_path))} is a folder, not a model "
-                                                r"file: pass the file in it"):
+    with pytest.raises(FileNotFoundError, match=rf"ONNX model {re.escape(str(tmp_path))} is a folder, not a file\. "
+                                                r"Export one with `detdistill export`\."):
         Detector(tmp_path, backend="onnxruntime")
-    with pytest.raises(ValueError, match=rf"model {re.escape(str(tmp_path))} is a folder, not a model file: pass the "
-                                         r"\.onnx or \.engine in it"):
+    with pytest.raises(ValueError, match=rf"model {re.escape(str(tmp_path))} is a folder, not a file\. Pass the "
+                                         r"\.onnx or \.engine in it\."):
         Detector(tmp_path)  # the backend picked by suffix: a folder has none
 
 

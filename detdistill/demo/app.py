@@ -33,6 +33,7 @@ from ..atomic import check_writable
 from ..runtime import Detector
 from ..runtime.backends import describe_backend
 from ..runtime.detector import class_ids_of
+from ..file_checks import require_present
 from .capture import FrameSource, SourceError
 from .encoders import plan_video
 from .gather import SourceSet
@@ -87,9 +88,8 @@ def load_detector(model: str | Path, conf: float, iou: float, classes: list[int]
                   backend: str = "auto") -> DetectorLike:
     """Load ``model`` (``.onnx`` or ``.engine``) with ``detdistill.runtime``."""
     path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"model {path} not found (export one with `detdistill export`, "
-                                "build an engine on the device with `detdistill build`)")
+    require_present(path, "model", "Export one with `detdistill export`, or build an engine on the device with "
+                    "`detdistill build`.")
     return Detector(str(path), conf=conf, iou=iou, classes=classes, backend=backend)
 
 

@@ -19,7 +19,8 @@ from ultralytics.utils import DEFAULT_CFG
 from ..data.class_map import ClassMap, resolve_class_map
 from ..data.road_augment import check_augment
 from ..data.unlabeled import PSEUDO_CONF, add_unlabeled
-from ..models import class_names, load_detection_checkpoint
+from ..models import CHECKPOINT_FIX, class_names, load_detection_checkpoint
+from ..file_checks import require_present
 from .dataset_check import check_dataset, dataset_named
 from .model import KDModel
 from .qad import require_modelopt
@@ -35,8 +36,7 @@ def model_config(source: str | Path, role: str = "student") -> dict | None:
     dataset YAML, a segmentation YAML, another kind of file)."""
     s = str(source)
     if s.endswith(".pt"):
-        if not Path(s).is_file():
-            raise FileNotFoundError(f"{role} checkpoint {s!r} does not exist")
+        require_present(s, f"{role} checkpoint", CHECKPOINT_FIX)
         return None
     if not s.endswith((".yaml", ".yml")):
         raise ValueError(f"{role} {s!r} must be a model YAML (e.g. yolov8n.yaml) or a .pt checkpoint")

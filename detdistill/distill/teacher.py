@@ -15,6 +15,7 @@ from torch import nn
 
 from ..models import CheckpointError, detect_head, is_int8_finetuned, load_detection_checkpoint, never_trained
 from ..registry.weights import WeightsError, resolve_weights
+from ..file_checks import require_present
 
 
 class TeacherError(ValueError):
@@ -48,11 +49,11 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
         raise TeacherError(f"teacher {str(path)!r} is a model config, with no trained weights to teach: pass a trained "
                            "ultralytics checkpoint (.pt, e.g. --teacher runs/detect/train/weights/best.pt) or a "
                            "registry name (`detdistill weights list`)")
-    if not path.is_file():
-        raise TeacherError(
-            f"teacher file {str(path)!r} does not exist: pass a trained ultralytics checkpoint (.pt), "
-            "e.g. --teacher runs/detect/train/weights/best.pt"
-        )
+    try:
+        require_present(path, "teacher", "Pass a trained ultralytics checkpoint (.pt), e.g. --teacher "
+                        "runs/detect/train/weights/best.pt, or a registry name (`detdistill weights list`).")
+    except FileNotFoundError as e:
+        raise TeacherError(str(e)) from None
     try:
         model, ckpt = load_detection_checkpoint(path, role="teacher", tasks=("detect", "segment", "pose", "obb"))
     except CheckpointError as e:

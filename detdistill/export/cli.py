@@ -8,17 +8,18 @@ from typing import Optional
 import typer
 
 from ..cli_errors import fail, path_parser
-from ..runtime.model_file import EmptyModelError, require_nonempty
+from ..file_checks import require_present
+from ..runtime.model_file import EXPORT_ONE, EmptyModelError, require_nonempty
 
 IMAGES = "a folder of images, an image, a .txt list or a data YAML"
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan")
 
 
 def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> None:
-    if path.is_dir():
-        fail(f"{what} {path} is a folder, not a file. {hint}")
-    if not path.is_file():
-        fail(f"{what} {path} does not exist. {hint}")
+    try:
+        require_present(path, what, hint)
+    except FileNotFoundError as e:
+        fail(str(e))
     if suffixes and path.suffix.lower() not in suffixes:
         fail(f"{what} {path} should end in {' or '.join(suffixes)}. {hint}")
     if path.suffix.lower() in MODEL_SUFFIXES:
@@ -112,7 +113,7 @@ def quantize(
 
     Example: detdistill quantize student.onnx --data datasets/road.yaml --target tensorrt --max-drop 0.01 --val-data datasets/road.yaml --val-split train
     """
-    _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
+    _need_file(model, "model", (".onnx",), EXPORT_ONE)
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")
     from ..data.dataset import SPLITS  # lazy: cv2, onnx (the CLI starts without them)
@@ -188,7 +189,7 @@ def build(
 
     Example: detdistill build student.int8-tensorrt.onnx --precision int8
     """
-    _need_file(model, "model", (".onnx",), "Export one first with `detdistill export`.")
+    _need_file(model, "model", (".onnx",), EXPORT_ONE)
     from .tensorrt_build import CALIBRATORS, PRECISIONS, BuildError, build_engine  # lazy: cv2, onnx
 
     # the values first: a typo is named before TensorRT or a GPU is looked for

@@ -24,6 +24,7 @@ from ..runtime.detector import class_ids_of
 from ..runtime.backends import describe_backend
 from ..runtime.backends.onnxruntime import onnx_metadata
 from ..runtime.metadata import ModelInfo
+from ..file_checks import require_present
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels, unnamed_class_ids
 from ..data.images import ImageError, decode_checked, read_bgr
 from ..data.splits import photo_groups
@@ -123,8 +124,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     ``int8`` (``auto``, ``kernels``, ``simulate``): how an INT8 Q/DQ ONNX runs, see :func:`int8_kernels_for`.
     """
     model = Path(model)
-    if not model.is_file():
-        raise FileNotFoundError(f"model {model} not found")
+    require_present(model, "model", "Pass a .pt, .onnx or .engine.")
     if imgsz is not None and imgsz < 1:
         raise ValueError(f"imgsz must be a positive multiple of {MAX_STRIDE} (e.g. 320, 640), got {imgsz}")
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size

@@ -36,7 +36,8 @@ from pathlib import Path
 import onnx
 
 from .. import atomic
-from ..runtime.model_file import require_nonempty
+from ..file_checks import require_present
+from ..runtime.model_file import EXPORT_ONE, require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
@@ -236,8 +237,7 @@ def quantize_onnx(
             placement, kept to compare against; the default quantizes inputs and weights only).
     """
     src = Path(onnx_path)
-    if not src.is_file():
-        raise FileNotFoundError(f"ONNX model {src} not found; export one with `detdistill export`")
+    require_present(src, "ONNX model", EXPORT_ONE)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:

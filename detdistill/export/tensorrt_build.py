@@ -36,6 +36,8 @@ from ..data.image_lists import list_images
 from ..runtime.backends.cuda_mem import CudaMem
 from ..runtime.backends.tensorrt import sidecar_path
 from ..runtime.metadata import ModelInfo
+from ..file_checks import require_present
+from ..runtime.model_file import EXPORT_ONE
 from ..runtime.postprocess import NMS_OUTPUTS
 from ..hashing import file_sha256, files_key
 from .calibration import CalibrationReader
@@ -181,8 +183,7 @@ def build_engine(
         trt, gpu, cuda, l4t: seams for tests (a fake ``tensorrt`` module, GPU, CUDA helper, L4T version).
     """
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX model {onnx_path} not found; export one with `detdistill export`")
+    require_present(onnx_path, "ONNX model", EXPORT_ONE)
     try:  # before any work: the engine must not land on the ONNX (or anything but an engine path)
         out = checked_output(onnx_path, Path(output) if output else onnx_path.with_suffix(".engine"),
                              (".engine", ".plan"))

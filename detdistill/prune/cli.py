@@ -8,6 +8,8 @@ from shlex import quote
 import typer
 
 from ..cli_errors import fail
+from ..models import CHECKPOINT_FIX
+from ..file_checks import require_present
 from .checkpoint import prune_checkpoint
 from .config import PruneConfig, PruneConfigError
 from .models import PruneError
@@ -40,10 +42,12 @@ def prune(
 
     Example: detdistill prune yolov8s.pt --target 0.5 --calib data.yaml -o yolov8s-half.pt
     """
-    if not weights.is_file():
-        fail(f"weights {weights} does not exist. Pass a trained ultralytics detection checkpoint (.pt).")
+    try:
+        require_present(weights, "weights", CHECKPOINT_FIX)
+    except FileNotFoundError as e:
+        fail(str(e))
     if weights.suffix.lower() != ".pt":
-        fail(f"weights {weights} should end in .pt. Pass a trained ultralytics detection checkpoint (.pt).")
+        fail(f"weights {weights} should end in .pt. {CHECKPOINT_FIX}")
 
     given = [name for name, value in (("--calib-images", calib_images), ("--refit" if refit else "--no-refit", refit))
              if value is not None]

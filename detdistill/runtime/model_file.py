@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..file_checks import require_present
+
 
 class EmptyModelError(ValueError):
     """A model file of 0 bytes (an export, build or copy that stopped before writing anything)."""
@@ -28,18 +30,18 @@ def require_nonempty(path: str | Path) -> None:
         raise EmptyModelError(f"model {path} is empty (0 bytes: an export or copy that did not finish?); {fix}")
 
 
+EXPORT_ONE = "Export one with `detdistill export`."  # the fix for a missing ONNX model
+
+
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive: how a PyTorch checkpoint begins, whatever its suffix
 
 
 def require_model_file(path: str | Path, kind: str, fix: str) -> None:
     """Raise for what a runtime cannot open as a ``kind`` model (``ONNX``, ``TensorRT``): a missing path or a folder
     (``FileNotFoundError``), a 0-byte file (:class:`EmptyModelError`) or a PyTorch checkpoint (``ValueError``, with
-    the export command). ``fix`` says how to make one (``export one with `detdistill export```)."""
+    the export command). ``fix`` says how to make one (``Export one with `detdistill export`.``)."""
     path = Path(path)
-    if path.is_dir():
-        raise FileNotFoundError(f"{kind} model {path} is a folder, not a model file: pass the file in it")
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} model {path} not found; {fix}")
+    require_present(path, f"{kind} model", fix)
     require_nonempty(path)
     with path.open("rb") as f:
         if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:

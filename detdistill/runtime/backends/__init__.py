@@ -31,7 +31,7 @@ def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
     tensorrt); the class is imported here, on demand (the CLI starts fast)."""
     if backend == "auto":
         if Path(path).is_dir():
-            raise ValueError(f"model {path} is a folder, not a model file: pass the .onnx or .engine in it")
+            raise ValueError(f"model {path} is a folder, not a file. Pass the .onnx or .engine in it.")
         backend = SUFFIXES.get(Path(path).suffix.lower(), "")
         if Path(path).suffix.lower() == ".pt":
             raise ValueError(f"{path} is a PyTorch checkpoint: the runtime opens .onnx and .engine files; export it "

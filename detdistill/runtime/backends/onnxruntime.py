@@ -9,7 +9,7 @@ import numpy as np
 
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
-from ..model_file import opening_onnx, require_model_file
+from ..model_file import EXPORT_ONE, opening_onnx, require_model_file
 from .shape import check_input
 
 PROVIDERS = {
@@ -61,7 +61,7 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     a session that optimises nothing."""
     ort = _onnxruntime()
     path = Path(path)
-    require_model_file(path, "ONNX", "export one with `detdistill export`")
+    require_model_file(path, "ONNX", EXPORT_ONE)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with opening_onnx(path):
@@ -83,7 +83,7 @@ class OrtBackend:
                  int8_kernels: bool = True) -> None:
         ort = _onnxruntime()
         path = Path(path)
-        require_model_file(path, "ONNX", "export one with `detdistill export`")
+        require_model_file(path, "ONNX", EXPORT_ONE)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)):
             raise TypeError(f"threads must be a whole number of CPU threads (0 or None: ONNX Runtime's default), got "
                             f"{threads!r}")

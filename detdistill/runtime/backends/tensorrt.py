@@ -75,7 +75,7 @@ class TrtBackend:
 
     def __init__(self, path: str | Path, trt: Any = None, cuda: CudaMem | None = None, batch: int = 1) -> None:
         path = Path(path)
-        require_model_file(path, "TensorRT", "build one with `detdistill build model.onnx`")
+        require_model_file(path, "TensorRT", "Build one with `detdistill build model.onnx`.")
         self.trt = trt or import_tensorrt()
         data, meta = read_engine(path)
         check_version(meta, self.trt.__version__, path)
