@@ -13,6 +13,7 @@ import pytest
 
 from detdistill.data.corruptions import (
     CORRUPTIONS,
+    MIN_SIDE,
     CorruptionError,
     corrupt,
     image_seed,
@@ -50,6 +51,19 @@ def test_corruptions_are_deterministic_per_seed(image, name):
     assert np.array_equal(first, corrupt(img.copy(), name, 3, seed))
     other = corrupt(img, name, 3, seed + 1)
     assert np.array_equal(first, other) != CORRUPTIONS[name].random  # the seed moves drops, noise, blur angle...
+
+
+def test_tiny_images_take_every_corruption_down_to_the_smallest_side_and_smaller_are_named(image):
+    img, seed = image
+    for h, w in ((MIN_SIDE, MIN_SIDE + 1), (8, 8), (MIN_SIDE, 64)):
+        crop = np.ascontiguousarray(img[:h, :w])
+        for name in CORRUPTIONS:  # glare's radius and the drops of rain and snow were too small to draw here
+            for severity in range(1, 6):
+                assert corrupt(crop, name, severity, seed).shape == (h, w, 3), (name, severity, h, w)
+    tiny = np.ascontiguousarray(img[:MIN_SIDE - 1, :32])
+    with pytest.raises(CorruptionError, match=rf"a 32x{MIN_SIDE - 1} image is too small to corrupt: .* at least "
+                                              rf"{MIN_SIDE} pixels a side"):
+        corrupt(tiny, "fog", 1, seed)
 
 
 def test_seed_comes_from_the_file_name():

@@ -84,7 +84,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     "glare": Corruption(
         "sun glare radius, 0.15-0.7 of the shorter side (RandomSunFlare, physics_based, in the upper half)",
         (0.15, 0.25, 0.35, 0.5, 0.7),
-        lambda A, v, side: [A.RandomSunFlare(src_radius=max(1, round(v * side)), method="physics_based", p=1)],
+        lambda A, v, side: [A.RandomSunFlare(src_radius=max(2, round(v * side)), method="physics_based", p=1)],
     ),
     "dark": Corruption(
         "night-like under-exposure: gamma 1.1-2.2 (RandomGamma), then brightness x0.85-0.3",
@@ -207,6 +207,9 @@ def require(name: str, severity: int) -> ModuleType:
     return albumentations()
 
 
+MIN_SIDE = 4  # the smallest image side every corruption takes (rain and snow need 3, glare's radius 2)
+
+
 def corrupt(image_bgr: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """``image_bgr`` (H, W, 3) uint8 under corruption ``name`` at ``severity`` (1-5), seeded: same inputs, same pixels."""
     A = require(name, severity)
@@ -214,6 +217,9 @@ def corrupt(image_bgr: np.ndarray, name: str, severity: int, seed: int) -> np.nd
         raise CorruptionError(f"corrupt() takes an integer seed (e.g. image_seed(path)), got {seed!r}")
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise CorruptionError(f"corrupt() takes a (H, W, 3) uint8 BGR image, got {image_bgr.dtype} {image_bgr.shape}")
+    if min(image_bgr.shape[:2]) < MIN_SIDE:
+        raise CorruptionError(f"a {image_bgr.shape[1]}x{image_bgr.shape[0]} image is too small to corrupt: the "
+                              f"corruptions need at least {MIN_SIDE} pixels a side; leave such images out")
     c = CORRUPTIONS[name]
     transforms = c.transforms(A, c.levels[severity - 1], min(image_bgr.shape[:2]))
     rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])  # albumentations' colour transforms assume RGB

@@ -241,7 +241,10 @@ def evaluate(
         img, truncated_image = read_scorable(f)
         truncated += truncated_image
         if corrupt is not None:
-            img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
+            try:
+                img = corruptions.corrupt(img, *corrupt, seed=corruptions.image_seed(f))
+            except corruptions.CorruptionError as e:
+                raise corruptions.CorruptionError(f"{f}: {e}") from None
         ground_truth.append(read_labels(f, img.shape[:2]))
         if problem := unnamed_class_ids(label_path(f), ground_truth[-1][0].tolist(), ds.names, data):
             raise ValueError(problem)
