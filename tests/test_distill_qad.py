@@ -58,6 +58,28 @@ def test_only_the_student_is_fake_quantized_and_the_ranges_survive_resume(qad_ru
 
 
 @pytest.mark.slow
+def test_a_pruned_student_resumes_its_int8_training(tmp_path, teacher_pt, coco8_yaml):
+    """A pruned student's module comes back from ``last.pt`` with its quantizers: resume keeps them (it restored
+    them a second time, and ModelOpt stopped: "Model already has modelopt state")."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from detdistill.prune import prune_checkpoint
+
+    student = prune_checkpoint(teacher_pt, tmp_path / "pruned.pt", target=0.8, imgsz=160).path
+    model = YOLO(str(student))
+    model.add_callback("on_model_save", stop_after_first_save)
+    with pytest.raises(Interrupted):
+        model.train(trainer=DistillationTrainer.configure(str(teacher_pt), "default", int8=True), data=str(coco8_yaml),
+                    epochs=2, project=str(tmp_path), name="run", **TRAIN_ARGS)
+    last = tmp_path / "run" / "weights" / "last.pt"
+    ranges = torch.load(last, map_location="cpu", weights_only=False)["modelopt"]["ranges"]
+    model, ckpt = load_checkpoint(api.resume(last))
+    assert len(ckpt["train_results"]["epoch"]) == 2 and model.yaml.get("pruned")
+    assert is_fake_quantized(model) and ckpt["modelopt"]["ranges"].keys() == ranges.keys()
+
+
+@pytest.mark.slow
 def test_checkpoint_loads_with_plain_ultralytics(qad_run, coco8_yaml):
     _, _, best = qad_run
     image = next((coco8_yaml.parent / "images" / "val").glob("*.jpg"))

@@ -51,13 +51,14 @@ def is_fake_quantized(model: nn.Module) -> bool:
 
 
 def prepare_student(trainer: Any, student: nn.Module, state: dict | None = None) -> nn.Module:
-    """``student`` with INT8 fake quantization: restored from a checkpoint's ``state`` (resume), kept where
-    it is already quantized (a QAD checkpoint fine-tuned again), else calibrated on training batches."""
+    """``student`` with INT8 fake quantization: kept where it is already quantized (a QAD checkpoint fine-tuned
+    again, or a pruned student resumed: its module comes from the checkpoint as it is), restored from a
+    checkpoint's ``state`` (resume), else calibrated on training batches."""
     require_modelopt()
+    if is_fake_quantized(student):  # a pruned student is kept as its checkpoint loaded it, quantizers and all
+        return student
     if state:
         restore_qat(student, state)
-        return student
-    if is_fake_quantized(student):
         return student
     loader = trainer.get_dataloader(trainer.data["train"], batch_size=max(trainer.batch_size, 1), rank=-1,
                                     mode="train")
