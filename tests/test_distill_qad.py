@@ -168,3 +168,18 @@ def test_an_int8_fine_tuned_checkpoint_is_refused_as_a_teacher(qad_run, coco8_ya
     from detdistill.pipeline.measure_stages import teacher_score_map
 
     assert teacher_score_map(best, coco8_yaml)[0] is None  # coco8's 80 classes: scored as they are
+
+
+def test_a_checkpoint_given_to_quantize_is_sent_to_export_and_an_int8_one_told_it_needs_no_quantizing(qad_run,
+                                                                                                      teacher_pt):
+    from typer.testing import CliRunner
+
+    from detdistill.cli import app
+
+    images = qad_run[0]
+    before = sorted(images.rglob("*.onnx"))
+    for model, said in ((qad_run[2], "is an INT8 (quantization-aware, --int8) checkpoint: `detdistill export"),
+                        (teacher_pt, "is a PyTorch checkpoint, and quantize takes an FP32 ONNX: export it first")):
+        out = CliRunner().invoke(app, ["quantize", str(model), "--data", str(images)], terminal_width=400)
+        assert out.exit_code == 2 and said in out.output, out.output
+    assert sorted(images.rglob("*.onnx")) == before  # nothing exported or quantized
