@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import warnings
 
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from detdistill.export.cli import register
 
 VERBS = ("export", "quantize", "build", "eval", "bench")
 
 
 @pytest.fixture(scope="module")
 def app():
-    app = typer.Typer()
-    register(app)
+    from detdistill.cli import app  # the verbs inside the CLI's error boundary, as a user runs them
+
     return app
 
 
@@ -328,6 +328,13 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
            "person): class ids are scored by position" in text, text
     out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--split", "nosuch")  # a fatal data error comes alone
     assert out.exit_code != 0 and "nosuch" in out.output and "warning" not in out.output, out.output
+    from detdistill.export.evaluate import evaluate
+
+    with pytest.warns(UserWarning, match=f"the model predicts 80 classes and {re.escape(str(vehicles_yaml))} has 5"):
+        evaluate(onnx_path, vehicles_yaml, limit=1)  # from Python too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(onnx_path, vehicles_yaml, limit=1, class_map={2: 2})
 
 
 def test_eval_scores_a_coco_teacher_on_a_subset_through_a_class_map(app, tmp_path_factory, teacher_pt,

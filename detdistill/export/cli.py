@@ -262,7 +262,7 @@ def eval_cmd(
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import class_count_warning, evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
+    from .evaluate import evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
 
     try:
         specs = _corruption_specs(corrupt)
@@ -275,9 +275,7 @@ def eval_cmd(
                         f"of another size is letterboxed to {w}x{h} first, as that camera would frame it, so the score "
                         "can differ from the same model exported without --frame", fg=typer.colors.YELLOW, err=True)
         mapping = _score_map(det, data, class_map)
-        r = evaluate(det, data, split=split, limit=limit, rect=rect, class_map=mapping)
-        if class_map is None and (mismatch := class_count_warning(det, data)):  # after evaluate's checks of the data
-            typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
+        r = evaluate(det, data, split=split, limit=limit, rect=rect, class_map=mapping)  # warns of other classes
         typer.echo(f"{model.name}: {r.summary()}")
         if specs:
             _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c,

@@ -10,6 +10,7 @@ class, 101-point interpolated AP, classes with ground truth), computed by faster
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,6 +232,8 @@ def evaluate(
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
+    if class_map is None and corrupt is None and (mismatch := class_count_warning(det, data)):
+        warnings.warn(mismatch, stacklevel=2)  # the CLI prints it as one `warning:` line
     if rect and not isinstance(det.backend, TorchBackend):
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")
