@@ -125,13 +125,8 @@ def train(
             fail(f"--resume carries on a run with the settings it started with, from its checkpoint; "
                  f"{', '.join(given)} cannot change them: drop {'it' if len(given) == 1 else 'them'}, or start a new "
                  f"run (on resume only {', '.join(sorted(RESUME_OVERRIDES))} may be given, e.g. a smaller batch=)")
-    if int8 and resume is None:
-        from detdistill.distill.qad import SELF_RECIPE  # ModelOpt is checked with the other inputs (check_job)
-
-        if teacher is None and student and student.endswith(".pt"):
-            teacher, recipe = Path(student), recipe or SELF_RECIPE  # QAD from the student's own FP32 weights
     if resume is None:
-        # --int8 needs no --teacher (a .pt student is its own); check_job names a student without trained weights;
+        # --int8 needs no --teacher (a .pt student is its own: TrainJob); check_job names a student it cannot train;
         # --augment without one trains the student on augmented images alone (the baseline of a robust student)
         missing = [n for n, v in (("--teacher", teacher), ("--student", student), ("--data", data))
                    if v is None and not ((int8 or augment) and n == "--teacher")]

@@ -64,9 +64,15 @@ def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_p
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, unlabeled=tmp_path / "missing"))
     with pytest.raises(TrainInputError, match="does not exist"):
         run_training(TrainJob(resume=tmp_path / "gone" / "last.pt"))
-    for job in (TrainJob("s.pt", coco8_yaml, int8=True), TrainJob("s.yaml", coco8_yaml, unlabeled=tmp_path),
+    for job in (TrainJob("s.yaml", coco8_yaml, unlabeled=tmp_path),
                 TrainJob("s.yaml", coco8_yaml, augment="road", teacher_clean=True)):
         with pytest.raises(TrainInputError, match="needs a teacher"):
+            run_training(job)
+    exported = tmp_path / "best.onnx"
+    exported.write_bytes(b"onnx")
+    for job in (TrainJob(exported, coco8_yaml, int8=True), TrainJob(exported, coco8_yaml, teacher_pt, int8=True)):
+        with pytest.raises(TrainInputError, match=f"--int8 fine-tunes a trained ultralytics .pt student, and "
+                                                  f"{exported} is not one: pass the .pt it was trained as"):
             run_training(job)
     with pytest.raises(ValueError, match="'augment' is ultralytics' test-time augmentation"):
         run_training(TrainJob("yolov8n.yaml", coco8_yaml, teacher_pt, train_args={"augment": True}))
@@ -122,6 +128,11 @@ def test_the_python_train_checks_its_inputs_as_the_cli_does(tmp_path, monkeypatc
     assert best == tmp_path / "best.pt" and (student, teacher, data) == (teacher_pt, teacher_pt, coco8_yaml)
     assert [s.type for s in recipe.losses] == ["logit", "box"] and class_map == "person=person" and int8
     assert args == {"optimizer": "SGD", "lr0": 1e-4, "warmup_epochs": 0, "epochs": 1}
+    # int8 without a teacher: the student's own .pt teaches, under logit-box unless a recipe is named (as the CLI)
+    for given, losses in ((None, ["logit", "box"]), ("at", ["at"])):
+        api.train(teacher_pt, None, coco8_yaml, recipe=given, int8=True, epochs=1)
+        (student, teacher, _, recipe, *_), _ = fits[-1]
+        assert student == teacher == teacher_pt and [s.type for s in recipe.losses] == losses
 
 
 def test_a_job_takes_its_folders_as_text_and_names_what_it_lacks(tmp_path):

@@ -23,10 +23,10 @@ from ..models import CHECKPOINT_FIX, class_names, load_detection_checkpoint
 from ..file_checks import require_present
 from .dataset_check import check_dataset, dataset_named
 from .model import KDModel
-from .qad import require_modelopt
+from .qad import SELF_RECIPE, require_modelopt
 from .recipe import Recipe, load_recipe
 from .student_trainer import StudentTrainer, set_class_count
-from .teacher import TeacherError, load_teacher
+from .teacher import Int8TeacherError, TeacherError, load_teacher
 from .trainer import DistillationTrainer, TrainArgumentError, check_train_args
 
 
@@ -113,7 +113,7 @@ TRAIN_OPTIONS = ("recipe", "class_map", "freeze_bn", "int8", "augment", "teacher
 
 def train(
     student: str | Path,
-    teacher: str | Path,
+    teacher: str | Path | None,
     data: str | Path,
     recipe: Any = None,
     class_map: dict | str | None = None,
@@ -130,7 +130,8 @@ def train(
 
     Args:
         student: student model YAML (trained from scratch) or ``.pt`` (fine-tuned, e.g. a pruned teacher).
-        teacher: trained ultralytics detection checkpoint.
+        teacher: trained ultralytics detection checkpoint; None with ``int8``: the student's own ``.pt`` (QAD
+            from its FP32 weights, under the ``logit-box`` recipe unless ``recipe`` names another).
         data: ultralytics dataset YAML.
         recipe: built-in recipe name, YAML path or mapping (default: ``default``).
         class_map: ``{student class: teacher class(es)}`` (or the CLI's ``'Bus=bus;Ambulance=car,truck'``); by
@@ -207,6 +208,8 @@ class TrainJob:
     interrupted run there resumes from its ``last.pt`` and a finished one is reused. ``resume`` is an
     interrupted distillation's ``last.pt`` to carry on from (its teacher and recipe come from the checkpoint).
     ``unlabeled`` images are labelled by the teacher into ``<project>/<name>-unlabeled`` and join the training split.
+    An ``int8`` job without a teacher takes the student's own ``.pt`` as its teacher, under :data:`SELF_RECIPE`
+    unless ``recipe`` names another.
     """
 
     student: str | Path | None = None  # model YAML (from scratch) or .pt (fine-tuned)
@@ -223,11 +226,15 @@ class TrainJob:
     run_dir: Path | None = None
     resume: Path | None = None
     train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments
+    self_teacher: bool = field(default=False, init=False)  # int8 without a teacher: the student's .pt teaches
 
     def __post_init__(self) -> None:
         for name in ("unlabeled", "run_dir", "resume"):  # a folder or file given as text
             if isinstance(getattr(self, name), str):
                 setattr(self, name, Path(getattr(self, name)))
+        if self.int8 and self.teacher is None and self.resume is None and \
+                Path(str(self.student)).suffix.lower() == ".pt":  # QAD from the student's own FP32 weights
+            self.teacher, self.recipe, self.self_teacher = self.student, self.recipe or SELF_RECIPE, True
         if not isinstance(self.train_args, dict):
             raise TrainInputError(f"train_args is a mapping of ultralytics train arguments, e.g. {{'epochs': 10}}, "
                                   f"got {type(self.train_args).__name__}")
@@ -279,16 +286,19 @@ def check_job(job: TrainJob) -> Recipe | None:
     if job.freeze_bn and str(job.student).endswith((".yaml", ".yml")):
         raise TrainInputError(f"--freeze-bn keeps a trained student's BatchNorm statistics, and {job.student} is built "
                               "from a YAML with none to keep: drop --freeze-bn (pipeline: student.freeze_bn)")
-    if job.int8 and Path(str(job.student)).suffix != ".pt":
+    suffix = Path(str(job.student)).suffix.lower()
+    if job.int8 and suffix in (".yaml", ".yml"):
         raise TrainInputError(
             f"--int8 fine-tunes a trained student, and {job.student} has no trained weights: fake quantization "
             "calibrated on random weights does not train. Train it in float first, then fine-tune its best.pt: "
             "`detdistill train --student .../weights/best.pt --teacher T.pt --data D.yaml --int8 epochs=3`")
+    if job.int8 and suffix != ".pt":
+        raise TrainInputError(f"--int8 fine-tunes a trained ultralytics .pt student, and {job.student} is not one: "
+                              "pass the .pt it was trained as (an exported model cannot be trained)")
     if job.teacher is None:
-        if job.int8 or job.unlabeled is not None or job.teacher_clean:
-            need = ("int8 (quantization-aware distillation)" if job.int8 else
-                    "unlabeled images" if job.unlabeled is not None else "teacher_clean")
-            raise TrainInputError(f"{need} needs a teacher: give one (for QAD, the student's own .pt can be its teacher)")
+        if job.unlabeled is not None or job.teacher_clean:
+            need = "unlabeled images" if job.unlabeled is not None else "teacher_clean"
+            raise TrainInputError(f"{need} needs a teacher: give one")
         return None
     if job.int8:
         require_modelopt()
@@ -297,6 +307,12 @@ def check_job(job: TrainJob) -> Recipe | None:
     try:
         recipe = check_inputs(job.student, job.teacher, job.data, job.recipe, job.class_map or None,
                               bool(args.get("single_cls")))[0]
+    except Int8TeacherError as e:
+        if not job.self_teacher:
+            raise
+        raise TrainInputError(f"the student {job.student} is already INT8 fine-tuned, so it cannot be its own teacher "
+                              "(a teacher supervises in float): pass the float checkpoint it was fine-tuned from with "
+                              "--teacher (its run folder's detdistill.yaml names that run's teacher)") from e
     except (FileNotFoundError, ValueError) as e:
         _raise_as_input_error(e)
     epochs = int(args.get("epochs", DEFAULT_CFG.epochs))

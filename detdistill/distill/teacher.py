@@ -22,6 +22,10 @@ class TeacherError(ValueError):
     """The teacher file is missing, unreadable or not a YOLO detection model."""
 
 
+class Int8TeacherError(TeacherError):
+    """A teacher checkpoint that was fine-tuned with INT8 fake quantization (a teacher supervises in float)."""
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "module", model)  # saved from DDP / DataParallel
     student = getattr(model, "student_model", None)  # a distillation run's checkpoint: its student is the model
@@ -59,7 +63,7 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     except CheckpointError as e:
         raise TeacherError(str(e)) from e
     if is_int8_finetuned(ckpt):
-        raise TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher supervises "
+        raise Int8TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher supervises "
                            "in float; pass the float checkpoint it was fine-tuned from as the teacher (--teacher), "
                            "which is also what `train --int8` without --teacher takes from a float student")
     model = _unwrap(model)
