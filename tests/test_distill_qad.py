@@ -5,6 +5,7 @@ the export is a Q/DQ ONNX that the runtime scores as simulated TensorRT INT8."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def test_a_checkpoint_given_to_quantize_is_sent_to_export_and_an_int8_one_told_i
     from typer.testing import CliRunner
 
     from detdistill.cli import app
+    from detdistill.export.quantize import quantize_onnx
 
     images = qad_run[0]
     before = sorted(images.rglob("*.onnx"))
@@ -184,4 +186,6 @@ def test_a_checkpoint_given_to_quantize_is_sent_to_export_and_an_int8_one_told_i
                         (teacher_pt, "is a PyTorch checkpoint, and quantize takes an FP32 ONNX: export it first")):
         out = CliRunner().invoke(app, ["quantize", str(model), "--data", str(images)], terminal_width=400)
         assert out.exit_code == 2 and said in out.output, out.output
+        with pytest.raises(ValueError, match=re.escape(said)):  # from Python too (it failed inside protobuf)
+            quantize_onnx(model, images)
     assert sorted(images.rglob("*.onnx")) == before  # nothing exported or quantized

@@ -87,24 +87,6 @@ def export(
     typer.echo(f"wrote {out}")
 
 
-def _checkpoint_to_quantize(model: Path) -> str:
-    """What to do with a ``.pt`` given to ``quantize``: export it first, or, for an INT8 (``--int8``) checkpoint,
-    export it and stop there (its Q/DQ ONNX carries the scales it learned)."""
-    fix = f"export it first with `detdistill export {model}`, then quantize the .onnx"
-    try:
-        import torch  # lazy: torch (only this error reads the checkpoint)
-
-        from ..models import is_int8_finetuned
-
-        ckpt = torch.load(model, map_location="cpu", weights_only=False)
-    except Exception:  # no torch here, or not a loadable checkpoint: the plain advice
-        return f"{model} is a PyTorch checkpoint, and quantize takes an FP32 ONNX: {fix}"
-    if isinstance(ckpt, dict) and is_int8_finetuned(ckpt):
-        return (f"{model} is an INT8 (quantization-aware, --int8) checkpoint: `detdistill export {model}` writes its "
-                "INT8 Q/DQ ONNX with the scales it learned; there is nothing to quantize")
-    return f"{model} is a PyTorch checkpoint, and quantize takes an FP32 ONNX: {fix}"
-
-
 def quantize(
     model: Path = typer.Argument(..., help="FP32 .onnx from `detdistill export`."),
     data: Path = typer.Option(..., "--data", "-d", parser=path_parser("--data", IMAGES), metavar="PATH",
@@ -132,7 +114,9 @@ def quantize(
     Example: detdistill quantize student.onnx --data datasets/road.yaml --target tensorrt --max-drop 0.01 --val-data datasets/road.yaml --val-split train
     """
     if model.suffix.lower() == ".pt" and model.is_file():
-        fail(_checkpoint_to_quantize(model))
+        from .quantize import checkpoint_to_quantize  # lazy: onnx, torch (only this error needs them)
+
+        fail(checkpoint_to_quantize(model))
     _need_file(model, "model", (".onnx",), EXPORT_ONE)
     if not data.exists():
         fail(f"calibration source {data} does not exist; pass a folder of images or a data YAML")

@@ -37,7 +37,8 @@ import onnx
 
 from .. import atomic
 from ..file_checks import require_present
-from ..runtime.model_file import EXPORT_ONE, require_nonempty
+from ..models import is_int8_finetuned
+from ..runtime.model_file import EXPORT_ONE, ZIP_MAGIC, require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
@@ -195,6 +196,22 @@ def _stamp(out: Path, src_meta: dict[str, str], quant: dict) -> None:
     onnx.save(proto, str(out))
 
 
+def checkpoint_to_quantize(model: Path) -> str:
+    """What to do with a ``.pt`` given to ``quantize``: export it first, or, for an INT8 (``--int8``) checkpoint,
+    export it and stop there (its Q/DQ ONNX carries the scales it learned)."""
+    fix = f"export it first with `detdistill export {model}`, then quantize the .onnx"
+    try:
+        import torch  # lazy: torch (only this error reads the checkpoint)
+
+        ckpt = torch.load(model, map_location="cpu", weights_only=False)
+    except Exception:  # no torch here, or not a loadable checkpoint: the plain advice
+        return f"{model} is a PyTorch checkpoint, and quantize takes an FP32 ONNX: {fix}"
+    if isinstance(ckpt, dict) and is_int8_finetuned(ckpt):
+        return (f"{model} is an INT8 (quantization-aware, --int8) checkpoint: `detdistill export {model}` writes its "
+                "INT8 Q/DQ ONNX with the scales it learned; there is nothing to quantize")
+    return f"{model} is a PyTorch checkpoint, and quantize takes an FP32 ONNX: {fix}"
+
+
 def quantize_onnx(
     onnx_path: str | Path,
     calib: str | Path | Sequence[str | Path],
@@ -238,6 +255,9 @@ def quantize_onnx(
     """
     src = Path(onnx_path)
     require_present(src, "ONNX model", EXPORT_ONE)
+    with src.open("rb") as f:
+        if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+            raise ValueError(checkpoint_to_quantize(src))
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:
