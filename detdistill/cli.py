@@ -147,6 +147,9 @@ def train(
                        resume=resume, train_args=overrides)
     best = api.run_training(job)
     console.print(f"student checkpoint: [bold]{best}[/]", soft_wrap=True)  # a path to copy, never wrapped
+    if int8:  # its ONNX carries the learned scales: quantize would refuse it
+        console.print(f"next: detdistill export {best} --imgsz {overrides.get('imgsz', 640)}  (writes its INT8 Q/DQ "
+                      "ONNX with the scales it learned; no quantize step)", soft_wrap=True, markup=False)
 
 
 @app.command(epilog="Example: detdistill val runs/student/weights/best.pt --data vehicles.yaml --imgsz 320")

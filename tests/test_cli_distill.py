@@ -170,6 +170,8 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
         assert out.exit_code == 0, out.output
         assert (str(jobs[-1].teacher), jobs[-1].recipe, jobs[-1].int8, jobs[-1].self_teacher) == \
             (str(teacher_pt), recipe, True, True)
+        assert f"next: detdistill export {tmp_path / 'best.pt'} --imgsz 640 (writes its INT8 Q/DQ ONNX" in \
+            " ".join(out.output.split()), out.output
     out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed
     assert "without --teacher, `--augment PRESET`" in out.output

@@ -94,10 +94,11 @@ def test_the_data_yaml_reader_gives_its_keys_as_written_and_names_what_it_cannot
         assert read_data_yaml(data) == {}
         with pytest.raises(ValueError, match="has no 'names' key"):
             load_dataset(data)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset YAML {tmp_path / 'missing.yaml'} not found")):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset YAML {tmp_path / 'missing.yaml'} does not exist. "
+                                                          "Pass a YOLO data YAML")):
         read_data_yaml(tmp_path / "missing.yaml")
-    with pytest.raises(FileNotFoundError, match="not found"):
-        read_data_yaml(tmp_path)  # a folder
+    with pytest.raises(FileNotFoundError, match=re.escape(f"dataset YAML {tmp_path} is a folder, not a file. Pass")):
+        load_dataset(tmp_path)  # a folder
     data.write_text("names: [a\n", encoding="utf-8")
     with pytest.raises(yaml.YAMLError):
         read_data_yaml(data)

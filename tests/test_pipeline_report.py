@@ -12,6 +12,7 @@ import pytest
 
 from detdistill.pipeline.artifacts import Artifact
 from detdistill.pipeline.report import ArtifactResult, PipelineReport, TrainingRun, write_report
+from detdistill.pipeline.report.records import QAD_ONNX_NOTE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG_PREFIX = '<img src="data:image/png;base64,'
@@ -318,3 +319,14 @@ def test_scatter_names_do_not_overlap_where_artifacts_score_and_run_alike() -> N
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (texts[i].get_text(), a, b)
         assert not a.overlaps(fig.axes[0].get_window_extent(renderer))  # nothing written over the points
+
+
+def test_a_quantization_aware_onnx_is_noted_as_float_sized(tmp_path: Path) -> None:
+    kd = Artifact("student_kd", "pt", tmp_path / "kd.pt", tmp_path / "kd.pt", 224)
+    qad = Artifact("student_kd", "pt", tmp_path / "q.pt", tmp_path / "q.pt", 224, precision="int8", method="qad")
+    results = [ArtifactResult(qad.exported(tmp_path / "q.onnx"), 8.47, None, None, 0.25, 0.4, {}, "simulated"),
+               ArtifactResult(kd.exported(tmp_path / "kd.onnx", precision="int8", method="ptq", target="cpu"), 2.5,
+                              None, None, 0.26, 0.41, {}, "onnxruntime CPU"),
+               ArtifactResult(qad, 8.4, None, None, 0.25, 0.4, {}, "pytorch")]
+    assert [r.note for r in results] == [QAD_ONNX_NOTE, "", ""]
+    assert ArtifactResult(qad.exported(tmp_path / "q.onnx"), 8.47, None, None, None, None, note="mine").note == "mine"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..file_checks import require_present
 from .images import images_in
 
 SPLITS = ("train", "val", "test")  # the split keys of a YOLO data YAML
@@ -44,8 +45,7 @@ def read_data_yaml(path: str | Path) -> dict:
     The one reader of data YAMLs: a missing file is ``FileNotFoundError``, a binary one :class:`DatasetError`, and
     YAML that does not parse ``yaml.YAMLError`` (the CLI names its line)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset YAML {path} not found")
+    require_present(path, "dataset YAML", "Pass a YOLO data YAML (names: and the train/val image paths).")
     cfg = yaml.safe_load(read_text(path, "data YAML"))
     return cfg if isinstance(cfg, dict) else {}
 

@@ -9,6 +9,10 @@ from ...export.robustness import Robustness
 from ..artifacts import Artifact
 
 
+# a quantization-aware export keeps its weights in float beside their learned scales (as ModelOpt exports them)
+QAD_ONNX_NOTE = "weights stored in float with their INT8 scales: a TensorRT engine built from it holds them in int8"
+
+
 @dataclass
 class ArtifactResult:
     """One measured artifact (a checkpoint, an ONNX file or an engine) and its numbers."""
@@ -21,8 +25,12 @@ class ArtifactResult:
     map50: float | None
     latency_ms: dict[str, float] = field(default_factory=dict)  # median ms per stage
     backend: str = ""  # e.g. "onnxruntime CPU", "tensorrt", "pytorch"
-    note: str = ""
+    note: str = ""  # default: what the numbers alone would mislead about (QAD_ONNX_NOTE)
     robustness: Robustness | None = None  # mAP50-95 under image corruptions (measure.corrupt)
+
+    def __post_init__(self) -> None:
+        if not self.note and self.artifact.method == "qad" and self.artifact.format == "onnx":
+            self.note = QAD_ONNX_NOTE
 
     @property
     def name(self) -> str:
