@@ -211,3 +211,28 @@ def test_an_upper_case_suffix_is_evaluated_as_the_runtime_opens_it(tmp_path_fact
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     upper = shutil.copyfile(onnx_path, tmp_path / "TEACHER.ONNX")
     assert evaluate(upper, coco8_yaml, limit=2).map50_95 == evaluate(onnx_path, coco8_yaml, limit=2).map50_95
+
+
+def test_a_pt_is_scored_at_the_size_it_was_trained_at_unless_told(tmp_path, teacher_pt, coco8_yaml):
+    """As ultralytics' YOLO(path).val() takes it: a student trained at 160 and scored at 640 looked 30 points
+    below its own ONNX export at 160."""
+    import torch
+    from typer.testing import CliRunner
+
+    from detdistill.cli import app
+    from detdistill.export.evaluate import open_detector
+
+    ckpt = torch.load(teacher_pt, map_location="cpu", weights_only=False)
+    ckpt["train_args"]["imgsz"] = 160
+    small = tmp_path / "small.pt"
+    torch.save(ckpt, small)
+    assert open_detector(small).imgsz == (160, 160) and open_detector(small, imgsz=320).imgsz == (320, 320)
+    del ckpt["train_args"]["imgsz"]
+    torch.save(ckpt, tmp_path / "unknown.pt")
+    assert open_detector(tmp_path / "unknown.pt").imgsz == (640, 640)
+    out = CliRunner().invoke(app, ["eval", str(small), "--data", str(coco8_yaml), "--limit", "1"], terminal_width=300)
+    assert out.exit_code == 0 and "note: small.pt is scored at 160 px (a .pt at the size it was trained at" in \
+        out.output, out.output
+    out = CliRunner().invoke(app, ["eval", str(small), "--data", str(coco8_yaml), "--limit", "1", "--imgsz", "320"],
+                             terminal_width=300)
+    assert out.exit_code == 0 and "note:" not in out.output, out.output

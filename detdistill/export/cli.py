@@ -222,7 +222,8 @@ def eval_cmd(
                               help="YOLO data YAML."),
     split: str = typer.Option("val", help="Split to evaluate."),
     imgsz: Optional[int] = typer.Option(None, max=4096,
-                                        help="Input size for a .pt (default 640); checked for ONNX/engines."),
+                                        help="Input size for a .pt (default: the size it was trained at, else 640); "
+                                        "checked for ONNX/engines."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
     device: str = typer.Option("cpu", help="Where it runs: cpu, cuda, auto; tensorrt for an ONNX (ONNX Runtime's "
                                "TensorRT provider)."),
@@ -253,6 +254,9 @@ def eval_cmd(
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
         _check_int8_choice(model, int8)
         _warn(det)
+        if imgsz is None and model.suffix.lower() == ".pt":
+            typer.secho(f"note: {model.name} is scored at {max(det.imgsz)} px (a .pt at the size it was trained at, "
+                        "else 640; --imgsz to choose another)", fg=typer.colors.YELLOW, err=True)
         if det.frame is not None:
             h, w = det.frame
             typer.secho(f"note: {model.name} takes {w}x{h} camera frames (its letterbox is in the graph): each image "

@@ -132,7 +132,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     kwargs = {"conf": conf, "iou": iou, "max_det": max_det, "multi_label": True, "fit_frames": True}
     suffix = model.suffix.lower()  # MODEL.ONNX as the runtime and the demo take it
     if suffix == ".pt":
-        return Detector(TorchBackend(model, imgsz or 640, device=device), **kwargs)
+        return Detector(TorchBackend(model, imgsz, device=device), **kwargs)
     if suffix not in {".onnx", ".engine", ".plan"}:
         raise ValueError(f"{model}: expected a .pt, .onnx or .engine file")
     extra = {"device": device, "int8_kernels": int8_kernels_for(model, int8)} if suffix == ".onnx" else {}

@@ -17,9 +17,10 @@ TORCH_DEVICES = ("cpu", "cuda", "auto")
 
 
 class TorchBackend:
-    """Backend protocol over a PyTorch detection model (CPU or CUDA), static square ``imgsz``."""
+    """Backend protocol over a PyTorch detection model (CPU or CUDA), static square ``imgsz`` (default: the size the
+    checkpoint was trained at, as ultralytics' ``YOLO(path).val()`` takes it, else 640)."""
 
-    def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] = 640, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path, imgsz: int | tuple[int, int] | None = None, device: str = "cpu") -> None:
         import torch  # lazy: torch (export.evaluate imports this module and stays torch-free)
 
         if device not in TORCH_DEVICES:
@@ -28,7 +29,8 @@ class TorchBackend:
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda': PyTorch sees no CUDA GPU here (a CPU-only torch, or no driver): use "
                              "device cpu, or auto to take a GPU where there is one")
-        model = load_detection_checkpoint(weights, role="model")[0]
+        model, ckpt = load_detection_checkpoint(weights, role="model")
+        imgsz = imgsz or trained_imgsz(ckpt)
         self.model, _ = ExportWrapper.build(model, dynamic_shape=False)
         self.device = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
@@ -46,3 +48,9 @@ class TorchBackend:
 
         with torch.no_grad():
             return [t.cpu().numpy() for t in self.model(torch.from_numpy(x).to(self.device))]
+
+
+def trained_imgsz(ckpt: dict) -> int:
+    """The square input size a checkpoint was trained at (its ``train_args``), else 640."""
+    size = (ckpt.get("train_args") or {}).get("imgsz")
+    return size if isinstance(size, int) and size > 0 else 640
