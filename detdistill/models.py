@@ -7,6 +7,7 @@ and the CLI starts without them.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
         raise CheckpointError(f"{role} {path} is empty (0 bytes): an interrupted copy or save; copy it again, or "
                               "rerun the training that wrote it")
     try:
-        model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
+        with warnings.catch_warnings():  # ModelOpt asks for a model.to(device) that ultralytics' restore then does
+            warnings.filterwarnings("ignore", message="Could not identify the device for TensorQuantizer")
+            model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
     except Exception as e:  # truncated file, not a torch file, not an ultralytics checkpoint
         raise CheckpointError(f"could not load {role} {path} as an ultralytics checkpoint: {_load_problem(e)}") from e
     task = getattr(model, "task", None) or type(model).__name__

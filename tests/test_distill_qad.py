@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 import subprocess
 import sys
 
@@ -189,3 +190,13 @@ def test_a_checkpoint_given_to_quantize_is_sent_to_export_and_an_int8_one_told_i
         with pytest.raises(ValueError, match=re.escape(said)):  # from Python too (it failed inside protobuf)
             quantize_onnx(model, images)
     assert sorted(images.rglob("*.onnx")) == before  # nothing exported or quantized
+
+
+def test_loading_a_qad_checkpoint_prints_no_modelopt_device_warning(qad_run):
+    from detdistill.models import load_detection_checkpoint
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, _ = load_detection_checkpoint(qad_run[2])
+    assert is_fake_quantized(model)
+    assert not [w for w in caught if "Could not identify the device" in str(w.message)], [str(w.message) for w in caught]
