@@ -143,6 +143,12 @@ def test_eval_rejects_mismatched_inputs(tmp_path_factory, teacher_pt, coco_mini_
         evaluate(onnx_path, coco_mini_yaml, split="test")
     with pytest.raises(ValueError, match="rect evaluation"):
         evaluate(onnx_path, coco_mini_yaml, rect=True)
+    for args, kwargs, said in (((5, coco_mini_yaml), {}, "model is the path of a .pt, .onnx or .engine"),
+                               ((onnx_path, {"val": "x"}), {}, "data is the path of a YOLO data YAML, got dict"),
+                               ((onnx_path, coco_mini_yaml), {"limit": "4"}, "limit is a number of images"),
+                               ((onnx_path, coco_mini_yaml), {"limit": True}, "limit is a number of images")):
+        with pytest.raises(TypeError, match=said):
+            evaluate(*args, **kwargs)
 
 
 def test_eval_names_a_label_file_whose_class_ids_the_yaml_does_not_name(tmp_path_factory, teacher_pt, coco8_yaml,

@@ -117,6 +117,9 @@ def test_recipe_files_load_and_bad_yaml_is_named(tmp_path):
         load_pipeline(tmp_path / "missing.yaml")
     with pytest.raises(PipelineError, match="is a folder: pass the pipeline recipe YAML"):
         load_pipeline(tmp_path)  # a work folder given as the recipe
+    for wrong in (5, ["data: {yaml: d.yaml}"]):
+        with pytest.raises(PipelineError, match="a pipeline recipe is the path of its YAML or a mapping, got"):
+            load_pipeline(wrong)
     twice = tmp_path / "twice.yaml"  # PyYAML keeps the last of two keys: the 100-epoch block would win silently
     twice.write_text("data: {yaml: d.yaml}\ntrain: {epochs: 1}\nteacher: {weights: yolov8s}\ntrain:\n  epochs: 100\n")
     with pytest.raises(PipelineError, match=r"found the key 'train' twice \(first on line 2\)") as e:

@@ -215,6 +215,12 @@ def evaluate(
     ``corrupt`` (``"fog:3"`` or ``("fog", 3)``): score on the images under that corruption of
     :mod:`detdistill.data.corruptions`, seeded per file name; labels are unchanged (nothing moves).
     """
+    if not isinstance(model, (str, Path, Detector)):
+        raise TypeError(f"model is the path of a .pt, .onnx or .engine (or a Detector), got {type(model).__name__}")
+    if not isinstance(data, (str, Path)):
+        raise TypeError(f"data is the path of a YOLO data YAML, got {type(data).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise TypeError(f"limit is a number of images, e.g. limit=100, got {limit!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or left out for the whole split), got {limit}")
     if corrupt is not None:

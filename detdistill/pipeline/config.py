@@ -417,6 +417,8 @@ def load_pipeline(source: str | Path | dict) -> tuple[PipelineConfig, str]:
     """
     if isinstance(source, dict):
         return validate(source), yaml.safe_dump(source, sort_keys=False)
+    if not isinstance(source, (str, Path)):
+        raise PipelineError(f"a pipeline recipe is the path of its YAML or a mapping, got {type(source).__name__}")
     path = Path(source)
     if path.is_dir():
         raise PipelineError(f"{path} is a folder: pass the pipeline recipe YAML (a run's work folder is --workdir; "
