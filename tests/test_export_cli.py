@@ -390,8 +390,10 @@ def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_
     onnx_path = export_teacher(tmp_path_factory, teacher_pt)
     for model in (onnx_path, teacher_pt):
         out = _run(app, "eval", model, "-d", coco8_yaml, "--int8", "kernels", "--limit", "1")
-        assert out.exit_code == 2 and f"--int8 kernels chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is " \
-            "not one: drop --int8" in out.output.replace("\n", ""), out.output
+        assert out.exit_code == 2 and f"int8='kernels' (--int8 kernels) chooses how an INT8 (Q/DQ) ONNX runs, and " \
+            f"{model.name} is not one: leave it at 'auto' (drop --int8)" in out.output.replace("\n", ""), out.output
+        with pytest.raises(ValueError, match=r"int8='kernels' \(--int8 kernels\) chooses how"):
+            evaluate(model, coco8_yaml, int8="kernels", limit=1)  # from Python too (it was ignored)
 
 
 def test_bench_names_the_frames_it_left_out(app, tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):

@@ -58,7 +58,7 @@ def test_eval_and_bench_run_on_the_runtime_extra_alone(tmp_path_factory, tmp_pat
     out = _cli_without_torch("bench", int8, "--images", images, "--runs", "50", "--warmup", "1")
     assert out.returncode == 0 and "inference" in out.stdout, out.stderr[-2000:]
     out = _cli_without_torch("eval", onnx_path, "--data", coco8_yaml, "--int8", "kernels")  # FP32: still refused
-    assert out.returncode == 2 and "is not one: drop --int8" in out.stderr, out.stderr[-2000:]
+    assert out.returncode == 2 and "is not one: leave it at 'auto' (drop --int8)" in out.stderr, out.stderr[-2000:]
     out = _cli_without_torch("eval", teacher_pt, "--data", coco8_yaml, "--limit", "1")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "this command needs torch, which is not installed here: pip install 'detdistill[train]'" in out.stderr

@@ -96,7 +96,8 @@ def int8_artifact(best: Path, data: str, imgsz: int) -> tuple[Path, str]:
 
     from detdistill.data.image_lists import list_images
     from detdistill.export.onnx_export import default_parity_images, export_onnx
-    from detdistill.export.quantize import has_qdq, quantize_onnx
+    from detdistill.export.qdq import has_qdq
+    from detdistill.export.quantize import quantize_onnx
 
     onnx_path = export_onnx(best, best.with_suffix(".onnx"), imgsz=imgsz, parity_images=default_parity_images())
     if has_qdq(onnx.load(str(onnx_path))):

@@ -252,7 +252,6 @@ def eval_cmd(
     try:
         specs = _corruption_specs(corrupt)
         det = open_detector(model, imgsz=imgsz, device=device, int8=int8)
-        _check_int8_choice(model, int8)
         _warn(det)
         if imgsz is None and model.suffix.lower() == ".pt":
             typer.secho(f"note: {model.name} is scored at {max(det.imgsz)} px (a .pt at the size it was trained at, "
@@ -287,33 +286,6 @@ def _score_map(det, data: Path, spec: Optional[str]) -> dict[int, int] | None:
     typer.secho(f"note: {data.name}'s classes <- the model's: {describe_scoring(cm)} (other model classes are not "
                 "scored)", err=True)
     return mapping
-
-
-def _check_int8_choice(model: Path, int8: str) -> None:
-    """Raise ValueError for ``--int8 kernels|simulate`` on a model that has no Q/DQ pair to run either way."""
-    if int8 not in ("kernels", "simulate"):
-        return
-    if model.suffix.lower() != ".onnx" or not _is_qdq(model):
-        raise ValueError(f"--int8 {int8} chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is not one: drop --int8")
-
-
-def _is_qdq(model: Path) -> bool:
-    """Whether an ONNX is INT8 Q/DQ: detdistill records it in the metadata of every Q/DQ file it writes (quantize,
-    QAD export); another producer's file is read with the onnx package, or taken at its word without it (a
-    runtime-only install)."""
-    from ..runtime.backends.onnxruntime import onnx_metadata  # lazy: onnxruntime (the CLI starts without it)
-    from ..runtime.metadata import ModelInfo
-
-    info = ModelInfo.from_mapping(onnx_metadata(model))
-    if info.quantization or info.extra.get("producer") == "detdistill":
-        return bool(info.quantization)
-    try:
-        import onnx  # lazy: onnx (the export extra; a runtime-only install has none)
-    except ModuleNotFoundError:
-        return True
-    from .quantize import has_qdq
-
-    return has_qdq(onnx.load(str(model), load_external_data=False))
 
 
 def _corruption_specs(spec: Optional[str]) -> list[tuple[str, int | None]]:

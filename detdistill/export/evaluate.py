@@ -29,6 +29,7 @@ from ..file_checks import require_present
 from ..data.dataset import label_path, load_dataset, read_labels, require_labels, unnamed_class_ids
 from ..data.images import ImageError, decode_checked, read_bgr
 from ..data.splits import photo_groups
+from .qdq import is_qdq
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
 
@@ -102,6 +103,15 @@ def rect_shapes(files: list[Path], imgsz: int, batch: int, stride: int) -> dict[
     return out
 
 
+def check_int8_choice(model: Path, int8: str) -> None:
+    """Raise ValueError for ``--int8 kernels|simulate`` on a model that has no Q/DQ pair to run either way."""
+    if int8 not in ("kernels", "simulate"):
+        return
+    if model.suffix.lower() != ".onnx" or not is_qdq(model):
+        raise ValueError(f"int8={int8!r} (--int8 {int8}) chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is not "
+                         "one: leave it at 'auto' (drop --int8)")
+
+
 INT8_MODES = ("auto", "kernels", "simulate")
 
 
@@ -126,6 +136,7 @@ def open_detector(model: str | Path, *, imgsz: int | None = None, backend: str =
     """
     model = Path(model)
     require_present(model, "model", "Pass a .pt, .onnx or .engine.")
+    check_int8_choice(model, int8)
     if imgsz is not None and imgsz < 1:
         raise ValueError(f"imgsz must be a positive multiple of {MAX_STRIDE} (e.g. 320, 640), got {imgsz}")
     # fit_frames: a model with in-graph preprocessing (export --frame) gets each image letterboxed to its frame size

@@ -20,7 +20,7 @@ from ..runtime.backends.onnxruntime import OrtBackend
 from ..runtime.letterbox import preprocess
 from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
 from .outputs import checked_output
-from .quantize import has_qdq
+from .qdq import has_qdq
 from .wrapper import ExportWrapper, input_size
 
 INPUT_NAME = "images"

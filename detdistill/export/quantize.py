@@ -46,6 +46,7 @@ from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path,
 from .compare import paired_gain
 from .evaluate import EvalResult, evaluate
 from .outputs import checked_output
+from .qdq import has_qdq
 from .sensitivity import SENSITIVITY_IMAGES, cached_ranking, rank_sensitivity, sensitivity_cache_path
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -105,12 +106,6 @@ def _read_info(proto: onnx.ModelProto) -> tuple[ModelInfo, str, str]:
         raise ValueError("this ONNX has no detdistill metadata ('head'); export it with `detdistill export` first")
     info = ModelInfo.from_mapping(meta)
     return info, meta["head"], proto.graph.input[0].name
-
-
-def has_qdq(proto: onnx.ModelProto) -> bool:
-    """Whether the ONNX carries explicit quantization (QuantizeLinear / DequantizeLinear nodes): a PTQ model,
-    or the export of a quantization-aware (QAT/QAD) one."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
 
 
 def layer_of(node_name: str) -> str | None:

@@ -42,7 +42,8 @@ from ..runtime.postprocess import NMS_OUTPUTS
 from ..hashing import file_sha256, files_key
 from .calibration import CalibrationReader
 from .outputs import checked_output
-from .quantize import HEAD_INNER, has_qdq
+from .qdq import has_qdq
+from .quantize import HEAD_INNER
 from .platform_info import GpuInfo, detect_gpu, jetpack_for, read_l4t, tensorrt_install_hint
 
 PRECISIONS = ("fp32", "fp16", "int8")
