@@ -148,8 +148,13 @@ def train(
     best = api.run_training(job)
     console.print(f"student checkpoint: [bold]{best}[/]", soft_wrap=True)  # a path to copy, never wrapped
     if int8:  # its ONNX carries the learned scales: quantize would refuse it
-        console.print(f"next: detdistill export {best} --imgsz {overrides.get('imgsz', 640)}  (writes its INT8 Q/DQ "
-                      "ONNX with the scales it learned; no quantize step)", soft_wrap=True, markup=False)
+        import torch  # lazy: torch (loaded by the training above)
+
+        from detdistill.export.torch_backend import trained_imgsz  # lazy: torch, as above
+
+        size = trained_imgsz(torch.load(best, map_location="cpu", weights_only=False))
+        console.print(f"next: detdistill export {best} --imgsz {size}  (writes its INT8 Q/DQ ONNX with the scales it "
+                      "learned; no quantize step)", soft_wrap=True, markup=False)
 
 
 @app.command(epilog="Example: detdistill val runs/student/weights/best.pt --data vehicles.yaml --imgsz 320")

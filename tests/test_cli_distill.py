@@ -162,15 +162,20 @@ def test_int8_without_a_teacher_distills_the_student_from_its_own_weights(monkey
     pytest.importorskip("modelopt.torch.quantization", reason="--int8 needs NVIDIA ModelOpt")
     from detdistill.distill import api
 
+    import torch
+
     jobs = []
     monkeypatch.setattr(api, "run_training", lambda job: jobs.append(job) or tmp_path / "best.pt")
+    best = torch.load(teacher_pt, map_location="cpu", weights_only=False)  # what the run wrote: trained at 320
+    best["train_args"]["imgsz"] = 320
+    torch.save(best, tmp_path / "best.pt")
     for extra, recipe in (([], "logit-box"), (["--recipe", "cwd"], "cwd")):
         out = runner.invoke(app, ["train", "--int8", "--student", str(teacher_pt), "--data", str(coco8_yaml),
                                   *extra, "epochs=1"], terminal_width=200)
         assert out.exit_code == 0, out.output
         assert (str(jobs[-1].teacher), jobs[-1].recipe, jobs[-1].int8, jobs[-1].self_teacher) == \
             (str(teacher_pt), recipe, True, True)
-        assert f"next: detdistill export {tmp_path / 'best.pt'} --imgsz 640 (writes its INT8 Q/DQ ONNX" in \
+        assert f"next: detdistill export {tmp_path / 'best.pt'} --imgsz 320 (writes its INT8 Q/DQ ONNX" in \
             " ".join(out.output.split()), out.output
     out = runner.invoke(app, ["train", "--student", str(teacher_pt), "--data", str(coco8_yaml)], terminal_width=200)
     assert out.exit_code == 2 and "missing --teacher" in out.output  # without --int8 a teacher is needed

@@ -57,7 +57,7 @@ def test_tiny_images_take_every_corruption_down_to_the_smallest_side_and_smaller
     img, seed = image
     for h, w in ((MIN_SIDE, MIN_SIDE + 1), (8, 8), (MIN_SIDE, 64)):
         crop = np.ascontiguousarray(img[:h, :w])
-        for name in CORRUPTIONS:  # glare's radius and the drops of rain and snow were too small to draw here
+        for name in CORRUPTIONS:  # glare's sun radius is at least 2 pixels on any side
             for severity in range(1, 6):
                 assert corrupt(crop, name, severity, seed).shape == (h, w, 3), (name, severity, h, w)
     tiny = np.ascontiguousarray(img[:MIN_SIDE - 1, :32])

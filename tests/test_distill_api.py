@@ -68,6 +68,8 @@ def test_bad_inputs_are_refused_before_training(tmp_path, monkeypatch, teacher_p
                 TrainJob("s.yaml", coco8_yaml, augment="road", teacher_clean=True)):
         with pytest.raises(TrainInputError, match="needs a teacher"):
             run_training(job)
+    with pytest.raises(TrainInputError, match=f"student checkpoint {tmp_path / 'gone.pt'} does not exist"):
+        run_training(TrainJob(tmp_path / "gone.pt", coco8_yaml, int8=True))  # its own teacher: named as the student
     exported = tmp_path / "best.onnx"
     exported.write_bytes(b"onnx")
     for job in (TrainJob(exported, coco8_yaml, int8=True), TrainJob(exported, coco8_yaml, teacher_pt, int8=True)):
@@ -90,6 +92,17 @@ def test_the_job_pins_its_run_folder_in_the_train_arguments(tmp_path):
     job = TrainJob("s.yaml", "d.yaml", run_dir=tmp_path / "student-kd", train_args={"epochs": 3, "name": "x"})
     assert job.args() == {"epochs": 3, "name": "student-kd", "project": str(tmp_path), "exist_ok": True}
     assert TrainJob(train_args={"epochs": 3}).args() == {"epochs": 3}
+
+
+def test_an_int8_job_without_a_teacher_is_taught_by_the_student_itself():
+    import dataclasses
+
+    job = TrainJob("s.pt", "d.yaml", int8=True)
+    assert (job.teacher, job.recipe, job.self_teacher) == ("s.pt", "logit-box", True)
+    assert dataclasses.replace(job, data="e.yaml").self_teacher
+    assert TrainJob("s.pt", "d.yaml", "s.pt", int8=True, recipe="at").recipe == "at"
+    assert not TrainJob("s.pt", "d.yaml", "t.pt", int8=True).self_teacher and TrainJob("s.pt", "d.yaml").teacher is None
+    assert TrainJob("s.yaml", "d.yaml", int8=True).teacher is None  # refused by check_job: no trained weights
 
 
 def test_an_int8_job_fine_tunes_at_a_small_learning_rate_unless_told_otherwise(tmp_path):

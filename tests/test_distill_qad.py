@@ -61,8 +61,8 @@ def test_only_the_student_is_fake_quantized_and_the_ranges_survive_resume(qad_ru
 
 @pytest.mark.slow
 def test_a_pruned_student_resumes_its_int8_training(tmp_path, teacher_pt, coco8_yaml):
-    """A pruned student's module comes back from ``last.pt`` with its quantizers: resume keeps them (it restored
-    them a second time, and ModelOpt stopped: "Model already has modelopt state")."""
+    """A pruned student's module comes back from ``last.pt`` with its quantizers: resume keeps them as they are,
+    ranges included (ModelOpt refuses a second restore: "Model already has modelopt state")."""
     from ultralytics import YOLO
     from ultralytics.nn.tasks import load_checkpoint
 
@@ -79,6 +79,8 @@ def test_a_pruned_student_resumes_its_int8_training(tmp_path, teacher_pt, coco8_
     model, ckpt = load_checkpoint(api.resume(last))
     assert len(ckpt["train_results"]["epoch"]) == 2 and model.yaml.get("pruned")
     assert is_fake_quantized(model) and ckpt["modelopt"]["ranges"].keys() == ranges.keys()
+    for key, value in ranges.items():  # not calibrated again
+        assert torch.allclose(ckpt["modelopt"]["ranges"][key].float(), value.float(), rtol=1e-4), key
 
 
 @pytest.mark.slow
@@ -187,7 +189,7 @@ def test_a_checkpoint_given_to_quantize_is_sent_to_export_and_an_int8_one_told_i
                         (teacher_pt, "is a PyTorch checkpoint, and quantize takes an FP32 ONNX: export it first")):
         out = CliRunner().invoke(app, ["quantize", str(model), "--data", str(images)], terminal_width=400)
         assert out.exit_code == 2 and said in out.output, out.output
-        with pytest.raises(ValueError, match=re.escape(said)):  # from Python too (it failed inside protobuf)
+        with pytest.raises(ValueError, match=re.escape(said)):  # from Python too
             quantize_onnx(model, images)
     assert sorted(images.rglob("*.onnx")) == before  # nothing exported or quantized
 

@@ -326,8 +326,9 @@ def test_eval_warns_when_the_model_predicts_other_classes_than_the_data(app, tmp
     assert out.exit_code == 0 and "mAP50-95" in text, text
     assert f"warning: the model and {swapped} name their 80 classes differently (person as bicycle, bicycle as " \
            "person): class ids are scored by position" in text, text
-    out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, "--split", "nosuch")  # a fatal data error comes alone
-    assert out.exit_code != 0 and "nosuch" in out.output and "warning" not in out.output, out.output
+    for fatal in (("--split", "nosuch"), ("--rect",)):  # a fatal error comes alone, without the class warning
+        out = _run(app, "eval", onnx_path, "-d", vehicles_yaml, *fatal)
+        assert out.exit_code != 0 and "error:" in out.output and "warning" not in out.output, out.output
     from detdistill.export.evaluate import evaluate
 
     with pytest.warns(UserWarning, match=f"the model predicts 80 classes and {re.escape(str(vehicles_yaml))} has 5"):
@@ -393,7 +394,7 @@ def test_eval_of_a_pt_takes_rect_and_checks_its_device_and_int8_choice(app, tmp_
         assert out.exit_code == 2 and f"int8='kernels' (--int8 kernels) chooses how an INT8 (Q/DQ) ONNX runs, and " \
             f"{model.name} is not one: leave it at 'auto' (drop --int8)" in out.output.replace("\n", ""), out.output
         with pytest.raises(ValueError, match=r"int8='kernels' \(--int8 kernels\) chooses how"):
-            evaluate(model, coco8_yaml, int8="kernels", limit=1)  # from Python too (it was ignored)
+            evaluate(model, coco8_yaml, int8="kernels", limit=1)  # from Python too
 
 
 def test_bench_names_the_frames_it_left_out(app, tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):
@@ -427,6 +428,7 @@ def test_quantize_says_what_stays_in_float_and_warns_of_a_budget_on_other_classe
     assert out.exit_code == 0 and "in float: the head's outputs (last convolutions, DFL, decode))" in text, text
     assert f"warning: --max-drop measures the drop on {vehicles_yaml}, whose classes are not the model's (the " \
            "model predicts 80 classes" in text, text
+    assert text.count("the model predicts 80 classes") == 1 and "--class-map auto" not in text, text  # not eval's
     out = _run(app, "quantize", onnx_path, "--data", images, "-o", tmp_path / "b.onnx", "--keep-float", "head",
                "--val-data", coco_mini_yaml, *common)
     text = " ".join(out.output.split())

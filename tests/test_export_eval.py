@@ -220,8 +220,7 @@ def test_an_upper_case_suffix_is_evaluated_as_the_runtime_opens_it(tmp_path_fact
 
 
 def test_a_pt_is_scored_at_the_size_it_was_trained_at_unless_told(tmp_path, teacher_pt, coco8_yaml):
-    """As ultralytics' YOLO(path).val() takes it: a student trained at 160 and scored at 640 looked 30 points
-    below its own ONNX export at 160."""
+    """As ultralytics' YOLO(path).val() takes it, so a .pt and its export at its training size score alike."""
     import torch
     from typer.testing import CliRunner
 

@@ -60,5 +60,5 @@ def test_prune_checkpoint_checks_settings_before_loading(tmp_path):
         prune_checkpoint(missing, None, PruneConfig(target=0.4), metric="ms")
     with pytest.raises(TypeError, match="config must be a PruneConfig, got 0.5"):
         prune_checkpoint(missing, None, 0.5)
-    with pytest.raises(PruneError, match="missing.pt not found"):
+    with pytest.raises(PruneError, match="missing.pt does not exist"):
         prune_checkpoint(missing, None, PruneConfig(target=0.4))

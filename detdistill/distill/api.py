@@ -226,7 +226,6 @@ class TrainJob:
     run_dir: Path | None = None
     resume: Path | None = None
     train_args: dict[str, Any] = field(default_factory=dict)  # ultralytics train arguments
-    self_teacher: bool = field(default=False, init=False)  # int8 without a teacher: the student's .pt teaches
 
     def __post_init__(self) -> None:
         for name in ("unlabeled", "run_dir", "resume"):  # a folder or file given as text
@@ -234,10 +233,15 @@ class TrainJob:
                 setattr(self, name, Path(getattr(self, name)))
         if self.int8 and self.teacher is None and self.resume is None and \
                 Path(str(self.student)).suffix.lower() == ".pt":  # QAD from the student's own FP32 weights
-            self.teacher, self.recipe, self.self_teacher = self.student, self.recipe or SELF_RECIPE, True
+            self.teacher, self.recipe = self.student, self.recipe or SELF_RECIPE
         if not isinstance(self.train_args, dict):
             raise TrainInputError(f"train_args is a mapping of ultralytics train arguments, e.g. {{'epochs': 10}}, "
                                   f"got {type(self.train_args).__name__}")
+
+    @property
+    def self_teacher(self) -> bool:
+        """Whether the student's own weights teach it (QAD from its FP32 checkpoint)."""
+        return self.int8 and self.teacher is not None and str(self.teacher) == str(self.student)
 
     def args(self) -> dict[str, Any]:
         """The ultralytics train arguments, with ``run_dir`` as project/name when it is pinned; an ``int8`` job
@@ -302,6 +306,11 @@ def check_job(job: TrainJob) -> Recipe | None:
         return None
     if job.int8:
         require_modelopt()
+    if job.self_teacher:  # a missing student is named as the student, not looked up as a teacher
+        try:
+            model_config(job.student)
+        except FileNotFoundError as e:
+            raise TrainInputError(str(e)) from None
     check_augment(job.augment, job.teacher_clean)
     args = job.args()
     try:

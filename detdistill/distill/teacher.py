@@ -63,9 +63,10 @@ def load_teacher(path: str | Path, device: torch.device | str = "cpu", fuse: boo
     except CheckpointError as e:
         raise TeacherError(str(e)) from e
     if is_int8_finetuned(ckpt):
-        raise Int8TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher supervises "
-                           "in float; pass the float checkpoint it was fine-tuned from as the teacher (--teacher), "
-                           "which is also what `train --int8` without --teacher takes from a float student")
+        raise Int8TeacherError(f"teacher {path} is an INT8 fine-tuned checkpoint (fake quantization): a teacher "
+                               "supervises in float; pass the float checkpoint it was fine-tuned from as the teacher "
+                               "(--teacher), which is also what `train --int8` without --teacher takes from a float "
+                               "student")
     model = _unwrap(model)
     if never_trained(model):
         raise TeacherError(f"teacher {path} holds untrained weights (every BatchNorm layer keeps its initial "

@@ -10,6 +10,7 @@ class, 101-point interpolated AP, classes with ground truth), computed by faster
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,10 @@ def check_int8_choice(model: Path, int8: str) -> None:
     if model.suffix.lower() != ".onnx" or not is_qdq(model):
         raise ValueError(f"int8={int8!r} (--int8 {int8}) chooses how an INT8 (Q/DQ) ONNX runs, and {model.name} is not "
                          "one: leave it at 'auto' (drop --int8)")
+
+
+class OtherClassesWarning(UserWarning):
+    """The model predicts other classes than the data names: its mAP means little without a class map."""
 
 
 INT8_MODES = ("auto", "kernels", "simulate")
@@ -230,7 +235,7 @@ def evaluate(
         raise TypeError(f"model is the path of a .pt, .onnx or .engine (or a Detector), got {type(model).__name__}")
     if not isinstance(data, (str, Path)):
         raise TypeError(f"data is the path of a YOLO data YAML, got {type(data).__name__}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)):
         raise TypeError(f"limit is a number of images, e.g. limit=100, got {limit!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 image (or left out for the whole split), got {limit}")
@@ -249,8 +254,6 @@ def evaluate(
     if det.names and len(det.names) < len(ds.names) and class_map is None:
         raise ValueError(f"the model knows {len(det.names)} classes but {data} has {len(ds.names)}: "
                          "evaluate on the dataset the model was trained for")
-    if class_map is None and corrupt is None and (mismatch := class_count_warning(det, data)):
-        warnings.warn(mismatch, stacklevel=2)  # the CLI prints it as one `warning:` line
     if rect and not isinstance(det.backend, TorchBackend):
         raise ValueError("rect evaluation needs a dynamic-shape model: use it with a .pt (static ONNX/engines "
                          "always see the square input)")
@@ -276,6 +279,8 @@ def evaluate(
             boxes, scores = boxes[keep], scores[keep]
             ids = np.array([class_map[int(c)] for c in ids[keep]], np.int64)
         detections.append((boxes, scores, ids))
+    if class_map is None and corrupt is None and (mismatch := class_count_warning(det, data)):
+        warnings.warn(mismatch, OtherClassesWarning, stacklevel=2)  # after every check: an error comes alone
     m = coco_metrics(ground_truth, detections, sizes, keep_records=keep_records)
     for record, photo in zip(m.records or [], photo_groups(files)):
         record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare

@@ -29,6 +29,7 @@ import logging
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,8 @@ from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
 from .calibration import CALIB_CHUNK, CalibrationReader, calibration_cache_path, usable_calibration_images
 from .compare import paired_gain
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, OtherClassesWarning, evaluate
 from .outputs import checked_output
-from .qdq import has_qdq
 from .sensitivity import SENSITIVITY_IMAGES, cached_ranking, rank_sensitivity, sensitivity_cache_path
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -332,7 +332,9 @@ def quantize_onnx(
         return result
 
     def score(path: Path) -> EvalResult:
-        return evaluate(path, val_data, split=val_split, limit=val_limit, keep_records=True)
+        with warnings.catch_warnings():  # the CLI words other classes of the budget images for --max-drop
+            warnings.simplefilter("ignore", OtherClassesWarning)
+            return evaluate(path, val_data, split=val_split, limit=val_limit, keep_records=True)
 
     fp32, first = score(src), score(out)
     result.fp32_map, result.int8_map = fp32.map50_95, first.map50_95

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import load_detection_checkpoint
+from ..models import MAX_STRIDE, load_detection_checkpoint
 from ..runtime.metadata import ModelInfo
 from .wrapper import ExportWrapper, input_size
 
@@ -51,6 +51,7 @@ class TorchBackend:
 
 
 def trained_imgsz(ckpt: dict) -> int:
-    """The square input size a checkpoint was trained at (its ``train_args``), else 640."""
+    """The square input size a checkpoint was trained at (its ``train_args``, rounded up to a multiple of the
+    stride as ultralytics trains it), else 640."""
     size = (ckpt.get("train_args") or {}).get("imgsz")
-    return size if isinstance(size, int) and size > 0 else 640
+    return -(-size // MAX_STRIDE) * MAX_STRIDE if isinstance(size, int) and size > 0 else 640
