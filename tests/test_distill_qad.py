@@ -201,4 +201,5 @@ def test_loading_a_qad_checkpoint_prints_no_modelopt_device_warning(qad_run):
         warnings.simplefilter("always")
         model, _ = load_detection_checkpoint(qad_run[2])
     assert is_fake_quantized(model)
-    assert not [w for w in caught if "Could not identify the device" in str(w.message)], [str(w.message) for w in caught]
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "Could not identify the device" in m], said

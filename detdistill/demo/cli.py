@@ -58,7 +58,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 def _check_model(path: Path, backend: str) -> None:
     """Refuse a model that --backend auto cannot open, in the CLI's words (the runtime's own message names the
-    Python argument ``backend=``, which a CLI user cannot pass). A missing file is left to run_demo ("does not exist")."""
+    Python argument ``backend=``, which a CLI user cannot pass). A missing file is left to run_demo ("does not
+    exist")."""
     suffix = path.suffix.lower()
     if backend != "auto" or suffix in MODEL_SUFFIXES or not path.is_file():
         return
