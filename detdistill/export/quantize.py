@@ -39,7 +39,7 @@ import onnx
 from .. import atomic
 from ..file_checks import require_present
 from ..models import is_int8_finetuned
-from ..runtime.model_file import EXPORT_ONE, ZIP_MAGIC, require_nonempty
+from ..runtime.model_file import EXPORT_ONE, is_pytorch_checkpoint, require_nonempty
 from ..runtime.metadata import ModelInfo
 from ..data.dataset import load_dataset
 from ..data.image_lists import list_images
@@ -250,9 +250,8 @@ def quantize_onnx(
     """
     src = Path(onnx_path)
     require_present(src, "ONNX model", EXPORT_ONE)
-    with src.open("rb") as f:
-        if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
-            raise ValueError(checkpoint_to_quantize(src))
+    if is_pytorch_checkpoint(src):
+        raise ValueError(checkpoint_to_quantize(src))
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if method not in METHODS:

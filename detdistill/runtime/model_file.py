@@ -36,6 +36,12 @@ EXPORT_ONE = "Export one with `detdistill export`."  # the fix for a missing ONN
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive: how a PyTorch checkpoint begins, whatever its suffix
 
 
+def is_pytorch_checkpoint(path: str | Path) -> bool:
+    """Whether the file ``path`` begins as a ``torch.save`` archive does, whatever its suffix."""
+    with Path(path).open("rb") as f:
+        return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+
+
 def require_model_file(path: str | Path, kind: str, fix: str) -> None:
     """Raise for what a runtime cannot open as a ``kind`` model (``ONNX``, ``TensorRT``): a missing path or a folder
     (``FileNotFoundError``), a 0-byte file (:class:`EmptyModelError`) or a PyTorch checkpoint (``ValueError``, with
@@ -43,10 +49,9 @@ def require_model_file(path: str | Path, kind: str, fix: str) -> None:
     path = Path(path)
     require_present(path, f"{kind} model", fix)
     require_nonempty(path)
-    with path.open("rb") as f:
-        if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
-            raise ValueError(f"{path} is a PyTorch checkpoint, not an exported {kind} model: export it with "
-                             f"`detdistill export {path}` (or score the .pt itself with `detdistill eval`)")
+    if is_pytorch_checkpoint(path):
+        raise ValueError(f"{path} is a PyTorch checkpoint, not an exported {kind} model: export it with "
+                         f"`detdistill export {path}` (or score the .pt itself with `detdistill eval`)")
 
 
 @contextmanager
