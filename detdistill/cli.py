@@ -19,7 +19,7 @@ from detdistill.cli_errors import OPTIONAL_DEPENDENCIES, ErrorBoundary, fail, pa
 from detdistill.data.class_map import parse_class_map_arg
 from detdistill.data.dataset import load_dataset, require_labels
 from detdistill.data.unlabeled import PSEUDO_CONF
-from detdistill.models import CHECKPOINT_FIX
+from detdistill.models import CHECKPOINT_FIX, trained_imgsz
 from detdistill.file_checks import require_present
 from detdistill.recipes import RECIPES_DIR, builtin_recipes, recipe_summary, resolve_recipe_name
 from detdistill.yaml_numbers import load_yaml
@@ -150,8 +150,6 @@ def train(
     if int8:  # its ONNX carries the learned scales: quantize would refuse it
         import torch  # lazy: torch (loaded by the training above)
 
-        from detdistill.export.torch_backend import trained_imgsz  # lazy: torch, as above
-
         size = trained_imgsz(torch.load(best, map_location="cpu", weights_only=False))
         console.print(f"next: detdistill export {best} --imgsz {size}  (writes its INT8 Q/DQ ONNX with the scales it "
                       "learned; no quantize step)", soft_wrap=True, markup=False)
@@ -161,7 +159,7 @@ def train(
 def val(
     model: Path = typer.Argument(..., help="A .pt checkpoint (e.g. the distilled student's best.pt)."),
     data: str = typer.Option(..., help="Dataset YAML."),
-    imgsz: int = typer.Option(640, min=32, help="Image size."),
+    imgsz: Optional[int] = typer.Option(None, min=32, help="Image size (default: the size it was trained at, else 640)."),
     batch: int = typer.Option(16, min=1, help="Batch size."),
     device: str = typer.Option(None, help="cpu, 0, 0,1 ... (default: first GPU, else CPU)."),
 ) -> None:
@@ -183,6 +181,10 @@ def val(
         require_labels(load_dataset(data).images("val"), f"split 'val' of {data}")
         yolo = YOLO(str(model))
         stride = int(max(yolo.model.stride))
+        if imgsz is None:  # as YOLO(path).val() takes it
+            imgsz = trained_imgsz(yolo.ckpt or {})
+            typer.secho(f"note: {model.name} is validated at {imgsz} px (the size it was trained at, else 640; "
+                        "--imgsz to choose another)", fg=typer.colors.YELLOW, err=True)
         if imgsz % stride:
             fail(f"--imgsz {imgsz} is not a multiple of the model stride {stride} (ultralytics would round it up to "
                  f"{-(-imgsz // stride) * stride}): pass e.g. 320 or 640")

@@ -83,6 +83,13 @@ def load_detection_checkpoint(path: str | Path, role: str = "checkpoint",
     return model, ckpt
 
 
+def trained_imgsz(ckpt: dict) -> int:
+    """The square input size a checkpoint was trained at (its ``train_args``, rounded up to a multiple of the
+    stride as ultralytics trains it), else 640."""
+    size = (ckpt.get("train_args") or {}).get("imgsz")
+    return -(-size // MAX_STRIDE) * MAX_STRIDE if isinstance(size, int) and size > 0 else 640
+
+
 def _load_problem(exc: Exception) -> str:
     """What ``load_checkpoint``'s error says about the file, and the fix, without ultralytics' advice to download
     its own models (which a user's checkpoint does not need)."""

@@ -433,3 +433,27 @@ def test_quantize_says_what_stays_in_float_and_warns_of_a_budget_on_other_classe
                "--val-data", coco_mini_yaml, *common)
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "in float: the whole head)" in text and "warning: --max-drop" not in text, text
+
+
+def test_export_and_val_take_the_size_a_pt_was_trained_at_unless_told(app, teacher_pt, coco8_yaml, tmp_path):
+    """As ultralytics' export and YOLO(path).val() take it: a student trained at 160 is not exported at 640."""
+    import onnx
+    import torch
+
+    ckpt = torch.load(teacher_pt, map_location="cpu", weights_only=False)
+    ckpt["train_args"]["imgsz"] = 150  # ultralytics trains it at 160, the next multiple of the stride
+    torch.save(ckpt, tmp_path / "small.pt")
+
+    def input_hw(path):
+        return [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim][2:]
+
+    out = CliRunner().invoke(app, ["export", str(tmp_path / "small.pt"), "-o", str(tmp_path / "a.onnx")],
+                             terminal_width=300)
+    assert out.exit_code == 0 and input_hw(tmp_path / "a.onnx") == [160, 160], out.output
+    assert "note: exported at 160 px (the size small.pt was trained at, else 640" in out.output
+    out = CliRunner().invoke(app, ["export", str(tmp_path / "small.pt"), "-o", str(tmp_path / "b.onnx"),
+                                   "--imgsz", "96"], terminal_width=300)
+    assert out.exit_code == 0 and input_hw(tmp_path / "b.onnx") == [96, 96] and "note:" not in out.output
+    out = CliRunner().invoke(app, ["val", str(tmp_path / "small.pt"), "--data", str(coco8_yaml), "--device", "cpu"],
+                             terminal_width=300)
+    assert out.exit_code == 0 and "note: small.pt is validated at 160 px" in out.output, out.output

@@ -32,7 +32,8 @@ def _need_file(path: Path, what: str, suffixes: tuple[str, ...], hint: str) -> N
 def export(
     weights: Path = typer.Argument(..., help="Trained ultralytics detection checkpoint (.pt)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .onnx (default: next to the weights)."),
-    imgsz: int = typer.Option(640, max=4096, help="Square input size, a multiple of 32 (e.g. 320, 640)."),
+    imgsz: Optional[int] = typer.Option(None, max=4096, help="Square input size, a multiple of 32 (default: the size "
+                                        "it was trained at, else 640)."),
     batch: int = typer.Option(1, help="Static batch size."),
     dynamic: bool = typer.Option(False, help="Dynamic batch dimension (input size stays fixed)."),
     opset: int = typer.Option(17, help="ONNX opset (17 works on TensorRT 8.5+)."),
@@ -85,6 +86,15 @@ def export(
     except (ValueError, FileNotFoundError, ParityError) as e:
         fail(str(e))
     typer.echo(f"wrote {out}")
+    if imgsz is None:
+        import onnx  # lazy: onnx, loaded by the export above
+
+        from ..runtime.metadata import ModelInfo  # lazy: as onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+        size = max(ModelInfo.from_mapping(meta).imgsz)
+        typer.secho(f"note: exported at {size} px (the size {weights.name} was trained at, else 640; --imgsz to "
+                    "choose another)", fg=typer.colors.YELLOW, err=True)
 
 
 def quantize(

@@ -15,7 +15,7 @@ import onnx
 from .. import atomic
 from ..data.images import read_bgr
 from ..hashing import file_sha256
-from ..models import load_detection_checkpoint
+from ..models import load_detection_checkpoint, trained_imgsz
 from ..runtime.backends.onnxruntime import OrtBackend
 from ..runtime.letterbox import preprocess
 from .graph_tail import FRAME_INPUT, NMS_BOXES, add_graph_nms, add_graph_preprocess, letterbox_geometry
@@ -133,7 +133,7 @@ def export_onnx(
     weights: str | Path,
     output: str | Path | None = None,
     *,
-    imgsz: int | tuple[int, int] = 640,
+    imgsz: int | tuple[int, int] | None = None,
     batch: int = 1,
     dynamic: bool = False,
     opset: int = 17,
@@ -152,7 +152,8 @@ def export_onnx(
     Args:
         weights: ultralytics detection ``.pt``.
         output: ``.onnx`` path (default: beside the weights).
-        imgsz: square size or ``(h, w)``, multiples of the stride. batch: static batch size.
+        imgsz: square size or ``(h, w)``, multiples of the stride (default: the size it was trained at, else
+            640, as ultralytics' export takes it). batch: static batch size.
         dynamic: make the batch dimension dynamic (input size stays static).
         parity_images: real images to compare raw outputs on; raises :class:`ParityError`
             when boxes differ by more than ``parity_atol[0]`` pixels or scores by more than ``parity_atol[1]``.
@@ -165,8 +166,8 @@ def export_onnx(
     from ultralytics.utils.torch_utils import is_qat
 
     weights = Path(weights)
-    model = load_detection_checkpoint(weights, role="weights")[0]
-    hw = input_size(model, imgsz)
+    model, ckpt = load_detection_checkpoint(weights, role="weights")
+    hw = input_size(model, imgsz or trained_imgsz(ckpt))
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if nms and not (0 <= nms_conf <= 1 and 0 <= nms_iou <= 1 and max_det >= 1):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import MAX_STRIDE, load_detection_checkpoint
+from ..models import load_detection_checkpoint, trained_imgsz
 from ..runtime.metadata import ModelInfo
 from .wrapper import ExportWrapper, input_size
 
@@ -49,9 +49,3 @@ class TorchBackend:
         with torch.no_grad():
             return [t.cpu().numpy() for t in self.model(torch.from_numpy(x).to(self.device))]
 
-
-def trained_imgsz(ckpt: dict) -> int:
-    """The square input size a checkpoint was trained at (its ``train_args``, rounded up to a multiple of the
-    stride as ultralytics trains it), else 640."""
-    size = (ckpt.get("train_args") or {}).get("imgsz")
-    return -(-size // MAX_STRIDE) * MAX_STRIDE if isinstance(size, int) and size > 0 else 640
