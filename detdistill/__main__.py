@@ -14,6 +14,14 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted while starting", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        if e.name != "cv2":
+            raise
+        # the base install's one outside requirement: the extra brings pip's OpenCV, a Jetson has JetPack's
+        print("error: detdistill needs OpenCV (the cv2 module), which this Python cannot import: pip install "
+              "'detdistill[runtime]'; on a Jetson, use JetPack's OpenCV from a venv made with --system-site-packages "
+              "(deploy/jetson/setup.sh makes one)", file=sys.stderr)
+        sys.exit(2)
     app()
 
 

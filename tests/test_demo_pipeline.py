@@ -276,7 +276,7 @@ def test_each_source_gets_its_own_window_and_q_quits(clip, monkeypatch):
            "waitKey": lambda delay: next(keys), "getWindowProperty": lambda name, prop: 1.0}
     for name, fn in gui.items():
         monkeypatch.setattr(output.cv2, name, fn)
-    monkeypatch.setattr(app, "has_display", lambda: True)
+    monkeypatch.setattr(app, "display_problem", lambda: None)
     summary = run_demo(SlowDetector(), [str(clip), str(clip)], show=True, log=lambda m: None)
     assert {name for name, _ in shown} == {"detdistill demo [0]", "detdistill demo [1]"}
     assert {thread for _, thread in shown} == {threading.current_thread().name}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -93,14 +94,30 @@ def load_detector(model: str | Path, conf: float, iou: float, classes: list[int]
     return Detector(str(path), conf=conf, iou=iou, classes=classes, backend=backend)
 
 
-def has_display() -> bool:
-    """True when a window can be opened: a GUI-enabled OpenCV and (on Linux) an X/Wayland display."""
+# opens and closes a window in a child process: Qt aborts the whole process when it cannot reach a display
+WINDOW_PROBE = "import cv2; cv2.namedWindow('detdistill'); cv2.waitKey(1); cv2.destroyAllWindows()"
+
+
+def display_problem() -> str | None:
+    """Why no window can be opened here, or ``None`` when one can: OpenCV built without a GUI, no X/Wayland display
+    (Linux), or a ``DISPLAY``/``WAYLAND_DISPLAY`` that is set but cannot be reached (a stale SSH forward, a container
+    without access to the host's X server), which a window probe in a child process finds."""
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), flags=re.MULTILINE)
     if match and match.group(1).upper() == "NONE":
-        return False
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+        return "OpenCV here has no GUI (e.g. opencv-python-headless)"
+    if not sys.platform.startswith("linux"):
+        return None
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not display:
+        return "no display (DISPLAY unset)"
+    try:
+        probe = subprocess.run([sys.executable, "-c", WINDOW_PROBE], capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return f"no window opened on display {display} within 30 s"
+    if probe.returncode != 0:
+        return f"display {display} is set but no window opens there (an X server that is gone, or not shared with " \
+               "this user or container: xhost +local:, or ssh -X again)"
+    return None
 
 
 @contextmanager
@@ -311,11 +328,11 @@ def run_demo(
         log(f"model: {model} on {describe_backend(detector.backend)}")
         if warning := getattr(detector.backend, "accuracy_warning", None):  # an INT8 scheme that saturates here
             log(f"warning: {warning}")
-    if show is None:
-        show = has_display()
-    elif show and not has_display():
-        log("no display found (DISPLAY unset or OpenCV without GUI): running headless")
-        show = False
+    if show is None or show:
+        problem = display_problem()
+        if problem and (show or "is set but" in problem):  # asked for a window, or a display that looks usable
+            log(f"{problem}: running headless")
+        show = problem is None
 
     frame_hw = getattr(detector, "frame", None)
     if frame_hw is not None:  # the model's letterbox is in its graph: it takes frames of one size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -257,7 +258,7 @@ def eval_cmd(
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
+    from .evaluate import UnmappedClassesWarning, evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
 
     try:
         specs = _corruption_specs(corrupt)
@@ -272,11 +273,13 @@ def eval_cmd(
                         f"of another size is letterboxed to {w}x{h} first, as that camera would frame it, so the score "
                         "can differ from the same model exported without --frame", fg=typer.colors.YELLOW, err=True)
         mapping = _score_map(det, data, class_map)
-        r = evaluate(det, data, split=split, limit=limit, rect=rect, class_map=mapping)  # warns of other classes
-        typer.echo(f"{model.name}: {r.summary()}")
-        if specs:
-            _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c,
-                                               class_map=mapping).map50_95, specs, r.map50_95)
+        with warnings.catch_warnings():  # the note of _score_map names the data classes left unmapped
+            warnings.simplefilter("ignore", UnmappedClassesWarning)
+            r = evaluate(det, data, split=split, limit=limit, rect=rect, class_map=mapping)  # warns of other classes
+            typer.echo(f"{model.name}: {r.summary()}")
+            if specs:
+                _eval_corrupted(lambda c: evaluate(det, data, split=split, limit=limit, rect=rect, corrupt=c,
+                                                   class_map=mapping).map50_95, specs, r.map50_95)
     except (ValueError, KeyError, FileNotFoundError) as e:
         fail(str(e))
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..dependencies import MissingDependencyError
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's iouThrs
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs
 MAX_DETS = 100  # COCOeval's maxDets[-1]: detections per image and class that count
@@ -60,7 +62,7 @@ def _load_library():
     try:
         from faster_coco_eval import COCO, COCOeval_faster  # lazy: faster_coco_eval (optional on a device)
     except ImportError as e:  # the base install of a device has no evaluator
-        raise ImportError("mAP is computed by faster-coco-eval: pip install faster-coco-eval "
+        raise MissingDependencyError("mAP is computed by faster-coco-eval: pip install faster-coco-eval "
                           "(it comes with detdistill[runtime] and detdistill[export])") from e
     return COCO, COCOeval_faster
 

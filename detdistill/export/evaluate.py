@@ -34,8 +34,8 @@ from .qdq import is_qdq
 from .coco_metrics import IOU_THRESHOLDS, ImageRecord, MatchTable, coco_metrics
 from .torch_backend import TorchBackend
 
-__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "class_count_warning",
-           "evaluate", "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
+__all__ = ["INT8_MODES", "IOU_THRESHOLDS", "EvalResult", "ImageRecord", "UnmappedClassesWarning",
+           "class_count_warning", "evaluate", "int8_kernels_for", "map_of", "open_detector", "rect_shapes"]
 
 
 def map_of(records: list[ImageRecord], index: np.ndarray | None = None) -> tuple[float, float]:
@@ -115,6 +115,23 @@ def check_int8_choice(model: Path, int8: str) -> None:
 
 class OtherClassesWarning(UserWarning):
     """The model predicts other classes than the data names: its mAP means little without a class map."""
+
+
+class UnmappedClassesWarning(UserWarning):
+    """A class map leaves data classes that have boxes without a model class: each scores AP 0 in the mean."""
+
+
+def unmapped_classes_warning(class_map: dict[int, int], data_names: dict[int, str],
+                             label_ids: list[np.ndarray]) -> str | None:
+    """Which data classes with boxes among ``label_ids`` no model class of ``class_map`` is scored as, or ``None``."""
+    counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *label_ids]).astype(np.int64))
+    left = [(data_names.get(c, str(c)), int(n)) for c, n in enumerate(counts) if n and c not in class_map.values()]
+    if not left:
+        return None
+    listed = ", ".join(f"{name} ({n} boxes)" for name, n in left)
+    each = "it scores" if len(left) == 1 else "each scores"
+    return (f"class_map maps no model class to {listed}: with no detections, {each} AP 0 in the mean mAP; map a "
+            "model class to each data class, or read the mapped classes in per_class_ap")
 
 
 INT8_MODES = ("auto", "kernels", "simulate")
@@ -281,6 +298,8 @@ def evaluate(
         detections.append((boxes, scores, ids))
     if class_map is None and corrupt is None and (mismatch := class_count_warning(det, data)):
         warnings.warn(mismatch, OtherClassesWarning, stacklevel=2)  # after every check: an error comes alone
+    if class_map is not None and (left := unmapped_classes_warning(class_map, ds.names, [g[0] for g in ground_truth])):
+        warnings.warn(left, UnmappedClassesWarning, stacklevel=2)
     m = coco_metrics(ground_truth, detections, sizes, keep_records=keep_records)
     for record, photo in zip(m.records or [], photo_groups(files)):
         record.photo = photo  # copies of one photo are drawn together by detdistill.export.compare

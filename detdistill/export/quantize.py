@@ -37,6 +37,7 @@ from pathlib import Path
 import onnx
 
 from .. import atomic
+from ..dependencies import MissingDependencyError
 from ..file_checks import require_present
 from ..models import is_int8_finetuned
 from ..runtime.model_file import EXPORT_ONE, is_pytorch_checkpoint, require_nonempty
@@ -96,7 +97,7 @@ def _ort_quant():
     try:
         from onnxruntime import quantization as q  # lazy: onnxruntime (missing, it says what to install)
     except ImportError as e:  # pragma: no cover
-        raise ImportError("INT8 quantization needs onnxruntime: pip install 'detdistill[export]'") from e
+        raise MissingDependencyError("INT8 quantization needs onnxruntime: pip install 'detdistill[export]'") from e
     return q
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..data.class_map import describe_scoring, score_map
@@ -27,13 +28,15 @@ def model_stats(weights: Path, imgsz: int) -> tuple[int, float]:
 def measure(ctx: StageContext, artifact: Artifact, data: Path) -> ArtifactResult:
     """mAP, median latency per stage, parameters and GFLOPs of ``artifact`` at its input size."""
     from ..export.bench import bench  # lazy: cv2 (only this stage needs it)
-    from ..export.evaluate import evaluate
+    from ..export.evaluate import UnmappedClassesWarning, evaluate
 
     m = ctx.cfg.measure
     class_map = teacher_class_map(ctx, artifact.source, data) if artifact.is_teacher else None
 
     def run() -> dict:
-        acc = evaluate(artifact.path, data, imgsz=artifact.imgsz, limit=m.eval_limit, class_map=class_map)
+        with warnings.catch_warnings():  # the report's note names the classes the teacher is not scored on
+            warnings.simplefilter("ignore", UnmappedClassesWarning)
+            acc = evaluate(artifact.path, data, imgsz=artifact.imgsz, limit=m.eval_limit, class_map=class_map)
         lat = bench(artifact.path, data, runs=m.bench_runs, warmup=5)
         params, gflops = model_stats(artifact.source, artifact.imgsz)
         return {"map50_95": acc.map50_95, "map50": acc.map50, "latency_ms": lat.median, "params": params,
@@ -61,7 +64,7 @@ def eval_images(ctx: StageContext, data: Path) -> tuple[int, int]:
 def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) -> Robustness:
     """mAP50-95 of ``artifact`` under the corruptions of ``measure.corrupt``, on the images its ``clean`` mAP50-95
     was measured on."""
-    from ..export.evaluate import evaluate, open_detector  # lazy: cv2 (only this stage needs it)
+    from ..export.evaluate import UnmappedClassesWarning, evaluate, open_detector  # lazy: cv2 (only this stage)
 
     m = ctx.cfg.measure
     class_map = teacher_class_map(ctx, artifact.source, data) if artifact.is_teacher else None
@@ -70,7 +73,9 @@ def robustness(ctx: StageContext, artifact: Artifact, data: Path, clean: float) 
         det = open_detector(artifact.path, imgsz=artifact.imgsz)
 
         def score(corrupt: tuple[str, int] | None) -> float:
-            return evaluate(det, data, limit=m.eval_limit, class_map=class_map, corrupt=corrupt).map50_95
+            with warnings.catch_warnings():  # as in measure()
+                warnings.simplefilter("ignore", UnmappedClassesWarning)
+                return evaluate(det, data, limit=m.eval_limit, class_map=class_map, corrupt=corrupt).map50_95
 
         return score_under(score, parse_spec(m.corrupt), clean,
                            progress=lambda line: ctx.log(f"      {line}")).as_dict()

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ...dependencies import MissingDependencyError
+
 
 class CudaMem:
     """Device buffers, one stream, async copies. ``impl`` is ``"pycuda"`` or ``"cuda-python"``."""
@@ -93,14 +95,14 @@ def _load(impl: str | None) -> tuple[str, Any]:
             return "pycuda", drv
         except ImportError:
             if impl == "pycuda":
-                raise ImportError("pycuda is not installed: pip install pycuda") from None
+                raise MissingDependencyError("pycuda is not installed: pip install pycuda") from None
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.8
     except ImportError:
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            raise ImportError(
+            raise MissingDependencyError(
                 "TensorRT inference needs pycuda or cuda-python: pip install pycuda "
                 "(on Jetson: pip install pycuda after installing nvidia-jetpack), or pip install cuda-python"
             ) from None

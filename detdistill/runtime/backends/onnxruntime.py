@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...dependencies import MissingDependencyError
 from ..cpu import saturation_warning
 from ..metadata import ModelInfo
 from ..model_file import EXPORT_ONE, opening_onnx, require_model_file
@@ -20,7 +21,7 @@ PROVIDERS = {
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
 
-class OnnxRuntimeMissingError(ImportError):
+class OnnxRuntimeMissingError(MissingDependencyError):
     """ONNX Runtime is not installed here (the message says how to get it, on a Jetson too)."""
 
 

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from ...dependencies import MissingDependencyError
 from ..metadata import ModelInfo
 from ..model_file import require_model_file
 from .cuda_mem import CudaMem
 from .shape import check_input
 
 
-class TensorRTMissingError(ImportError):
+class TensorRTMissingError(MissingDependencyError):
     """TensorRT is not installed here (the message says how to get it)."""
 
 
