@@ -365,43 +365,45 @@ def test_ctrl_c_while_the_command_starts_is_one_line():
     assert done.returncode == 130 and done.stderr == "interrupted while starting\n", done.stderr
 
 
+def _main_without(package: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """``detdistill ARGV`` in a Python where ``package`` (and its submodules) cannot be imported."""
+    code = ("import importlib.abc, sys\n"
+            "class Missing(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name.split('.')[0] == {package!r}:\n"
+            "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
+            "sys.meta_path.insert(0, Missing())\n"
+            f"sys.argv = ['detdistill', *{[str(a) for a in argv]!r}]\n"
+            "from detdistill.__main__ import main\n"
+            "main()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+    return lines[0]
+
+
 def test_a_python_without_opencv_gets_one_line_naming_the_extra_and_the_jetson_way():
     """The base install with no cv2 (a Jetson venv made without --system-site-packages): every verb, --help included,
     ended in a traceback from the CLI's imports."""
-    code = ("import importlib.abc, sys\n"
-            "class NoOpenCV(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'cv2':\n"
-            "            raise ModuleNotFoundError(\"No module named 'cv2'\", name='cv2')\n"
-            "sys.meta_path.insert(0, NoOpenCV())\n"
-            "sys.argv = ['detdistill', '--help']\n"
-            "from detdistill.__main__ import main\n"
-            "main()\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
-    assert done.stderr.startswith("error: detdistill needs OpenCV (the cv2 module)") and \
-        "pip install 'detdistill[runtime]'" in done.stderr and "--system-site-packages" in done.stderr
+    line = _one_error_line(_main_without("cv2", ["--help"]))
+    assert line.startswith("error: detdistill needs OpenCV (the cv2 module)") and \
+        "pip install 'detdistill[runtime]'" in line and "--system-site-packages" in line
 
 
-def test_quantize_without_onnxruntime_is_one_line(tmp_path_factory, teacher_pt, coco8_yaml):
-    """A Jetson's layout (onnx for `build`, no onnxruntime): quantize ended in a chained traceback."""
+def test_missing_packages_of_a_jetson_install_are_one_line(tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):
+    """A Jetson's layouts: onnx for `build` but no onnxruntime (quantize ended in a chained traceback), or neither
+    (build named the export extra, whose pip onnxruntime a Jetson does not want)."""
     from conftest import export_teacher
 
     model = export_teacher(tmp_path_factory, teacher_pt)
-    code = ("import importlib.abc, sys\n"
-            "class NoOrt(importlib.abc.MetaPathFinder):\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'onnxruntime':\n"
-            "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
-            "sys.meta_path.insert(0, NoOrt())\n"
-            f"sys.argv = ['detdistill', 'quantize', {str(model)!r}, '--data', {str(coco8_yaml)!r}, '--target', "
-            f"'tensorrt', '-o', {str(tmp_path_factory.mktemp('no-ort') / 'q.onnx')!r}]\n"
-            "from detdistill.__main__ import main\n"
-            "main()\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
-    assert "onnxruntime" in lines[0] and "pip install" in lines[0]
+    line = _one_error_line(_main_without("onnxruntime", ["quantize", model, "--data", coco8_yaml, "--target",
+                                                         "tensorrt", "-o", tmp_path / "q.onnx"]))
+    assert "INT8 quantization needs onnxruntime" in line and "pip install" in line
+    line = _one_error_line(_main_without("onnx", ["build", model, "-o", tmp_path / "m.engine"]))
+    assert "`build` reads the ONNX with the onnx package, not installed here: pip install onnx" in line
 
 
 @pytest.mark.parametrize("case", ["missing", "folder"])

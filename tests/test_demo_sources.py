@@ -170,6 +170,23 @@ def test_no_source_falls_back_to_the_clip_even_with_a_synthetic_folder_here(tmp_
         assert src.description.startswith("synthetic 640x480@30")
 
 
+def test_the_clip_says_when_it_has_no_photos_to_pan_over(monkeypatch):
+    """Without ultralytics (a runtime or Jetson install) the clip is a drawn scene: a COCO model finds nothing in it,
+    which a user checking that the model works must be told."""
+    from detdistill.demo import sources
+
+    lines = []
+    with open_source("synthetic?frames=2", log=lines.append) as src:
+        assert src.read() is not None
+    assert any("drawn scene" in line for line in lines) == (not sample_images())
+    monkeypatch.setattr(sources, "sample_images", lambda: [])
+    lines.clear()
+    with open_source("synthetic?frames=2", log=lines.append) as src:
+        assert src.read() is not None
+    assert any(line.startswith("synthetic clip: a drawn scene, in which a COCO model finds nothing") and
+               "--source a video" in line for line in lines), lines
+
+
 # -- GStreamer pipeline strings -----------------------------------------------------------------
 APPSINK = "appsink drop=1 max-buffers=1 sync=false"
 

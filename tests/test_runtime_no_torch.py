@@ -61,7 +61,8 @@ def test_eval_and_bench_run_on_the_runtime_extra_alone(tmp_path_factory, tmp_pat
     assert out.returncode == 2 and "is not one: leave it at 'auto' (drop --int8)" in out.stderr, out.stderr[-2000:]
     out = _cli_without_torch("eval", teacher_pt, "--data", coco8_yaml, "--limit", "1")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "this command needs torch, which is not installed here: pip install 'detdistill[train]'" in out.stderr
+    assert "yolov8n-coco.pt is a PyTorch checkpoint, and torch is not installed here (a runtime install): score its " \
+        "exported .onnx or .engine, or pip install 'detdistill[train]'" in out.stderr, out.stderr
 
 
 def test_recipes_are_listed_and_printed_without_torch():

@@ -143,3 +143,12 @@ def test_an_unknown_option_names_detector_and_the_engine_backend_options(tmp_pat
     with pytest.raises(TypeError, match=r"^Detector got an unexpected keyword argument 'confidence': its options are "
                                         r"conf, .*, and for the tensorrt backend trt, cuda, batch$"):
         Detector(_engine(tmp_path), confidence=0.5)
+
+
+def test_the_tensorrt_backend_on_an_onnx_says_to_build_an_engine_before_looking_for_tensorrt(tmp_path):
+    """`demo --backend tensorrt -m model.onnx` said TensorRT was not importable (then: run the .onnx instead)."""
+    onnx_file = tmp_path / "student.onnx"
+    onnx_file.write_bytes(b"\x08\x07")
+    with pytest.raises(ValueError, match=r"backend 'tensorrt' runs a TensorRT \.engine, and student\.onnx is an ONNX: "
+                                         r"build one with `detdistill build .*student\.onnx`"):
+        Detector(onnx_file, backend="tensorrt")

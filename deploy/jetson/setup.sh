@@ -128,7 +128,7 @@ run() {
 verify_install() {
     local py="$1"
     if [[ "$DRY_RUN" == 1 ]]; then
-        printf '+ verify: import tensorrt, cv2 (with GStreamer), the CUDA binding; detdistill demo --help, build --help\n'
+        printf '+ verify: import tensorrt, cv2 (with GStreamer), the CUDA binding, onnx; detdistill demo --help, build --help\n'
         return 0
     fi
     "$py" - <<'PY'
@@ -152,7 +152,8 @@ except ImportError:
     print("CUDA binding: cuda-python")
 PY
     "$(dirname "$py")/detdistill" demo --help >/dev/null
-    "$(dirname "$py")/detdistill" build --help >/dev/null  # the engine build's verbs need onnx
+    "$(dirname "$py")/detdistill" build --help >/dev/null
+    "$py" -c "import onnx" || { echo "onnx is missing: $py -m pip install onnx (detdistill build reads the ONNX with it)" >&2; return 1; }
 }
 
 main() {

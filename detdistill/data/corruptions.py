@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 SEVERITIES = (1, 2, 3, 4, 5)
-INSTALL_HINT = "pip install 'detdistill[robust]'"
+INSTALL_HINT = ("pip install 'detdistill[robust]' (it brings opencv-python-headless, which hides a GUI or GStreamer "
+                "OpenCV, the demo's window or a Jetson's camera: there, pip install --no-deps albumentations==2.0.8 "
+                "albucore==0.0.24 simsimd stringzilla)")
 
 
 class CorruptionError(ValueError):

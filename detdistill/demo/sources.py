@@ -37,7 +37,7 @@ from . import gstreamer as gst
 from .capture import FrameSource, Grabber, SourceError
 from .image_source import LIST_SUFFIX, ImageGrabber
 from .source_options import check_options
-from .synthetic import SyntheticCamera
+from .synthetic import SyntheticCamera, sample_images
 
 
 LIVE_KINDS = {"camera", "csi", "rtsp", "stream", "synthetic"}
@@ -347,6 +347,10 @@ def open_source(
         spec = synthetic_spec()  # not parse_source: a folder named synthetic here must not stop the fallback
         if size:
             spec.width, spec.height = size["width"], size["height"]
+    if spec.kind == "synthetic" and not sample_images():
+        log("synthetic clip: a drawn scene, in which a COCO model finds nothing (the sample photos it pans over come "
+            "with ultralytics, not installed here); pass --source a video, an image folder or a camera to see "
+            "detections")
     source_obj = FrameSource(
         grabber_factory(spec),
         live=spec.live,

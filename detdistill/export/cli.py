@@ -205,7 +205,13 @@ def build(
     Example: detdistill build student.int8-tensorrt.onnx --precision int8
     """
     _need_file(model, "model", (".onnx",), EXPORT_ONE)
-    from .tensorrt_build import CALIBRATORS, PRECISIONS, BuildError, build_engine  # lazy: cv2, onnx
+    try:
+        from .tensorrt_build import CALIBRATORS, PRECISIONS, BuildError, build_engine  # lazy: cv2, onnx
+    except ModuleNotFoundError as e:
+        if e.name != "onnx":
+            raise
+        fail("`build` reads the ONNX with the onnx package, not installed here: pip install onnx (all it needs "
+             "besides TensorRT; the export extra, detdistill[export], would also bring pip's onnxruntime)")
 
     # the values first: a typo is named before TensorRT or a GPU is looked for
     if precision not in PRECISIONS:
@@ -235,7 +241,7 @@ def eval_cmd(
     imgsz: Optional[int] = typer.Option(None, max=4096,
                                         help="Input size for a .pt (default: the size it was trained at, else 640); "
                                         "checked for ONNX/engines."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N images."),
     device: str = typer.Option("cpu", help="Where it runs: cpu, cuda, auto; tensorrt for an ONNX (ONNX Runtime's "
                                "TensorRT provider)."),
     rect: bool = typer.Option(False, help=".pt only: rectangular batches like YOLO(pt).val()."),
@@ -258,7 +264,16 @@ def eval_cmd(
     """
     _need_file(model, "model", (".pt", ".onnx", ".engine"), "Pass a .pt, .onnx or .engine.")
     _need_file(data, "data YAML", (".yaml", ".yml"), "Pass a YOLO data YAML with a val split.")
-    from .evaluate import UnmappedClassesWarning, evaluate, open_detector  # lazy: cv2 (the CLI starts without it)
+    if model.suffix.lower() == ".pt":
+        try:
+            import torch  # noqa: F401  # lazy: torch (scoring a .pt needs it; it loads below anyway)
+        except ModuleNotFoundError:
+            fail(f"{model.name} is a PyTorch checkpoint, and torch is not installed here (a runtime install): score "
+                 "its exported .onnx or .engine, or pip install 'detdistill[train]' to score the .pt")
+    from .evaluate import INT8_MODES, UnmappedClassesWarning, evaluate, open_detector  # lazy: cv2 (CLI starts without)
+
+    if int8 not in INT8_MODES:  # evaluate() would name its parameter, not the flag
+        fail(f"--int8 must be one of {', '.join(INT8_MODES)}, got {int8!r}")
 
     try:
         specs = _corruption_specs(corrupt)
@@ -335,8 +350,8 @@ def bench_cmd(
         None, parser=path_parser("--images", IMAGES), metavar="PATH",
         help="Real frames to cycle, the first 16: a folder, an image, a .txt list or a data YAML (default: a gray "
              "frame)."),
-    runs: int = typer.Option(100, help="Timed runs (>= 50)."),
-    warmup: int = typer.Option(10, help="Untimed warm-up runs."),
+    runs: int = typer.Option(100, min=50, help="Timed runs (>= 50, for stable medians and p90)."),
+    warmup: int = typer.Option(10, min=0, help="Untimed warm-up runs."),
     device: str = typer.Option("auto", help="ONNX Runtime device: cpu, cuda, tensorrt, auto."),
 ) -> None:
     """Latency per stage (median, p90) and throughput of the full Detector pipeline.

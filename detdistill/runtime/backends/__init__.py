@@ -46,6 +46,10 @@ def backend_for(path: str, backend: str = "auto") -> tuple[str, type]:
 
         return backend, OrtBackend
     if backend == "tensorrt":
+        if Path(path).suffix.lower() == ".onnx":  # checked first: TensorRT's absence is not the problem
+            raise ValueError(f"backend 'tensorrt' runs a TensorRT .engine, and {Path(path).name} is an ONNX: build one "
+                             f"with `detdistill build {path}` (on the device), or run the ONNX with backend "
+                             "'onnxruntime' (or auto)")
         from .tensorrt import TrtBackend  # lazy: as above
 
         return backend, TrtBackend

@@ -66,7 +66,8 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise TensorRTMissingError(
             "TensorRT is not importable. On Jetson it ships with JetPack (sudo apt install nvidia-jetpack, or "
-            "python3-libnvinfer); on x86: pip install tensorrt. Or run the model's .onnx instead (ONNX Runtime)."
+            "python3-libnvinfer), and a venv sees it only if made with --system-site-packages (deploy/jetson/setup.sh "
+            "makes one); on x86: pip install tensorrt. Or run the model's .onnx instead (ONNX Runtime)."
         ) from None
     return trt
 
