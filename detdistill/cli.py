@@ -159,7 +159,8 @@ def train(
 def val(
     model: Path = typer.Argument(..., help="A .pt checkpoint (e.g. the distilled student's best.pt)."),
     data: str = typer.Option(..., help="Dataset YAML."),
-    imgsz: Optional[int] = typer.Option(None, min=32, help="Image size (default: the size it was trained at, else 640)."),
+    imgsz: Optional[int] = typer.Option(None, min=32,
+                                        help="Image size (default: the size it was trained at, else 640)."),
     batch: int = typer.Option(16, min=1, help="Batch size."),
     device: str = typer.Option(None, help="cpu, 0, 0,1 ... (default: first GPU, else CPU)."),
 ) -> None:

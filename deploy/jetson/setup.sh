@@ -153,7 +153,8 @@ except ImportError:
 PY
     "$(dirname "$py")/detdistill" demo --help >/dev/null
     "$(dirname "$py")/detdistill" build --help >/dev/null
-    "$py" -c "import onnx" || { echo "onnx is missing: $py -m pip install onnx (detdistill build reads the ONNX with it)" >&2; return 1; }
+    "$py" -c "import onnx" \
+        || { echo "onnx is missing: $py -m pip install onnx (detdistill build reads the ONNX with it)" >&2; return 1; }
 }
 
 main() {

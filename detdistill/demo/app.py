@@ -94,8 +94,9 @@ def load_detector(model: str | Path, conf: float, iou: float, classes: list[int]
     return Detector(str(path), conf=conf, iou=iou, classes=classes, backend=backend)
 
 
-# opens and closes a window in a child process: Qt aborts the whole process when it cannot reach a display
-WINDOW_PROBE = "import cv2; cv2.namedWindow('detdistill'); cv2.waitKey(1); cv2.destroyAllWindows()"
+# creates and drops a window in a child process (no event loop runs, so it is never drawn): Qt aborts the whole
+# process there when it cannot reach the display
+WINDOW_PROBE = "import cv2; cv2.namedWindow('detdistill'); cv2.destroyAllWindows()"
 
 
 def display_problem() -> str | None:

@@ -63,7 +63,7 @@ def _load_library():
         from faster_coco_eval import COCO, COCOeval_faster  # lazy: faster_coco_eval (optional on a device)
     except ImportError as e:  # the base install of a device has no evaluator
         raise MissingDependencyError("mAP is computed by faster-coco-eval: pip install faster-coco-eval "
-                          "(it comes with detdistill[runtime] and detdistill[export])") from e
+                                     "(it comes with detdistill[runtime] and detdistill[export])") from e
     return COCO, COCOeval_faster
 
 
