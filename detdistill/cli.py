@@ -195,6 +195,32 @@ def val(
     typer.echo(f"mAP50-95 {metrics.box.map:.4f}  mAP50 {metrics.box.map50:.4f}")
 
 
+@app.command(epilog="Example: detdistill average runs/clean/weights/best.pt runs/road/weights/best.pt --weight 0.5 "
+             "-o student-avg.pt")
+def average(
+    first: Path = typer.Argument(..., help="A fine-tuned student (.pt), e.g. distilled on clean images."),
+    second: Path = typer.Argument(..., help="The same student fine-tuned otherwise, e.g. with --augment road."),
+    weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of SECOND in the average (0.5: the midpoint)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .pt (default: <first>-avg<weight>.pt)."),
+) -> None:
+    """Average the weights of two fine-tunes of one student into a new checkpoint (a weight-space ensemble).
+
+    A student distilled on clean images averaged with the same student distilled under road augmentation (both
+    from the same start) keeps the clean accuracy and gains robustness (docs/distillers.md). Export, quantize or
+    fine-tune the result as any checkpoint.
+    """
+    from detdistill.weight_average import average_checkpoints  # lazy: torch (the CLI starts without it)
+
+    for path, which in ((first, "first checkpoint"), (second, "second checkpoint")):
+        try:
+            require_present(path, which, CHECKPOINT_FIX)
+        except FileNotFoundError as e:
+            fail(str(e))
+    result = average_checkpoints(first, second, weight, output)
+    console.print(f"wrote [bold]{result.path}[/] ({1 - weight:g} x {first} + {weight:g} x {second}; "
+                  f"cosine similarity of their weights {result.cosine:.4f})", soft_wrap=True)
+
+
 @app.command(epilog="Example: detdistill recipes   (then: detdistill train ... --recipe cwd); detdistill recipes "
              "cwd > my.yaml   (a copy to edit, then --recipe my.yaml)")
 def recipes(

@@ -155,6 +155,14 @@ def test_pruning_an_int8_fine_tuned_checkpoint_is_refused(qad_run, tmp_path):
     assert not (tmp_path / "pruned.pt").exists()
 
 
+def test_averaging_an_int8_fine_tuned_checkpoint_is_refused(qad_run, teacher_pt, tmp_path):
+    from detdistill.weight_average import AverageError, average_checkpoints
+
+    with pytest.raises(AverageError, match="is INT8 fine-tuned .*average the float students, then fine-tune"):
+        average_checkpoints(teacher_pt, qad_run[2], 0.5, tmp_path / "avg.pt")
+    assert not (tmp_path / "avg.pt").exists()
+
+
 def test_an_int8_fine_tuned_checkpoint_is_refused_as_a_teacher(qad_run, coco8_yaml):
     from typer.testing import CliRunner
 
