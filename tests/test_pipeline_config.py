@@ -90,6 +90,13 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
     ({"distill": {"teacher_clean": "yes"}}, "distill.teacher_clean: true or false"),
     ({"distill": {"recipe": None, "augment": "road", "teacher_clean": True}},
      "distill.teacher_clean: keeps the KD teacher's images clean, and distill.recipe is null"),
+    ({"distill": {"average": 0.5}}, "distill.average: the share of the student distilled under distill.augment in "
+     "its average with the same student distilled on clean images, and there is no augmentation preset: add "
+     "distill.augment: road, or drop average"),
+    ({"distill": {"augment": "road", "recipe": None, "average": 0.5}}, "and there is no distilled student: set "
+     "distill.recipe (e.g. default), or drop average"),
+    ({"distill": {"augment": "road", "average": 1}}, "distill.average: must be a number in (0, 1), got 1"),
+    ({"distill": {"augment": "road", "average": "half"}}, "distill.average: must be a number in (0, 1), got 'half'"),
     ({"measure": {"corrupt": "fog:9"}}, "measure.corrupt: corruption 'fog': severity must be an integer from 1"),
     ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),
     ({"measure": {"corrupt": ["fog"]}}, "measure.corrupt: a string such as 'all'"),
@@ -203,3 +210,6 @@ def test_the_check_says_what_a_run_makes_and_what_the_recipe_turned_off(coco8_ya
     off = run_plan(load_pipeline({**base, "distill": {"recipe": None}, "export": {"int8": None, "engines": []}})[0])
     assert "no INT8 model (export.int8 is null or empty)" in off and "no TensorRT engine" in off, off
     assert "with KD" not in off and "demo" not in off
+    averaged = run_plan(load_pipeline({**base, "distill": {"augment": "road", "average": 0.5}})[0])
+    assert "a student with KD (recipe default), the weight average (0.5) of it distilled under 'road' and on clean " \
+        "images" in averaged, averaged

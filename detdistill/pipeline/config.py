@@ -137,6 +137,7 @@ class DistillSection:
     baseline: bool = True
     augment: str | None = None  # training augmentation preset (detdistill.data.road_augment), both students
     teacher_clean: bool = False  # with augment: the KD teacher sees each image before the preset
+    average: float | None = None  # with augment: also distill without it, ship the weight average (its share)
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,14 @@ def _check(cfg: PipelineConfig) -> None:
     if cfg.distill.teacher_clean and cfg.distill.recipe is None:
         raise PipelineError("distill.teacher_clean: keeps the KD teacher's images clean, and distill.recipe is null, "
                             "so no student is distilled: set distill.recipe (e.g. default), or drop teacher_clean")
+    if cfg.distill.average is not None:
+        _number(cfg.distill.average, "distill.average", 0, 1, open_lo=True, open_hi=True)
+        missing = ("no augmentation preset: add distill.augment: road" if cfg.distill.augment is None else
+                   "no distilled student: set distill.recipe (e.g. default)" if cfg.distill.recipe is None else None)
+        if missing:
+            raise PipelineError("distill.average: the share of the student distilled under distill.augment in its "
+                                "average with the same student distilled on clean images, and there is "
+                                f"{missing}, or drop average")
     if cfg.distill.augment is not None:
         from ..data.road_augment import AugmentationError, check_augment  # lazy: torch (only augment needs it)
 

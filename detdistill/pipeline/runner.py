@@ -109,6 +109,7 @@ class Pipeline:
         inputs = (c.data.kind != "yaml") + (c.teacher.kind == "train") + bool(c.data.unlabeled)
         inputs += c.student.kind == "prune"
         trainings = bool(c.distill.baseline) + bool(c.distill.recipe) + (c.qad is not None)
+        inputs += 2 * (c.distill.average is not None)  # the clean distillation and the average
         engines = len(c.export.engines or [])
         onnx = 1 + trainings + (c.export.int8 is not None)
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
@@ -219,8 +220,11 @@ def check_pipeline(recipe: str | Path | dict, workdir: Path | None = None) -> tu
 def run_plan(cfg: PipelineConfig) -> str:
     """What a run of ``cfg`` makes, in one line, naming what the recipe turned off (an ``int8:`` left empty is
     null, and makes no INT8 model)."""
-    trained = [what for what, on in (("a student without KD", cfg.distill.baseline),
-                                     (f"a student with KD (recipe {cfg.distill.recipe})", cfg.distill.recipe)) if on]
+    dist = cfg.distill
+    kd = f"a student with KD (recipe {dist.recipe})" + (
+        f", the weight average ({dist.average:g}) of it distilled under '{dist.augment}' and on clean images"
+        if dist.average is not None else "")
+    trained = [what for what, on in (("a student without KD", dist.baseline), (kd, dist.recipe)) if on]
     int8 = cfg.export.int8
     made = [*trained, "their ONNX files"]
     if int8 is None:

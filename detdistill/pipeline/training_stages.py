@@ -13,7 +13,10 @@ from .context import StageContext
 from .dataset_files import DataInput
 from ..recipes import resolve_recipe_name
 
-RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "qad": "student-qad"}  # under the work folder
+# under the work folder; student_kd_clean: with distill.average, the distilled student trained again without augment
+RUN_DIRS = {"student": "student-no-kd", "student_kd": "student-kd", "student_kd_clean": "student-kd-clean",
+            "qad": "student-qad"}
+AVERAGE_FILE = "student-kd-average.pt"  # distill.average: the weight average of the two distilled students
 
 
 # train: keys the recipe sets elsewhere -> where
@@ -91,12 +94,37 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
                "recipe": recipe_key(dist.recipe), "class_map": dist.class_map, "freeze_bn": freeze,
                **_augment_key(dist, teacher_clean=True)}
         best = _train(ctx, f"distill student ({dist.recipe})", key, kd_dir, kd_job)
+        if dist.average is not None:
+            best = _average_with_clean(ctx, kd_job, key, best)
         out.append(Artifact("student_kd", "pt", best, best, imgsz))
     if dist.augment and out:  # the report says which students saw augmented images
         who = ["the student without KD"] if dist.baseline else []
         if dist.recipe:
             who.append("the distilled student" + (" (its teacher read the clean images)" if dist.teacher_clean else ""))
         ctx.note(f"Augmentation: {' and '.join(who)} trained under the '{dist.augment}' preset.")
+    return out
+
+
+def _average_with_clean(ctx: StageContext, kd_job: Any, kd_key: dict, augmented: Path) -> Path:
+    """``distill.average``: the distilled student trained again on clean images, and the weight average of the two
+    (:mod:`detdistill.weight_average`), the share ``distill.average`` of the augmented one: the student shipped."""
+    from dataclasses import replace  # lazy: only this setting needs it
+
+    from ..weight_average import average_checkpoints  # lazy: torch (only this stage needs it)
+
+    dist = ctx.cfg.distill
+    run_dir = ctx.work / RUN_DIRS["student_kd_clean"]
+    job = replace(kd_job, augment=None, teacher_clean=False, run_dir=run_dir,
+                  train_args={**kd_job.train_args, "project": str(run_dir.parent), "name": run_dir.name})
+    key = {k: v for k, v in {**kd_key, "args": job.train_args}.items() if k not in ("augment", "teacher_clean")}
+    clean = _train(ctx, f"distill student ({dist.recipe}) on clean images", key, run_dir, job)
+    out = ctx.work / AVERAGE_FILE
+    ctx.stages.run(f"average the distilled students ({dist.average:g} of the '{dist.augment}' one)",
+                   {"clean": clean, "augmented": augmented, "weight": dist.average}, [out],
+                   lambda: str(average_checkpoints(clean, augmented, dist.average, out).path))
+    ctx.note(f"The distilled student is the weight average of two distillations, on clean images and under the "
+             f"'{dist.augment}' preset ({dist.average:g} of the latter; `detdistill average`): the robustness of "
+             "the second with the clean accuracy of the first.")
     return out
 
 
@@ -131,6 +159,7 @@ def qad_stage_name(recipe: str, own: bool, epochs: int) -> str:
 
 def training_runs(ctx: StageContext) -> list[tuple[str, Path]]:
     """``(name, results.csv)`` of every student training found in the work folder, for the report's curves."""
-    names = {"student": ROLE_NAMES["student"], "student_kd": ROLE_NAMES["student_kd"], "qad": QAD_NAME}
+    names = {"student": ROLE_NAMES["student"], "student_kd": ROLE_NAMES["student_kd"],
+             "student_kd_clean": f"{ROLE_NAMES['student_kd']}, clean images", "qad": QAD_NAME}
     found = [(names[k], ctx.work / d / "results.csv") for k, d in RUN_DIRS.items()]
     return [(name, csv) for name, csv in found if csv.is_file()]
