@@ -123,8 +123,7 @@ def _average_with_clean(ctx: StageContext, kd_job: Any, kd_key: dict, augmented:
                    {"clean": clean, "augmented": augmented, "weight": dist.average}, [out],
                    lambda: str(average_checkpoints(clean, augmented, dist.average, out).path))
     ctx.note(f"The distilled student is the weight average of two distillations, on clean images and under the "
-             f"'{dist.augment}' preset ({dist.average:g} of the latter; `detdistill average`): the robustness of "
-             "the second with the clean accuracy of the first.")
+             f"'{dist.augment}' preset ({dist.average:g} of the latter; `detdistill average`).")
     return out
 
 
