@@ -205,9 +205,9 @@ def average(
 ) -> None:
     """Average the weights of two fine-tunes of one student into a new checkpoint (a weight-space ensemble).
 
-    A student distilled on clean images averaged with the same student distilled under road augmentation (both
-    from the same start) keeps the clean accuracy and gains robustness (docs/distillers.md). Export, quantize or
-    fine-tune the result as any checkpoint.
+    E.g. a student distilled on clean images and the same student distilled under road augmentation, both from one
+    start (measured in docs/benchmarks.md: more robust than the first, as accurate on clean images). Export,
+    quantize or fine-tune the result as any checkpoint.
     """
     from detdistill.weight_average import average_checkpoints  # lazy: torch (the CLI starts without it)
 

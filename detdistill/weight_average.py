@@ -23,7 +23,7 @@ from .hashing import file_sha256
 from .models import class_names, is_int8_finetuned, load_detection_checkpoint
 
 # cosine similarity of the two models' convolution kernels below which they are not fine-tunes of one start:
-# fine-tunes of one student measured above 0.99, two initialisations of one architecture near 0
+# fine-tunes of one student measured above 0.99, models of other starts 0.1-0.4
 MIN_COSINE = 0.8
 
 

@@ -109,12 +109,12 @@ class Pipeline:
         inputs = (c.data.kind != "yaml") + (c.teacher.kind == "train") + bool(c.data.unlabeled)
         inputs += c.student.kind == "prune"
         trainings = bool(c.distill.baseline) + bool(c.distill.recipe) + (c.qad is not None)
-        inputs += 2 * (c.distill.average is not None)  # the clean distillation and the average
+        averaged = 2 * (c.distill.average is not None)  # the distillation on clean images and the average (no ONNX)
         engines = len(c.export.engines or [])
         onnx = 1 + trainings + (c.export.int8 is not None)
         measured = onnx + (engines if tensorrt_version() and self.gpu else 0)
         robust = onnx if c.measure.corrupt else 0
-        return inputs + trainings + onnx + engines + measured + robust + bool(c.demo.frames)
+        return inputs + trainings + averaged + onnx + engines + measured + robust + bool(c.demo.frames)
 
 
 RECIPE_COPY = ".recipe.yaml"  # the recipe of the latest run in a work folder
