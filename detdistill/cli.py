@@ -206,7 +206,7 @@ def average(
     """Average the weights of two fine-tunes of one student into a new checkpoint (a weight-space ensemble).
 
     E.g. a student distilled on clean images and the same student distilled under road augmentation, both from one
-    start (measured in docs/benchmarks.md: more robust than the first, as accurate on clean images). Export,
+    start (measured in docs/benchmarks.md: more robust than the first, with no measurable clean loss). Export,
     quantize or fine-tune the result as any checkpoint.
     """
     from detdistill.weight_average import average_checkpoints  # lazy: torch (the CLI starts without it)

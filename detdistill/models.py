@@ -7,10 +7,13 @@ and the CLI starts without them.
 
 from __future__ import annotations
 
+import copy
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import atomic
 from .file_checks import require_present
 
 CHECKPOINT_FIX = "Pass a trained ultralytics detection checkpoint (.pt)."  # for a checkpoint that is not there
@@ -88,6 +91,33 @@ def trained_imgsz(ckpt: dict) -> int:
     stride as ultralytics trains it), else 640."""
     size = (ckpt.get("train_args") or {}).get("imgsz")
     return -(-size // MAX_STRIDE) * MAX_STRIDE if isinstance(size, int) and size > 0 else 640
+
+
+def save_detection_checkpoint(model: Any, ckpt: dict, out: Path, record: dict[str, Any], half: bool = True) -> None:
+    """Write ``model`` as an ultralytics checkpoint that ``YOLO(path)`` loads: ``ckpt``'s training settings
+    (``train_args`` without ``resume``), ultralytics' keys, nothing to resume (no optimizer, no EMA) and ``record``
+    (detdistill's account of what made it, e.g. ``{"detdistill_prune": {...}}``); atomically, so that a killed run
+    leaves no half-written file."""
+    import torch  # lazy: torch, ultralytics (as load_detection_checkpoint)
+    from ultralytics import __version__
+
+    train_args = dict(ckpt.get("train_args") or {})
+    train_args.pop("resume", None)
+    saved = copy.deepcopy(model)
+    if half:
+        saved.half()
+    if hasattr(saved, "args") and not isinstance(saved.args, dict):
+        saved.args = dict(vars(saved.args)) if hasattr(saved.args, "__dict__") else dict(saved.args)
+    if hasattr(saved, "criterion"):
+        saved.criterion = None
+    if hasattr(saved, "pt_path"):
+        del saved.pt_path
+    checkpoint = {"epoch": -1, "best_fitness": None, "model": saved, "ema": None, "updates": None, "optimizer": None,
+                  "train_args": train_args, "date": datetime.now().astimezone().isoformat(), "version": __version__,
+                  "license": "AGPL-3.0 (https://ultralytics.com/license)", "docs": "https://docs.ultralytics.com",
+                  **record}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.save(out, lambda tmp: torch.save(checkpoint, str(tmp)))
 
 
 def _load_problem(exc: Exception) -> str:

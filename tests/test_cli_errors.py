@@ -365,13 +365,14 @@ def test_ctrl_c_while_the_command_starts_is_one_line():
     assert done.returncode == 130 and done.stderr == "interrupted while starting\n", done.stderr
 
 
-def _main_without(package: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """``detdistill ARGV`` in a Python where ``package`` (and its submodules) cannot be imported."""
+def _main_without(package: str, argv: list[str], error: str = "ModuleNotFoundError(f\"No module named '{name}'\", "
+                  "name=name)") -> subprocess.CompletedProcess:
+    """``detdistill ARGV`` in a Python where importing ``package`` (or a submodule) raises ``error``."""
     code = ("import importlib.abc, sys\n"
             "class Missing(importlib.abc.MetaPathFinder):\n"
             "    def find_spec(self, name, path=None, target=None):\n"
             f"        if name.split('.')[0] == {package!r}:\n"
-            "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
+            f"            raise {error}\n"
             "sys.meta_path.insert(0, Missing())\n"
             f"sys.argv = ['detdistill', *{[str(a) for a in argv]!r}]\n"
             "from detdistill.__main__ import main\n"
@@ -391,6 +392,11 @@ def test_a_python_without_opencv_gets_one_line_naming_the_extra_and_the_jetson_w
     line = _one_error_line(_main_without("cv2", ["--help"]))
     assert line.startswith("error: detdistill needs OpenCV (the cv2 module)") and \
         "pip install 'detdistill[runtime]'" in line and "--system-site-packages" in line
+    # installed, but a library it links is missing (a slim container without libGL)
+    line = _one_error_line(_main_without("cv2", ["--help"], "ImportError('libGL.so.1: cannot open shared object "
+                                                            "file: No such file or directory', name='cv2')"))
+    assert line.startswith("error: OpenCV (cv2) is installed but does not load (libGL.so.1: cannot open") and \
+        "apt-get install libgl1" in line
 
 
 def test_missing_packages_of_a_jetson_install_are_one_line(tmp_path_factory, teacher_pt, coco8_yaml, tmp_path):

@@ -127,6 +127,10 @@ UNREACHABLE = textwrap.dedent("""
 def test_a_display_that_cannot_be_reached_runs_headless_and_keeps_its_outputs(tmp_path):
     """A DISPLAY left set by an SSH session whose X forward is gone: Qt would abort the whole process (no summary,
     no recording) at the first window; the demo runs headless with a line saying why."""
+    import cv2
+
+    if "GUI: NONE" in " ".join(cv2.getBuildInformation().split()):
+        pytest.skip("this OpenCV has no GUI: the demo runs headless without probing a display")
     taken = {int(p.name[1:]) for p in Path("/tmp/.X11-unix").glob("X*") if p.name[1:].isdigit()}
     display = f":{max(taken | {90}) + 7}"  # no X server listens there
     env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(ROOT)}
@@ -135,5 +139,5 @@ def test_a_display_that_cannot_be_reached_runs_headless_and_keeps_its_outputs(tm
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "FRAMES 12" in done.stdout and (tmp_path / "out.mp4").stat().st_size > 0
-    assert f"display {display} is set but no window opens there" in done.stdout or \
-        "OpenCV here has no GUI" in done.stdout, done.stdout
+    assert f"display {display} is set but no window opens there (qt.qpa.xcb: could not connect to display" in \
+        done.stdout or f"display {display} is set but no window opens there" in done.stdout, done.stdout

@@ -95,7 +95,11 @@ def test_quantization_aware_distillation_is_off_unless_asked_for():
      "distill.augment: road, or drop average"),
     ({"distill": {"augment": "road", "recipe": None, "average": 0.5}}, "and there is no distilled student: set "
      "distill.recipe (e.g. default), or drop average"),
-    ({"distill": {"augment": "road", "average": 1}}, "distill.average: must be a number in (0, 1), got 1"),
+    ({"distill": {"augment": "road", "average": 1}}, "distill.average: 1 is the student distilled under "
+     "distill.augment alone: drop average"),
+    ({"distill": {"augment": "road", "average": 1.5}}, "distill.average: must be a number in (0, 1), got 1.5"),
+    ({"student": {"width": 0.25}, "distill": {"augment": "road", "average": 0.5}}, "distill.average averages two "
+     "fine-tunes of one trained student, and student.width trains one from scratch"),
     ({"distill": {"augment": "road", "average": "half"}}, "distill.average: must be a number in (0, 1), got 'half'"),
     ({"measure": {"corrupt": "fog:9"}}, "measure.corrupt: corruption 'fog': severity must be an integer from 1"),
     ({"measure": {"corrupt": "haze"}}, "measure.corrupt: unknown corruption 'haze'"),

@@ -214,40 +214,50 @@ def test_the_report_says_which_students_trained_under_a_preset(tmp_path, coco8, 
     assert [n for n in ctx.notes if n.startswith("Augmentation")] == ([note] if note else [])
 
 
-def test_distill_average_trains_the_student_again_on_clean_images_and_ships_the_average(tmp_path, coco8, teacher_pt):
-    """The two distilled students' trainings are taken as finished (their best.pt made here: the teacher and a moved
-    copy); the average stage runs for real."""
+def test_distill_average_trains_the_student_again_on_clean_images_and_ships_the_average(tmp_path, coco8, teacher_pt,
+                                                                                       monkeypatch):
+    """The stages run through the real stage cache; the trainings are recorded instead of run (each "trains" to a
+    made best.pt: the teacher, and a moved copy for the clean one); the average is computed for real."""
     import torch
 
+    from detdistill.distill import api
     from detdistill.pipeline import training_stages
 
-    class Trained(StageCache):
-        def run(self, name, inputs, outputs, fn, clean=()):
-            self.seen[name] = inputs
-            return fn() if name.startswith("average") else str(outputs[0])
+    jobs = []
 
-    work = tmp_path / "work"
-    for run, scale in (("student-kd", 0.0), ("student-kd-clean", 0.02)):
+    def trained(job):
+        jobs.append(job)
         ckpt = torch.load(teacher_pt, map_location="cpu", weights_only=False)
         model = ckpt["model"].float()
+        moved = job.augment is None  # the clean one differs from the augmented one
         with torch.no_grad():
             for p in model.parameters():
-                if p.ndim > 1:
-                    p.add_(torch.randn_like(p) * p.std() * scale)
+                p.add_(torch.randn_like(p) * p.std() * 0.02 * moved if p.ndim > 1 else 0.0)
         ckpt["model"] = model.half()
-        (work / run / "weights").mkdir(parents=True)
-        torch.save(ckpt, work / run / "weights" / "best.pt")
+        (job.run_dir / "weights").mkdir(parents=True, exist_ok=True)
+        torch.save(ckpt, job.run_dir / "weights" / "best.pt")
+        return job.run_dir / "weights" / "best.pt"
+
+    monkeypatch.setattr(api, "run_training", trained)
     recipe = {"data": {"yaml": str(coco8)}, "teacher": {"weights": str(teacher_pt)}, "student": {"prune": {}},
-              "distill": {"augment": "road", "teacher_clean": True, "average": 0.5}}
-    cache = Trained(work)
-    cache.seen = {}
-    ctx = StageContext(validate(recipe), work, cache, log=lambda line: None)
+              "distill": {"augment": "road", "teacher_clean": True, "average": 0.5, "baseline": False}}
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = []
+    ctx = StageContext(validate(recipe), work, StageCache(work, log=lines.append), log=lines.append)
     kd = training_stages.students(ctx, str(teacher_pt), coco8, coco8, teacher_pt)[-1]
+    road, clean = jobs
+    assert (road.augment, road.teacher_clean, road.run_dir.name) == ("road", True, "student-kd")
+    assert (clean.augment, clean.teacher_clean, clean.run_dir.name) == (None, False, "student-kd-clean")
+    assert (clean.recipe, clean.teacher, clean.freeze_bn) == (road.recipe, road.teacher, road.freeze_bn)
     assert (kd.role, kd.path) == ("student_kd", work / "student-kd-average.pt")
     record = torch.load(kd.path, map_location="cpu", weights_only=False)["detdistill_average"]
     assert (record["first"], record["second"], record["weight"]) == \
         (str(work / "student-kd-clean" / "weights" / "best.pt"), str(work / "student-kd" / "weights" / "best.pt"), 0.5)
-    road, clean = cache.seen["distill student (default)"], cache.seen["distill student (default) on clean images"]
-    assert (road["augment"], road["teacher_clean"]) == ("road", True) and "augment" not in clean
-    assert clean["args"]["name"] == "student-kd-clean" and clean["recipe"] == road["recipe"]
     assert any(n.startswith("The distilled student is the weight average of two distillations") for n in ctx.notes)
+    # another weight averages again: the stage keeps one name and one file, and its key holds the weight
+    recipe["distill"]["average"] = 0.25
+    ctx = StageContext(validate(recipe), work, StageCache(work, log=lines.append), log=lines.append)
+    kd = training_stages.students(ctx, str(teacher_pt), coco8, coco8, teacher_pt)[-1]
+    assert len(jobs) == 2 and torch.load(kd.path, map_location="cpu", weights_only=False)["detdistill_average"][
+        "weight"] == 0.25

@@ -12,7 +12,8 @@ of every corruption alike). Choose the weight with ``--half tune``, report it wi
     YOLO_OFFLINE=1 python tools/bench_average.py --out BENCH_OUT --track coco-mini --student pruned0.65 \\
         --epochs 10 --first at --second at+road-clean --weights 0,0.25,0.5,0.75,1 --seeds 0,1,2,3 --half tune
 
-The averages are written to ``--out``/averages, the scores (with their per-image matches) cached beside them.
+The averages are written to ``--out``/averages, the scores (with their per-image matches) cached beside them, both
+named by the contents of the models they come from.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ SEVERITY_3 = "fog:3,rain:3,snow:3,glare:3,dark:3,motion_blur:3,noise:3,jpeg:3"
 
 def model_path(out: Path, first: str, second: str, weight: float, seed: int) -> Path:
     """The first arm's (0) or second arm's (1) best.pt, else their average at ``weight`` (written once)."""
+    from detdistill.hashing import file_sha256
     from detdistill.weight_average import average_checkpoints
 
     if weight in (0, 1):
         return out / "runs" / f"{(first, second)[int(weight)]}-s{seed}" / "weights" / "best.pt"
-    path = out / "averages" / f"{first}+{second}-w{weight:g}-s{seed}.pt"
+    ends = [model_path(out, first, second, w, seed) for w in (0, 1)]
+    tags = "-".join(file_sha256(e)[:12] for e in ends)  # retrained arms average again
+    path = out / "averages" / f"{first}+{second}-w{weight:g}-s{seed}-{tags}.pt"
     if not path.is_file():
-        ends = [model_path(out, first, second, w, seed) for w in (0, 1)]
         print(f"    averaging {ends[0].parent.parent.name} and {ends[1].parent.parent.name} at {weight:g}: "
               f"cosine {average_checkpoints(*ends, weight, path).cosine:.4f}", flush=True)
     return path
@@ -82,6 +85,7 @@ def main() -> None:
     from detdistill.data.dataset import load_dataset
     from detdistill.data.splits import split_halves
     from detdistill.export.compare import paired_gain
+    from detdistill.hashing import file_sha256
     from detdistill.runtime.cpu import instruction_set
 
     out = args.out.resolve()
@@ -111,7 +115,7 @@ def main() -> None:
     for i, (w, s) in enumerate(jobs, 1):
         t0 = time.time()
         path = model_path(out, args.first, args.second, w, s)
-        cache = out / "averages" / "scores" / f"{args.first}+{args.second}-w{w:g}-s{s}-{args.half}-{args.corrupt}.pkl"
+        cache = out / "averages" / "scores" / f"{file_sha256(path)[:12]}-{args.half}-{args.imgsz}-{args.corrupt}.pkl"
         results[w, s] = r = scores(path, cache, data, files, args.imgsz, conditions)
         mpc = statistics.mean(r[c].map50_95 for c in conditions)
         print(f"[{i}/{len(jobs)}] weight {w:g} seed {s}: clean {r[None].map50_95:.4f}  mPC {mpc:.4f}  "

@@ -15,11 +15,7 @@ its stages; another object runs whole in the inference stage.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +32,7 @@ from ..runtime.backends import describe_backend
 from ..runtime.detector import class_ids_of
 from ..file_checks import require_present
 from .capture import FrameSource, SourceError
+from .display import display_problem
 from .encoders import plan_video
 from .gather import SourceSet
 from .output import Outputs, recording_paths
@@ -92,33 +89,6 @@ def load_detector(model: str | Path, conf: float, iou: float, classes: list[int]
     require_present(path, "model", "Export one with `detdistill export`, or build an engine on the device with "
                     "`detdistill build`.")
     return Detector(str(path), conf=conf, iou=iou, classes=classes, backend=backend)
-
-
-# creates and drops a window in a child process (no event loop runs, so it is never drawn): Qt aborts the whole
-# process there when it cannot reach the display
-WINDOW_PROBE = "import cv2; cv2.namedWindow('detdistill'); cv2.destroyAllWindows()"
-
-
-def display_problem() -> str | None:
-    """Why no window can be opened here, or ``None`` when one can: OpenCV built without a GUI, no X/Wayland display
-    (Linux), or a ``DISPLAY``/``WAYLAND_DISPLAY`` that is set but cannot be reached (a stale SSH forward, a container
-    without access to the host's X server), which a window probe in a child process finds."""
-    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), flags=re.MULTILINE)
-    if match and match.group(1).upper() == "NONE":
-        return "OpenCV here has no GUI (e.g. opencv-python-headless)"
-    if not sys.platform.startswith("linux"):
-        return None
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if not display:
-        return "no display (DISPLAY unset)"
-    try:
-        probe = subprocess.run([sys.executable, "-c", WINDOW_PROBE], capture_output=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return f"no window opened on display {display} within 30 s"
-    if probe.returncode != 0:
-        return f"display {display} is set but no window opens there (an X server that is gone, or not shared with " \
-               "this user or container: xhost +local:, or ssh -X again)"
-    return None
 
 
 @contextmanager

@@ -366,9 +366,17 @@ def _check(cfg: PipelineConfig) -> None:
         raise PipelineError("distill.teacher_clean: keeps the KD teacher's images clean, and distill.recipe is null, "
                             "so no student is distilled: set distill.recipe (e.g. default), or drop teacher_clean")
     if cfg.distill.average is not None:
+        if cfg.distill.average in (0, 1) and not isinstance(cfg.distill.average, bool):
+            raise PipelineError(f"distill.average: {cfg.distill.average} is the student distilled "
+                                f"{'on clean images' if cfg.distill.average == 0 else 'under distill.augment'} alone: "
+                                "drop average (and augment, for the clean one), or give a share between 0 and 1")
         _number(cfg.distill.average, "distill.average", 0, 1, open_lo=True, open_hi=True)
         missing = ("no augmentation preset: add distill.augment: road" if cfg.distill.augment is None else
                    "no distilled student: set distill.recipe (e.g. default)" if cfg.distill.recipe is None else None)
+        if cfg.student.kind in ("model", "width"):
+            raise PipelineError(f"distill.average averages two fine-tunes of one trained student, and student."
+                                f"{cfg.student.kind} trains one from scratch, whose two trainings drift apart: start "
+                                "from weights (student.prune or student.weights), or drop average")
         if missing:
             raise PipelineError("distill.average: the share of the student distilled under distill.augment in its "
                                 "average with the same student distilled on clean images, and there is "

@@ -100,7 +100,8 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
     if dist.augment and out:  # the report says which students saw augmented images
         who = ["the student without KD"] if dist.baseline else []
         if dist.recipe:
-            who.append("the distilled student" + (" (its teacher read the clean images)" if dist.teacher_clean else ""))
+            kd = "the augmented one of the two distilled students" if dist.average is not None else "the distilled student"
+            who.append(kd + (" (its teacher read the clean images)" if dist.teacher_clean else ""))
         ctx.note(f"Augmentation: {' and '.join(who)} trained under the '{dist.augment}' preset.")
     return out
 
@@ -119,8 +120,8 @@ def _average_with_clean(ctx: StageContext, kd_job: Any, kd_key: dict, augmented:
     key = {k: v for k, v in {**kd_key, "args": job.train_args}.items() if k not in ("augment", "teacher_clean")}
     clean = _train(ctx, f"distill student ({dist.recipe}) on clean images", key, run_dir, job)
     out = ctx.work / AVERAGE_FILE
-    ctx.stages.run(f"average the distilled students ({dist.average:g} of the '{dist.augment}' one)",
-                   {"clean": clean, "augmented": augmented, "weight": dist.average}, [out],
+    ctx.stages.run("average the distilled students", {"clean": clean, "augmented": augmented, "weight": dist.average},
+                   [out],  # one name for any weight: the key holds it, so another weight averages again
                    lambda: str(average_checkpoints(clean, augmented, dist.average, out).path))
     ctx.note(f"The distilled student is the weight average of two distillations, on clean images and under the "
              f"'{dist.augment}' preset ({dist.average:g} of the latter; `detdistill average`).")

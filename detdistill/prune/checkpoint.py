@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .. import atomic
 from ..export.outputs import checked_output
-from ..models import never_trained
+from ..models import never_trained, save_detection_checkpoint
 from .calibration import calibration_batches, recalibrate_bn
 from .config import PruneConfig
 from .models import PruneError, count_gflops, count_params, load_detection_model, output_tensors, reset_head
@@ -114,35 +113,6 @@ def check_outputs(original: Any, pruned: Any, imgsz: int) -> None:
 
 
 def save_student(model: Any, ckpt: dict, result: PruneResult, out: Path, half: bool = True) -> None:
-    """Write ``model`` as an ultralytics checkpoint (the teacher's ``train_args``, ultralytics' keys) with the
-    ``detdistill_prune`` record, atomically: a killed run leaves no half-written student."""
-    import torch  # lazy: torch, ultralytics (the CLI loads prune's verbs without them)
-    from ultralytics import __version__
-
-    train_args = dict(ckpt.get("train_args") or {})
-    train_args.pop("resume", None)
-    saved = copy.deepcopy(model)
-    if half:
-        saved.half()
-    if hasattr(saved, "args") and not isinstance(saved.args, dict):
-        saved.args = dict(vars(saved.args)) if hasattr(saved.args, "__dict__") else dict(saved.args)
-    if hasattr(saved, "criterion"):
-        saved.criterion = None
-    if hasattr(saved, "pt_path"):
-        del saved.pt_path
-    record = {
-        "epoch": -1,
-        "best_fitness": None,
-        "model": saved,
-        "ema": None,
-        "updates": None,
-        "optimizer": None,
-        "train_args": train_args,
-        "date": datetime.now().astimezone().isoformat(),
-        "version": __version__,
-        "license": "AGPL-3.0 (https://ultralytics.com/license)",
-        "docs": "https://docs.ultralytics.com",
-        "detdistill_prune": result.to_dict(),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic.save(out, lambda tmp: torch.save(record, str(tmp)))
+    """Write ``model`` as an ultralytics checkpoint with the teacher's ``train_args`` and the ``detdistill_prune``
+    record (:func:`detdistill.models.save_detection_checkpoint`)."""
+    save_detection_checkpoint(model, ckpt, out, {"detdistill_prune": result.to_dict()}, half=half)
