@@ -20,7 +20,7 @@ def display_problem() -> str | None:
     """Why no window can be opened here, or ``None`` when one can: OpenCV built without a GUI, no X/Wayland display
     (Linux), or a ``DISPLAY``/``WAYLAND_DISPLAY`` that is set but cannot be reached (a stale SSH forward, a container
     without access to the host's X server, a missing Qt platform library), which a window probe in a child process
-    finds; its last line of stderr says why."""
+    finds; the first line of its stderr says why."""
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), flags=re.MULTILINE)
     if match and match.group(1).upper() == "NONE":
         return "OpenCV here has no GUI (e.g. opencv-python-headless)"
