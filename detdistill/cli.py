@@ -211,12 +211,7 @@ def average(
     """
     from detdistill.weight_average import average_checkpoints  # lazy: torch (the CLI starts without it)
 
-    for path, which in ((first, "first checkpoint"), (second, "second checkpoint")):
-        try:
-            require_present(path, which, CHECKPOINT_FIX)
-        except FileNotFoundError as e:
-            fail(str(e))
-    result = average_checkpoints(first, second, weight, output)
+    result = average_checkpoints(first, second, weight, output)  # its errors name the file: one line each
     console.print(f"wrote [bold]{result.path}[/] ({1 - weight:g} x {first} + {weight:g} x {second}; "
                   f"cosine similarity of their weights {result.cosine:.4f})", soft_wrap=True)
 

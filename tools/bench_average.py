@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_distill import PROTOCOL, TRACKS, latest_rows  # noqa: E402  (shared)
+from bench_distill import TRACKS, add_folder_options, folder_runs  # noqa: E402  (shared)
 
 from detdistill.data.splits import HALVES  # noqa: E402
 
@@ -66,11 +66,7 @@ def scores(path: Path, cache: Path, data: str, files: list[Path], imgsz: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="the bench_distill.py --out folder")
-    ap.add_argument("--track", default="coco-mini")
-    ap.add_argument("--student", default="pruned0.65")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--imgsz", type=int, default=320)
+    add_folder_options(ap, track="coco-mini", student="pruned0.65", epochs=10)
     ap.add_argument("--first", default="at", help="the arm at weight 0 (the gains are against it)")
     ap.add_argument("--second", default="at+road-clean", help="the arm at weight 1")
     ap.add_argument("--weights", default="0,0.25,0.5,0.75,1", help="shares of the second arm")
@@ -99,10 +95,7 @@ def main() -> None:
     if any(not 0 <= w <= 1 for w in weights) or 0 not in weights:
         ap.error(f"--weights {args.weights}: shares from 0 to 1, 0 among them (the gains are against it)")
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = latest_rows((out / "results.jsonl").read_text().splitlines()) if (out / "results.jsonl").is_file() else []
-    finished = {(r["method"], r["seed"]) for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"],
-                                                            r["imgsz"]) == (PROTOCOL, args.track, args.student,
-                                                                            args.epochs, args.imgsz)}
+    finished = {(r["method"], r["seed"]) for r in folder_runs(out, args.track, args.student, args.epochs, args.imgsz)}
     missing = [f"{m} seed {s}" for s in seeds for m in (args.first, args.second) if (m, s) not in finished]
     if missing:
         ap.error(f"no finished run in {out} for {', '.join(missing)} (--track {args.track} --student {args.student} "

@@ -279,6 +279,24 @@ def latest_rows(lines: list[str]) -> list[dict]:
     return list({run_key(r): r for r in map(json.loads, lines)}.values())
 
 
+def folder_runs(out: Path, track: str, student: str, epochs: int, imgsz: int) -> list[dict]:
+    """The finished runs in ``out``'s results.jsonl of this protocol, track, student, epochs and image size (each run
+    once, its latest line); none where there is no results.jsonl."""
+    results = out / "results.jsonl"
+    rows = latest_rows(results.read_text().splitlines()) if results.is_file() else []
+    wanted = (PROTOCOL, track, student, epochs, imgsz)
+    return [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) == wanted]
+
+
+def add_folder_options(ap: argparse.ArgumentParser, track: str, student: str, epochs: int) -> None:
+    """The options of a tool that reads the runs of a bench_distill.py --out folder (see :func:`folder_runs`)."""
+    ap.add_argument("--out", type=Path, required=True, help="the bench_distill.py --out folder")
+    ap.add_argument("--track", default=track)
+    ap.add_argument("--student", default=student)
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--imgsz", type=int, default=320)
+
+
 def summarize(rows: list[dict], out: Path, samples: int = 1000, base: str = "none") -> str:
     """Tuning and test mAP per method, and each method's paired test-half gain with its bootstrap interval.
 
@@ -471,9 +489,7 @@ def main() -> None:
             rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
         print(f"    {'ok' if rc == 0 else f'FAILED (rc={rc}), see {log}'} in {time.time() - t0:.0f}s", flush=True)
         failed += rc != 0
-    rows = latest_rows(results.read_text().splitlines()) if results.exists() else []
-    wanted = (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)
-    rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) == wanted]
+    rows = folder_runs(args.out, args.track, args.student, args.epochs, args.imgsz)
     rows = [r for r in rows if r["method"] in args.methods.split(",") and str(r["seed"]) in args.seeds.split(",")]
     from detdistill.runtime.cpu import instruction_set
 

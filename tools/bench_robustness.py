@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_distill import PROTOCOL, TEACHER, TRACKS, latest_rows, named_recipe  # noqa: E402  (shared)
+from bench_distill import TEACHER, TRACKS, add_folder_options, folder_runs, named_recipe  # noqa: E402  (shared)
 
 from detdistill.data.splits import HALVES  # noqa: E402
 
@@ -50,11 +50,7 @@ def rpc(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True, help="the bench_distill.py --out folder")
-    ap.add_argument("--track", default="vehicles")
-    ap.add_argument("--student", default="pruned0.5")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--imgsz", type=int, default=320)
+    add_folder_options(ap, track="vehicles", student="pruned0.5", epochs=6)
     ap.add_argument("--methods", default="none,default")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--teacher", action="store_true", help="also score the benchmark's teacher")
@@ -78,9 +74,7 @@ def main() -> None:
         ap.error(f"--out {out} holds no results.jsonl: give the --out folder of a tools/bench_distill.py run")
     data = str(TRACKS.get(args.track, args.track))
     files = split_halves(load_dataset(data).images("val"))[args.half]
-    rows = latest_rows((out / "results.jsonl").read_text().splitlines())
-    rows = [r for r in rows if (r.get("protocol"), r["track"], r["student"], r["epochs"], r["imgsz"]) ==
-            (PROTOCOL, args.track, args.student, args.epochs, args.imgsz)]
+    rows = folder_runs(out, args.track, args.student, args.epochs, args.imgsz)
     methods = [named_recipe(m) for m in args.methods.split(",")]   # default -> the recipe it stands for
     wanted = [(m, int(s)) for m in methods for s in args.seeds.split(",")]
     jobs = [("teacher", -1, Path(TEACHER))] if args.teacher else []

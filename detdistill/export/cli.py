@@ -88,12 +88,10 @@ def export(
         fail(str(e))
     typer.echo(f"wrote {out}")
     if imgsz is None:
-        import onnx  # lazy: onnx, loaded by the export above
+        from ..runtime.backends.onnxruntime import onnx_metadata  # lazy: onnxruntime, loaded by the parity check
+        from ..runtime.metadata import ModelInfo  # lazy: as above
 
-        from ..runtime.metadata import ModelInfo  # lazy: as onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
-        size = max(ModelInfo.from_mapping(meta).imgsz)
+        size = max(ModelInfo.from_mapping(onnx_metadata(out)).imgsz)
         typer.secho(f"note: exported at {size} px (the size {weights.name} was trained at, else 640; --imgsz to "
                     "choose another)", fg=typer.colors.YELLOW, err=True)
 

@@ -4,6 +4,7 @@ interrupted one resumes from its ``last.pt``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,6 @@ def students(ctx: StageContext, start: str, data: Path, kd_data: Path, teacher_p
 def _average_with_clean(ctx: StageContext, kd_job: Any, kd_key: dict, augmented: Path) -> Path:
     """``distill.average``: the distilled student trained again on clean images, and the weight average of the two
     (:mod:`detdistill.weight_average`), the share ``distill.average`` of the augmented one: the student shipped."""
-    from dataclasses import replace  # lazy: only this setting needs it
-
     from ..weight_average import average_checkpoints  # lazy: torch (only this stage needs it)
 
     dist = ctx.cfg.distill
